@@ -1,0 +1,172 @@
+"""Commands: requests to change the log, named ``noun:verb``.
+
+A command is a frozen, tagged msgspec Struct; its ``type`` tag is its wire
+name (``job:create``). Commands are sent on the EventBus and decided by the
+Stower, which validates each one against the field constraints below before
+deciding it (constraints are enforced on decode, so the Stower round-trips a
+command through JSON to check it; see :func:`validate_command`).
+
+Every command carries ``actor`` (who asks: a user id or ``worker:NAME``) and
+may carry ``correlation_id`` (the workflow it belongs to) and
+``causation_id`` (the event or request that caused it). They are copied onto
+every event the command produces.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Any
+
+import msgspec
+
+from .errors import ValidationError
+from .models import User
+
+__all__ = [
+    "COMMAND_TYPES",
+    "Command",
+    "JobComplete",
+    "JobCreate",
+    "JobFail",
+    "JobProgress",
+    "JobStart",
+    "MarkCreate",
+    "MarkDelete",
+    "validate_command",
+]
+
+MAX_ID_LENGTH = 128
+MAX_TEXT_LENGTH = 4096
+
+Id = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_LENGTH)]
+JobTypeName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")]
+Text = Annotated[str, msgspec.Meta(max_length=MAX_TEXT_LENGTH)]
+Percent = Annotated[float, msgspec.Meta(ge=0.0, le=100.0)]
+Count = Annotated[int, msgspec.Meta(ge=0)]
+Attempt = Annotated[int, msgspec.Meta(ge=1)]
+Version = Annotated[int, msgspec.Meta(ge=0)]
+Priority = Annotated[int, msgspec.Meta(ge=-(2**31), le=2**31 - 1)]
+Seconds = Annotated[float, msgspec.Meta(gt=0.0, le=365 * 24 * 3600.0)]
+
+
+class Command(
+    msgspec.Struct, frozen=True, kw_only=True, tag_field="type", forbid_unknown_fields=True
+):
+    """Base of all commands."""
+
+    actor: Id = "system"
+    correlation_id: Id | None = None
+    causation_id: Id | None = None
+
+
+class JobCreate(Command, frozen=True, kw_only=True, tag="job:create"):
+    """Submit a new job. ``job_id`` is chosen by the sender (a fresh id)."""
+
+    job_id: Id
+    job_type: JobTypeName
+    params: dict[str, Any] = {}
+    user: User
+    priority: Priority = 0
+    run_at: datetime | None = None
+    max_retries: Count = 0
+    timeout: Seconds | None = None
+    idempotency_key: Id | None = None
+
+
+class JobStart(Command, frozen=True, kw_only=True, tag="job:start"):
+    """Claim a pending job. ``expected_version`` is the job's version the worker saw."""
+
+    job_id: Id
+    worker: Id
+    expected_version: Version
+    lease_seconds: Seconds = 60.0
+
+
+class JobProgress(Command, frozen=True, kw_only=True, tag="job:progress"):
+    """Report progress of a running job's current ``attempt``."""
+
+    job_id: Id
+    attempt: Attempt
+    percent: Percent | None = None
+    stage: Text | None = None
+    message: Text | None = None
+    processed: Count | None = None
+    total: Count | None = None
+
+
+class JobComplete(Command, frozen=True, kw_only=True, tag="job:complete"):
+    """End a running job's ``attempt`` successfully with its ``result``."""
+
+    job_id: Id
+    attempt: Attempt
+    result: dict[str, Any] | None = None
+
+
+class JobFail(Command, frozen=True, kw_only=True, tag="job:fail"):
+    """End a running job's ``attempt`` with an error."""
+
+    job_id: Id
+    attempt: Attempt
+    error: Text
+    error_type: Text | None = None
+
+
+class MarkCreate(Command, frozen=True, kw_only=True, tag="mark:create"):
+    """Create a mark on a resource; if ``job_id`` is set, ``attempt`` must be its current one."""
+
+    mark_id: Id
+    resource_id: Id
+    annotation: dict[str, Any]
+    job_id: Id | None = None
+    attempt: Attempt | None = None
+
+
+class MarkDelete(Command, frozen=True, kw_only=True, tag="mark:delete"):
+    """Delete a mark."""
+
+    mark_id: Id
+
+
+AnyCommand = JobCreate | JobStart | JobProgress | JobComplete | JobFail | MarkCreate | MarkDelete
+
+COMMAND_TYPES: dict[str, type[Command]] = {
+    cls.__struct_config__.tag: cls  # type: ignore[misc]
+    for cls in (JobCreate, JobStart, JobProgress, JobComplete, JobFail, MarkCreate, MarkDelete)
+}
+"""Wire name → command class, for every command the Stower decides."""
+
+MAX_COMMAND_BYTES = 1 << 20
+"""The largest command, as JSON, the Stower accepts (1 MiB)."""
+
+_encoder = msgspec.json.Encoder()
+_decoder: msgspec.json.Decoder[AnyCommand] = msgspec.json.Decoder(AnyCommand)
+_PATH = re.compile(r" - at `\$\.?([^`]*)`$")
+
+
+def validate_command(command: object) -> Command:
+    """Check ``command`` against every field constraint and return it.
+
+    Structs built in Python skip msgspec's constraints, so the command is
+    encoded and decoded once. Raises :class:`ValidationError` naming the field
+    for anything that is not a well-formed command.
+    """
+    if not isinstance(command, Command):
+        raise ValidationError(f"not a command: {type(command).__name__}")
+    try:
+        raw = _encoder.encode(command)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise ValidationError(f"cannot encode command: {exc}") from exc
+    if len(raw) > MAX_COMMAND_BYTES:
+        raise ValidationError(
+            f"command is {len(raw)} bytes, more than the limit of {MAX_COMMAND_BYTES}"
+        )
+    try:
+        return _decoder.decode(raw)
+    except msgspec.ValidationError as exc:
+        message = str(exc)
+        match = _PATH.search(message)
+        field = match.group(1) if match else None
+        raise ValidationError(_PATH.sub("", message), field=field) from exc
+    except msgspec.DecodeError as exc:  # e.g. NaN, nesting too deep
+        raise ValidationError(f"malformed command: {exc}") from exc

@@ -1,0 +1,112 @@
+"""The read-model values: users, jobs, progress, leases and marks.
+
+All are frozen, keyword-only msgspec Structs. They are what a projection of
+the event log produces and what the public API returns.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from .status import JobStatus, is_terminal
+
+__all__ = ["SYSTEM_USER", "Job", "Lease", "Mark", "Progress", "User"]
+
+
+class User(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """Who a job belongs to. ``id`` is what ownership checks compare.
+
+    ``name``, ``email`` and ``domain`` travel with the job so workers can name
+    the creator of what they make (for example a W3C Agent for annotations);
+    ``tenant`` scopes a user inside a multi-tenant application.
+    """
+
+    id: str
+    name: str | None = None
+    email: str | None = None
+    domain: str | None = None
+    tenant: str | None = None
+
+
+SYSTEM_USER = User(id="system")
+"""The user of jobs submitted without one."""
+
+
+class Progress(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """The last progress a worker reported for a job.
+
+    ``percent`` is 0-100. ``processed`` and ``total`` count items when the work
+    is countable; ``stage`` and ``message`` are free text for people.
+    """
+
+    percent: float = 0.0
+    stage: str | None = None
+    message: str | None = None
+    processed: int | None = None
+    total: int | None = None
+
+
+class Lease(msgspec.Struct, frozen=True, kw_only=True):
+    """A running job's claim: which worker holds it, for which attempt, until when."""
+
+    worker: str
+    attempt: int
+    expires_at: datetime
+
+
+class Job(msgspec.Struct, frozen=True, kw_only=True):
+    """A job as the log says it is now.
+
+    ``version`` is the version of the last event in the job's stream; a claim
+    (``job:start``) must name it. ``created_seq`` is the log position of
+    ``job.created`` and orders jobs of equal priority (FIFO). ``attempt``
+    counts claims: 0 while never started, 1 for the first run, and so on.
+    """
+
+    id: str
+    job_type: str
+    status: JobStatus
+    params: dict[str, Any]
+    user: User
+    priority: int = 0
+    run_at: datetime | None = None
+    max_retries: int = 0
+    timeout: float | None = None
+    idempotency_key: str | None = None
+    attempt: int = 0
+    progress: Progress | None = None
+    result: dict[str, Any] | None = None
+    error: str | None = None
+    lease: Lease | None = None
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    version: int
+    created_seq: int
+
+    @property
+    def is_terminal(self) -> bool:
+        """True once the job can no longer change."""
+        return is_terminal(self.status)
+
+
+class Mark(msgspec.Struct, frozen=True, kw_only=True):
+    """An annotation on a resource (a document), usually made by a job.
+
+    ``annotation`` is the annotation's content as JSON-compatible data;
+    ``job_id`` names the job that made it, if any; ``created_seq`` is the log
+    position of ``mark.created`` and orders a resource's marks.
+    """
+
+    id: str
+    resource_id: str
+    annotation: dict[str, Any]
+    job_id: str | None = None
+    created_by: str
+    created_at: datetime
+    version: int
+    created_seq: int

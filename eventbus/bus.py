@@ -1,0 +1,324 @@
+"""The EventBus: commands in, committed events out, on pyventus.
+
+One :class:`EventBus` per ledger. Each bus owns two pyventus ``EventLinker``
+subclasses made for it alone (one for commands, one for events), so two
+ledgers in one process share no subscriptions; channels are plain strings:
+the command's wire name (``job:start``) or the event's (``job.started``).
+
+Why our own processing service (measured on pyventus 0.8, see DESIGN.md):
+its default ``AsyncIOProcessingService`` makes one task per emit and the
+tasks run in whatever order the loop picks, so ``job.completed`` could reach
+a subscriber before the ``job.progressed`` emitted just before it; its
+``enforce_submission_order`` mode keeps order but holds the queue in a
+module-global task set shared by every emitter in the process. The bus
+therefore plugs in :class:`_OrderedProcessing`: one FIFO per bus, drained by
+one task the bus owns, so emit order is delivery order, there is no task per
+emit, and ``publish`` never blocks the Stower (it only appends).
+
+Handler exceptions never reach pyventus (which would print them to stdout)
+nor the emitter: every handler is wrapped, and a failure goes to the bus's
+``on_error`` (by default, our structlog logger) and is counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import itertools
+import types
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import msgspec
+from pyventus.core.processing import ProcessingService
+from pyventus.events import EventEmitter, EventLinker, EventSubscriber
+
+from jobledger.core import (
+    COMMAND_TYPES,
+    Command,
+    Envelope,
+    LedgerClosed,
+    ValidationError,
+    get_logger,
+)
+
+__all__ = [
+    "BusStatistics",
+    "CommandHandler",
+    "EventBus",
+    "EventHandler",
+    "Reply",
+    "Subscription",
+]
+
+log = get_logger("eventbus")
+
+Reply = tuple[Envelope, ...]
+"""What ``send`` returns: the committed events the command produced, in order."""
+
+EventHandler = Callable[[Envelope], Awaitable[None] | None]
+"""A subscriber: called with each envelope, in ``seq`` order. Must be quick."""
+
+CommandHandler = Callable[[Command, "asyncio.Future[Reply]"], Awaitable[None]]
+"""The one command handler (the Stower): takes a command and the future to answer."""
+
+_bus_numbers = itertools.count(1)
+
+
+class BusStatistics(msgspec.Struct, frozen=True, kw_only=True):
+    """A bus's counters. ``queued`` is what is emitted but not yet delivered."""
+
+    commands_sent: int
+    commands_in_flight: int
+    events_published: int
+    queued: int
+    max_queued: int
+    subscribers: int
+    handler_errors: int
+
+
+class _OrderedProcessing(ProcessingService):
+    """A pyventus processing service that runs submissions one at a time, in order."""
+
+    def __init__(self, on_error: Callable[[BaseException], None]) -> None:
+        self._queue: deque[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]] = deque()
+        self._task: asyncio.Task[None] | None = None
+        self._idle: asyncio.Event | None = None
+        self._on_error = on_error
+        self.max_queued = 0
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
+
+    def submit(self, callback: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        self._queue.append((callback, args, kwargs))
+        self.max_queued = max(self.max_queued, len(self._queue))
+        if self._task is None:
+            if self._idle is None:
+                self._idle = asyncio.Event()
+            self._idle.clear()
+            self._task = asyncio.get_running_loop().create_task(
+                self._drain(), name="jobledger-bus-drain"
+            )
+
+    async def _drain(self) -> None:
+        try:
+            while self._queue:
+                callback, args, kwargs = self._queue.popleft()
+                try:
+                    await callback(*args, **kwargs)
+                except Exception as exc:  # pragma: no cover - handlers are wrapped
+                    self._on_error(exc)
+        finally:
+            self._task = None
+            if self._idle is not None:
+                self._idle.set()
+
+    async def wait_idle(self) -> None:
+        """Return once everything submitted so far has been delivered."""
+        while self._task is not None and self._idle is not None:
+            await self._idle.wait()
+
+    async def aclose(self) -> None:
+        """Deliver what is queued, then stop."""
+        await self.wait_idle()
+
+
+class Subscription:
+    """A live subscription. ``unsubscribe()`` stops delivery; idempotent."""
+
+    def __init__(self, subscriber: EventSubscriber, bus: EventBus) -> None:
+        self._subscriber = subscriber
+        self._bus = bus
+        self._active = True
+
+    @property
+    def active(self) -> bool:
+        return self._active
+
+    def unsubscribe(self) -> None:
+        if self._active:
+            self._active = False
+            self._subscriber.unsubscribe()
+            self._bus._subscriber_count -= 1
+
+
+def _make_linker(kind: str, number: int) -> type[EventLinker]:
+    # One EventLinker subclass per bus and kind: pyventus keeps its registry
+    # on the class, so a fresh subclass is a fresh, private registry.
+    return types.new_class(f"JobledgerBus{number}{kind}", (EventLinker,), {"debug": False})
+
+
+class EventBus:
+    """Commands to the Stower, committed events to everyone, in order.
+
+    ``publish`` never blocks. ``send`` waits for the Stower's answer and is
+    bounded: at most ``max_in_flight`` commands are in flight at once; beyond
+    that, ``send`` waits (backpressure).
+    """
+
+    def __init__(
+        self,
+        *,
+        max_in_flight: int = 10_000,
+        on_error: Callable[[BaseException, str], None] | None = None,
+    ) -> None:
+        number = next(_bus_numbers)
+        self._on_error_hook = on_error
+        self._commands = _make_linker("Commands", number)
+        self._events = _make_linker("Events", number)
+        self._command_processing = _OrderedProcessing(self._processing_error)
+        self._event_processing = _OrderedProcessing(self._processing_error)
+        self._command_emitter = EventEmitter(
+            event_processor=self._command_processing, event_linker=self._commands, debug=False
+        )
+        self._event_emitter = EventEmitter(
+            event_processor=self._event_processing, event_linker=self._events, debug=False
+        )
+        self._in_flight = asyncio.Semaphore(max_in_flight)
+        self._max_in_flight = max_in_flight
+        self._command_handler: EventSubscriber | None = None
+        self._closed = False
+        self._commands_sent = 0
+        self._events_published = 0
+        self._handler_errors = 0
+        self._subscriber_count = 0
+
+    # -- errors ----------------------------------------------------------
+
+    def _processing_error(self, exc: BaseException) -> None:  # pragma: no cover - defensive
+        self._report(exc, "bus")
+
+    def _report(self, exc: BaseException, where: str) -> None:
+        self._handler_errors += 1
+        if self._on_error_hook is not None:
+            try:
+                self._on_error_hook(exc, where)
+                return
+            except Exception as hook_exc:  # the hook itself failed: fall back to the log
+                log.error("on_error hook failed", error=repr(hook_exc))
+        log.error("subscriber failed", where=where, error=repr(exc), exc_info=exc)
+
+    def _wrap(self, handler: EventHandler, where: str) -> Callable[[Envelope], Awaitable[None]]:
+        is_async = inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(
+            getattr(handler, "__call__", None)  # noqa: B004 - an object with async __call__
+        )
+        report = self._report
+
+        if is_async:
+
+            async def call_async(env: Envelope) -> None:
+                try:
+                    await handler(env)  # type: ignore[misc]
+                except Exception as exc:
+                    report(exc, where)
+
+            return call_async
+
+        async def call_sync(env: Envelope) -> None:
+            try:
+                result = handler(env)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception as exc:
+                report(exc, where)
+
+        return call_sync
+
+    # -- commands --------------------------------------------------------
+
+    def handle_commands(self, handler: CommandHandler) -> Subscription:
+        """Register the one command handler (the Stower) for every command type.
+
+        Raises ``RuntimeError`` if one is registered already.
+        """
+        if self._command_handler is not None:
+            raise RuntimeError("this bus already has a command handler")
+        subscriber = self._commands.subscribe(
+            *COMMAND_TYPES, event_callback=handler, force_async=False
+        )
+        self._command_handler = subscriber
+        self._subscriber_count += 1
+        bus = self
+
+        class _HandlerSubscription(Subscription):
+            def unsubscribe(self) -> None:
+                super().unsubscribe()
+                bus._command_handler = None
+
+        return _HandlerSubscription(subscriber, self)
+
+    async def send(self, command: Command) -> Reply:
+        """Send ``command`` to the Stower and wait for its answer.
+
+        Returns the committed events, after they are durable and published.
+        Raises what the Stower rejected the command with (``ValidationError``,
+        ``NotFound``, ``InvalidTransition``, ``ConcurrencyConflict``,
+        ``StorageError``, …), ``ValidationError`` if ``command`` is not a
+        command, or ``LedgerClosed`` if no Stower is listening.
+        """
+        if not isinstance(command, Command):
+            raise ValidationError(f"not a command: {type(command).__name__}")
+        if self._closed or self._command_handler is None:
+            raise LedgerClosed("no Stower is listening on this bus")
+        tag = command.__struct_config__.tag
+        assert isinstance(tag, str)
+        async with self._in_flight:
+            future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+            self._commands_sent += 1
+            self._command_emitter.emit(tag, command, future)
+            return await future
+
+    # -- events ----------------------------------------------------------
+
+    def publish(self, envelopes: Sequence[Envelope]) -> None:
+        """Deliver committed envelopes to subscribers, in order. Never blocks.
+
+        Only the Stower calls this, and only after the envelopes are durable.
+        """
+        emit = self._event_emitter.emit
+        for env in envelopes:
+            emit(env.type, env)
+        self._events_published += len(envelopes)
+
+    def subscribe(self, handler: EventHandler, *event_types: str) -> Subscription:
+        """Call ``handler`` with every envelope of ``event_types`` (all types if none)."""
+        if self._closed:
+            raise LedgerClosed("the bus is closed")
+        events: tuple[Any, ...] = event_types or (Ellipsis,)
+        where = f"subscriber {getattr(handler, '__qualname__', handler)!r}"
+        subscriber = self._events.subscribe(
+            *events, event_callback=self._wrap(handler, where), force_async=False
+        )
+        self._subscriber_count += 1
+        return Subscription(subscriber, self)
+
+    async def drain(self) -> None:
+        """Wait until every command emitted and every event published so far is delivered."""
+        await self._command_processing.wait_idle()
+        await self._event_processing.wait_idle()
+
+    async def aclose(self) -> None:
+        """Deliver what is queued, then refuse new commands and subscriptions. Idempotent."""
+        self._closed = True
+        await self.drain()
+        self._commands.remove_all()
+        self._events.remove_all()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def statistics(self) -> BusStatistics:
+        """A snapshot of the bus's counters. Never blocks."""
+        return BusStatistics(
+            commands_sent=self._commands_sent,
+            commands_in_flight=self._max_in_flight - self._in_flight._value,
+            events_published=self._events_published,
+            queued=self._command_processing.queued + self._event_processing.queued,
+            max_queued=max(self._command_processing.max_queued, self._event_processing.max_queued),
+            subscribers=self._subscriber_count,
+            handler_errors=self._handler_errors,
+        )

@@ -1,0 +1,555 @@
+"""The Ledger: jobledger's face. It wires the log, the bus, the Stower and the
+workers, and offers the API an application uses.
+
+Reads (``get``, ``list``, ``history``, ``marks``) come from the committed read
+model. Writes go as commands through the bus to the Stower and return once
+committed and published, so a job ``submit`` returns is one ``get`` already
+returns.
+
+Ownership: every read and control method takes ``user``. With a user, jobs
+of other users are reported ``NotFound``, exactly like missing ones. With
+``user=None`` the caller is the embedding application itself, trusted to
+see everything (an admin tool, an auditor).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import contextlib
+from collections import deque
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal, TypeAlias
+
+import msgspec
+import reactivex
+from reactivex import Observable
+from reactivex.abc import ObserverBase, SchedulerBase
+from reactivex.disposable import Disposable
+
+from jobledger.core import (
+    SYSTEM_USER,
+    Clock,
+    Command,
+    Envelope,
+    IdFactory,
+    Job,
+    JobCreate,
+    JobStatus,
+    LedgerClosed,
+    Mark,
+    NotFound,
+    Projection,
+    SystemClock,
+    User,
+    ValidationError,
+    WaitTimeout,
+    evolve_job,
+    get_logger,
+    to_ms,
+)
+from jobledger.eventbus import BusStatistics, EventBus, Reply
+from jobledger.store import EventLog, MemoryLog, SqliteLog, VerifyReport, replay, verify
+from jobledger.stower import Stower, StowerStatistics
+from jobledger.workers import JobWorker, WorkerRunner, WorkerStatistics
+
+__all__ = ["JobPage", "Ledger", "LedgerStatistics", "open"]
+
+log = get_logger("ledger")
+
+UserArg: TypeAlias = User | str | None
+
+
+class JobPage(msgspec.Struct, frozen=True, kw_only=True):
+    """One page of ``Ledger.list``: iterate it for its jobs; pass ``cursor`` for the next.
+
+    ``cursor`` is ``None`` on the last page.
+    """
+
+    jobs: tuple[Job, ...]
+    cursor: int | None
+
+    def __iter__(self) -> Iterator[Job]:
+        return iter(self.jobs)
+
+    def __len__(self) -> int:
+        return len(self.jobs)
+
+
+class LedgerStatistics(msgspec.Struct, frozen=True, kw_only=True):
+    """Counters of every running part of a ledger."""
+
+    path: str
+    bus: BusStatistics
+    stower: StowerStatistics
+    workers: tuple[WorkerStatistics, ...]
+
+
+def _as_user(user: UserArg) -> User | None:
+    if user is None or isinstance(user, User):
+        return user
+    if isinstance(user, str) and user:
+        return User(id=user)
+    raise ValidationError("must be a jobledger.User or a non-empty user id", field="user")
+
+
+def _owns(job: Job, user: User | None) -> bool:
+    if user is None:
+        return True
+    if job.user.id != user.id:
+        return False
+    return user.tenant is None or job.user.tenant == user.tenant
+
+
+def _seconds(value: float | timedelta | None, field: str) -> float | None:
+    if value is None:
+        return None
+    seconds = value.total_seconds() if isinstance(value, timedelta) else value
+    if not isinstance(seconds, int | float) or isinstance(seconds, bool):
+        raise ValidationError("must be seconds or a timedelta", field=field)
+    return float(seconds)
+
+
+def _params(params: Mapping[str, Any] | msgspec.Struct | None) -> dict[str, Any]:
+    if params is None:
+        return {}
+    if isinstance(params, msgspec.Struct):
+        params = msgspec.to_builtins(params)
+    if not isinstance(params, Mapping):
+        raise ValidationError("must be a mapping or a msgspec Struct", field="params")
+    return dict(params)
+
+
+class Ledger:
+    """A running jobledger on one event log. Made by :func:`open`."""
+
+    def __init__(
+        self,
+        log: EventLog,
+        *,
+        workers: Sequence[JobWorker] = (),
+        clock: Clock | None = None,
+        poll_interval: float = 1.0,
+        stop_timeout: float = 10.0,
+        mailbox_size: int = 10_000,
+        max_batch: int = 1_000,
+    ) -> None:
+        self._log = log
+        self._clock = clock or SystemClock()
+        self._ids = IdFactory()
+        self._bus = EventBus(max_in_flight=mailbox_size)
+        self._stower = Stower(
+            log,
+            self._bus,
+            clock=self._clock,
+            ids=self._ids,
+            mailbox_size=mailbox_size,
+            max_batch=max_batch,
+            on_crash=self._on_stower_crash,
+        )
+        self._runners = [
+            WorkerRunner(
+                w, self._bus, log, clock=self._clock, ids=self._ids, poll_interval=poll_interval
+            )
+            for w in workers
+        ]
+        self._poll_interval = poll_interval
+        self._stop_timeout = stop_timeout
+        self._waiters: dict[str, set[asyncio.Event]] = {}
+        self._started = False
+        self._closed = False
+
+    # -- lifecycle -------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the log, start the Stower, then the workers."""
+        if self._started:
+            raise RuntimeError("the ledger is already started")
+        self._started = True
+        await self._log.open()
+        try:
+            await self._stower.start()
+            self._bus.subscribe(self._notify_waiters)
+            for runner in self._runners:
+                await runner.start()
+        except BaseException:
+            await self.aclose()
+            raise
+        log.info("ledger open", path=self._log.path, workers=[r.name for r in self._runners])
+
+    async def aclose(self) -> None:
+        """Stop the workers (running jobs get ``stop_timeout`` seconds to finish),
+        then the Stower (commands already sent are committed), then close the log.
+        Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        for runner in self._runners:
+            await runner.stop(self._stop_timeout)
+        await self._stower.stop()
+        await self._bus.aclose()
+        await self._log.close()
+        for events in self._waiters.values():
+            for event in events:
+                event.set()
+        log.info("ledger closed", path=self._log.path)
+
+    def _on_stower_crash(self, exc: BaseException) -> None:
+        log.critical("the Stower crashed; the ledger refuses commands from now on", error=repr(exc))
+
+    @property
+    def path(self) -> str:
+        """Where the log lives."""
+        return self._log.path
+
+    @property
+    def bus(self) -> EventBus:
+        """The ledger's EventBus (to send commands or subscribe directly)."""
+        return self._bus
+
+    @property
+    def clock(self) -> Clock:
+        return self._clock
+
+    def _check_open(self) -> None:
+        if self._closed or not self._started:
+            raise LedgerClosed("the ledger is not open")
+
+    # -- writing ---------------------------------------------------------
+
+    async def send(self, command: Command) -> Reply:
+        """Send a raw command to the Stower; returns its committed events."""
+        self._check_open()
+        return await self._bus.send(command)
+
+    async def submit(
+        self,
+        job_type: str,
+        params: Mapping[str, Any] | msgspec.Struct | None = None,
+        *,
+        user: UserArg = None,
+        idempotency_key: str | None = None,
+        priority: int = 0,
+        run_at: datetime | None = None,
+        max_retries: int | None = None,
+        timeout: float | timedelta | None = None,
+        correlation_id: str | None = None,
+    ) -> Job:
+        """Submit a job and return it, pending, once it is committed.
+
+        ``user`` owns the job (default: the system user). A higher
+        ``priority`` runs first; equal priorities run in submission order.
+        ``run_at`` (an aware datetime) delays it; ``max_retries`` counts
+        retries after the first attempt; ``timeout`` is seconds or a
+        timedelta. Raises ``ValidationError`` for bad arguments (nothing is
+        written).
+        """
+        self._check_open()
+        owner = _as_user(user) or SYSTEM_USER
+        if run_at is not None and (not isinstance(run_at, datetime) or run_at.tzinfo is None):
+            raise ValidationError("must be an aware datetime", field="run_at")
+        job_id = self._ids.make("job", to_ms(self._clock.now()))
+        envelopes = await self._bus.send(
+            JobCreate(
+                job_id=job_id,
+                job_type=job_type,
+                params=_params(params),
+                user=owner,
+                priority=priority,
+                run_at=run_at,
+                max_retries=0 if max_retries is None else max_retries,
+                timeout=_seconds(timeout, "timeout"),
+                idempotency_key=idempotency_key,
+                actor=owner.id,
+                correlation_id=correlation_id or job_id,
+            )
+        )
+        job: Job | None = None
+        for env in envelopes:
+            job = evolve_job(job, env)
+        assert job is not None
+        return job
+
+    # -- reading ---------------------------------------------------------
+
+    async def get(self, job_id: str, *, user: UserArg = None) -> Job:
+        """The job as last committed. ``NotFound`` if absent or not ``user``'s."""
+        self._check_open()
+        owner = _as_user(user)
+        job = await self._log.get_job(job_id)
+        if job is None or not _owns(job, owner):
+            raise NotFound("job", job_id)
+        return job
+
+    async def list(
+        self,
+        *,
+        user: UserArg = None,
+        status: JobStatus | str | None = None,
+        job_type: str | None = None,
+        limit: int = 100,
+        cursor: int | None = None,
+    ) -> JobPage:
+        """Jobs, newest first, filtered by owner, status and type.
+
+        Returns a page of at most ``limit`` jobs and the ``cursor`` for the
+        next page (``None`` when there is none).
+        """
+        self._check_open()
+        owner = _as_user(user)
+        if status is not None:
+            try:
+                status = JobStatus(status)
+            except ValueError:
+                raise ValidationError(f"unknown status {status!r}", field="status") from None
+        if not isinstance(limit, int) or not 1 <= limit <= 10_000:
+            raise ValidationError("must be between 1 and 10000", field="limit")
+        jobs = await self._log.list_jobs(
+            user_id=None if owner is None else owner.id,
+            status=status,
+            job_type=job_type,
+            before_seq=cursor,
+            limit=limit + 1,
+        )
+        jobs = [j for j in jobs if _owns(j, owner)]
+        more = len(jobs) > limit
+        page = tuple(jobs[:limit])
+        return JobPage(jobs=page, cursor=page[-1].created_seq if more and page else None)
+
+    async def history(self, job_id: str, *, user: UserArg = None) -> builtins.list[Envelope]:
+        """Every event of the job's stream, in order. ``NotFound`` as for ``get``."""
+        await self.get(job_id, user=user)
+        return await self._log.stream(job_id)
+
+    async def marks(self, resource_id: str) -> builtins.list[Mark]:
+        """The live marks of a resource, in creation order."""
+        self._check_open()
+        return await self._log.marks_of(resource_id)
+
+    async def wait(self, job_id: str, *, timeout: float | None = None, user: UserArg = None) -> Job:
+        """Wait until the job is terminal and return it.
+
+        Raises ``WaitTimeout`` after ``timeout`` seconds, ``NotFound`` as for
+        ``get``, ``LedgerClosed`` if the ledger closes first.
+        """
+        event = asyncio.Event()
+        self._waiters.setdefault(job_id, set()).add(event)
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    # Registered before reading: a change committed after the read
+                    # sets the event, so none is missed.
+                    event.clear()
+                    job = await self.get(job_id, user=user)
+                    if job.is_terminal:
+                        return job
+                    await event.wait()
+                    self._check_open()
+        except TimeoutError:
+            raise WaitTimeout(f"job {job_id!r} not finished after {timeout} s") from None
+        finally:
+            waiters = self._waiters.get(job_id)
+            if waiters is not None:
+                waiters.discard(event)
+                if not waiters:
+                    del self._waiters[job_id]
+
+    def _notify_waiters(self, env: Envelope) -> None:
+        waiters = self._waiters.get(env.stream)
+        if waiters:
+            for event in waiters:
+                event.set()
+
+    # -- the log ---------------------------------------------------------
+
+    async def events(
+        self,
+        after: int = 0,
+        *,
+        follow: bool = False,
+        job_id: str | None = None,
+        types: Iterable[str] | None = None,
+        buffer: int = 10_000,
+    ) -> AsyncIterator[Envelope]:
+        """The log's envelopes with ``seq > after``, in order; optionally filtered
+        to one job's stream and to some event types.
+
+        Without ``follow`` it ends at the head of the log. With ``follow`` it
+        then goes on with live events, with no gap and no duplicate: it
+        subscribes first, reads the log up to the head, then drains the live
+        buffer by ``seq``; whenever the next live event is not the next
+        ``seq`` (its buffer of ``buffer`` envelopes overflowed because the
+        consumer was slow, or another process wrote), it reads the missing
+        ones from the log. A slow consumer never slows the Stower.
+        """
+        self._check_open()
+        wanted = frozenset(types) if types is not None else None
+
+        def matches(env: Envelope) -> bool:
+            return (job_id is None or env.stream == job_id) and (
+                wanted is None or env.type in wanted
+            )
+
+        if not follow:
+            async for env in self._log.scan(after):
+                if matches(env):
+                    yield env
+            return
+
+        live: deque[Envelope] = deque()
+        arrived = asyncio.Event()
+
+        def on_event(env: Envelope) -> None:
+            if len(live) < buffer:
+                live.append(env)
+            # else: dropped; the gap is read back from the log
+            arrived.set()
+
+        subscription = self._bus.subscribe(on_event)
+        last = after
+        try:
+            while True:
+                page = await self._log.read(last, 1000)
+                if page:
+                    for env in page:
+                        last = env.seq
+                        if matches(env):
+                            yield env
+                    continue
+                gap = False
+                while live:
+                    env = live.popleft()
+                    if env.seq <= last:
+                        continue
+                    if env.seq != last + 1:
+                        live.appendleft(env)
+                        gap = True
+                        break
+                    last = env.seq
+                    if matches(env):
+                        yield env
+                if gap:
+                    continue
+                arrived.clear()
+                if live:
+                    continue
+                if self._closed:
+                    return
+                # Wake on a live event, or poll for other processes' writes.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(arrived.wait(), self._poll_interval)
+        finally:
+            subscription.unsubscribe()
+
+    def observe(
+        self,
+        *,
+        after: int | None = None,
+        job_id: str | None = None,
+        types: Iterable[str] | None = None,
+    ) -> Observable[Envelope]:
+        """The same stream as ``events(follow=True)``, as a reactivex Observable.
+
+        Emits on the running asyncio loop. ``after=None`` starts at the head
+        (live only); give a ``seq`` to catch up first. Disposing the
+        subscription stops it.
+        """
+        type_list = builtins.list(types) if types is not None else None
+
+        def subscribe(
+            observer: ObserverBase[Envelope], scheduler: SchedulerBase | None = None
+        ) -> Any:
+            async def pump() -> None:
+                start = after if after is not None else (await self._log.head()).seq
+                try:
+                    async for env in self.events(
+                        start, follow=True, job_id=job_id, types=type_list
+                    ):
+                        observer.on_next(env)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    observer.on_error(exc)
+                else:
+                    observer.on_completed()
+
+            task = asyncio.get_running_loop().create_task(pump(), name="jobledger-observe")
+
+            def dispose() -> None:
+                task.cancel()
+
+            return Disposable(dispose)
+
+        return reactivex.create(subscribe)
+
+    async def replay(
+        self, *, until_seq: int | None = None, until: datetime | None = None
+    ) -> Projection:
+        """The state (``.jobs``, ``.marks``) as of a past point, from the log alone."""
+        self._check_open()
+        return await replay(self._log, until_seq=until_seq, until=until)
+
+    async def verify(self) -> VerifyReport:
+        """Check the hash chain, the sequence and the read model against a replay."""
+        self._check_open()
+        return await verify(self._log)
+
+    async def rebuild(self) -> int:
+        """Recompute the read model from the log alone; returns the events folded."""
+        self._check_open()
+        return await self._log.rebuild()
+
+    async def head(self) -> int:
+        """The ``seq`` of the last committed event (0 for an empty log)."""
+        self._check_open()
+        return (await self._log.head()).seq
+
+    def statistics(self) -> LedgerStatistics:
+        """Counters of the bus, the Stower and each worker. Never blocks."""
+        return LedgerStatistics(
+            path=self._log.path,
+            bus=self._bus.statistics(),
+            stower=self._stower.statistics(),
+            workers=tuple(r.statistics() for r in self._runners),
+        )
+
+
+@asynccontextmanager
+async def open(
+    path: str | Path | None = None,
+    *,
+    workers: Sequence[JobWorker] = (),
+    clock: Clock | None = None,
+    synchronous: Literal["FULL", "NORMAL"] = "FULL",
+    poll_interval: float = 1.0,
+    stop_timeout: float = 10.0,
+    mailbox_size: int = 10_000,
+    max_batch: int = 1_000,
+) -> AsyncIterator[Ledger]:
+    """Open a ledger on an SQLite file (``path``) or in memory (``None`` or ``":memory:"``).
+
+    The file is created if missing and migrated if old. Workers start at once
+    and stop (gracefully, up to ``stop_timeout`` seconds) when the block exits.
+    """
+    store: EventLog
+    if path is None or str(path) == ":memory:":
+        store = MemoryLog()
+    else:
+        store = SqliteLog(path, synchronous=synchronous)
+    ledger = Ledger(
+        store,
+        workers=workers,
+        clock=clock,
+        poll_interval=poll_interval,
+        stop_timeout=stop_timeout,
+        mailbox_size=mailbox_size,
+        max_batch=max_batch,
+    )
+    await ledger.start()
+    try:
+        yield ledger
+    finally:
+        await ledger.aclose()

@@ -1,0 +1,21 @@
+"""jobledger.store: the event log behind a Protocol, in memory and in SQLite,
+with its read model, replay and verification. Imports only ``jobledger.core``."""
+
+from .audit import replay, verify
+from .memory import MemoryLog
+from .protocol import EventLog, Head, LogWriter, Problem, Record, VerifyReport
+from .sqlite import SCHEMA_VERSION, SqliteLog
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "EventLog",
+    "Head",
+    "LogWriter",
+    "MemoryLog",
+    "Problem",
+    "Record",
+    "SqliteLog",
+    "VerifyReport",
+    "replay",
+    "verify",
+]

@@ -1,0 +1,200 @@
+"""The in-memory event log: the reference backend, public, for tests and embedding.
+
+It keeps the same promises as the SQLite backend (one write transaction at a
+time, nothing visible before commit, read model updated with the append)
+but nothing survives the process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+
+from jobledger.core import (
+    GENESIS_HASH,
+    ConcurrencyConflict,
+    Envelope,
+    Job,
+    JobStatus,
+    Mark,
+    Projection,
+    StorageError,
+)
+
+from .protocol import Head, Record
+from .query import pending_order, runnable
+
+__all__ = ["MemoryLog"]
+
+
+class _MemoryWriter:
+    def __init__(self, log: MemoryLog) -> None:
+        self._log = log
+        self.records: list[Record] = []
+        self.jobs: list[Job] = []
+        self.marks: list[Mark] = []
+        self.deleted_marks: list[str] = []
+
+    async def head(self) -> Head:
+        return self._log._head
+
+    async def load(
+        self, job_ids: Sequence[str], mark_ids: Sequence[str]
+    ) -> tuple[dict[str, Job], dict[str, Mark]]:
+        jobs = self._log._model.jobs
+        marks = self._log._model.marks
+        return (
+            {i: jobs[i] for i in job_ids if i in jobs},
+            {i: marks[i] for i in mark_ids if i in marks},
+        )
+
+    async def versions(self, streams: Sequence[str]) -> dict[str, int]:
+        known = self._log._streams
+        return {s: len(known[s]) for s in streams if s in known}
+
+    async def append(
+        self,
+        records: Sequence[Record],
+        jobs: Sequence[Job],
+        marks: Sequence[Mark],
+        deleted_marks: Sequence[str],
+    ) -> None:
+        expected = self._log._head.seq + len(self.records) + 1
+        for record in records:
+            if record.envelope.seq != expected:
+                raise StorageError(f"seq {record.envelope.seq} appended where {expected} was due")
+            expected += 1
+        self.records.extend(records)
+        self.jobs.extend(jobs)
+        self.marks.extend(marks)
+        self.deleted_marks.extend(deleted_marks)
+
+
+class MemoryLog:
+    """An :class:`~jobledger.store.EventLog` held in memory."""
+
+    def __init__(self) -> None:
+        self._events: list[Envelope] = []
+        self._streams: dict[str, list[Envelope]] = {}
+        self._model = Projection()
+        self._head = Head(0, GENESIS_HASH)
+        self._lock = asyncio.Lock()
+        self._open = False
+
+    @property
+    def path(self) -> str:
+        return ":memory:"
+
+    async def open(self) -> None:
+        self._open = True
+
+    async def close(self) -> None:
+        self._open = False
+
+    def _check_open(self) -> None:
+        if not self._open:
+            raise StorageError("the log is not open")
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[_MemoryWriter]:
+        self._check_open()
+        async with self._lock:
+            writer = _MemoryWriter(self)
+            yield writer
+            self._commit(writer)
+
+    def _commit(self, writer: _MemoryWriter) -> None:
+        for record in writer.records:
+            env = record.envelope
+            versions = self._streams.setdefault(env.stream, [])
+            if env.version != len(versions) + 1:
+                raise ConcurrencyConflict(env.stream, env.version - 1, len(versions))
+        for record in writer.records:
+            env = record.envelope
+            self._events.append(env)
+            self._streams[env.stream].append(env)
+        for record in writer.records:
+            self._model.versions[record.envelope.stream] = record.envelope.version
+        for job in writer.jobs:
+            self._model.jobs[job.id] = job
+        for mark in writer.marks:
+            self._model.marks[mark.id] = mark
+        for mark_id in writer.deleted_marks:
+            self._model.marks.pop(mark_id, None)
+        if writer.records:
+            last = writer.records[-1].envelope
+            self._head = Head(last.seq, last.hash)
+            self._model.seq = last.seq
+
+    async def head(self) -> Head:
+        return self._head
+
+    async def checkpoint(self) -> int:
+        return self._model.seq
+
+    async def read(self, after: int = 0, limit: int = 1000) -> list[Envelope]:
+        return self._events[after : after + limit]
+
+    async def scan(self, after: int = 0, until_seq: int | None = None) -> AsyncIterator[Envelope]:
+        end = len(self._events) if until_seq is None else min(until_seq, len(self._events))
+        for env in self._events[after:end]:
+            yield env
+
+    async def stream(self, stream: str) -> list[Envelope]:
+        return list(self._streams.get(stream, ()))
+
+    async def get_job(self, job_id: str) -> Job | None:
+        return self._model.jobs.get(job_id)
+
+    async def next_pending(
+        self, job_types: Sequence[str], now: datetime, limit: int = 1
+    ) -> list[Job]:
+        types = set(job_types)
+        candidates = [
+            j for j in self._model.jobs.values() if j.job_type in types and runnable(j, now)
+        ]
+        candidates.sort(key=pending_order)
+        return candidates[:limit]
+
+    async def list_jobs(
+        self,
+        *,
+        user_id: str | None = None,
+        status: JobStatus | None = None,
+        job_type: str | None = None,
+        before_seq: int | None = None,
+        limit: int = 100,
+    ) -> list[Job]:
+        jobs = [
+            j
+            for j in self._model.jobs.values()
+            if (user_id is None or j.user.id == user_id)
+            and (status is None or j.status == status)
+            and (job_type is None or j.job_type == job_type)
+            and (before_seq is None or j.created_seq < before_seq)
+        ]
+        jobs.sort(key=lambda j: j.created_seq, reverse=True)
+        return jobs[:limit]
+
+    async def get_mark(self, mark_id: str) -> Mark | None:
+        return self._model.marks.get(mark_id)
+
+    async def marks_of(self, resource_id: str) -> list[Mark]:
+        return self._model.marks_of(resource_id)
+
+    async def snapshot(self) -> Projection:
+        copy = Projection()
+        copy.jobs = dict(self._model.jobs)
+        copy.marks = dict(self._model.marks)
+        copy.versions = dict(self._model.versions)
+        copy.seq = self._model.seq
+        return copy
+
+    async def rebuild(self) -> int:
+        async with self._lock:
+            model = Projection()
+            model.apply_all(self._events)
+            self._model = model
+            return len(self._events)

@@ -1,0 +1,158 @@
+"""The storage contract: what every event-log backend provides.
+
+A backend is an append-only log of :class:`~jobledger.core.Envelope` plus a
+read model (jobs and marks) kept in step with it. Writes happen only inside
+``write()``, one transaction at a time; the read model is updated in that
+same transaction, together with its checkpoint (the last ``seq`` folded), so
+a reader never sees an event without its effect or the reverse.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager
+from datetime import datetime
+from typing import Protocol
+
+import msgspec
+
+from jobledger.core import Envelope, Job, JobStatus, Mark, Projection
+
+__all__ = ["EventLog", "Head", "LogWriter", "Problem", "Record", "VerifyReport"]
+
+
+class Head(msgspec.Struct, frozen=True):
+    """The last entry of the log: its ``seq`` (0 when empty) and ``hash``."""
+
+    seq: int
+    hash: str
+
+
+class Record(msgspec.Struct, frozen=True):
+    """An envelope ready to append, with the exact bytes of its event."""
+
+    envelope: Envelope
+    data: bytes
+
+
+class Problem(msgspec.Struct, frozen=True, kw_only=True):
+    """One thing ``verify`` found wrong. ``seq`` is where (0 when not tied to one entry)."""
+
+    seq: int
+    kind: str
+    detail: str
+
+
+class VerifyReport(msgspec.Struct, frozen=True, kw_only=True):
+    """The outcome of ``verify``: ``ok`` is true when ``problems`` is empty."""
+
+    head: Head
+    events: int
+    problems: tuple[Problem, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+class LogWriter(Protocol):
+    """The inside of one write transaction."""
+
+    async def head(self) -> Head:
+        """The log's head as of this transaction (other processes may have appended)."""
+        ...
+
+    async def load(
+        self, job_ids: Sequence[str], mark_ids: Sequence[str]
+    ) -> tuple[dict[str, Job], dict[str, Mark]]:
+        """The read-model jobs and marks with these ids (missing ids are left out)."""
+        ...
+
+    async def versions(self, streams: Sequence[str]) -> dict[str, int]:
+        """The last version of each of ``streams`` that has events (others are left out)."""
+        ...
+
+    async def append(
+        self,
+        records: Sequence[Record],
+        jobs: Sequence[Job],
+        marks: Sequence[Mark],
+        deleted_marks: Sequence[str],
+    ) -> None:
+        """Append ``records`` (contiguous ``seq`` after the head) and upsert the
+        read model in the same transaction."""
+        ...
+
+
+class EventLog(Protocol):
+    """An event log with its read model. Every backend passes the same contract tests."""
+
+    @property
+    def path(self) -> str:
+        """Where the log lives (``":memory:"`` for memory backends)."""
+        ...
+
+    async def open(self) -> None:
+        """Open (creating or migrating if needed) and bring the read model up to the head."""
+        ...
+
+    async def close(self) -> None:
+        """Close. Idempotent."""
+        ...
+
+    def write(self) -> AbstractAsyncContextManager[LogWriter]:
+        """A write transaction: committed when the block exits normally, rolled back
+        (and nothing visible) when it raises. Raises ``StorageError`` on database failure."""
+        ...
+
+    async def head(self) -> Head:
+        """The committed head."""
+        ...
+
+    async def checkpoint(self) -> int:
+        """The last ``seq`` folded into the read model."""
+        ...
+
+    async def read(self, after: int = 0, limit: int = 1000) -> list[Envelope]:
+        """Up to ``limit`` committed envelopes with ``seq > after``, in order."""
+        ...
+
+    def scan(self, after: int = 0, until_seq: int | None = None) -> AsyncIterator[Envelope]:
+        """Every committed envelope with ``after < seq <= until_seq``, in order, in chunks."""
+        ...
+
+    async def stream(self, stream: str) -> list[Envelope]:
+        """Every committed envelope of one stream, in version order."""
+        ...
+
+    async def get_job(self, job_id: str) -> Job | None: ...
+
+    async def next_pending(
+        self, job_types: Sequence[str], now: datetime, limit: int = 1
+    ) -> list[Job]: ...
+
+    async def list_jobs(
+        self,
+        *,
+        user_id: str | None = None,
+        status: JobStatus | None = None,
+        job_type: str | None = None,
+        before_seq: int | None = None,
+        limit: int = 100,
+    ) -> list[Job]:
+        """Jobs newest first (by ``created_seq``), filtered; ``before_seq`` pages."""
+        ...
+
+    async def get_mark(self, mark_id: str) -> Mark | None: ...
+
+    async def marks_of(self, resource_id: str) -> list[Mark]:
+        """The live marks of a resource, oldest first."""
+        ...
+
+    async def snapshot(self) -> Projection:
+        """The whole read model as a :class:`Projection` (for verification)."""
+        ...
+
+    async def rebuild(self) -> int:
+        """Recompute the read model from the log alone; returns the events folded."""
+        ...

@@ -1,0 +1,523 @@
+"""The SQLite event log, through aiosqlite.
+
+Two connections: one writer, one reader. The writer runs every transaction
+as ``BEGIN IMMEDIATE`` (a deferred BEGIN that reads and then writes fails
+with SQLITE_BUSY_SNAPSHOT under concurrency) and writes a whole batch with
+``executemany``; the reader (``query_only``) never sees an uncommitted
+write, because in WAL mode it reads the last committed snapshot. Each await
+on aiosqlite is a thread hop (~100 µs), so every write is batched.
+
+Settings: WAL, ``synchronous=FULL`` by default (``NORMAL`` is an opt-in that
+may lose the last commits on power loss but never corrupts), a busy timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import aiosqlite
+import msgspec
+
+from jobledger.core import (
+    GENESIS_HASH,
+    CorruptionError,
+    Envelope,
+    Job,
+    JobStatus,
+    Mark,
+    Projection,
+    StorageError,
+    decode_event,
+    get_logger,
+)
+
+from .protocol import Head, Record
+
+__all__ = ["SCHEMA_VERSION", "SqliteLog"]
+
+log = get_logger("store")
+
+SCHEMA_VERSION = 1
+"""The schema this code writes. Older files are migrated on open."""
+
+# Each step takes the schema from version i to i+1. Never edit a released
+# step: add a new one.
+_MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE events (
+        seq            INTEGER PRIMARY KEY,
+        event_id       TEXT    NOT NULL UNIQUE,
+        stream         TEXT    NOT NULL,
+        version        INTEGER NOT NULL,
+        type           TEXT    NOT NULL,
+        time           TEXT    NOT NULL,
+        actor          TEXT    NOT NULL,
+        correlation_id TEXT,
+        causation_id   TEXT,
+        data           BLOB    NOT NULL,
+        hash           TEXT    NOT NULL,
+        UNIQUE (stream, version)
+    );
+    CREATE TABLE jobs (
+        id          TEXT    PRIMARY KEY,
+        job_type    TEXT    NOT NULL,
+        status      TEXT    NOT NULL,
+        user_id     TEXT    NOT NULL,
+        priority    INTEGER NOT NULL,
+        run_at_us   INTEGER,
+        created_seq INTEGER NOT NULL,
+        doc         BLOB    NOT NULL
+    );
+    CREATE INDEX jobs_pending ON jobs (job_type, priority DESC, created_seq)
+        WHERE status = 'pending';
+    CREATE INDEX jobs_user ON jobs (user_id, created_seq);
+    CREATE INDEX jobs_created ON jobs (created_seq);
+    CREATE TABLE marks (
+        id          TEXT    PRIMARY KEY,
+        resource_id TEXT    NOT NULL,
+        job_id      TEXT,
+        created_seq INTEGER NOT NULL,
+        doc         BLOB    NOT NULL
+    );
+    CREATE INDEX marks_resource ON marks (resource_id, created_seq);
+    CREATE TABLE meta (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    INSERT INTO meta (key, value) VALUES ('checkpoint', '0');
+    """,
+)
+
+_INSERT_EVENT = (
+    "INSERT INTO events (seq, event_id, stream, version, type, time, actor,"
+    " correlation_id, causation_id, data, hash) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+)
+_UPSERT_JOB = (
+    "INSERT OR REPLACE INTO jobs (id, job_type, status, user_id, priority, run_at_us,"
+    " created_seq, doc) VALUES (?,?,?,?,?,?,?,?)"
+)
+_UPSERT_MARK = (
+    "INSERT OR REPLACE INTO marks (id, resource_id, job_id, created_seq, doc) VALUES (?,?,?,?,?)"
+)
+_SELECT_EVENTS = (
+    "SELECT seq, event_id, stream, version, type, time, actor, correlation_id,"
+    " causation_id, data, hash FROM events"
+)
+
+_encode = msgspec.json.Encoder().encode
+_job_decoder = msgspec.json.Decoder(Job)
+_mark_decoder = msgspec.json.Decoder(Mark)
+_time_encoder = msgspec.json.Encoder()
+
+
+def _time_text(when: datetime) -> str:
+    # msgspec's RFC 3339 form, the same text the hash chain encodes.
+    return _time_encoder.encode(when)[1:-1].decode("ascii")
+
+
+def _micros(when: datetime | None) -> int | None:
+    return None if when is None else int(when.timestamp() * 1_000_000)
+
+
+def _envelope(row: Sequence[Any]) -> Envelope:
+    try:
+        return Envelope(
+            seq=row[0],
+            event_id=row[1],
+            stream=row[2],
+            version=row[3],
+            type=row[4],
+            time=datetime.fromisoformat(row[5]),
+            actor=row[6],
+            correlation_id=row[7],
+            causation_id=row[8],
+            data=decode_event(row[9]),
+            hash=row[10],
+        )
+    except (msgspec.DecodeError, ValueError, TypeError) as exc:
+        raise CorruptionError(f"event at seq {row[0]} does not decode: {exc}") from exc
+
+
+def _job_row(job: Job) -> tuple[Any, ...]:
+    return (
+        job.id,
+        job.job_type,
+        job.status.value,
+        job.user.id,
+        job.priority,
+        _micros(job.run_at),
+        job.created_seq,
+        _encode(job),
+    )
+
+
+def _mark_row(mark: Mark) -> tuple[Any, ...]:
+    return (mark.id, mark.resource_id, mark.job_id, mark.created_seq, _encode(mark))
+
+
+def _decode_job(doc: bytes) -> Job:
+    try:
+        return _job_decoder.decode(doc)
+    except msgspec.DecodeError as exc:
+        raise CorruptionError(f"job row does not decode: {exc}") from exc
+
+
+def _decode_mark(doc: bytes) -> Mark:
+    try:
+        return _mark_decoder.decode(doc)
+    except msgspec.DecodeError as exc:
+        raise CorruptionError(f"mark row does not decode: {exc}") from exc
+
+
+class _SqliteWriter:
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._conn = conn
+
+    async def head(self) -> Head:
+        async with self._conn.execute(
+            "SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1"
+        ) as cur:
+            row = await cur.fetchone()
+        return Head(0, GENESIS_HASH) if row is None else Head(row[0], row[1])
+
+    async def _rows_in(self, sql: str, ids: Sequence[str]) -> list[Any]:
+        # ``sql`` has one ``{}`` for the placeholders; ids go in chunks under
+        # SQLite's limit on host parameters.
+        rows: list[Any] = []
+        for i in range(0, len(ids), 500):
+            chunk = ids[i : i + 500]
+            placeholders = ",".join("?" * len(chunk))
+            rows.extend(await self._conn.execute_fetchall(sql.format(placeholders), chunk))
+        return rows
+
+    async def load(
+        self, job_ids: Sequence[str], mark_ids: Sequence[str]
+    ) -> tuple[dict[str, Job], dict[str, Mark]]:
+        jobs = [
+            _decode_job(doc)
+            for (doc,) in await self._rows_in("SELECT doc FROM jobs WHERE id IN ({})", job_ids)
+        ]
+        marks = [
+            _decode_mark(doc)
+            for (doc,) in await self._rows_in("SELECT doc FROM marks WHERE id IN ({})", mark_ids)
+        ]
+        return {j.id: j for j in jobs}, {m.id: m for m in marks}
+
+    async def versions(self, streams: Sequence[str]) -> dict[str, int]:
+        rows = await self._rows_in(
+            "SELECT stream, max(version) FROM events WHERE stream IN ({}) GROUP BY stream",
+            streams,
+        )
+        return {stream: version for stream, version in rows}
+
+    async def append(
+        self,
+        records: Sequence[Record],
+        jobs: Sequence[Job],
+        marks: Sequence[Mark],
+        deleted_marks: Sequence[str],
+    ) -> None:
+        if not records:
+            return
+        rows = []
+        for record in records:
+            env = record.envelope
+            rows.append(
+                (
+                    env.seq,
+                    env.event_id,
+                    env.stream,
+                    env.version,
+                    env.type,
+                    _time_text(env.time),
+                    env.actor,
+                    env.correlation_id,
+                    env.causation_id,
+                    record.data,
+                    env.hash,
+                )
+            )
+        last = records[-1].envelope.seq
+        await self._conn.executemany(_INSERT_EVENT, rows)
+        if jobs:
+            await self._conn.executemany(_UPSERT_JOB, [_job_row(j) for j in jobs])
+        if marks:
+            await self._conn.executemany(_UPSERT_MARK, [_mark_row(m) for m in marks])
+        if deleted_marks:
+            await self._conn.executemany(
+                "DELETE FROM marks WHERE id = ?", [(m,) for m in deleted_marks]
+            )
+        await self._conn.execute("UPDATE meta SET value = ? WHERE key = 'checkpoint'", (str(last),))
+
+
+class SqliteLog:
+    """An :class:`~jobledger.store.EventLog` in one SQLite file.
+
+    ``synchronous`` is ``"FULL"`` (default: every acknowledged commit survives
+    power loss) or ``"NORMAL"`` (faster; the last commits may be lost on power
+    loss, the file is never corrupted). ``busy_timeout`` is in seconds.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        synchronous: Literal["FULL", "NORMAL"] = "FULL",
+        busy_timeout: float = 10.0,
+        read_chunk: int = 2000,
+    ) -> None:
+        if synchronous not in ("FULL", "NORMAL"):
+            raise ValueError("synchronous must be 'FULL' or 'NORMAL'")
+        self._path = str(path)
+        self._synchronous = synchronous
+        self._busy_ms = int(busy_timeout * 1000)
+        self._read_chunk = read_chunk
+        self._writer: aiosqlite.Connection | None = None
+        self._reader: aiosqlite.Connection | None = None
+        self._write_lock = asyncio.Lock()
+
+    @property
+    def path(self) -> str:
+        return self._path
+
+    # -- lifecycle -------------------------------------------------------
+
+    async def _connect(self, *, query_only: bool) -> aiosqlite.Connection:
+        conn = await aiosqlite.connect(
+            self._path, isolation_level=None, iter_chunk_size=self._read_chunk
+        )
+        await conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
+        if query_only:
+            await conn.execute("PRAGMA query_only = 1")
+        else:
+            await conn.execute("PRAGMA journal_mode = WAL")
+            await conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+        return conn
+
+    async def open(self) -> None:
+        """Open the file, migrate its schema, and catch the read model up to the head.
+
+        Raises ``StorageError`` if the file cannot be opened or was written by
+        a newer jobledger.
+        """
+        if self._writer is not None:
+            return
+        try:
+            self._writer = await self._connect(query_only=False)
+            await self._migrate()
+            self._reader = await self._connect(query_only=True)
+        except sqlite3.Error as exc:
+            await self.close()
+            raise StorageError(f"cannot open {self._path}: {exc}") from exc
+        except BaseException:
+            await self.close()
+            raise
+        await self._catch_up()
+
+    async def _migrate(self) -> None:
+        conn = self._conn()
+        await conn.execute("BEGIN IMMEDIATE")
+        try:
+            (version,) = await (await conn.execute("PRAGMA user_version")).fetchone()  # type: ignore[misc]
+            if version > SCHEMA_VERSION:
+                raise StorageError(
+                    f"{self._path} has schema {version}; this jobledger knows up to "
+                    f"{SCHEMA_VERSION}: upgrade jobledger"
+                )
+            for step in range(version, SCHEMA_VERSION):
+                for statement in _MIGRATIONS[step].split(";"):
+                    if statement.strip():
+                        await conn.execute(statement)
+                log.info("schema migrated", path=self._path, to_version=step + 1)
+            await conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            await conn.execute("COMMIT")
+        except BaseException:
+            await conn.execute("ROLLBACK")
+            raise
+
+    async def _catch_up(self) -> None:
+        """Fold log entries past the read model's checkpoint (a file written by a
+        crashed older version, or a read model deleted by hand)."""
+        head = await self.head()
+        checkpoint = await self.checkpoint()
+        if checkpoint == head.seq:
+            return
+        if checkpoint > head.seq:
+            raise CorruptionError(
+                f"read model checkpoint {checkpoint} is past the log head {head.seq}"
+            )
+        log.warning("read model behind the log; rebuilding", checkpoint=checkpoint, head=head.seq)
+        await self.rebuild()
+
+    async def close(self) -> None:
+        for conn in (self._reader, self._writer):
+            if conn is not None:
+                try:
+                    await conn.close()
+                except sqlite3.Error as exc:  # pragma: no cover - close failing is rare
+                    log.warning("close failed", error=str(exc))
+        self._reader = self._writer = None
+
+    def _conn(self) -> aiosqlite.Connection:
+        if self._writer is None:
+            raise StorageError("the log is not open")
+        return self._writer
+
+    def _read_conn(self) -> aiosqlite.Connection:
+        if self._reader is None:
+            raise StorageError("the log is not open")
+        return self._reader
+
+    # -- writing ---------------------------------------------------------
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[_SqliteWriter]:
+        conn = self._conn()
+        async with self._write_lock:
+            try:
+                await conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise StorageError(f"cannot begin a write: {exc}") from exc
+            try:
+                yield _SqliteWriter(conn)
+                await conn.execute("COMMIT")
+            except BaseException as exc:
+                # The transaction may be gone already (for example, COMMIT failed).
+                with contextlib.suppress(sqlite3.Error):
+                    await asyncio.shield(conn.execute("ROLLBACK"))
+                if isinstance(exc, sqlite3.Error):
+                    raise StorageError(f"write failed and was rolled back: {exc}") from exc
+                raise
+
+    # -- reading ---------------------------------------------------------
+
+    async def _fetchall(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
+        try:
+            return list(await self._read_conn().execute_fetchall(sql, args))
+        except sqlite3.Error as exc:
+            raise StorageError(f"read failed: {exc}") from exc
+
+    async def head(self) -> Head:
+        rows = await self._fetchall("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1")
+        return Head(0, GENESIS_HASH) if not rows else Head(rows[0][0], rows[0][1])
+
+    async def checkpoint(self) -> int:
+        rows = await self._fetchall("SELECT value FROM meta WHERE key = 'checkpoint'")
+        return int(rows[0][0]) if rows else 0
+
+    async def read(self, after: int = 0, limit: int = 1000) -> list[Envelope]:
+        rows = await self._fetchall(
+            f"{_SELECT_EVENTS} WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit)
+        )
+        return [_envelope(r) for r in rows]
+
+    async def scan(self, after: int = 0, until_seq: int | None = None) -> AsyncIterator[Envelope]:
+        last = after
+        while True:
+            limit = self._read_chunk
+            if until_seq is not None:
+                limit = min(limit, until_seq - last)
+                if limit <= 0:
+                    return
+            batch = await self.read(last, limit)
+            if not batch:
+                return
+            for env in batch:
+                yield env
+            last = batch[-1].seq
+
+    async def stream(self, stream: str) -> list[Envelope]:
+        rows = await self._fetchall(
+            f"{_SELECT_EVENTS} WHERE stream = ? ORDER BY version", (stream,)
+        )
+        return [_envelope(r) for r in rows]
+
+    async def get_job(self, job_id: str) -> Job | None:
+        rows = await self._fetchall("SELECT doc FROM jobs WHERE id = ?", (job_id,))
+        return _decode_job(rows[0][0]) if rows else None
+
+    async def next_pending(
+        self, job_types: Sequence[str], now: datetime, limit: int = 1
+    ) -> list[Job]:
+        if not job_types:
+            return []
+        marks = ",".join("?" * len(job_types))
+        rows = await self._fetchall(
+            f"SELECT doc FROM jobs WHERE status = 'pending' AND job_type IN ({marks})"
+            " AND (run_at_us IS NULL OR run_at_us <= ?)"
+            " ORDER BY priority DESC, created_seq LIMIT ?",
+            (*job_types, _micros(now), limit),
+        )
+        return [_decode_job(r[0]) for r in rows]
+
+    async def list_jobs(
+        self,
+        *,
+        user_id: str | None = None,
+        status: JobStatus | None = None,
+        job_type: str | None = None,
+        before_seq: int | None = None,
+        limit: int = 100,
+    ) -> list[Job]:
+        where: list[str] = []
+        args: list[Any] = []
+        for column, value in (("user_id", user_id), ("status", status), ("job_type", job_type)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(str(value))
+        if before_seq is not None:
+            where.append("created_seq < ?")
+            args.append(before_seq)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        rows = await self._fetchall(
+            f"SELECT doc FROM jobs {clause} ORDER BY created_seq DESC LIMIT ?", (*args, limit)
+        )
+        return [_decode_job(r[0]) for r in rows]
+
+    async def get_mark(self, mark_id: str) -> Mark | None:
+        rows = await self._fetchall("SELECT doc FROM marks WHERE id = ?", (mark_id,))
+        return _decode_mark(rows[0][0]) if rows else None
+
+    async def marks_of(self, resource_id: str) -> list[Mark]:
+        rows = await self._fetchall(
+            "SELECT doc FROM marks WHERE resource_id = ? ORDER BY created_seq",
+            (resource_id,),
+        )
+        return [_decode_mark(r[0]) for r in rows]
+
+    async def snapshot(self) -> Projection:
+        model = Projection()
+        for (doc,) in await self._fetchall("SELECT doc FROM jobs"):
+            job = _decode_job(doc)
+            model.jobs[job.id] = job
+        for (doc,) in await self._fetchall("SELECT doc FROM marks"):
+            mark = _decode_mark(doc)
+            model.marks[mark.id] = mark
+        model.seq = await self.checkpoint()
+        return model
+
+    async def rebuild(self) -> int:
+        """Recompute the read model from the log alone, in one write transaction."""
+        model = Projection()
+        count = 0
+        async with self.write():
+            async for env in self.scan():
+                model.apply(env)
+                count += 1
+            conn = self._conn()
+            await conn.execute("DELETE FROM jobs")
+            await conn.execute("DELETE FROM marks")
+            await conn.executemany(_UPSERT_JOB, [_job_row(j) for j in model.jobs.values()])
+            await conn.executemany(_UPSERT_MARK, [_mark_row(m) for m in model.marks.values()])
+            await conn.execute(
+                "UPDATE meta SET value = ? WHERE key = 'checkpoint'", (str(model.seq),)
+            )
+        log.info("read model rebuilt", events=count, jobs=len(model.jobs))
+        return count
