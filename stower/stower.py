@@ -196,15 +196,19 @@ class Stower:
         )
 
     async def stop(self) -> None:
-        """Stop taking commands, finish the ones already received, end the task."""
-        self._accepting = False
+        """Stop taking commands, commit the ones already sent, end the task.
+
+        Commands sent before ``stop()`` are decided and answered; commands
+        sent after it get ``LedgerClosed``.
+        """
         if self._subscription is not None:
-            self._subscription.unsubscribe()
+            self._subscription.unsubscribe()  # new sends now find no handler
             self._subscription = None
         task = self._task
         if task is None:
             return
         await self._bus.drain()  # commands emitted before stop() reach the mailbox
+        self._accepting = False
         await self._mailbox.join()
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
