@@ -178,10 +178,10 @@ class EventBus:
             event_processor=self._event_processing, event_linker=self._events, debug=False
         )
         self._in_flight = asyncio.Semaphore(max_in_flight)
-        self._max_in_flight = max_in_flight
         self._command_handler: EventSubscriber | None = None
         self._closed = False
         self._commands_sent = 0
+        self._commands_in_flight = 0
         self._events_published = 0
         self._handler_errors = 0
         self._subscriber_count = 0
@@ -268,8 +268,12 @@ class EventBus:
         async with self._in_flight:
             future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
             self._commands_sent += 1
-            self._command_emitter.emit(tag, command, future)
-            return await future
+            self._commands_in_flight += 1
+            try:
+                self._command_emitter.emit(tag, command, future)
+                return await future
+            finally:
+                self._commands_in_flight -= 1
 
     # -- events ----------------------------------------------------------
 
@@ -315,7 +319,7 @@ class EventBus:
         """A snapshot of the bus's counters. Never blocks."""
         return BusStatistics(
             commands_sent=self._commands_sent,
-            commands_in_flight=self._max_in_flight - self._in_flight._value,
+            commands_in_flight=self._commands_in_flight,
             events_published=self._events_published,
             queued=self._command_processing.queued + self._event_processing.queued,
             max_queued=max(self._command_processing.max_queued, self._event_processing.max_queued),

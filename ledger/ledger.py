@@ -18,7 +18,14 @@ import asyncio
 import builtins
 import contextlib
 from collections import deque
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -373,7 +380,7 @@ class Ledger:
         job_id: str | None = None,
         types: Iterable[str] | None = None,
         buffer: int = 10_000,
-    ) -> AsyncIterator[Envelope]:
+    ) -> AsyncGenerator[Envelope, None]:
         """The log's envelopes with ``seq > after``, in order; optionally filtered
         to one job's stream and to some event types.
 

@@ -68,7 +68,12 @@ class WorkerStatistics(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class WorkerRunner:
-    """Runs one :class:`JobWorker` until stopped. Owns its slot tasks.
+    """Runs one :class:`JobWorker` until stopped. Owns its tasks.
+
+    One dispatcher task per runner finds work for all the worker's free
+    slots at once and claims it with concurrent ``job:start`` commands (which
+    the Stower commits together), so the runner's own slots never race each
+    other for a job. Each claimed job runs in its own task.
 
     ``stop(timeout)`` stops claiming, lets running jobs finish for up to
     ``timeout`` seconds, then cancels them; a cancelled job is reported
@@ -96,10 +101,11 @@ class WorkerRunner:
         self._types = tuple(worker.job_types)
         self._type_set = frozenset(self._types)
         self._wake = asyncio.Event()
+        self._slot_free = asyncio.Event()
         self._stopping = False
-        self._slots: list[asyncio.Task[None]] = []
+        self._dispatcher: asyncio.Task[None] | None = None
+        self._jobs: set[asyncio.Task[None]] = set()
         self._subscription: Subscription | None = None
-        self._active = 0
         self._claimed = 0
         self._lost = 0
         self._completed = 0
@@ -112,15 +118,13 @@ class WorkerRunner:
         return self.worker.name
 
     async def start(self) -> None:
-        """Subscribe to wake-ups and start the slots."""
-        if self._slots:
+        """Subscribe to wake-ups and start dispatching."""
+        if self._dispatcher is not None:
             raise RuntimeError("the runner is already started")
         self._subscription = self._bus.subscribe(self._on_created, "job.created")
-        loop = asyncio.get_running_loop()
-        self._slots = [
-            loop.create_task(self._supervised_slot(i), name=f"jobledger-worker-{self.name}-{i}")
-            for i in range(self.worker.concurrency)
-        ]
+        self._dispatcher = asyncio.get_running_loop().create_task(
+            self._supervised_dispatch(), name=f"jobledger-worker-{self.name}"
+        )
 
     def _on_created(self, env: Envelope) -> None:
         if getattr(env.data, "job_type", None) in self._type_set:
@@ -134,113 +138,132 @@ class WorkerRunner:
         """Stop claiming; give running jobs ``timeout`` seconds; then cancel them."""
         self._stopping = True
         self._wake.set()
+        self._slot_free.set()
         if self._subscription is not None:
             self._subscription.unsubscribe()
             self._subscription = None
-        if not self._slots:
-            return
-        _, pending = await asyncio.wait(self._slots, timeout=timeout)
-        for task in pending:
-            task.cancel()
-        if pending:
-            log.warning("jobs cancelled at stop", worker=self.name, count=len(pending))
-            await asyncio.wait(pending)
-        self._slots = []
+        if self._dispatcher is not None:
+            await asyncio.wait([self._dispatcher])
+        if self._jobs:
+            _, pending = await asyncio.wait(set(self._jobs), timeout=timeout)
+            for task in pending:
+                task.cancel()
+            if pending:
+                log.warning("jobs cancelled at stop", worker=self.name, count=len(pending))
+                await asyncio.wait(pending)
 
-    async def _supervised_slot(self, number: int) -> None:
+    async def _supervised_dispatch(self) -> None:
         try:
-            await self._slot()
+            await self._dispatch()
         except asyncio.CancelledError:
             raise
         except LedgerClosed:
-            log.info("worker slot ends: the ledger is closed", worker=self.name, slot=number)
+            log.info("worker stops dispatching: the ledger is closed", worker=self.name)
         except Exception as exc:
-            # The runner itself failed (not the job: job errors are reported).
-            log.critical("worker slot crashed", worker=self.name, slot=number, exc_info=exc)
+            # The runner itself failed (not a job: job errors are reported).
+            log.critical("worker dispatcher crashed", worker=self.name, exc_info=exc)
             raise
 
-    async def _slot(self) -> None:
+    async def _dispatch(self) -> None:
         while not self._stopping:
-            self._wake.clear()
-            job = await self._claim_next()
-            if job is not None:
-                await self._run(job)
+            free = self.worker.concurrency - len(self._jobs)
+            if free <= 0:
+                self._slot_free.clear()
+                await self._slot_free.wait()
                 continue
+            self._wake.clear()
+            claimed = await self._claim(free)
+            for job in claimed:
+                task = asyncio.get_running_loop().create_task(
+                    self._run(job), name=f"jobledger-job-{job.id}"
+                )
+                self._jobs.add(task)
+                task.add_done_callback(self._job_done)
+            if claimed:
+                continue  # there may be more work right away
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._poll_interval)
 
-    async def _claim_next(self) -> Job | None:
+    def _job_done(self, task: asyncio.Task[None]) -> None:
+        self._jobs.discard(task)
+        self._slot_free.set()
+        if not task.cancelled() and task.exception() is not None:
+            log.error("job task failed", worker=self.name, exc_info=task.exception())
+
+    async def _claim(self, limit: int) -> list[Job]:
+        """Claim up to ``limit`` pending jobs at once; return the ones won."""
         self._polls += 1
-        candidates = await self._reader.next_pending(
-            self._types, self._clock.now(), limit=self.worker.concurrency
-        )
-        for job in candidates:
-            if self._stopping:
-                return None
-            try:
-                envelopes = await self._bus.send(
+        candidates = await self._reader.next_pending(self._types, self._clock.now(), limit=limit)
+        if not candidates or self._stopping:
+            return []
+        actor = f"worker:{self.name}"
+        replies = await asyncio.gather(
+            *(
+                self._bus.send(
                     JobStart(
                         job_id=job.id,
                         worker=self.name,
                         expected_version=job.version,
                         lease_seconds=self.worker.lease_seconds,
-                        actor=f"worker:{self.name}",
+                        actor=actor,
                         correlation_id=job.id,
                     )
                 )
-            except (ConcurrencyConflict, InvalidTransition, NotFound):
+                for job in candidates
+            ),
+            return_exceptions=True,
+        )
+        won: list[Job] = []
+        for job, reply in zip(candidates, replies, strict=True):
+            if isinstance(reply, ConcurrencyConflict | InvalidTransition | NotFound):
                 self._lost += 1  # another worker claimed it first
                 continue
-            self._claimed += 1
+            if isinstance(reply, BaseException):
+                raise reply
             started: Job | None = job
-            for env in envelopes:
+            for env in reply:
                 started = evolve_job(started, env)
-            return started
-        return None
+            assert started is not None
+            won.append(started)
+        self._claimed += len(won)
+        return won
 
     async def _run(self, job: Job) -> None:
         ctx = JobContext(job, worker=self.name, bus=self._bus, clock=self._clock, ids=self._ids)
         actor = f"worker:{self.name}"
-        self._active += 1
         report: JobComplete | JobFail
         with structlog.contextvars.bound_contextvars(job_id=job.id, worker=self.name):
             try:
-                try:
-                    value: Any = await self.worker.execute(job, ctx)
-                    report = JobComplete(
-                        job_id=job.id,
-                        attempt=ctx.attempt,
-                        result=result_of(value),
-                        actor=actor,
-                        correlation_id=job.id,
-                    )
-                except asyncio.CancelledError:
-                    await asyncio.shield(
-                        self._report(
-                            JobFail(
-                                job_id=job.id,
-                                attempt=ctx.attempt,
-                                error="the worker stopped before the job finished",
-                                error_type="WorkerStopped",
-                                actor=actor,
-                                correlation_id=job.id,
-                            )
-                        )
-                    )
-                    raise
-                except Exception as exc:
-                    log.info("job raised", error=repr(exc))
-                    report = JobFail(
-                        job_id=job.id,
-                        attempt=ctx.attempt,
-                        error=(str(exc) or type(exc).__name__)[:_MAX_ERROR],
-                        error_type=type(exc).__name__[:200],
-                        actor=actor,
-                        correlation_id=job.id,
-                    )
-                await self._report(report)
-            finally:
-                self._active -= 1
+                value: Any = await self.worker.execute(job, ctx)
+                report = JobComplete(
+                    job_id=job.id,
+                    attempt=ctx.attempt,
+                    result=result_of(value),
+                    actor=actor,
+                    correlation_id=job.id,
+                )
+            except asyncio.CancelledError:
+                stopped = JobFail(
+                    job_id=job.id,
+                    attempt=ctx.attempt,
+                    error="the worker stopped before the job finished",
+                    error_type="WorkerStopped",
+                    actor=actor,
+                    correlation_id=job.id,
+                )
+                await asyncio.shield(self._report(stopped))
+                raise
+            except Exception as exc:
+                log.info("job raised", error=repr(exc))
+                report = JobFail(
+                    job_id=job.id,
+                    attempt=ctx.attempt,
+                    error=(str(exc) or type(exc).__name__)[:_MAX_ERROR],
+                    error_type=type(exc).__name__[:200],
+                    actor=actor,
+                    correlation_id=job.id,
+                )
+            await self._report(report)
 
     async def _report(self, report: JobComplete | JobFail) -> None:
         try:
@@ -280,9 +303,9 @@ class WorkerRunner:
         return WorkerStatistics(
             worker=self.name,
             job_types=self._types,
-            running=any(not t.done() for t in self._slots),
-            slots=len(self._slots),
-            active=self._active,
+            running=self._dispatcher is not None and not self._dispatcher.done(),
+            slots=self.worker.concurrency,
+            active=len(self._jobs),
             claimed=self._claimed,
             lost_claims=self._lost,
             completed=self._completed,

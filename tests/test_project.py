@@ -1,0 +1,156 @@
+"""The project's shape: what the wheel holds, which way imports point, what
+is exported, and that the code passes the type checker and the linter."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+import jobledger
+
+ROOT = Path(__file__).resolve().parent.parent
+PARTS = {
+    "core": "jobledger.core",
+    "eventbus": "jobledger.eventbus",
+    "store": "jobledger.store",
+    "stower": "jobledger.stower",
+    "workers": "jobledger.workers",
+    "ledger": "jobledger",
+}
+# What each part may import of ours: arrows point down only.
+ALLOWED = {
+    "core": set(),
+    "store": {"core"},
+    "eventbus": {"core"},
+    "stower": {"core", "eventbus", "store"},
+    "workers": {"core", "eventbus"},
+    "ledger": {"core", "eventbus", "store", "stower", "workers"},
+}
+
+
+def _ours(module: str) -> str | None:
+    """Which part an absolute import names, or None if it is not ours."""
+    if module == "jobledger":
+        return "ledger"
+    if module.startswith("jobledger."):
+        sub = module.split(".")[1]
+        return sub if sub in ALLOWED else "ledger"
+    return None
+
+
+def test_imports_point_only_downward() -> None:
+    wrong = []
+    for part in ALLOWED:
+        for path in (ROOT / part).rglob("*.py"):
+            tree = ast.parse(path.read_text(), str(path))
+            for node in ast.walk(tree):
+                names: list[str] = []
+                if isinstance(node, ast.Import):
+                    names = [a.name for a in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    names = [node.module]
+                elif isinstance(node, ast.ImportFrom) and node.level > 1:
+                    wrong.append(f"{path}: relative import out of its part")
+                for name in names:
+                    target = _ours(name)
+                    if target is not None and target != part and target not in ALLOWED[part]:
+                        wrong.append(f"{path.relative_to(ROOT)} imports {name}")
+                    if name.split(".")[0] in ALLOWED:
+                        wrong.append(f"{path.relative_to(ROOT)} imports bare {name}")
+    assert wrong == []
+
+
+@pytest.mark.parametrize("module_name", sorted(PARTS.values()))
+def test_every_package_declares_exactly_what_it_exports(module_name: str) -> None:
+    module = importlib.import_module(module_name)
+    exported = set(module.__all__)
+    assert len(exported) == len(module.__all__), "duplicates in __all__"
+    for name in exported:
+        assert hasattr(module, name), f"{module_name}.{name} is in __all__ but missing"
+    public = {
+        name
+        for name, value in vars(module).items()
+        if not name.startswith("_") and not isinstance(value, type(sys))
+    }
+    assert public - exported == set(), f"public but not in __all__: {public - exported}"
+
+
+def test_every_top_level_name_is_documented() -> None:
+    docs = "\n".join(p.read_text() for p in [ROOT / "README.md", *(ROOT / "docs").glob("*.md")])
+    missing = [n for n in jobledger.__all__ if n != "__version__" and n not in docs]
+    assert missing == []
+
+
+def test_importing_jobledger_prints_nothing_and_configures_no_logging() -> None:
+    code = (
+        "import logging, jobledger;"
+        "root = logging.getLogger();"
+        "assert root.handlers == [], root.handlers;"
+        "assert logging.getLogger('jobledger').handlers[0].__class__.__name__ == 'NullHandler'"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT.parent
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "" and done.stderr == ""
+
+
+def test_the_wheel_holds_exactly_the_jobledger_package(tmp_path: Path) -> None:
+    out = tmp_path / "dist"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(out),
+            str(ROOT),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    (wheel,) = out.glob("jobledger-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    tops = {n.split("/")[0] for n in names}
+    assert tops == {"jobledger", f"{wheel.name.split('-')[0]}-{wheel.name.split('-')[1]}.dist-info"}
+    for part in ("core", "eventbus", "store", "stower", "workers"):
+        assert f"jobledger/{part}/__init__.py" in names
+        assert f"jobledger/{part}/py.typed" in names
+    assert "jobledger/__init__.py" in names and "jobledger/py.typed" in names
+    assert not [n for n in names if "tests/" in n or "__pycache__" in n]
+
+
+def test_the_package_is_imported_from_the_install_not_bare_folders() -> None:
+    # With --import-mode=importlib the repo root is not on sys.path, so `core`
+    # and friends must not be importable as top-level modules.
+    for bare in ("core", "store", "stower", "eventbus", "workers", "ledger"):
+        assert importlib.util.find_spec(bare) is None, bare
+
+
+def test_mypy_strict_passes() -> None:
+    sys.path.insert(0, str(ROOT / "tests"))
+    try:
+        from typecheck import run_mypy  # type: ignore[import-not-found]
+    finally:
+        sys.path.pop(0)
+    result = run_mypy()
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_ruff_passes() -> None:
+    ruff = shutil.which("ruff") or str(Path(sys.executable).parent / "ruff")
+    for args in (["check", "."], ["format", "--check", "."]):
+        done = subprocess.run([ruff, *args], capture_output=True, text=True, cwd=ROOT)
+        assert done.returncode == 0, done.stdout + done.stderr
