@@ -264,6 +264,8 @@ class EventBus:
         if self._closed or self._command_handler is None:
             raise LedgerClosed("no Stower is listening on this bus")
         tag = command.__struct_config__.tag
+        if tag not in COMMAND_TYPES:
+            raise ValidationError(f"unknown command type {tag!r}")
         assert isinstance(tag, str)
         async with self._in_flight:
             future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()

@@ -166,6 +166,7 @@ class Ledger:
         self._poll_interval = poll_interval
         self._stop_timeout = stop_timeout
         self._waiters: dict[str, set[asyncio.Event]] = {}
+        self._followers: set[asyncio.Event] = set()
         self._started = False
         self._closed = False
 
@@ -199,9 +200,9 @@ class Ledger:
         await self._stower.stop()
         await self._bus.aclose()
         await self._log.close()
-        for events in self._waiters.values():
-            for event in events:
-                event.set()
+        # Wake everyone waiting on this ledger so they can see it closed.
+        for event in (*self._followers, *(e for es in self._waiters.values() for e in es)):
+            event.set()
         log.info("ledger closed", path=self._log.path)
 
     def _on_stower_crash(self, exc: BaseException) -> None:
@@ -416,9 +417,12 @@ class Ledger:
             arrived.set()
 
         subscription = self._bus.subscribe(on_event)
+        self._followers.add(arrived)
         last = after
         try:
             while True:
+                if self._closed:
+                    return
                 page = await self._log.read(last, 1000)
                 if page:
                     for env in page:
@@ -443,12 +447,11 @@ class Ledger:
                 arrived.clear()
                 if live:
                     continue
-                if self._closed:
-                    return
                 # Wake on a live event, or poll for other processes' writes.
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(arrived.wait(), self._poll_interval)
         finally:
+            self._followers.discard(arrived)
             subscription.unsubscribe()
 
     def observe(

@@ -267,11 +267,19 @@ class Stower:
         self._batches += 1
         self._commands += len(batch)
         self._max_batch_seen = max(self._max_batch_seen, len(batch))
+        # Validate first, outside the transaction: only well-formed commands
+        # take part in loading and deciding.
+        commands: list[Command | JobledgerError] = []
+        for command, _ in batch:
+            try:
+                commands.append(validate_command(command))
+            except JobledgerError as exc:
+                commands.append(exc)
         outcomes: list[Reply | BaseException] = []
         try:
             async with self._log.write() as writer:
-                state, head = await self._load(writer, batch)
-                records = self._decide_all(batch, state, head, outcomes)
+                state, head = await self._load(writer, commands)
+                records = self._decide_all(commands, state, head, outcomes)
                 if records:
                     await writer.append(
                         records,
@@ -299,7 +307,9 @@ class Stower:
         self._bus.publish(envelopes)
         self._answer(batch, outcomes)
 
-    async def _load(self, writer: LogWriter, batch: Sequence[_Pending]) -> tuple[_BatchState, Head]:
+    async def _load(
+        self, writer: LogWriter, commands: Sequence[Command | JobledgerError]
+    ) -> tuple[_BatchState, Head]:
         head = await writer.head()
         if head != self._head:
             # Another process appended since our last batch: what we cached may be stale.
@@ -310,7 +320,7 @@ class Stower:
         versions: dict[str, int] = {}
         missing_jobs: list[str] = []
         missing_marks: list[str] = []
-        for command, _ in batch:
+        for command in commands:
             if not isinstance(command, Command):
                 continue
             job_ids, mark_ids = targets(command)
@@ -338,7 +348,7 @@ class Stower:
 
     def _decide_all(
         self,
-        batch: Sequence[_Pending],
+        commands: Sequence[Command | JobledgerError],
         state: _BatchState,
         head: Head,
         outcomes: list[Reply | BaseException],
@@ -347,9 +357,12 @@ class Stower:
         ms = to_ms(now)
         records: list[Record] = []
         seq, previous = head.seq, head.hash
-        for command, _ in batch:
+        for command in commands:
+            if isinstance(command, JobledgerError):  # it failed validation
+                self._rejected += 1
+                outcomes.append(command)
+                continue
             try:
-                command = validate_command(command)
                 events = decide(command, state, now)
             except JobledgerError as exc:
                 self._rejected += 1

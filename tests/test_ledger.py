@@ -308,3 +308,18 @@ async def test_an_in_memory_ledger_works_the_same(tmp_path: Path) -> None:
         assert (await ledger.wait(job.id, timeout=10)).status == "completed"
         assert ledger.path == ":memory:"
         assert (await ledger.verify()).ok
+
+
+async def test_a_follower_ends_when_the_ledger_closes(db_path: Path) -> None:
+    seen: list[int] = []
+    async with jobledger.open(db_path, poll_interval=3600) as ledger:
+        await ledger.submit("t")
+
+        async def follow() -> None:
+            async for env in ledger.events(follow=True):
+                seen.append(env.seq)
+
+        follower = asyncio.create_task(follow())
+        await eventually(lambda: seen == [1])
+    await asyncio.wait_for(follower, 10)
+    assert seen == [1]

@@ -177,3 +177,24 @@ async def test_two_writers_on_one_file_never_double_claim(tmp_path: Path) -> Non
             )
         assert [e.seq for e in await a.log.read(limit=100)] == list(range(1, 41))
         assert (await verify(b.log)).ok
+
+
+async def test_malformed_commands_are_refused_and_the_stower_survives(engine: Engine) -> None:
+    from jobledger.core import Command, JobCreate, User
+
+    class Unknown(Command, tag="job:explode"):
+        job_id: str = "j"
+
+    malformed = [
+        JobStart(job_id=["not", "a", "string"], worker="w", expected_version=1),  # type: ignore[arg-type]
+        JobCreate(job_id="j", job_type="t", user="not a user"),  # type: ignore[arg-type]
+        JobCreate(job_id="j", job_type="t", user=User(id="u"), params={"x": object()}),
+        Unknown(),
+    ]
+    for command in malformed:
+        with pytest.raises(ValidationError):
+            await engine.bus.send(command)
+    assert (await engine.log.head()).seq == 0
+    (env,) = await engine.bus.send(create("j"))
+    assert env.seq == 1
+    assert engine.stower.running
