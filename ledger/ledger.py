@@ -317,12 +317,12 @@ class Ledger:
             raise ValidationError("must be between 1 and 10000", field="limit")
         jobs = await self._log.list_jobs(
             user_id=None if owner is None else owner.id,
+            tenant=None if owner is None else owner.tenant,
             status=status,
             job_type=job_type,
             before_seq=cursor,
             limit=limit + 1,
         )
-        jobs = [j for j in jobs if _owns(j, owner)]
         more = len(jobs) > limit
         page = tuple(jobs[:limit])
         return JobPage(jobs=page, cursor=page[-1].created_seq if more and page else None)

@@ -10,7 +10,7 @@ from datetime import datetime
 
 import msgspec
 
-from jobledger.core import GENESIS_HASH, Projection, chain_hash, encode_event
+from jobledger.core import GENESIS_HASH, Projection, chain_hash
 
 from .protocol import EventLog, Head, Problem, VerifyReport
 
@@ -39,10 +39,11 @@ async def verify(log: EventLog) -> VerifyReport:
     """Walk the whole log and compare it with the read model.
 
     Reports, each with its ``seq``: a gap or repeat in ``seq``, a stream whose
-    versions are not contiguous, an entry whose hash does not match the chain
-    (the chain then continues from the stored hash, so one edit is reported
-    once), and every job or mark where the read model differs from a fresh
-    replay.
+    versions are not contiguous, an entry whose hash (over its exact stored
+    bytes) does not match the chain (the chain then continues from the stored
+    hash, so one edit is reported once), and every job or mark where the read
+    model differs from a fresh replay (named by the ``seq`` of the last event
+    of its stream; 0 if the log has none).
     """
     problems: list[Problem] = []
     versions: dict[str, int] = {}
@@ -50,7 +51,9 @@ async def verify(log: EventLog) -> VerifyReport:
     expected_seq = 1
     count = 0
     model = Projection()
-    async for env in log.scan():
+    last_seq: dict[str, int] = {}
+    async for record in log.scan_records():
+        env = record.envelope
         count += 1
         if env.seq != expected_seq:
             problems.append(Problem(seq=env.seq, kind="gap", detail=f"expected seq {expected_seq}"))
@@ -77,13 +80,14 @@ async def verify(log: EventLog) -> VerifyReport:
             actor=env.actor,
             correlation_id=env.correlation_id,
             causation_id=env.causation_id,
-            data=encode_event(env.data),
+            data=record.data,
         )
         if computed != env.hash:
             problems.append(
                 Problem(seq=env.seq, kind="hash", detail="hash does not match the chain")
             )
         previous = env.hash
+        last_seq[env.stream] = env.seq
         model.apply(env)
     stored = await log.snapshot()
     head = await log.head()
@@ -104,7 +108,7 @@ async def verify(log: EventLog) -> VerifyReport:
             if a is None or b is None or msgspec.json.encode(a) != msgspec.json.encode(b):
                 problems.append(
                     Problem(
-                        seq=0,
+                        seq=last_seq.get(key, 0),
                         kind="read_model",
                         detail=f"{kind} {key!r} differs from replay",
                     )

@@ -14,7 +14,6 @@ from datetime import datetime
 
 from jobledger.core import (
     GENESIS_HASH,
-    ConcurrencyConflict,
     Envelope,
     Job,
     JobStatus,
@@ -76,7 +75,7 @@ class MemoryLog:
     """An :class:`~jobledger.store.EventLog` held in memory."""
 
     def __init__(self) -> None:
-        self._events: list[Envelope] = []
+        self._records: list[Record] = []
         self._streams: dict[str, list[Envelope]] = {}
         self._model = Projection()
         self._head = Head(0, GENESIS_HASH)
@@ -110,11 +109,12 @@ class MemoryLog:
             env = record.envelope
             versions = self._streams.setdefault(env.stream, [])
             if env.version != len(versions) + 1:
-                raise ConcurrencyConflict(env.stream, env.version - 1, len(versions))
+                raise StorageError(
+                    f"stream {env.stream!r}: version {env.version} appended after {len(versions)}"
+                )
         for record in writer.records:
-            env = record.envelope
-            self._events.append(env)
-            self._streams[env.stream].append(env)
+            self._records.append(record)
+            self._streams[record.envelope.stream].append(record.envelope)
         for record in writer.records:
             self._model.versions[record.envelope.stream] = record.envelope.version
         for job in writer.jobs:
@@ -135,12 +135,18 @@ class MemoryLog:
         return self._model.seq
 
     async def read(self, after: int = 0, limit: int = 1000) -> list[Envelope]:
-        return self._events[after : after + limit]
+        return [r.envelope for r in self._records[after : after + limit]]
 
     async def scan(self, after: int = 0, until_seq: int | None = None) -> AsyncIterator[Envelope]:
-        end = len(self._events) if until_seq is None else min(until_seq, len(self._events))
-        for env in self._events[after:end]:
-            yield env
+        async for record in self.scan_records(after, until_seq):
+            yield record.envelope
+
+    async def scan_records(
+        self, after: int = 0, until_seq: int | None = None
+    ) -> AsyncIterator[Record]:
+        end = len(self._records) if until_seq is None else min(until_seq, len(self._records))
+        for record in self._records[after:end]:
+            yield record
 
     async def stream(self, stream: str) -> list[Envelope]:
         return list(self._streams.get(stream, ()))
@@ -162,6 +168,7 @@ class MemoryLog:
         self,
         *,
         user_id: str | None = None,
+        tenant: str | None = None,
         status: JobStatus | None = None,
         job_type: str | None = None,
         before_seq: int | None = None,
@@ -171,6 +178,7 @@ class MemoryLog:
             j
             for j in self._model.jobs.values()
             if (user_id is None or j.user.id == user_id)
+            and (tenant is None or j.user.tenant == tenant)
             and (status is None or j.status == status)
             and (job_type is None or j.job_type == job_type)
             and (before_seq is None or j.created_seq < before_seq)
@@ -195,6 +203,6 @@ class MemoryLog:
     async def rebuild(self) -> int:
         async with self._lock:
             model = Projection()
-            model.apply_all(self._events)
+            model.apply_all(r.envelope for r in self._records)
             self._model = model
-            return len(self._events)
+            return len(self._records)

@@ -121,6 +121,12 @@ class EventLog(Protocol):
         """Every committed envelope with ``after < seq <= until_seq``, in order, in chunks."""
         ...
 
+    def scan_records(
+        self, after: int = 0, until_seq: int | None = None
+    ) -> AsyncIterator[Record]:
+        """As ``scan``, with each event's exact stored bytes (what the hash chain covers)."""
+        ...
+
     async def stream(self, stream: str) -> list[Envelope]:
         """Every committed envelope of one stream, in version order."""
         ...
@@ -135,6 +141,7 @@ class EventLog(Protocol):
         self,
         *,
         user_id: str | None = None,
+        tenant: str | None = None,
         status: JobStatus | None = None,
         job_type: str | None = None,
         before_seq: int | None = None,

@@ -70,6 +70,7 @@ _MIGRATIONS: tuple[str, ...] = (
         job_type    TEXT    NOT NULL,
         status      TEXT    NOT NULL,
         user_id     TEXT    NOT NULL,
+        tenant      TEXT,
         priority    INTEGER NOT NULL,
         run_at_us   INTEGER,
         created_seq INTEGER NOT NULL,
@@ -100,8 +101,8 @@ _INSERT_EVENT = (
     " correlation_id, causation_id, data, hash) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
 )
 _UPSERT_JOB = (
-    "INSERT OR REPLACE INTO jobs (id, job_type, status, user_id, priority, run_at_us,"
-    " created_seq, doc) VALUES (?,?,?,?,?,?,?,?)"
+    "INSERT OR REPLACE INTO jobs (id, job_type, status, user_id, tenant, priority, run_at_us,"
+    " created_seq, doc) VALUES (?,?,?,?,?,?,?,?,?)"
 )
 _UPSERT_MARK = (
     "INSERT OR REPLACE INTO marks (id, resource_id, job_id, created_seq, doc) VALUES (?,?,?,?,?)"
@@ -145,12 +146,17 @@ def _envelope(row: Sequence[Any]) -> Envelope:
         raise CorruptionError(f"event at seq {row[0]} does not decode: {exc}") from exc
 
 
+def _record(row: Sequence[Any]) -> Record:
+    return Record(_envelope(row), bytes(row[9]))
+
+
 def _job_row(job: Job) -> tuple[Any, ...]:
     return (
         job.id,
         job.job_type,
         job.status.value,
         job.user.id,
+        job.user.tenant,
         job.priority,
         _micros(job.run_at),
         job.created_seq,
@@ -412,13 +418,21 @@ class SqliteLog:
         rows = await self._fetchall("SELECT value FROM meta WHERE key = 'checkpoint'")
         return int(rows[0][0]) if rows else 0
 
-    async def read(self, after: int = 0, limit: int = 1000) -> list[Envelope]:
-        rows = await self._fetchall(
+    async def _rows_after(self, after: int, limit: int) -> list[Any]:
+        return await self._fetchall(
             f"{_SELECT_EVENTS} WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit)
         )
-        return [_envelope(r) for r in rows]
+
+    async def read(self, after: int = 0, limit: int = 1000) -> list[Envelope]:
+        return [_envelope(r) for r in await self._rows_after(after, limit)]
 
     async def scan(self, after: int = 0, until_seq: int | None = None) -> AsyncIterator[Envelope]:
+        async for record in self.scan_records(after, until_seq):
+            yield record.envelope
+
+    async def scan_records(
+        self, after: int = 0, until_seq: int | None = None
+    ) -> AsyncIterator[Record]:
         last = after
         while True:
             limit = self._read_chunk
@@ -426,12 +440,12 @@ class SqliteLog:
                 limit = min(limit, until_seq - last)
                 if limit <= 0:
                     return
-            batch = await self.read(last, limit)
-            if not batch:
+            rows = await self._rows_after(last, limit)
+            if not rows:
                 return
-            for env in batch:
-                yield env
-            last = batch[-1].seq
+            for row in rows:
+                yield _record(row)
+            last = rows[-1][0]
 
     async def stream(self, stream: str) -> list[Envelope]:
         rows = await self._fetchall(
@@ -461,6 +475,7 @@ class SqliteLog:
         self,
         *,
         user_id: str | None = None,
+        tenant: str | None = None,
         status: JobStatus | None = None,
         job_type: str | None = None,
         before_seq: int | None = None,
@@ -468,7 +483,12 @@ class SqliteLog:
     ) -> list[Job]:
         where: list[str] = []
         args: list[Any] = []
-        for column, value in (("user_id", user_id), ("status", status), ("job_type", job_type)):
+        for column, value in (
+            ("user_id", user_id),
+            ("tenant", tenant),
+            ("status", status),
+            ("job_type", job_type),
+        ):
             if value is not None:
                 where.append(f"{column} = ?")
                 args.append(str(value))

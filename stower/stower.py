@@ -4,13 +4,17 @@ It takes commands from a bounded mailbox in arrival order, and for each
 batch (as many commands as are waiting, up to ``max_batch``: group commit
 sized by load, with no timer adding latency when the load is light):
 
-1. opens one write transaction (``BEGIN IMMEDIATE``) and reads the head;
-2. validates and decides each command, in order, with the pure
-   :func:`~jobledger.core.decide` against the current state plus the effect
-   of the commands before it in the batch;
-3. appends every resulting event, hash-chained, with the read-model changes,
-   and commits;
-4. only then publishes the events on the bus and answers each sender: with
+1. validates each command against its field constraints (a malformed one is
+   rejected here and takes no further part);
+2. opens one write transaction (``BEGIN IMMEDIATE``), reads the head (if
+   another process appended, it drops its cache) and loads the jobs and
+   marks the batch names;
+3. decides each command, in order, with the pure
+   :func:`~jobledger.core.decide` against that state plus the effect of the
+   commands before it in the batch;
+4. appends every resulting event, hash-chained, with the read-model changes
+   and the checkpoint, and commits;
+5. only then publishes the events on the bus and answers each sender: with
    its committed events, or with the typed error its command was rejected
    with. A rejected command writes nothing; the others in its batch go on.
 

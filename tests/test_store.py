@@ -228,3 +228,42 @@ async def test_readers_see_the_log_and_read_model_move_together(db_path: Path) -
         outside.close()
         await stower.stop()
         await log.close()
+
+
+async def test_verify_names_the_seq_of_an_edited_entry(
+    sqlite_engine: Engine, db_path: Path
+) -> None:
+    import sqlite3
+
+    for i in range(5):
+        await sqlite_engine.bus.send(create(f"j{i}"))
+    assert (await verify(sqlite_engine.log)).ok
+    conn = sqlite3.connect(db_path)
+    with conn:
+        # Same meaning, different bytes: still an edit of the signed record.
+        conn.execute(
+            "UPDATE events SET data = CAST(' ' || CAST(data AS TEXT) AS BLOB) WHERE seq = 3"
+        )
+    report = await verify(sqlite_engine.log)
+    assert [(p.seq, p.kind) for p in report.problems] == [(3, "hash")]
+    with conn:
+        conn.execute("UPDATE events SET data = substr(data, 2) WHERE seq = 3")
+        conn.execute(
+            "UPDATE jobs SET priority = 7, doc = replace(doc, '\"priority\":0', '\"priority\":7') WHERE id = 'j4'"
+        )
+    conn.close()
+    report = await verify(sqlite_engine.log)
+    assert [(p.seq, p.kind) for p in report.problems] == [(5, "read_model")]
+
+
+async def test_list_pages_within_a_tenant(engine: Engine) -> None:
+    from jobledger.core import JobCreate, User
+
+    for i in range(4):
+        tenant = "a" if i == 0 else "b"
+        await engine.bus.send(
+            JobCreate(job_id=f"j{i}", job_type="t", user=User(id="same", tenant=tenant))
+        )
+    page = await engine.log.list_jobs(user_id="same", tenant="a", limit=1)
+    assert [j.id for j in page] == ["j0"]
+    assert len(await engine.log.list_jobs(user_id="same", tenant="b")) == 3

@@ -1,11 +1,11 @@
 """The worker runner: polls, claims, executes and reports for one JobWorker.
 
-Each of the worker's ``concurrency`` slots loops: find the next pending job
-of the worker's types (highest priority, then oldest), claim it with
-``job:start`` naming the version it saw, run ``execute``, and report
+One dispatcher task per runner asks the read model for as many pending jobs
+of the worker's types as it has free slots (highest priority, then oldest),
+claims them together with concurrent ``job:start`` commands naming the
+version it saw, and runs each won job in its own task: ``execute``, then
 ``job:complete`` with the result or ``job:fail`` with the error. A lost
-claim (another worker got there first) is not an error: the slot looks
-again.
+claim (another worker got there first) is not an error.
 
 The runner wakes at once when a ``job.created`` of one of its types is
 published in this process, and otherwise polls every ``poll_interval``
