@@ -88,7 +88,7 @@ def test_every_top_level_name_is_documented() -> None:
     assert missing == []
 
 
-def test_importing_jobledger_prints_nothing_and_configures_no_logging() -> None:
+def test_importing_jobledger_prints_nothing_and_configures_no_logging(tmp_path: Path) -> None:
     code = (
         "import logging, jobledger;"
         "root = logging.getLogger();"
@@ -96,7 +96,7 @@ def test_importing_jobledger_prints_nothing_and_configures_no_logging() -> None:
         "assert logging.getLogger('jobledger').handlers[0].__class__.__name__ == 'NullHandler'"
     )
     done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT.parent
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout == "" and done.stderr == ""

@@ -249,7 +249,7 @@ async def test_verify_names_the_seq_of_an_edited_entry(
     with conn:
         conn.execute("UPDATE events SET data = substr(data, 2) WHERE seq = 3")
         conn.execute(
-            "UPDATE jobs SET priority = 7, doc = replace(doc, '\"priority\":0', '\"priority\":7') WHERE id = 'j4'"
+            "UPDATE jobs SET doc = replace(doc, '\"priority\":0', '\"priority\":7') WHERE id = 'j4'"
         )
     conn.close()
     report = await verify(sqlite_engine.log)
