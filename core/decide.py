@@ -214,6 +214,19 @@ def decide(command: Command, state: Lookup, now: datetime) -> list[AnyEvent]:
 _replace = msgspec.structs.replace
 
 
+def _finish(job: Job, env: Envelope, status: JobStatus, **changes: object) -> Job:
+    """A job reaching a terminal status: the lease ends, the finish time is set."""
+    return _replace(
+        job,
+        status=status,
+        lease=None,
+        finished_at=env.time,
+        updated_at=env.time,
+        version=env.version,
+        **changes,
+    )
+
+
 def evolve_job(job: Job | None, env: Envelope) -> Job | None:
     """Fold one job event into the job it belongs to (``None`` before ``job.created``)."""
     event = env.data
@@ -265,25 +278,9 @@ def evolve_job(job: Job | None, env: Envelope) -> Job | None:
                 version=env.version,
             )
         case JobCompleted():
-            return _replace(
-                job,
-                status=JobStatus.COMPLETED,
-                result=event.result,
-                lease=None,
-                finished_at=env.time,
-                updated_at=env.time,
-                version=env.version,
-            )
+            return _finish(job, env, JobStatus.COMPLETED, result=event.result)
         case JobFailed():
-            return _replace(
-                job,
-                status=JobStatus.FAILED,
-                error=event.error,
-                lease=None,
-                finished_at=env.time,
-                updated_at=env.time,
-                version=env.version,
-            )
+            return _finish(job, env, JobStatus.FAILED, error=event.error)
     return _replace(job, updated_at=env.time, version=env.version)
 
 

@@ -170,36 +170,25 @@ def decode_event(data: bytes | str) -> AnyEvent:
     return _event_decoder.decode(data)
 
 
-def chain_hash(
-    previous: str,
-    *,
-    seq: int,
-    event_id: str,
-    stream: str,
-    version: int,
-    type: str,
-    time: datetime,
-    actor: str,
-    correlation_id: str | None,
-    causation_id: str | None,
-    data: bytes,
-) -> str:
+def chain_hash(previous: str, env: Envelope, data: bytes) -> str:
     """The hash of one log entry, chained to ``previous``.
 
-    The canonical bytes are the JSON array of the envelope fields in a fixed
-    order, with ``data`` as the exact stored event bytes.
+    The canonical bytes are the JSON array of the envelope's fields in a
+    fixed order (seq, event_id, stream, version, type, time, actor,
+    correlation_id, causation_id) followed by ``data``, the exact stored
+    event bytes, spliced in raw. ``env.hash`` itself is not covered.
     """
     canonical = _encoder.encode(
         [
-            seq,
-            event_id,
-            stream,
-            version,
-            type,
-            time,
-            actor,
-            correlation_id,
-            causation_id,
+            env.seq,
+            env.event_id,
+            env.stream,
+            env.version,
+            env.type,
+            env.time,
+            env.actor,
+            env.correlation_id,
+            env.causation_id,
             msgspec.Raw(data),
         ]
     )

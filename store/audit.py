@@ -69,19 +69,7 @@ async def verify(log: EventLog) -> VerifyReport:
                 )
             )
         versions[env.stream] = env.version
-        computed = chain_hash(
-            previous,
-            seq=env.seq,
-            event_id=env.event_id,
-            stream=env.stream,
-            version=env.version,
-            type=env.type,
-            time=env.time,
-            actor=env.actor,
-            correlation_id=env.correlation_id,
-            causation_id=env.causation_id,
-            data=record.data,
-        )
+        computed = chain_hash(previous, env, record.data)
         if computed != env.hash:
             problems.append(
                 Problem(seq=env.seq, kind="hash", detail="hash does not match the chain")

@@ -121,9 +121,7 @@ class EventLog(Protocol):
         """Every committed envelope with ``after < seq <= until_seq``, in order, in chunks."""
         ...
 
-    def scan_records(
-        self, after: int = 0, until_seq: int | None = None
-    ) -> AsyncIterator[Record]:
+    def scan_records(self, after: int = 0, until_seq: int | None = None) -> AsyncIterator[Record]:
         """As ``scan``, with each event's exact stored bytes (what the hash chain covers)."""
         ...
 

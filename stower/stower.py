@@ -404,20 +404,7 @@ class Stower:
         data = encode_event(event)
         tag = event.__struct_config__.tag
         assert isinstance(tag, str)
-        digest = chain_hash(
-            previous,
-            seq=seq,
-            event_id=event_id,
-            stream=stream,
-            version=version,
-            type=tag,
-            time=now,
-            actor=command.actor,
-            correlation_id=command.correlation_id,
-            causation_id=command.causation_id,
-            data=data,
-        )
-        envelope = Envelope(
+        unsigned = Envelope(
             seq=seq,
             event_id=event_id,
             stream=stream,
@@ -428,8 +415,9 @@ class Stower:
             correlation_id=command.correlation_id,
             causation_id=command.causation_id,
             data=event,
-            hash=digest,
+            hash="",
         )
+        envelope = msgspec.structs.replace(unsigned, hash=chain_hash(previous, unsigned, data))
         return Record(envelope, data)
 
     @staticmethod
