@@ -299,12 +299,17 @@ class SqliteLog:
         conn = await aiosqlite.connect(
             self._path, isolation_level=None, iter_chunk_size=self._read_chunk
         )
-        await conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
-        if query_only:
-            await conn.execute("PRAGMA query_only = 1")
-        else:
-            await conn.execute("PRAGMA journal_mode = WAL")
-            await conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+        try:
+            await conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
+            if query_only:
+                await conn.execute("PRAGMA query_only = 1")
+            else:
+                await conn.execute("PRAGMA journal_mode = WAL")
+                await conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+        except BaseException:
+            # An unclosed aiosqlite connection keeps its thread, and the process, alive.
+            await conn.close()
+            raise
         return conn
 
     async def open(self) -> None:

@@ -236,16 +236,22 @@ class Stower:
         try:
             await self._run()
         except asyncio.CancelledError:
+            # Stopped (or the whole loop is being cancelled): nobody is left
+            # waiting for an answer that will never come.
+            self._shut(LedgerClosed("the Stower has stopped"))
             raise
         except BaseException as exc:
             log.critical("stower crashed", error=repr(exc), exc_info=exc)
-            self._accepting = False
-            if self._subscription is not None:
-                self._subscription.unsubscribe()
-                self._subscription = None
-            self._fail_waiting(LedgerClosed(f"the Stower crashed: {exc!r}"))
+            self._shut(LedgerClosed(f"the Stower crashed: {exc!r}"))
             if self._on_crash is not None:
                 self._on_crash(exc)
+
+    def _shut(self, error: LedgerClosed) -> None:
+        self._accepting = False
+        if self._subscription is not None:
+            self._subscription.unsubscribe()
+            self._subscription = None
+        self._fail_waiting(error)
 
     def _fail_waiting(self, error: JobledgerError) -> None:
         while not self._mailbox.empty():
@@ -261,6 +267,10 @@ class Stower:
                 batch.append(self._mailbox.get_nowait())
             try:
                 await self._process(batch)
+            except asyncio.CancelledError:
+                # Cancelled mid-batch: whether it committed is unknown; say so.
+                self._answer(batch, [LedgerClosed("the Stower stopped mid-batch")] * len(batch))
+                raise
             finally:
                 for _ in batch:
                     self._mailbox.task_done()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -323,3 +325,51 @@ async def test_a_follower_ends_when_the_ledger_closes(db_path: Path) -> None:
         await eventually(lambda: seen == [1])
     await asyncio.wait_for(follower, 10)
     assert seen == [1]
+
+
+def _run_script(tmp_path: Path, code: str) -> subprocess.CompletedProcess[str]:
+    script = tmp_path / "script.py"
+    script.write_text(code)
+    return subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path, timeout=60
+    )
+
+
+def test_opening_a_file_that_is_not_a_database_fails_cleanly_and_exits(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("not a database, just some notes\n" * 100)
+    done = _run_script(
+        tmp_path,
+        "import asyncio, jobledger\n"
+        "async def main():\n"
+        "    try:\n"
+        "        async with jobledger.open('notes.txt'):\n"
+        "            pass\n"
+        "    except jobledger.StorageError as exc:\n"
+        "        print('refused:', exc)\n"
+        "asyncio.run(main())\n",
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("refused: cannot open notes.txt")
+
+
+def test_the_process_exits_when_the_loop_is_torn_down_mid_job(tmp_path: Path) -> None:
+    # A task raising SystemExit makes asyncio cancel every task at once: the
+    # Stower, the worker and the job. Shutdown must still finish.
+    done = _run_script(
+        tmp_path,
+        "import asyncio, jobledger\n"
+        "class Slow(jobledger.JobWorker):\n"
+        "    job_types = ('slow',)\n"
+        "    async def execute(self, job, ctx):\n"
+        "        await asyncio.Event().wait()\n"
+        "async def main():\n"
+        "    async with jobledger.open('jobs.db', workers=[Slow()]) as ledger:\n"
+        "        job = await ledger.submit('slow')\n"
+        "        while (await ledger.get(job.id)).status != 'running':\n"
+        "            await asyncio.sleep(0)\n"
+        "        async def boom():\n"
+        "            raise SystemExit(3)\n"
+        "        await asyncio.gather(boom(), asyncio.Event().wait())\n"
+        "asyncio.run(main())\n",
+    )
+    assert done.returncode == 3, done.stderr

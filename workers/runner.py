@@ -49,6 +49,7 @@ __all__ = ["WorkerRunner", "WorkerStatistics"]
 log = get_logger("workers")
 
 _MAX_ERROR = 4000
+_REPORT_GRACE = 5.0  # seconds a cancelled job's failure report may take
 
 
 class WorkerStatistics(msgspec.Struct, frozen=True, kw_only=True):
@@ -251,7 +252,9 @@ class WorkerRunner:
                     actor=actor,
                     correlation_id=job.id,
                 )
-                await asyncio.shield(self._report(stopped))
+                # Report it, but never let a shutdown wait on the report forever.
+                with contextlib.suppress(TimeoutError, JobledgerError):
+                    await asyncio.wait_for(asyncio.shield(self._report(stopped)), _REPORT_GRACE)
                 raise
             except Exception as exc:
                 log.info("job raised", error=repr(exc))

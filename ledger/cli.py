@@ -1,0 +1,479 @@
+"""The ``jobledger`` command line: run the demo, and look into a log file.
+
+::
+
+    jobledger demo [--db PATH] [--jobs N] [--fresh] [--no-live] [--pause SECONDS]
+    jobledger list [--db PATH] [--user U] [--status S] [--type T] [--limit N]
+    jobledger show JOB_ID [--db PATH]
+    jobledger history JOB_ID [--db PATH]
+
+Exit codes: 0 success; 1 a jobledger error (an unknown job, a damaged file,
+a failed verification); 2 a usage error or a missing log file. ``list``,
+``show`` and ``history`` never create a file: they refuse a path that does
+not exist.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import shlex
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from jobledger.core import (
+    Envelope,
+    Job,
+    JobCompleted,
+    JobCreated,
+    JobFailed,
+    JobledgerError,
+    JobProgressed,
+    JobStarted,
+    JobStatus,
+    MarkCreated,
+    NotFound,
+    StorageError,
+)
+
+from .demo import DEFAULT_PAUSE, DemoReport, run_demo
+from .ledger import open as open_ledger
+
+__all__ = ["main"]
+
+_DEMO_DB = "jobledger-demo.db"
+_DEFAULT_DB = "jobledger.db"
+
+_STATUS_STYLE = {
+    JobStatus.PENDING: "dim",
+    JobStatus.RUNNING: "cyan",
+    JobStatus.SUSPENDED: "yellow",
+    JobStatus.COMPLETED: "green",
+    JobStatus.PARTIAL: "yellow",
+    JobStatus.FAILED: "red",
+    JobStatus.CANCELLED: "magenta",
+    JobStatus.SKIPPED: "dim",
+    JobStatus.TIMED_OUT: "red",
+}
+
+
+class _MissingLog(Exception):
+    """The ``--db`` file of a reading command does not exist (exit code 2)."""
+
+
+class _OutputClosed(Exception):
+    """The reader of our output went away (a broken pipe, as in ``| head``)."""
+
+
+class _Console(Console):
+    """A rich Console that reports a broken pipe as :class:`_OutputClosed`.
+
+    rich raises ``SystemExit`` there, which escapes the asyncio event loop
+    from inside a task and skips the ledger's graceful close; an ordinary
+    exception unwinds through ``async with jobledger.open(...)`` instead.
+    """
+
+    def on_broken_pipe(self) -> None:
+        # Point the dead stream at /dev/null, as rich does, so the final flush
+        # at interpreter exit does not fail again.
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self.file.fileno())
+        raise _OutputClosed
+
+
+# -- formatting ----------------------------------------------------------
+
+
+def _when(moment: datetime | None) -> str:
+    if moment is None:
+        return "-"
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z"
+
+
+def _json(value: Any, limit: int | None = None) -> str:
+    text = msgspec.json.encode(value).decode()
+    if limit is not None and len(text) > limit:
+        return text[: limit - 1] + "…"
+    return text
+
+
+def _status(status: JobStatus) -> Text:
+    return Text(str(status), style=_STATUS_STYLE.get(status, ""))
+
+
+def _outcome(job: Job, limit: int = 60) -> Text:
+    if job.error is not None:
+        return Text(job.error if len(job.error) <= limit else job.error[: limit - 1] + "…", "red")
+    if job.result is not None:
+        return Text(_json(job.result, limit))
+    return Text("-", style="dim")
+
+
+def _progress(job: Job) -> str:
+    p = job.progress
+    if p is None:
+        return "-"
+    if p.processed is not None and p.total is not None:
+        return f"{p.processed}/{p.total}"
+    return f"{p.percent:.0f}%"
+
+
+def _jobs_table(jobs: Sequence[Job], *, title: str | None = None, detailed: bool = False) -> Table:
+    """A table of jobs; ``detailed`` adds the progress of unfinished jobs and
+    the creation time."""
+    table = Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, title_justify="left")
+    table.add_column("job", no_wrap=True)
+    table.add_column("type", no_wrap=True)
+    table.add_column("user", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("attempts", justify="right", no_wrap=True)
+    if detailed:
+        table.add_column("created (UTC)", no_wrap=True)
+    table.add_column("result / error", overflow="fold")
+    for job in jobs:
+        status = _status(job.status)
+        if detailed and not job.is_terminal and job.progress is not None:
+            status.append(f" {_progress(job)}")
+        table.add_row(
+            Text(job.id),
+            Text(job.job_type),
+            Text(job.user.id),
+            status,
+            str(job.attempt),
+            *([_when(job.created_at)[:19]] if detailed else []),
+            _outcome(job),
+        )
+    return table
+
+
+def _summarize_event(env: Envelope) -> str:
+    """A one-line, human summary of an envelope's data (for ``history``)."""
+    data = env.data
+    if isinstance(data, JobCreated):
+        return f"{data.job_type} for {data.user.id}, params {_json(data.params, 60)}"
+    if isinstance(data, JobStarted):
+        return (
+            f"attempt {data.attempt} claimed by {data.worker}, "
+            f"lease until {_when(data.lease_expires_at)}"
+        )
+    if isinstance(data, JobProgressed):
+        amount = (
+            f"{data.processed}/{data.total} ({data.percent:.0f}%)"
+            if data.processed is not None and data.total is not None
+            else f"{data.percent:.0f}%"
+        )
+        note = " ".join(x for x in (data.stage, data.message) if x)
+        return f"{amount} {note}".rstrip()
+    if isinstance(data, JobCompleted):
+        return f"attempt {data.attempt}, result {_json(data.result, 70)}"
+    if isinstance(data, JobFailed):
+        kind = f"{data.error_type}: " if data.error_type else ""
+        return f"attempt {data.attempt}, {kind}{data.error}"
+    if isinstance(data, MarkCreated):
+        return f"mark {data.mark_id} on {data.resource_id}"
+    # An event type this CLI does not know yet: show its fields.
+    fields = {k: v for k, v in msgspec.to_builtins(data).items() if k not in {"type", "job_id"}}
+    return _json(fields, 80)
+
+
+def _console(*, stderr: bool = False) -> Console:
+    console = _Console(stderr=stderr, highlight=False)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        # Piped output: a width wide enough that job ids never wrap.
+        console.width = 140
+    return console
+
+
+# -- commands --------------------------------------------------------------
+
+
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def _check_sqlite(db: str) -> None:
+    """Raise ``StorageError`` if ``db`` exists but is not an SQLite file.
+
+    Checked before opening: a non-empty file without the SQLite header can
+    never be a jobledger log (an empty file is a valid, empty database).
+    """
+    path = Path(db)
+    if not path.exists():
+        return
+    if not path.is_file():
+        raise StorageError(f"{db} is not a file")
+    with path.open("rb") as f:
+        header = f.read(len(_SQLITE_MAGIC))
+    if header and header != _SQLITE_MAGIC:
+        raise StorageError(f"{db} is not a jobledger log (not an SQLite database)")
+
+
+def _existing(db: str) -> str:
+    """``db``, if it is an existing SQLite file; else ``_MissingLog`` or ``StorageError``."""
+    if not Path(db).exists():
+        raise _MissingLog(db)
+    _check_sqlite(db)
+    return db
+
+
+async def _demo(args: argparse.Namespace, out: Console) -> int:
+    live = not args.no_live and out.is_terminal
+    if not args.fresh:
+        _check_sqlite(args.db)
+    report = await run_demo(
+        args.db, jobs=args.jobs, fresh=args.fresh, pause=args.pause, console=out, live=live
+    )
+    _print_demo_report(report, out)
+    return 0 if report.verify.ok else 1
+
+
+def _print_demo_report(report: DemoReport, out: Console) -> None:
+    out.print()
+    out.print(_jobs_table(report.jobs, title="Demo jobs"))
+    counts: dict[str, int] = {}
+    for job in report.jobs:
+        counts[job.status] = counts.get(job.status, 0) + 1
+    tally = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+    out.print(Text(f"jobs: {len(report.jobs)} ({tally}); marks created: {report.marks}"))
+    if any(j.status == JobStatus.FAILED for j in report.jobs):
+        out.print(
+            Text("(the summarize job on doc-blank fails on purpose: the document is blank)", "dim")
+        )
+    out.print(
+        Text(f"events in the log: {report.events} ({report.new_events} appended by this run)")
+    )
+    v = report.verify
+    if v.ok:
+        out.print(
+            Text.assemble(
+                ("verify: ok", "bold green"),
+                f" (hash chain intact over {v.events} events, read model equals a replay; "
+                f"head {v.head.seq} {v.head.hash[:16]}…)",
+            ),
+            soft_wrap=True,
+        )
+    else:
+        out.print(Text(f"verify: {len(v.problems)} problem(s)", "bold red"))
+        for problem in v.problems:
+            out.print(Text(f"  seq {problem.seq}: {problem.kind}: {problem.detail}", "red"))
+    out.print(Text(f"log file: {report.path}"), soft_wrap=True)
+    db = shlex.quote(report.path)
+    example = report.jobs[0].id if report.jobs else "JOB_ID"
+    out.print(Text("inspect it with:"))
+    for command in (f"jobledger list --db {db}", f"jobledger history {example} --db {db}"):
+        out.print(Text(f"  {command}", "bold"), soft_wrap=True)
+
+
+async def _list(args: argparse.Namespace, out: Console) -> int:
+    async with open_ledger(_existing(args.db)) as ledger:
+        page = await ledger.list(
+            user=args.user, status=args.status, job_type=args.job_type, limit=args.limit
+        )
+    if not page.jobs:
+        out.print(Text("no jobs match", "dim"))
+        return 0
+    out.print(_jobs_table(page.jobs, detailed=True))
+    more = "; more match (raise --limit)" if page.cursor is not None else ""
+    out.print(Text(f"{len(page)} job(s), newest first{more}"))
+    return 0
+
+
+async def _show(args: argparse.Namespace, out: Console) -> int:
+    async with open_ledger(_existing(args.db)) as ledger:
+        job = await ledger.get(args.job_id)
+    p = job.progress
+    progress = "-"
+    if p is not None:
+        parts = [_progress(job), f"{p.percent:.0f}%", p.stage or "", p.message or ""]
+        progress = " ".join(x for x in dict.fromkeys(parts) if x)
+    lease = "-"
+    if job.lease is not None:
+        lease = (
+            f"{job.lease.worker}, attempt {job.lease.attempt}, until {_when(job.lease.expires_at)}"
+        )
+    user = job.user
+    rows: list[tuple[str, Text | str]] = [
+        ("id", job.id),
+        ("type", job.job_type),
+        ("status", _status(job.status)),
+        ("user", _json(msgspec.to_builtins(user)) if user.name or user.tenant else user.id),
+        ("params", _json(job.params)),
+        ("priority", str(job.priority)),
+        ("attempt", f"{job.attempt} (max retries {job.max_retries})"),
+        ("progress", progress),
+        ("result", "-" if job.result is None else _json(job.result)),
+        ("error", Text("-") if job.error is None else Text(job.error, "red")),
+        ("lease", lease),
+        ("timeout", "-" if job.timeout is None else f"{job.timeout:g} s"),
+        ("run at", _when(job.run_at)),
+        ("created", _when(job.created_at)),
+        ("started", _when(job.started_at)),
+        ("finished", _when(job.finished_at)),
+        ("updated", _when(job.updated_at)),
+        ("version", str(job.version)),
+        ("created seq", str(job.created_seq)),
+    ]
+    if job.idempotency_key is not None:
+        rows.insert(5, ("idempotency key", job.idempotency_key))
+    table = Table(box=None, show_header=False, padding=(0, 2, 0, 0))
+    table.add_column("field", style="bold", no_wrap=True)
+    table.add_column("value", overflow="fold")
+    for name, value in rows:
+        table.add_row(name, value if isinstance(value, Text) else Text(value))
+    out.print(table)
+    return 0
+
+
+async def _history(args: argparse.Namespace, out: Console) -> int:
+    async with open_ledger(_existing(args.db)) as ledger:
+        events = await ledger.history(args.job_id)
+    table = Table(
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        title=f"History of {args.job_id}",
+        title_justify="left",
+    )
+    table.add_column("seq", justify="right")
+    table.add_column("version", justify="right")
+    table.add_column("type", no_wrap=True)
+    table.add_column("time (UTC)", no_wrap=True)
+    table.add_column("actor", no_wrap=True)
+    table.add_column("summary", overflow="fold")
+    for env in events:
+        style = "red" if env.type == "job.failed" else ""
+        table.add_row(
+            str(env.seq),
+            str(env.version),
+            Text(env.type, style),
+            _when(env.time),
+            Text(env.actor),
+            Text(_summarize_event(env)),
+        )
+    out.print(table)
+    out.print(Text(f"{len(events)} event(s)"))
+    return 0
+
+
+# -- the parser --------------------------------------------------------------
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1 second: {value}")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="jobledger",
+        description="jobledger: an embeddable, event-sourced job system. "
+        "Run the demo, or look into a log file.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    demo = commands.add_parser(
+        "demo",
+        help="run demo jobs with live progress, then summarize and verify the log",
+        description="Run a batch of demo jobs (word counts, highlights, checksums, "
+        "summaries; one fails on purpose) for users alice and bob on an SQLite log file.",
+    )
+    demo.add_argument("--db", default=_DEMO_DB, help=f"the log file (default: {_DEMO_DB})")
+    demo.add_argument("--jobs", type=_positive, default=6, help="how many jobs (default: 6)")
+    demo.add_argument(
+        "--fresh", action="store_true", help="delete the log file first (default: append)"
+    )
+    demo.add_argument(
+        "--no-live",
+        action="store_true",
+        help="print plain lines instead of live bars (automatic when not on a terminal)",
+    )
+    demo.add_argument(
+        "--pause",
+        type=_seconds,
+        default=DEFAULT_PAUSE,
+        help=f"seconds between work steps (default: {DEFAULT_PAUSE})",
+    )
+
+    db_help = f"the log file (default: {_DEFAULT_DB}); it must exist"
+    listing = commands.add_parser("list", help="list jobs, newest first")
+    listing.add_argument("--db", default=_DEFAULT_DB, help=db_help)
+    listing.add_argument("--user", help="only this user's jobs")
+    listing.add_argument("--status", choices=[s.value for s in JobStatus], help="only this status")
+    listing.add_argument("--type", dest="job_type", help="only this job type")
+    listing.add_argument(
+        "--limit", type=_positive, default=50, help="at most this many jobs (default: 50)"
+    )
+
+    show = commands.add_parser("show", help="show one job's fields")
+    show.add_argument("job_id", metavar="JOB_ID")
+    show.add_argument("--db", default=_DEFAULT_DB, help=db_help)
+
+    history = commands.add_parser("history", help="show one job's events, in order")
+    history.add_argument("job_id", metavar="JOB_ID")
+    history.add_argument("--db", default=_DEFAULT_DB, help=db_help)
+    return parser
+
+
+_COMMANDS = {"demo": _demo, "list": _list, "show": _show, "history": _history}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ``jobledger`` command with ``argv`` (default: ``sys.argv[1:]``).
+
+    Returns the exit code: 0 on success, 1 for a jobledger error (printed to
+    stderr, for example an unknown job), 2 for a usage error or a missing
+    log file. Never raises ``SystemExit``.
+    """
+    err = _console(stderr=True)
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exc:  # --help, or a usage error argparse printed
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    out = _console()
+    try:
+        return asyncio.run(_COMMANDS[args.command](args, out))
+    except _MissingLog as exc:
+        err.print(
+            Text(f"jobledger: error: no log file at {exc} (pass --db PATH)", "red"),
+            soft_wrap=True,
+        )
+        return 2
+    except NotFound as exc:
+        err.print(Text(f"jobledger: error: {exc} in {args.db}", "red"), soft_wrap=True)
+        return 1
+    except JobledgerError as exc:
+        err.print(Text(f"jobledger: error: {type(exc).__name__}: {exc}", "red"), soft_wrap=True)
+        return 1
+    except _OutputClosed:
+        return 1
+    except KeyboardInterrupt:
+        err.print(Text("jobledger: interrupted", "red"))
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
