@@ -96,34 +96,38 @@ class _OrderedProcessing(ProcessingService):
         self._queue.append((callback, args, kwargs))
         self.max_queued = max(self.max_queued, len(self._queue))
         if self._task is None:
-            if self._idle is None:
-                self._idle = asyncio.Event()
-            self._idle.clear()
-            self._task = asyncio.get_running_loop().create_task(
-                self._drain(), name="jobledger-bus-drain"
-            )
+            self._start()
+
+    def _start(self) -> None:
+        if self._idle is None:
+            self._idle = asyncio.Event()
+        self._idle.clear()
+        self._task = asyncio.get_running_loop().create_task(
+            self._drain(), name="jobledger-bus-drain"
+        )
+        self._task.add_done_callback(self._drained)
+
+    def _drained(self, task: asyncio.Task[None]) -> None:
+        # A done callback, not a ``finally``: a task cancelled before it ever
+        # ran (as when the whole loop is torn down) runs no ``finally``.
+        self._task = None
+        if self._queue and not task.get_loop().is_closed():
+            self._start()  # cancelled with work left: deliver it still
+        elif self._idle is not None:
+            self._idle.set()
 
     async def _drain(self) -> None:
-        try:
-            while self._queue:
-                callback, args, kwargs = self._queue.popleft()
-                try:
-                    await callback(*args, **kwargs)
-                except Exception as exc:  # pragma: no cover - handlers are wrapped
-                    self._on_error(exc)
-        finally:
-            self._task = None
-            if self._idle is not None:
-                self._idle.set()
+        while self._queue:
+            callback, args, kwargs = self._queue.popleft()
+            try:
+                await callback(*args, **kwargs)
+            except Exception as exc:  # pragma: no cover - handlers are wrapped
+                self._on_error(exc)
 
     async def wait_idle(self) -> None:
         """Return once everything submitted so far has been delivered."""
         while self._task is not None and self._idle is not None:
             await self._idle.wait()
-
-    async def aclose(self) -> None:
-        """Deliver what is queued, then stop."""
-        await self.wait_idle()
 
 
 class Subscription:

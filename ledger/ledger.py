@@ -195,11 +195,14 @@ class Ledger:
         if self._closed:
             return
         self._closed = True
-        for runner in self._runners:
-            await runner.stop(self._stop_timeout)
-        await self._stower.stop()
-        await self._bus.aclose()
-        await self._log.close()
+        try:
+            for runner in self._runners:
+                await runner.stop(self._stop_timeout)
+            await self._stower.stop()
+            await self._bus.aclose()
+        finally:
+            # Even when cancelled (the whole loop torn down), the file is closed.
+            await self._log.close()
         # Wake everyone waiting on this ledger so they can see it closed.
         for event in (*self._followers, *(e for es in self._waiters.values() for e in es)):
             event.set()

@@ -368,13 +368,19 @@ class SqliteLog:
         await self.rebuild()
 
     async def close(self) -> None:
-        for conn in (self._reader, self._writer):
-            if conn is not None:
+        """Close both connections. Idempotent. Even if cancelled half-way, each
+        connection's worker thread is told to stop, so none keeps the process alive."""
+        conns = [c for c in (self._reader, self._writer) if c is not None]
+        self._reader = self._writer = None
+        try:
+            for conn in conns:
                 try:
                     await conn.close()
                 except sqlite3.Error as exc:  # pragma: no cover - close failing is rare
                     log.warning("close failed", error=str(exc))
-        self._reader = self._writer = None
+        finally:
+            for conn in conns:
+                conn.stop()  # a no-op for a closed connection's finished thread
 
     def _conn(self) -> aiosqlite.Connection:
         if self._writer is None:

@@ -213,7 +213,13 @@ class Stower:
             return
         await self._bus.drain()  # commands emitted before stop() reach the mailbox
         self._accepting = False
-        await self._mailbox.join()
+        # Wait for the mailbox to empty, unless the task is gone (a crash, or
+        # cancelled with the whole loop): then nobody is left to empty it.
+        joined = asyncio.ensure_future(self._mailbox.join())
+        await asyncio.wait([joined, task], return_when=asyncio.FIRST_COMPLETED)
+        if not joined.done():
+            self._fail_waiting(LedgerClosed("the Stower has stopped"))
+            joined.cancel()
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
