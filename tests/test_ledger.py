@@ -34,21 +34,6 @@ class Echo(JobWorker):
         return {"steps": steps, "text": job.params.get("text", "")}
 
 
-class Gate(JobWorker):
-    """Holds its job until the test opens the gate."""
-
-    job_types = ("gate",)
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.open = asyncio.Event()
-        self.started = asyncio.Event()
-
-    async def execute(self, job: Job, ctx: JobContext) -> None:
-        self.started.set()
-        await self.open.wait()
-
-
 async def test_a_submitted_job_is_processed_and_completed_with_its_result(db_path: Path) -> None:
     async with jobledger.open(db_path, workers=[Echo()]) as ledger:
         job = await ledger.submit("echo", {"steps": 3, "text": "hi"}, user="alice")
