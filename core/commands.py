@@ -21,18 +21,29 @@ from typing import Annotated, Any
 import msgspec
 
 from .errors import ValidationError
-from .models import User
+from .models import RetryPolicy, User
 
 __all__ = [
     "COMMAND_TYPES",
+    "AnyCommand",
+    "AssetCreate",
     "Command",
+    "JobCancel",
     "JobComplete",
     "JobCreate",
+    "JobDelete",
+    "JobExpire",
     "JobFail",
+    "JobHeartbeat",
+    "JobPartial",
     "JobProgress",
+    "JobResume",
+    "JobSkip",
     "JobStart",
+    "JobSuspend",
     "MarkCreate",
     "MarkDelete",
+    "field_error",
     "validate_command",
 ]
 
@@ -48,6 +59,8 @@ Attempt = Annotated[int, msgspec.Meta(ge=1)]
 Version = Annotated[int, msgspec.Meta(ge=0)]
 Priority = Annotated[int, msgspec.Meta(ge=-(2**31), le=2**31 - 1)]
 Seconds = Annotated[float, msgspec.Meta(gt=0.0, le=365 * 24 * 3600.0)]
+QueueName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")]
+Path = Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
 
 
 class Command(
@@ -72,6 +85,9 @@ class JobCreate(Command, frozen=True, kw_only=True, tag="job:create"):
     max_retries: Count = 0
     timeout: Seconds | None = None
     idempotency_key: Id | None = None
+    queue: QueueName = "default"
+    suspendable: bool = False
+    retry: RetryPolicy | None = None
 
 
 class JobStart(Command, frozen=True, kw_only=True, tag="job:start"):
@@ -93,6 +109,15 @@ class JobProgress(Command, frozen=True, kw_only=True, tag="job:progress"):
     message: Text | None = None
     processed: Count | None = None
     total: Count | None = None
+    checkpoint: dict[str, Any] | None = None
+
+
+class JobHeartbeat(Command, frozen=True, kw_only=True, tag="job:heartbeat"):
+    """Renew the lease of a running job's current ``attempt`` for ``lease_seconds``."""
+
+    job_id: Id
+    attempt: Attempt
+    lease_seconds: Seconds = 60.0
 
 
 class JobComplete(Command, frozen=True, kw_only=True, tag="job:complete"):
@@ -110,6 +135,78 @@ class JobFail(Command, frozen=True, kw_only=True, tag="job:fail"):
     attempt: Attempt
     error: Text
     error_type: Text | None = None
+    retryable: bool = True
+    timed_out: bool = False
+
+
+class JobPartial(Command, frozen=True, kw_only=True, tag="job:partial"):
+    """End a running job's ``attempt`` with part of the work done: a ``result``
+    and an ``error`` saying what is missing."""
+
+    job_id: Id
+    attempt: Attempt
+    result: dict[str, Any] | None = None
+    error: Text
+
+
+class JobSkip(Command, frozen=True, kw_only=True, tag="job:skip"):
+    """End a running job's ``attempt``: the job does not apply, for ``reason``."""
+
+    job_id: Id
+    attempt: Attempt
+    reason: Text
+
+
+class JobCancel(Command, frozen=True, kw_only=True, tag="job:cancel"):
+    """Cancel a job. Pending or suspended: at once. Running: the worker is asked
+    to stop; it (or its runner) confirms by sending this again with its ``attempt``."""
+
+    job_id: Id
+    attempt: Attempt | None = None
+    reason: Text | None = None
+
+
+class JobSuspend(Command, frozen=True, kw_only=True, tag="job:suspend"):
+    """Suspend a job of a suspendable type. Pending: at once. Running: the worker
+    is asked to checkpoint and stop; it confirms by sending this with its ``attempt``."""
+
+    job_id: Id
+    attempt: Attempt | None = None
+
+
+class JobResume(Command, frozen=True, kw_only=True, tag="job:resume"):
+    """Put a suspended job back to pending, with its last progress."""
+
+    job_id: Id
+
+
+class JobDelete(Command, frozen=True, kw_only=True, tag="job:delete"):
+    """Remove a job that is not running from the read model (a tombstone; its
+    history stays in the log)."""
+
+    job_id: Id
+
+
+class JobExpire(Command, frozen=True, kw_only=True, tag="job:expire"):
+    """Sent by the sweeper: the running ``attempt`` has outlived its lease
+    (``reason="lease"``) or its timeout (``reason="timeout"``)."""
+
+    job_id: Id
+    attempt: Attempt
+    reason: Annotated[str, msgspec.Meta(pattern="^(lease|timeout)$")]
+
+
+class AssetCreate(Command, frozen=True, kw_only=True, tag="asset:create"):
+    """Record a file made by a running job's ``attempt``. ``storage_path`` is
+    relative to the asset root and may not leave it."""
+
+    asset_id: Id
+    job_id: Id
+    attempt: Attempt
+    asset_type: Id
+    url: Annotated[str, msgspec.Meta(max_length=MAX_TEXT_LENGTH)] | None = None
+    storage_path: Path
+    size: Count
 
 
 class MarkCreate(Command, frozen=True, kw_only=True, tag="mark:create"):
@@ -128,11 +225,27 @@ class MarkDelete(Command, frozen=True, kw_only=True, tag="mark:delete"):
     mark_id: Id
 
 
-AnyCommand = JobCreate | JobStart | JobProgress | JobComplete | JobFail | MarkCreate | MarkDelete
+AnyCommand = (
+    JobCreate
+    | JobStart
+    | JobProgress
+    | JobHeartbeat
+    | JobComplete
+    | JobFail
+    | JobPartial
+    | JobSkip
+    | JobCancel
+    | JobSuspend
+    | JobResume
+    | JobDelete
+    | JobExpire
+    | AssetCreate
+    | MarkCreate
+    | MarkDelete
+)
 
 COMMAND_TYPES: dict[str, type[Command]] = {
-    cls.__struct_config__.tag: cls  # type: ignore[misc]
-    for cls in (JobCreate, JobStart, JobProgress, JobComplete, JobFail, MarkCreate, MarkDelete)
+    cls.__struct_config__.tag: cls for cls in AnyCommand.__args__
 }
 """Wire name → command class, for every command the Stower decides."""
 
@@ -142,6 +255,16 @@ MAX_COMMAND_BYTES = 1 << 20
 _encoder = msgspec.json.Encoder()
 _decoder: msgspec.json.Decoder[AnyCommand] = msgspec.json.Decoder(AnyCommand)
 _PATH = re.compile(r" - at `\$\.?([^`]*)`$")
+
+
+def field_error(exc: msgspec.ValidationError, prefix: str | None = None) -> ValidationError:
+    """Our ``ValidationError`` for a msgspec one, naming the field it points at
+    (under ``prefix``, if given: ``params.text``)."""
+    message = str(exc)
+    match = _PATH.search(message)
+    path = match.group(1) if match and match.group(1) else None
+    field = ".".join(p for p in (prefix, path) if p) or None
+    return ValidationError(_PATH.sub("", message), field=field)
 
 
 def validate_command(command: object) -> Command:
@@ -164,9 +287,6 @@ def validate_command(command: object) -> Command:
     try:
         return _decoder.decode(raw)
     except msgspec.ValidationError as exc:
-        message = str(exc)
-        match = _PATH.search(message)
-        field = match.group(1) if match else None
-        raise ValidationError(_PATH.sub("", message), field=field) from exc
+        raise field_error(exc) from exc
     except msgspec.DecodeError as exc:  # e.g. NaN, nesting too deep
         raise ValidationError(f"malformed command: {exc}") from exc

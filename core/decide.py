@@ -1,28 +1,39 @@
 """The pure heart of jobledger: decide a command, fold an event.
 
 ``decide(command, state, now)`` returns the events a command produces, or
-raises a typed error; it reads nothing but its arguments. ``evolve_job`` and
-``evolve_mark`` fold one envelope into the entity it belongs to. A
-:class:`Projection` folds a whole log into jobs and marks; the Stower, the
-stores' ``rebuild`` and ``replay`` all use these same functions, so the read
-model and a replay cannot drift apart.
+raises a typed error; it reads nothing but its arguments. ``evolve_job``,
+``evolve_mark`` and ``evolve_asset`` fold one envelope into the entity it
+belongs to. A :class:`Projection` folds a whole log into jobs, marks and
+assets; the Stower, the stores' ``rebuild`` and ``replay`` all use these same
+functions, so the read model and a replay cannot drift apart.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from datetime import datetime, timedelta
+from pathlib import PurePosixPath
 from typing import Protocol
 
 import msgspec
 
 from .commands import (
+    AssetCreate,
     Command,
+    JobCancel,
     JobComplete,
     JobCreate,
+    JobDelete,
+    JobExpire,
     JobFail,
+    JobHeartbeat,
+    JobPartial,
     JobProgress,
+    JobResume,
+    JobSkip,
     JobStart,
+    JobSuspend,
     MarkCreate,
     MarkDelete,
 )
@@ -35,31 +46,52 @@ from .errors import (
 )
 from .events import (
     AnyEvent,
+    AssetCreated,
     Envelope,
+    JobCancelled,
+    JobCancelRequested,
     JobCompleted,
     JobCreated,
+    JobDeleted,
     JobFailed,
+    JobLeaseExpired,
+    JobLeaseRenewed,
+    JobPartiallyCompleted,
     JobProgressed,
+    JobResumed,
+    JobRetryScheduled,
+    JobSkipped,
     JobStarted,
+    JobSuspended,
+    JobSuspendRequested,
+    JobTimedOut,
     MarkCreated,
     MarkDeleted,
 )
-from .models import Job, Lease, Mark, Progress
+from .models import Asset, Job, Lease, Mark, Progress, RetryPolicy
 from .status import JobStatus, can_transition
 
 __all__ = [
+    "DEFAULT_RETRY",
     "Lookup",
     "Projection",
+    "check_storage_path",
     "decide",
+    "evolve_asset",
     "evolve_job",
     "evolve_mark",
+    "retry_delay",
     "targets",
 ]
 
+DEFAULT_RETRY = RetryPolicy()
+"""The retry policy of jobs that name none: 1 s doubling, capped at 5 min, full jitter."""
+
 
 class Lookup(Protocol):
-    """What ``decide`` may know: the current jobs and marks by id, and how far
-    each stream has gone (so an id is never reused, even after a delete)."""
+    """What ``decide`` may know: the current jobs, marks and assets by id, how
+    far each stream has gone (so an id is never reused, even after a delete),
+    and which job holds an idempotency key."""
 
     def job(self, job_id: str) -> Job | None: ...
 
@@ -69,12 +101,60 @@ class Lookup(Protocol):
         """The version of the last event in ``stream``; 0 if it has none."""
         ...
 
+    def job_by_key(self, user_id: str, key: str) -> Job | None:
+        """The live job of ``user_id`` submitted with idempotency ``key``, if any."""
+        ...
 
-def targets(command: Command) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """The job ids and mark ids ``decide`` will look up for ``command``."""
+
+def targets(command: Command) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """The job ids, mark ids and asset ids ``decide`` will look up for ``command``."""
     job_id: str | None = getattr(command, "job_id", None)
     mark_id: str | None = getattr(command, "mark_id", None)
-    return ((job_id,) if job_id else (), (mark_id,) if mark_id else ())
+    asset_id: str | None = getattr(command, "asset_id", None)
+    return (
+        (job_id,) if job_id else (),
+        (mark_id,) if mark_id else (),
+        (asset_id,) if asset_id else (),
+    )
+
+
+def retry_delay(policy: RetryPolicy, retry: int, job_id: str) -> float:
+    """Seconds to wait before retry number ``retry`` (1, 2, …) of ``job_id``.
+
+    Full jitter: uniform in ``[0, min(max_delay, base_delay * factor ** (retry - 1))]``,
+    drawn from a hash of the job id and retry number, so it differs between
+    jobs and is the same on every replay.
+    """
+    ceiling = min(policy.max_delay, policy.base_delay * policy.factor ** max(0, retry - 1))
+    if not policy.jitter:
+        return ceiling
+    digest = hashlib.sha256(f"{job_id}:{retry}".encode()).digest()
+    return ceiling * int.from_bytes(digest[:8], "big") / 2**64
+
+
+def check_storage_path(path: str) -> None:
+    """Refuse an asset path that could leave the asset root.
+
+    A storage path is relative, uses ``/``, has no ``..`` or empty parts and
+    no NUL byte. Raises ``ValidationError`` naming ``storage_path``.
+    """
+    problem = None
+    if "\x00" in path:
+        problem = "contains a NUL byte"
+    elif "\\" in path:
+        problem = "uses a backslash; use '/'"
+    elif path.startswith("/") or PurePosixPath(path).is_absolute() or path[1:3] == ":/":
+        problem = "is absolute; it must be relative to the asset root"
+    elif any(part in ("", "..", ".") for part in path.split("/")):
+        problem = "has an empty, '.' or '..' part"
+    if problem:
+        raise ValidationError(f"{path!r} {problem}", field="storage_path")
+
+
+def _tag(command: Command) -> str:
+    tag = command.__struct_config__.tag
+    assert isinstance(tag, str)
+    return tag
 
 
 def _require_job(state: Lookup, job_id: str) -> Job:
@@ -84,31 +164,29 @@ def _require_job(state: Lookup, job_id: str) -> Job:
     return job
 
 
+def _refuse(job: Job, target: JobStatus | str, command: Command) -> InvalidTransition:
+    return InvalidTransition(job.id, job.status.value, str(target), _tag(command))
+
+
 def _require_transition(job: Job, target: JobStatus, command: Command) -> None:
     if not can_transition(job.status, target):
-        raise InvalidTransition(
-            job.id,
-            job.status.value,
-            target.value,
-            command.__struct_config__.tag,  # type: ignore[arg-type]
-        )
+        raise _refuse(job, target, command)
 
 
-def _require_attempt(job: Job, attempt: int) -> None:
+def _require_running(job: Job, attempt: int, target: JobStatus | str, command: Command) -> None:
+    """A report from a worker: the job must be running, and for this very attempt."""
+    if job.status is not JobStatus.RUNNING:
+        raise _refuse(job, target, command)
     if attempt != job.attempt:
         raise StaleAttempt(job.id, attempt, job.attempt)
 
 
-def _require_running(job: Job, attempt: int, target: JobStatus, command: Command) -> None:
-    """A report from a worker: the job must be running, and for this very attempt."""
-    if job.status is not JobStatus.RUNNING:
-        raise InvalidTransition(
-            job.id,
-            job.status.value,
-            target.value,
-            command.__struct_config__.tag,  # type: ignore[arg-type]
-        )
-    _require_attempt(job, attempt)
+def _retry_at(job: Job, now: datetime) -> datetime | None:
+    """When the job may run again after its current attempt, or None if it may not."""
+    if job.attempts_left <= 0:
+        return None
+    delay = retry_delay(job.retry or DEFAULT_RETRY, job.attempt, job.id)
+    return now + timedelta(seconds=delay)
 
 
 def decide(command: Command, state: Lookup, now: datetime) -> list[AnyEvent]:
@@ -116,34 +194,93 @@ def decide(command: Command, state: Lookup, now: datetime) -> list[AnyEvent]:
 
     Pure: no I/O, no clock, no globals. Raises ``NotFound``,
     ``ValidationError``, ``InvalidTransition``, ``ConcurrencyConflict`` or
-    ``StaleAttempt``; when it raises, the command has no effect.
+    ``StaleAttempt``; when it raises, the command has no effect. An empty
+    list means the command is already in effect (an idempotent repeat).
     """
     match command:
         case JobCreate():
-            if state.version(command.job_id) > 0:
-                raise ValidationError("this id is already used", field="job_id")
-            if command.run_at is not None and command.run_at.tzinfo is None:
-                raise ValidationError("must be an aware datetime", field="run_at")
+            return _create(command, state)
+        case MarkCreate():
+            return _create_mark(command, state)
+        case MarkDelete():
+            mark = state.mark(command.mark_id)
+            if mark is None:
+                raise NotFound("mark", command.mark_id)
+            return [MarkDeleted(mark_id=mark.id, resource_id=mark.resource_id)]
+        case AssetCreate():
+            if state.version(command.asset_id) > 0:
+                raise ValidationError("this id is already used", field="asset_id")
+            check_storage_path(command.storage_path)
+            job = _require_job(state, command.job_id)
+            _require_running(job, command.attempt, JobStatus.RUNNING, command)
             return [
-                JobCreated(
-                    job_id=command.job_id,
-                    job_type=command.job_type,
-                    params=command.params,
-                    user=command.user,
-                    priority=command.priority,
-                    run_at=command.run_at,
-                    max_retries=command.max_retries,
-                    timeout=command.timeout,
-                    idempotency_key=command.idempotency_key,
+                AssetCreated(
+                    asset_id=command.asset_id,
+                    job_id=job.id,
+                    asset_type=command.asset_type,
+                    url=command.url,
+                    storage_path=command.storage_path,
+                    size=command.size,
                 )
             ]
+    job_id: str = command.job_id  # type: ignore[attr-defined]
+    return _decide_job(command, _require_job(state, job_id), now)
+
+
+def _create(command: JobCreate, state: Lookup) -> list[AnyEvent]:
+    if state.version(command.job_id) > 0:
+        raise ValidationError("this id is already used", field="job_id")
+    if command.run_at is not None and command.run_at.tzinfo is None:
+        raise ValidationError("must be an aware datetime", field="run_at")
+    key = command.idempotency_key
+    if key is not None and state.job_by_key(command.user.id, key) is not None:
+        return []  # submitted before: the existing job stands
+    return [
+        JobCreated(
+            job_id=command.job_id,
+            job_type=command.job_type,
+            params=command.params,
+            user=command.user,
+            priority=command.priority,
+            run_at=command.run_at,
+            max_retries=command.max_retries,
+            timeout=command.timeout,
+            idempotency_key=command.idempotency_key,
+            queue=command.queue,
+            suspendable=command.suspendable,
+            retry=command.retry,
+        )
+    ]
+
+
+def _create_mark(command: MarkCreate, state: Lookup) -> list[AnyEvent]:
+    if state.version(command.mark_id) > 0:
+        raise ValidationError("this id is already used", field="mark_id")
+    if command.job_id is not None:
+        job = _require_job(state, command.job_id)
+        if command.attempt is None:
+            raise ValidationError("required with job_id", field="attempt")
+        _require_running(job, command.attempt, JobStatus.RUNNING, command)
+    return [
+        MarkCreated(
+            mark_id=command.mark_id,
+            resource_id=command.resource_id,
+            annotation=command.annotation,
+            job_id=command.job_id,
+        )
+    ]
+
+
+def _decide_job(command: Command, job: Job, now: datetime) -> list[AnyEvent]:
+    match command:
         case JobStart():
-            job = _require_job(state, command.job_id)
             # The version first: a claim that lost the race is a conflict, whatever
             # the winner has done with the job since.
             if command.expected_version != job.version:
                 raise ConcurrencyConflict(job.id, command.expected_version, job.version)
             _require_transition(job, JobStatus.RUNNING, command)
+            if job.run_at is not None and job.run_at > now:
+                raise ValidationError(f"not due before {job.run_at.isoformat()}", field="run_at")
             return [
                 JobStarted(
                     job_id=job.id,
@@ -153,7 +290,6 @@ def decide(command: Command, state: Lookup, now: datetime) -> list[AnyEvent]:
                 )
             ]
         case JobProgress():
-            job = _require_job(state, command.job_id)
             _require_running(job, command.attempt, JobStatus.RUNNING, command)
             percent = command.percent
             if percent is None:
@@ -170,45 +306,135 @@ def decide(command: Command, state: Lookup, now: datetime) -> list[AnyEvent]:
                     message=command.message,
                     processed=command.processed,
                     total=command.total,
+                    checkpoint=command.checkpoint,
+                )
+            ]
+        case JobHeartbeat():
+            _require_running(job, command.attempt, JobStatus.RUNNING, command)
+            return [
+                JobLeaseRenewed(
+                    job_id=job.id,
+                    attempt=command.attempt,
+                    lease_expires_at=now + timedelta(seconds=command.lease_seconds),
                 )
             ]
         case JobComplete():
-            job = _require_job(state, command.job_id)
             _require_running(job, command.attempt, JobStatus.COMPLETED, command)
             return [JobCompleted(job_id=job.id, attempt=command.attempt, result=command.result)]
-        case JobFail():
-            job = _require_job(state, command.job_id)
-            _require_running(job, command.attempt, JobStatus.FAILED, command)
+        case JobPartial():
+            _require_running(job, command.attempt, JobStatus.PARTIAL, command)
             return [
-                JobFailed(
+                JobPartiallyCompleted(
                     job_id=job.id,
                     attempt=command.attempt,
+                    result=command.result,
                     error=command.error,
-                    error_type=command.error_type,
                 )
             ]
-        case MarkCreate():
-            if state.version(command.mark_id) > 0:
-                raise ValidationError("this id is already used", field="mark_id")
-            if command.job_id is not None:
-                job = _require_job(state, command.job_id)
-                if command.attempt is None:
-                    raise ValidationError("required with job_id", field="attempt")
-                _require_running(job, command.attempt, JobStatus.RUNNING, command)
+        case JobSkip():
+            _require_running(job, command.attempt, JobStatus.SKIPPED, command)
+            return [JobSkipped(job_id=job.id, attempt=command.attempt, reason=command.reason)]
+        case JobFail():
+            _require_running(job, command.attempt, JobStatus.FAILED, command)
             return [
-                MarkCreated(
-                    mark_id=command.mark_id,
-                    resource_id=command.resource_id,
-                    annotation=command.annotation,
-                    job_id=command.job_id,
+                _after_failure(
+                    job,
+                    now,
+                    command.error,
+                    command.error_type,
+                    retryable=command.retryable,
+                    timed_out=command.timed_out,
                 )
             ]
-        case MarkDelete():
-            mark = state.mark(command.mark_id)
-            if mark is None:
-                raise NotFound("mark", command.mark_id)
-            return [MarkDeleted(mark_id=mark.id, resource_id=mark.resource_id)]
+        case JobExpire():
+            _require_running(job, command.attempt, JobStatus.PENDING, command)
+            return [_expire(job, command, now)]
+        case JobCancel():
+            return _cancel(job, command)
+        case JobSuspend():
+            return _suspend(job, command)
+        case JobResume():
+            if job.status is not JobStatus.SUSPENDED:
+                raise _refuse(job, JobStatus.PENDING, command)
+            return [JobResumed(job_id=job.id)]
+        case JobDelete():
+            if job.status is JobStatus.RUNNING:
+                raise _refuse(job, "deleted", command)
+            return [JobDeleted(job_id=job.id)]
     raise ValidationError(f"unknown command {type(command).__name__}")
+
+
+def _after_failure(
+    job: Job,
+    now: datetime,
+    error: str,
+    error_type: str | None,
+    *,
+    retryable: bool,
+    timed_out: bool,
+) -> AnyEvent:
+    """What a failed attempt leads to: cancelled (if asked), a retry, or the end."""
+    if job.cancel_requested:
+        return JobCancelled(job_id=job.id, attempt=job.attempt, reason=f"cancelled; {error}")
+    retry_at = _retry_at(job, now) if retryable else None
+    if retry_at is not None:
+        return JobRetryScheduled(
+            job_id=job.id, attempt=job.attempt, error=error, error_type=error_type, run_at=retry_at
+        )
+    if timed_out:
+        return JobTimedOut(job_id=job.id, attempt=job.attempt, error=error)
+    return JobFailed(job_id=job.id, attempt=job.attempt, error=error, error_type=error_type)
+
+
+def _expire(job: Job, command: JobExpire, now: datetime) -> AnyEvent:
+    if command.reason == "lease":
+        assert job.lease is not None
+        if job.lease.expires_at > now:
+            raise ValidationError("the lease has not expired", field="reason")
+        if job.cancel_requested:
+            return JobCancelled(job_id=job.id, attempt=job.attempt, reason="the worker was lost")
+        if job.suspend_requested:
+            return JobSuspended(job_id=job.id, attempt=job.attempt)
+        return JobLeaseExpired(job_id=job.id, attempt=job.attempt, retry_at=_retry_at(job, now))
+    deadline = job.deadline
+    if deadline is None or deadline > now:
+        raise ValidationError("the job has not timed out", field="reason")
+    return _after_failure(
+        job,
+        now,
+        f"timed out after {job.timeout:g} s",
+        "Timeout",
+        retryable=True,
+        timed_out=True,
+    )
+
+
+def _cancel(job: Job, command: JobCancel) -> list[AnyEvent]:
+    if job.status in (JobStatus.PENDING, JobStatus.SUSPENDED):
+        return [JobCancelled(job_id=job.id, reason=command.reason)]
+    if job.status is not JobStatus.RUNNING:
+        raise _refuse(job, JobStatus.CANCELLED, command)
+    if command.attempt is not None:  # the worker confirms it has stopped
+        _require_running(job, command.attempt, JobStatus.CANCELLED, command)
+        return [JobCancelled(job_id=job.id, attempt=command.attempt, reason=command.reason)]
+    if job.cancel_requested:
+        return []
+    return [JobCancelRequested(job_id=job.id, reason=command.reason)]
+
+
+def _suspend(job: Job, command: JobSuspend) -> list[AnyEvent]:
+    if not job.suspendable:
+        raise ValidationError(f"jobs of type {job.job_type!r} are not suspendable", field="job_id")
+    if job.status is JobStatus.PENDING:
+        return [JobSuspended(job_id=job.id)]
+    if job.status is not JobStatus.RUNNING:
+        raise _refuse(job, JobStatus.SUSPENDED, command)
+    if command.attempt is not None:  # the worker confirms it has checkpointed and stopped
+        _require_running(job, command.attempt, JobStatus.SUSPENDED, command)
+        return [JobSuspended(job_id=job.id, attempt=command.attempt)]
+    if job.suspend_requested:
+        return []
+    return [JobSuspendRequested(job_id=job.id)]
 
 
 _replace = msgspec.structs.replace
@@ -220,6 +446,8 @@ def _finish(job: Job, env: Envelope, status: JobStatus, **changes: object) -> Jo
         job,
         status=status,
         lease=None,
+        cancel_requested=False,
+        suspend_requested=False,
         finished_at=env.time,
         updated_at=env.time,
         version=env.version,
@@ -227,8 +455,34 @@ def _finish(job: Job, env: Envelope, status: JobStatus, **changes: object) -> Jo
     )
 
 
+def _pending(job: Job, env: Envelope, run_at: datetime | None, **changes: object) -> Job:
+    """A job going back to the queue (a retry, an expired lease, a resume)."""
+    return _replace(
+        job,
+        status=JobStatus.PENDING,
+        run_at=run_at,
+        lease=None,
+        cancel_requested=False,
+        suspend_requested=False,
+        updated_at=env.time,
+        version=env.version,
+        **changes,
+    )
+
+
+def _eta(job: Job, percent: float, at: datetime) -> datetime | None:
+    """When the job should finish at the rate it has gone since it started."""
+    if job.started_at is None or percent <= 0 or percent >= 100:
+        return None
+    elapsed = (at - job.started_at).total_seconds()
+    if elapsed <= 0:
+        return None
+    return at + timedelta(seconds=elapsed * (100 - percent) / percent)
+
+
 def evolve_job(job: Job | None, env: Envelope) -> Job | None:
-    """Fold one job event into the job it belongs to (``None`` before ``job.created``)."""
+    """Fold one job event into the job it belongs to (``None`` before ``job.created``
+    and after ``job.deleted``)."""
     event = env.data
     if isinstance(event, JobCreated):
         return Job(
@@ -242,6 +496,9 @@ def evolve_job(job: Job | None, env: Envelope) -> Job | None:
             max_retries=event.max_retries,
             timeout=event.timeout,
             idempotency_key=event.idempotency_key,
+            queue=event.queue,
+            suspendable=event.suspendable,
+            retry=event.retry,
             created_at=env.time,
             updated_at=env.time,
             version=env.version,
@@ -249,6 +506,7 @@ def evolve_job(job: Job | None, env: Envelope) -> Job | None:
         )
     if job is None:
         return None
+    touched = {"updated_at": env.time, "version": env.version}
     match event:
         case JobStarted():
             return _replace(
@@ -256,32 +514,69 @@ def evolve_job(job: Job | None, env: Envelope) -> Job | None:
                 status=JobStatus.RUNNING,
                 attempt=event.attempt,
                 lease=Lease(
-                    worker=event.worker,
-                    attempt=event.attempt,
-                    expires_at=event.lease_expires_at,
+                    worker=event.worker, attempt=event.attempt, expires_at=event.lease_expires_at
                 ),
                 started_at=env.time,
-                updated_at=env.time,
-                version=env.version,
+                **touched,
             )
         case JobProgressed():
-            return _replace(
-                job,
-                progress=Progress(
-                    percent=event.percent,
-                    stage=event.stage,
-                    message=event.message,
-                    processed=event.processed,
-                    total=event.total,
-                ),
-                updated_at=env.time,
-                version=env.version,
+            checkpoint = event.checkpoint
+            if checkpoint is None and job.progress is not None:
+                checkpoint = job.progress.checkpoint
+            progress = Progress(
+                percent=event.percent,
+                stage=event.stage,
+                message=event.message,
+                processed=event.processed,
+                total=event.total,
+                eta=_eta(job, event.percent, env.time),
+                checkpoint=checkpoint,
             )
+            return _replace(job, progress=progress, **touched)
+        case JobLeaseRenewed():
+            lease = job.lease and _replace(job.lease, expires_at=event.lease_expires_at)
+            return _replace(job, lease=lease, **touched)
         case JobCompleted():
             return _finish(job, env, JobStatus.COMPLETED, result=event.result)
         case JobFailed():
-            return _finish(job, env, JobStatus.FAILED, error=event.error)
-    return _replace(job, updated_at=env.time, version=env.version)
+            return _finish(
+                job, env, JobStatus.FAILED, error=event.error, error_type=event.error_type
+            )
+        case JobPartiallyCompleted():
+            return _finish(job, env, JobStatus.PARTIAL, result=event.result, error=event.error)
+        case JobSkipped():
+            return _finish(job, env, JobStatus.SKIPPED, error=event.reason, error_type="Skipped")
+        case JobTimedOut():
+            return _finish(job, env, JobStatus.TIMED_OUT, error=event.error, error_type="Timeout")
+        case JobCancelled():
+            return _finish(
+                job, env, JobStatus.CANCELLED, error=event.reason, error_type="Cancelled"
+            )
+        case JobRetryScheduled():
+            return _pending(job, env, event.run_at, error=event.error, error_type=event.error_type)
+        case JobLeaseExpired():
+            error = f"the worker's lease expired during attempt {event.attempt}"
+            if event.retry_at is None:
+                return _finish(job, env, JobStatus.FAILED, error=error, error_type="LeaseExpired")
+            return _pending(job, env, event.retry_at, error=error, error_type="LeaseExpired")
+        case JobCancelRequested():
+            return _replace(job, cancel_requested=True, **touched)
+        case JobSuspendRequested():
+            return _replace(job, suspend_requested=True, **touched)
+        case JobSuspended():
+            return _replace(
+                job,
+                status=JobStatus.SUSPENDED,
+                lease=None,
+                suspend_requested=False,
+                cancel_requested=False,
+                **touched,
+            )
+        case JobResumed():
+            return _pending(job, env, None)
+        case JobDeleted():
+            return None
+    return _replace(job, **touched)
 
 
 def evolve_mark(mark: Mark | None, env: Envelope) -> Mark | None:
@@ -303,17 +598,38 @@ def evolve_mark(mark: Mark | None, env: Envelope) -> Mark | None:
     return mark
 
 
-class Projection:
-    """Jobs and marks folded from a sequence of envelopes, in memory.
+def evolve_asset(asset: Asset | None, env: Envelope) -> Asset | None:
+    """Fold one asset event into its asset."""
+    event = env.data
+    if isinstance(event, AssetCreated):
+        return Asset(
+            id=event.asset_id,
+            job_id=event.job_id,
+            asset_type=event.asset_type,
+            url=event.url,
+            storage_path=event.storage_path,
+            size=event.size,
+            created_by=env.actor,
+            created_at=env.time,
+            created_seq=env.seq,
+        )
+    return asset
 
-    Used by replay, rebuild and the in-memory store. ``apply`` must see the
-    envelopes in ``seq`` order. Not thread-safe; never blocks.
+
+class Projection:
+    """Jobs, marks and assets folded from a sequence of envelopes, in memory.
+
+    Used by replay, rebuild and the in-memory store; it is also a
+    :class:`Lookup`. ``apply`` must see the envelopes in ``seq`` order. Not
+    thread-safe; never blocks.
     """
 
     def __init__(self) -> None:
         self.jobs: dict[str, Job] = {}
         self.marks: dict[str, Mark] = {}
+        self.assets: dict[str, Asset] = {}
         self.versions: dict[str, int] = {}
+        self.keys: dict[tuple[str, str], str] = {}
         self.seq = 0
 
     def job(self, job_id: str) -> Job | None:
@@ -325,21 +641,36 @@ class Projection:
     def version(self, stream: str) -> int:
         return self.versions.get(stream, 0)
 
+    def job_by_key(self, user_id: str, key: str) -> Job | None:
+        job_id = self.keys.get((user_id, key))
+        return None if job_id is None else self.jobs.get(job_id)
+
     def apply(self, env: Envelope) -> None:
         """Fold one envelope."""
-        if env.type.startswith("job."):
-            job = evolve_job(self.jobs.get(env.stream), env)
+        stream = env.stream
+        kind = env.type.split(".", 1)[0]
+        if kind == "job":
+            before = self.jobs.get(stream)
+            job = evolve_job(before, env)
             if job is None:
-                self.jobs.pop(env.stream, None)
+                self.jobs.pop(stream, None)
+                if before is not None and before.idempotency_key is not None:
+                    self.keys.pop((before.user.id, before.idempotency_key), None)
             else:
-                self.jobs[env.stream] = job
-        elif env.type.startswith("mark."):
-            mark = evolve_mark(self.marks.get(env.stream), env)
+                self.jobs[stream] = job
+                if before is None and job.idempotency_key is not None:
+                    self.keys[(job.user.id, job.idempotency_key)] = job.id
+        elif kind == "mark":
+            mark = evolve_mark(self.marks.get(stream), env)
             if mark is None:
-                self.marks.pop(env.stream, None)
+                self.marks.pop(stream, None)
             else:
-                self.marks[env.stream] = mark
-        self.versions[env.stream] = env.version
+                self.marks[stream] = mark
+        elif kind == "asset":
+            asset = evolve_asset(self.assets.get(stream), env)
+            if asset is not None:
+                self.assets[stream] = asset
+        self.versions[stream] = env.version
         self.seq = env.seq
 
     def apply_all(self, envelopes: Iterable[Envelope]) -> None:
@@ -352,4 +683,10 @@ class Projection:
         return sorted(
             (m for m in self.marks.values() if m.resource_id == resource_id),
             key=lambda m: m.created_seq,
+        )
+
+    def assets_of(self, job_id: str) -> list[Asset]:
+        """The assets of one job, oldest first."""
+        return sorted(
+            (a for a in self.assets.values() if a.job_id == job_id), key=lambda a: a.created_seq
         )

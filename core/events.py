@@ -18,20 +18,34 @@ from typing import Any
 
 import msgspec
 
-from .models import User
+from .models import RetryPolicy, User
 
 __all__ = [
     "EVENT_TYPES",
     "GENESIS_HASH",
     "AnyEvent",
+    "AssetCreated",
+    "AssetEvent",
     "Envelope",
     "Event",
+    "JobCancelRequested",
+    "JobCancelled",
     "JobCompleted",
     "JobCreated",
+    "JobDeleted",
     "JobEvent",
     "JobFailed",
+    "JobLeaseExpired",
+    "JobLeaseRenewed",
+    "JobPartiallyCompleted",
     "JobProgressed",
+    "JobResumed",
+    "JobRetryScheduled",
+    "JobSkipped",
     "JobStarted",
+    "JobSuspendRequested",
+    "JobSuspended",
+    "JobTimedOut",
     "MarkCreated",
     "MarkDeleted",
     "MarkEvent",
@@ -65,6 +79,9 @@ class JobCreated(JobEvent, frozen=True, kw_only=True, tag="job.created"):
     max_retries: int = 0
     timeout: float | None = None
     idempotency_key: str | None = None
+    queue: str = "default"
+    suspendable: bool = False
+    retry: RetryPolicy | None = None
 
 
 class JobStarted(JobEvent, frozen=True, kw_only=True, tag="job.started"):
@@ -80,6 +97,14 @@ class JobProgressed(JobEvent, frozen=True, kw_only=True, tag="job.progressed"):
     message: str | None = None
     processed: int | None = None
     total: int | None = None
+    checkpoint: dict[str, Any] | None = None
+
+
+class JobLeaseRenewed(JobEvent, frozen=True, kw_only=True, tag="job.lease_renewed"):
+    """A heartbeat: the running attempt's lease now lasts until ``lease_expires_at``."""
+
+    attempt: int
+    lease_expires_at: datetime
 
 
 class JobCompleted(JobEvent, frozen=True, kw_only=True, tag="job.completed"):
@@ -88,9 +113,81 @@ class JobCompleted(JobEvent, frozen=True, kw_only=True, tag="job.completed"):
 
 
 class JobFailed(JobEvent, frozen=True, kw_only=True, tag="job.failed"):
+    """Terminal: the attempt failed and no retry is allowed."""
+
     attempt: int
     error: str
     error_type: str | None = None
+
+
+class JobPartiallyCompleted(JobEvent, frozen=True, kw_only=True, tag="job.partial"):
+    """Terminal: part of the work was done (``result``); ``error`` says what is missing."""
+
+    attempt: int
+    result: dict[str, Any] | None = None
+    error: str
+
+
+class JobSkipped(JobEvent, frozen=True, kw_only=True, tag="job.skipped"):
+    """Terminal: the worker found the job does not apply."""
+
+    attempt: int
+    reason: str
+
+
+class JobRetryScheduled(JobEvent, frozen=True, kw_only=True, tag="job.retry_scheduled"):
+    """The attempt failed (``error``) and the job is pending again, not before ``run_at``."""
+
+    attempt: int
+    error: str
+    error_type: str | None = None
+    run_at: datetime
+
+
+class JobTimedOut(JobEvent, frozen=True, kw_only=True, tag="job.timed_out"):
+    """Terminal: the last allowed attempt ran past the job's timeout."""
+
+    attempt: int
+    error: str
+
+
+class JobLeaseExpired(JobEvent, frozen=True, kw_only=True, tag="job.lease_expired"):
+    """The attempt's worker stopped renewing its lease. With ``retry_at`` the
+    job is pending again from then; without, it has failed for good."""
+
+    attempt: int
+    retry_at: datetime | None = None
+
+
+class JobCancelRequested(JobEvent, frozen=True, kw_only=True, tag="job.cancel_requested"):
+    """A running job was asked to stop; its worker confirms with ``job:cancel``."""
+
+    reason: str | None = None
+
+
+class JobCancelled(JobEvent, frozen=True, kw_only=True, tag="job.cancelled"):
+    """Terminal: the job was cancelled (while pending, suspended, or once its worker stopped)."""
+
+    reason: str | None = None
+    attempt: int | None = None
+
+
+class JobSuspendRequested(JobEvent, frozen=True, kw_only=True, tag="job.suspend_requested"):
+    """A running job was asked to checkpoint and stop; its worker confirms with ``job:suspend``."""
+
+
+class JobSuspended(JobEvent, frozen=True, kw_only=True, tag="job.suspended"):
+    """The job is suspended with its last progress; ``job:resume`` puts it back to pending."""
+
+    attempt: int | None = None
+
+
+class JobResumed(JobEvent, frozen=True, kw_only=True, tag="job.resumed"):
+    """A suspended job is pending again."""
+
+
+class JobDeleted(JobEvent, frozen=True, kw_only=True, tag="job.deleted"):
+    """Tombstone: the job leaves the read model; its stream stays in the log."""
 
 
 class MarkEvent(Event, frozen=True, kw_only=True):
@@ -110,25 +207,53 @@ class MarkCreated(MarkEvent, frozen=True, kw_only=True, tag="mark.created"):
 
 
 class MarkDeleted(MarkEvent, frozen=True, kw_only=True, tag="mark.deleted"):
-    pass
+    """The mark is gone from its resource."""
+
+
+class AssetEvent(Event, frozen=True, kw_only=True):
+    """Base of the events in an asset's stream."""
+
+    asset_id: str
+    job_id: str
+
+    @property
+    def stream(self) -> str:
+        return self.asset_id
+
+
+class AssetCreated(AssetEvent, frozen=True, kw_only=True, tag="asset.created"):
+    """A job recorded a file it made."""
+
+    asset_type: str
+    url: str | None = None
+    storage_path: str
+    size: int
 
 
 AnyEvent = (
-    JobCreated | JobStarted | JobProgressed | JobCompleted | JobFailed | MarkCreated | MarkDeleted
+    JobCreated
+    | JobStarted
+    | JobProgressed
+    | JobLeaseRenewed
+    | JobCompleted
+    | JobFailed
+    | JobPartiallyCompleted
+    | JobSkipped
+    | JobRetryScheduled
+    | JobTimedOut
+    | JobLeaseExpired
+    | JobCancelRequested
+    | JobCancelled
+    | JobSuspendRequested
+    | JobSuspended
+    | JobResumed
+    | JobDeleted
+    | MarkCreated
+    | MarkDeleted
+    | AssetCreated
 )
 
-EVENT_TYPES: dict[str, type[Event]] = {
-    cls.__struct_config__.tag: cls  # type: ignore[misc]
-    for cls in (
-        JobCreated,
-        JobStarted,
-        JobProgressed,
-        JobCompleted,
-        JobFailed,
-        MarkCreated,
-        MarkDeleted,
-    )
-}
+EVENT_TYPES: dict[str, type[Event]] = {cls.__struct_config__.tag: cls for cls in AnyEvent.__args__}
 """Wire name → event class, for every event type."""
 
 

@@ -6,14 +6,14 @@ the event log produces and what the public API returns.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import msgspec
 
 from .status import JobStatus, is_terminal
 
-__all__ = ["SYSTEM_USER", "Job", "Lease", "Mark", "Progress", "User"]
+__all__ = ["SYSTEM_USER", "Asset", "Job", "Lease", "Mark", "Progress", "RetryPolicy", "User"]
 
 
 class User(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -47,6 +47,23 @@ class Progress(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     message: str | None = None
     processed: int | None = None
     total: int | None = None
+    eta: datetime | None = None
+    checkpoint: dict[str, Any] | None = None
+
+
+class RetryPolicy(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """How long to wait before retry number ``n`` (1, 2, …) of a failed job.
+
+    Exponential backoff with full jitter and a cap: the delay is drawn
+    uniformly from ``[0, min(max_delay, base_delay * factor ** (n - 1))]``.
+    The draw is a hash of the job id and attempt, so it is spread across jobs
+    but the same on every replay. ``jitter=False`` takes the upper bound.
+    """
+
+    base_delay: float = 1.0
+    max_delay: float = 300.0
+    factor: float = 2.0
+    jitter: bool = True
 
 
 class Lease(msgspec.Struct, frozen=True, kw_only=True):
@@ -63,7 +80,10 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
     ``version`` is the version of the last event in the job's stream; a claim
     (``job:start``) must name it. ``created_seq`` is the log position of
     ``job.created`` and orders jobs of equal priority (FIFO). ``attempt``
-    counts claims: 0 while never started, 1 for the first run, and so on.
+    counts claims: 0 while never started, 1 for the first run, and so on; a
+    job may be attempted ``max_retries + 1`` times. ``error`` is the last
+    error (kept while a retry is scheduled). ``cancel_requested`` and
+    ``suspend_requested`` are set while a running job is asked to stop.
     """
 
     id: str
@@ -76,11 +96,17 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
     max_retries: int = 0
     timeout: float | None = None
     idempotency_key: str | None = None
+    queue: str = "default"
+    suspendable: bool = False
+    retry: RetryPolicy | None = None
     attempt: int = 0
     progress: Progress | None = None
     result: dict[str, Any] | None = None
     error: str | None = None
+    error_type: str | None = None
     lease: Lease | None = None
+    cancel_requested: bool = False
+    suspend_requested: bool = False
     created_at: datetime
     updated_at: datetime
     started_at: datetime | None = None
@@ -92,6 +118,18 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
     def is_terminal(self) -> bool:
         """True once the job can no longer change."""
         return is_terminal(self.status)
+
+    @property
+    def deadline(self) -> datetime | None:
+        """When the running attempt times out (``started_at + timeout``), if it can."""
+        if self.timeout is None or self.started_at is None or self.lease is None:
+            return None
+        return self.started_at + timedelta(seconds=self.timeout)
+
+    @property
+    def attempts_left(self) -> int:
+        """How many more attempts the job may have after the current one."""
+        return max(0, self.max_retries + 1 - self.attempt)
 
 
 class Mark(msgspec.Struct, frozen=True, kw_only=True):
@@ -109,4 +147,19 @@ class Mark(msgspec.Struct, frozen=True, kw_only=True):
     created_by: str
     created_at: datetime
     version: int
+    created_seq: int
+
+
+class Asset(msgspec.Struct, frozen=True, kw_only=True):
+    """A file a job produced: where it is (``url``, ``storage_path`` relative to
+    the asset root), what it is (``asset_type``) and how big (``size`` bytes)."""
+
+    id: str
+    job_id: str
+    asset_type: str
+    url: str | None = None
+    storage_path: str
+    size: int
+    created_by: str
+    created_at: datetime
     created_seq: int

@@ -3,11 +3,12 @@ with its read model, replay and verification. Imports only ``jobledger.core``.""
 
 from .audit import replay, verify
 from .memory import MemoryLog
-from .protocol import EventLog, Head, LogWriter, Problem, Record, VerifyReport
+from .protocol import Changes, EventLog, Head, LogWriter, Problem, Record, VerifyReport
 from .sqlite import SCHEMA_VERSION, SqliteLog
 
 __all__ = [
     "SCHEMA_VERSION",
+    "Changes",
     "EventLog",
     "Head",
     "LogWriter",

@@ -2,7 +2,8 @@
 
 It keeps the same promises as the SQLite backend (one write transaction at a
 time, nothing visible before commit, read model updated with the append)
-but nothing survives the process.
+but nothing survives the process. Its read model is a
+:class:`~jobledger.core.Projection` that folds each committed record.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from datetime import datetime
 
 from jobledger.core import (
     GENESIS_HASH,
+    Asset,
     Envelope,
     Job,
     JobStatus,
@@ -22,8 +24,8 @@ from jobledger.core import (
     StorageError,
 )
 
-from .protocol import Head, Record
-from .query import pending_order, runnable
+from .protocol import Changes, Head, Record
+from .query import expired, pending_order, runnable
 
 __all__ = ["MemoryLog"]
 
@@ -32,9 +34,6 @@ class _MemoryWriter:
     def __init__(self, log: MemoryLog) -> None:
         self._log = log
         self.records: list[Record] = []
-        self.jobs: list[Job] = []
-        self.marks: list[Mark] = []
-        self.deleted_marks: list[str] = []
 
     async def head(self) -> Head:
         return self._log._head
@@ -49,26 +48,23 @@ class _MemoryWriter:
             {i: marks[i] for i in mark_ids if i in marks},
         )
 
+    async def load_keys(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Job]:
+        found = {k: self._log._model.job_by_key(*k) for k in keys}
+        return {k: j for k, j in found.items() if j is not None}
+
     async def versions(self, streams: Sequence[str]) -> dict[str, int]:
         known = self._log._streams
         return {s: len(known[s]) for s in streams if s in known}
 
-    async def append(
-        self,
-        records: Sequence[Record],
-        jobs: Sequence[Job],
-        marks: Sequence[Mark],
-        deleted_marks: Sequence[str],
-    ) -> None:
+    async def append(self, records: Sequence[Record], changes: Changes) -> None:
+        # The read model folds the records themselves on commit (``changes`` is
+        # what the Stower folded from the same records with the same functions).
         expected = self._log._head.seq + len(self.records) + 1
         for record in records:
             if record.envelope.seq != expected:
                 raise StorageError(f"seq {record.envelope.seq} appended where {expected} was due")
             expected += 1
         self.records.extend(records)
-        self.jobs.extend(jobs)
-        self.marks.extend(marks)
-        self.deleted_marks.extend(deleted_marks)
 
 
 class MemoryLog:
@@ -92,41 +88,27 @@ class MemoryLog:
     async def close(self) -> None:
         self._open = False
 
-    def _check_open(self) -> None:
-        if not self._open:
-            raise StorageError("the log is not open")
-
     @asynccontextmanager
     async def write(self) -> AsyncIterator[_MemoryWriter]:
-        self._check_open()
+        if not self._open:
+            raise StorageError("the log is not open")
         async with self._lock:
             writer = _MemoryWriter(self)
             yield writer
-            self._commit(writer)
+            self._commit(writer.records)
 
-    def _commit(self, writer: _MemoryWriter) -> None:
-        for record in writer.records:
+    def _commit(self, records: Sequence[Record]) -> None:
+        for record in records:
             env = record.envelope
-            versions = self._streams.setdefault(env.stream, [])
-            if env.version != len(versions) + 1:
-                raise StorageError(
-                    f"stream {env.stream!r}: version {env.version} appended after {len(versions)}"
-                )
-        for record in writer.records:
+            if env.version != len(self._streams.get(env.stream, ())) + 1:
+                raise StorageError(f"stream {env.stream!r}: version {env.version} out of order")
+        for record in records:
             self._records.append(record)
-            self._streams[record.envelope.stream].append(record.envelope)
-        for record in writer.records:
-            self._model.versions[record.envelope.stream] = record.envelope.version
-        for job in writer.jobs:
-            self._model.jobs[job.id] = job
-        for mark in writer.marks:
-            self._model.marks[mark.id] = mark
-        for mark_id in writer.deleted_marks:
-            self._model.marks.pop(mark_id, None)
-        if writer.records:
-            last = writer.records[-1].envelope
+            self._streams.setdefault(record.envelope.stream, []).append(record.envelope)
+            self._model.apply(record.envelope)
+        if records:
+            last = records[-1].envelope
             self._head = Head(last.seq, last.hash)
-            self._model.seq = last.seq
 
     async def head(self) -> Head:
         return self._head
@@ -164,6 +146,23 @@ class MemoryLog:
         candidates.sort(key=pending_order)
         return candidates[:limit]
 
+    async def expiring(self, now: datetime, limit: int = 500) -> list[Job]:
+        found = [j for j in self._model.jobs.values() if expired(j, now)]
+        found.sort(key=lambda j: j.created_seq)
+        return found[:limit]
+
+    async def finished_before(self, cutoff: datetime, limit: int = 500) -> list[Job]:
+        found = [
+            j
+            for j in self._model.jobs.values()
+            if j.finished_at is not None and j.finished_at < cutoff
+        ]
+        found.sort(key=lambda j: (j.finished_at, j.created_seq))
+        return found[:limit]
+
+    async def job_by_key(self, user_id: str, key: str) -> Job | None:
+        return self._model.job_by_key(user_id, key)
+
     async def list_jobs(
         self,
         *,
@@ -192,11 +191,16 @@ class MemoryLog:
     async def marks_of(self, resource_id: str) -> list[Mark]:
         return self._model.marks_of(resource_id)
 
+    async def assets_of(self, job_id: str) -> list[Asset]:
+        return self._model.assets_of(job_id)
+
     async def snapshot(self) -> Projection:
         copy = Projection()
         copy.jobs = dict(self._model.jobs)
         copy.marks = dict(self._model.marks)
+        copy.assets = dict(self._model.assets)
         copy.versions = dict(self._model.versions)
+        copy.keys = dict(self._model.keys)
         copy.seq = self._model.seq
         return copy
 

@@ -16,9 +16,9 @@ from typing import Protocol
 
 import msgspec
 
-from jobledger.core import Envelope, Job, JobStatus, Mark, Projection
+from jobledger.core import Asset, Envelope, Job, JobStatus, Mark, Projection
 
-__all__ = ["EventLog", "Head", "LogWriter", "Problem", "Record", "VerifyReport"]
+__all__ = ["Changes", "EventLog", "Head", "LogWriter", "Problem", "Record", "VerifyReport"]
 
 
 class Head(msgspec.Struct, frozen=True):
@@ -33,6 +33,16 @@ class Record(msgspec.Struct, frozen=True):
 
     envelope: Envelope
     data: bytes
+
+
+class Changes(msgspec.Struct, kw_only=True):
+    """The read-model rows a batch changes, as the Stower folded them."""
+
+    jobs: list[Job] = msgspec.field(default_factory=list)
+    deleted_jobs: list[str] = msgspec.field(default_factory=list)
+    marks: list[Mark] = msgspec.field(default_factory=list)
+    deleted_marks: list[str] = msgspec.field(default_factory=list)
+    assets: list[Asset] = msgspec.field(default_factory=list)
 
 
 class Problem(msgspec.Struct, frozen=True, kw_only=True):
@@ -68,19 +78,17 @@ class LogWriter(Protocol):
         """The read-model jobs and marks with these ids (missing ids are left out)."""
         ...
 
+    async def load_keys(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Job]:
+        """The live jobs holding these ``(user id, idempotency key)`` pairs."""
+        ...
+
     async def versions(self, streams: Sequence[str]) -> dict[str, int]:
         """The last version of each of ``streams`` that has events (others are left out)."""
         ...
 
-    async def append(
-        self,
-        records: Sequence[Record],
-        jobs: Sequence[Job],
-        marks: Sequence[Mark],
-        deleted_marks: Sequence[str],
-    ) -> None:
-        """Append ``records`` (contiguous ``seq`` after the head) and upsert the
-        read model in the same transaction."""
+    async def append(self, records: Sequence[Record], changes: Changes) -> None:
+        """Append ``records`` (contiguous ``seq`` after the head) and apply
+        ``changes`` to the read model, in the same transaction."""
         ...
 
 
@@ -146,6 +154,22 @@ class EventLog(Protocol):
         limit: int = 100,
     ) -> list[Job]:
         """Jobs newest first (by ``created_seq``), filtered; ``before_seq`` pages."""
+        ...
+
+    async def expiring(self, now: datetime, limit: int = 500) -> list[Job]:
+        """Running jobs whose lease expired, or whose timeout passed, by ``now``."""
+        ...
+
+    async def finished_before(self, cutoff: datetime, limit: int = 500) -> list[Job]:
+        """Terminal jobs that finished before ``cutoff``, oldest first."""
+        ...
+
+    async def job_by_key(self, user_id: str, key: str) -> Job | None:
+        """The live job of ``user_id`` submitted with idempotency ``key``."""
+        ...
+
+    async def assets_of(self, job_id: str) -> list[Asset]:
+        """The assets of a job, oldest first."""
         ...
 
     async def get_mark(self, mark_id: str) -> Mark | None: ...

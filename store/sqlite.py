@@ -27,6 +27,7 @@ import msgspec
 
 from jobledger.core import (
     GENESIS_HASH,
+    Asset,
     CorruptionError,
     Envelope,
     Job,
@@ -38,7 +39,7 @@ from jobledger.core import (
     get_logger,
 )
 
-from .protocol import Head, Record
+from .protocol import Changes, Head, Record
 
 __all__ = ["SCHEMA_VERSION", "SqliteLog"]
 
@@ -66,20 +67,37 @@ _MIGRATIONS: tuple[str, ...] = (
         UNIQUE (stream, version)
     );
     CREATE TABLE jobs (
-        id          TEXT    PRIMARY KEY,
-        job_type    TEXT    NOT NULL,
-        status      TEXT    NOT NULL,
-        user_id     TEXT    NOT NULL,
-        tenant      TEXT,
-        priority    INTEGER NOT NULL,
-        run_at_us   INTEGER,
-        created_seq INTEGER NOT NULL,
-        doc         BLOB    NOT NULL
+        id               TEXT    PRIMARY KEY,
+        job_type         TEXT    NOT NULL,
+        status           TEXT    NOT NULL,
+        user_id          TEXT    NOT NULL,
+        tenant           TEXT,
+        priority         INTEGER NOT NULL,
+        run_at_us        INTEGER,
+        lease_expires_us INTEGER,
+        deadline_us      INTEGER,
+        finished_us      INTEGER,
+        idempotency_key  TEXT,
+        created_seq      INTEGER NOT NULL,
+        doc              BLOB    NOT NULL
     );
     CREATE INDEX jobs_pending ON jobs (job_type, priority DESC, created_seq)
         WHERE status = 'pending';
     CREATE INDEX jobs_user ON jobs (user_id, created_seq);
     CREATE INDEX jobs_created ON jobs (created_seq);
+    CREATE INDEX jobs_lease ON jobs (lease_expires_us) WHERE status = 'running';
+    CREATE INDEX jobs_deadline ON jobs (deadline_us)
+        WHERE status = 'running' AND deadline_us IS NOT NULL;
+    CREATE INDEX jobs_finished ON jobs (finished_us) WHERE finished_us IS NOT NULL;
+    CREATE UNIQUE INDEX jobs_key ON jobs (user_id, idempotency_key)
+        WHERE idempotency_key IS NOT NULL;
+    CREATE TABLE assets (
+        id          TEXT    PRIMARY KEY,
+        job_id      TEXT    NOT NULL,
+        created_seq INTEGER NOT NULL,
+        doc         BLOB    NOT NULL
+    );
+    CREATE INDEX assets_job ON assets (job_id, created_seq);
     CREATE TABLE marks (
         id          TEXT    PRIMARY KEY,
         resource_id TEXT    NOT NULL,
@@ -102,8 +120,10 @@ _INSERT_EVENT = (
 )
 _UPSERT_JOB = (
     "INSERT OR REPLACE INTO jobs (id, job_type, status, user_id, tenant, priority, run_at_us,"
-    " created_seq, doc) VALUES (?,?,?,?,?,?,?,?,?)"
+    " lease_expires_us, deadline_us, finished_us, idempotency_key, created_seq, doc)"
+    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
 )
+_INSERT_ASSET = "INSERT INTO assets (id, job_id, created_seq, doc) VALUES (?,?,?,?)"
 _UPSERT_MARK = (
     "INSERT OR REPLACE INTO marks (id, resource_id, job_id, created_seq, doc) VALUES (?,?,?,?,?)"
 )
@@ -115,6 +135,7 @@ _SELECT_EVENTS = (
 _encode = msgspec.json.Encoder().encode
 _job_decoder = msgspec.json.Decoder(Job)
 _mark_decoder = msgspec.json.Decoder(Mark)
+_asset_decoder = msgspec.json.Decoder(Asset)
 _time_encoder = msgspec.json.Encoder()
 
 
@@ -159,6 +180,10 @@ def _job_row(job: Job) -> tuple[Any, ...]:
         job.user.tenant,
         job.priority,
         _micros(job.run_at),
+        _micros(job.lease.expires_at if job.lease else None),
+        _micros(job.deadline),
+        _micros(job.finished_at),
+        job.idempotency_key,
         job.created_seq,
         _encode(job),
     )
@@ -166,6 +191,10 @@ def _job_row(job: Job) -> tuple[Any, ...]:
 
 def _mark_row(mark: Mark) -> tuple[Any, ...]:
     return (mark.id, mark.resource_id, mark.job_id, mark.created_seq, _encode(mark))
+
+
+def _asset_row(asset: Asset) -> tuple[Any, ...]:
+    return (asset.id, asset.job_id, asset.created_seq, _encode(asset))
 
 
 def _decode_job(doc: bytes) -> Job:
@@ -180,6 +209,13 @@ def _decode_mark(doc: bytes) -> Mark:
         return _mark_decoder.decode(doc)
     except msgspec.DecodeError as exc:
         raise CorruptionError(f"mark row does not decode: {exc}") from exc
+
+
+def _decode_asset(doc: bytes) -> Asset:
+    try:
+        return _asset_decoder.decode(doc)
+    except msgspec.DecodeError as exc:
+        raise CorruptionError(f"asset row does not decode: {exc}") from exc
 
 
 class _SqliteWriter:
@@ -216,6 +252,16 @@ class _SqliteWriter:
         ]
         return {j.id: j for j in jobs}, {m.id: m for m in marks}
 
+    async def load_keys(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Job]:
+        found: dict[tuple[str, str], Job] = {}
+        for user_id, key in keys:
+            rows = await self._conn.execute_fetchall(
+                "SELECT doc FROM jobs WHERE user_id = ? AND idempotency_key = ?", (user_id, key)
+            )
+            for (doc,) in rows:
+                found[(user_id, key)] = _decode_job(doc)
+        return found
+
     async def versions(self, streams: Sequence[str]) -> dict[str, int]:
         rows = await self._rows_in(
             "SELECT stream, max(version) FROM events WHERE stream IN ({}) GROUP BY stream",
@@ -223,13 +269,7 @@ class _SqliteWriter:
         )
         return {stream: version for stream, version in rows}
 
-    async def append(
-        self,
-        records: Sequence[Record],
-        jobs: Sequence[Job],
-        marks: Sequence[Mark],
-        deleted_marks: Sequence[str],
-    ) -> None:
+    async def append(self, records: Sequence[Record], changes: Changes) -> None:
         if not records:
             return
         rows = []
@@ -250,17 +290,25 @@ class _SqliteWriter:
                     env.hash,
                 )
             )
-        last = records[-1].envelope.seq
-        await self._conn.executemany(_INSERT_EVENT, rows)
-        if jobs:
-            await self._conn.executemany(_UPSERT_JOB, [_job_row(j) for j in jobs])
-        if marks:
-            await self._conn.executemany(_UPSERT_MARK, [_mark_row(m) for m in marks])
-        if deleted_marks:
-            await self._conn.executemany(
-                "DELETE FROM marks WHERE id = ?", [(m,) for m in deleted_marks]
+        conn = self._conn
+        await conn.executemany(_INSERT_EVENT, rows)
+        if changes.deleted_jobs:
+            await conn.executemany(
+                "DELETE FROM jobs WHERE id = ?", [(j,) for j in changes.deleted_jobs]
             )
-        await self._conn.execute("UPDATE meta SET value = ? WHERE key = 'checkpoint'", (str(last),))
+        if changes.jobs:
+            await conn.executemany(_UPSERT_JOB, [_job_row(j) for j in changes.jobs])
+        if changes.marks:
+            await conn.executemany(_UPSERT_MARK, [_mark_row(m) for m in changes.marks])
+        if changes.deleted_marks:
+            await conn.executemany(
+                "DELETE FROM marks WHERE id = ?", [(m,) for m in changes.deleted_marks]
+            )
+        if changes.assets:
+            await conn.executemany(_INSERT_ASSET, [_asset_row(a) for a in changes.assets])
+        await conn.execute(
+            "UPDATE meta SET value = ? WHERE key = 'checkpoint'", (str(records[-1].envelope.seq),)
+        )
 
 
 class SqliteLog:
@@ -512,6 +560,36 @@ class SqliteLog:
         )
         return [_decode_job(r[0]) for r in rows]
 
+    async def expiring(self, now: datetime, limit: int = 500) -> list[Job]:
+        us = _micros(now)
+        rows = await self._fetchall(
+            "SELECT doc FROM jobs WHERE status = 'running' AND lease_expires_us <= ?"
+            " UNION SELECT doc FROM jobs WHERE status = 'running' AND deadline_us <= ?"
+            " LIMIT ?",
+            (us, us, limit),
+        )
+        jobs = [_decode_job(r[0]) for r in rows]
+        return sorted(jobs, key=lambda j: j.created_seq)
+
+    async def finished_before(self, cutoff: datetime, limit: int = 500) -> list[Job]:
+        rows = await self._fetchall(
+            "SELECT doc FROM jobs WHERE finished_us < ? ORDER BY finished_us, created_seq LIMIT ?",
+            (_micros(cutoff), limit),
+        )
+        return [_decode_job(r[0]) for r in rows]
+
+    async def job_by_key(self, user_id: str, key: str) -> Job | None:
+        rows = await self._fetchall(
+            "SELECT doc FROM jobs WHERE user_id = ? AND idempotency_key = ?", (user_id, key)
+        )
+        return _decode_job(rows[0][0]) if rows else None
+
+    async def assets_of(self, job_id: str) -> list[Asset]:
+        rows = await self._fetchall(
+            "SELECT doc FROM assets WHERE job_id = ? ORDER BY created_seq", (job_id,)
+        )
+        return [_decode_asset(r[0]) for r in rows]
+
     async def get_mark(self, mark_id: str) -> Mark | None:
         rows = await self._fetchall("SELECT doc FROM marks WHERE id = ?", (mark_id,))
         return _decode_mark(rows[0][0]) if rows else None
@@ -531,6 +609,9 @@ class SqliteLog:
         for (doc,) in await self._fetchall("SELECT doc FROM marks"):
             mark = _decode_mark(doc)
             model.marks[mark.id] = mark
+        for (doc,) in await self._fetchall("SELECT doc FROM assets"):
+            asset = _decode_asset(doc)
+            model.assets[asset.id] = asset
         model.seq = await self.checkpoint()
         return model
 
@@ -543,10 +624,11 @@ class SqliteLog:
                 model.apply(env)
                 count += 1
             conn = self._conn()
-            await conn.execute("DELETE FROM jobs")
-            await conn.execute("DELETE FROM marks")
+            for table in ("jobs", "marks", "assets"):
+                await conn.execute(f"DELETE FROM {table}")
             await conn.executemany(_UPSERT_JOB, [_job_row(j) for j in model.jobs.values()])
             await conn.executemany(_UPSERT_MARK, [_mark_row(m) for m in model.marks.values()])
+            await conn.executemany(_INSERT_ASSET, [_asset_row(a) for a in model.assets.values()])
             await conn.execute(
                 "UPDATE meta SET value = ? WHERE key = 'checkpoint'", (str(model.seq),)
             )

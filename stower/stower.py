@@ -35,12 +35,15 @@ import msgspec
 
 from jobledger.core import (
     AnyEvent,
+    Asset,
     Clock,
     Command,
     Envelope,
     IdFactory,
     Job,
+    JobCreate,
     JobledgerError,
+    JobProgress,
     LedgerClosed,
     Mark,
     StorageError,
@@ -48,6 +51,7 @@ from jobledger.core import (
     chain_hash,
     decide,
     encode_event,
+    evolve_asset,
     evolve_job,
     evolve_mark,
     get_logger,
@@ -56,7 +60,7 @@ from jobledger.core import (
     validate_command,
 )
 from jobledger.eventbus import EventBus, Reply, Subscription
-from jobledger.store import EventLog, Head, LogWriter, Record
+from jobledger.store import Changes, EventLog, Head, LogWriter, Record
 
 __all__ = ["Stower", "StowerStatistics"]
 
@@ -66,11 +70,13 @@ _Pending = tuple[Command, "asyncio.Future[Reply]"]
 
 
 class StowerStatistics(msgspec.Struct, frozen=True, kw_only=True):
-    """The Stower's counters. ``mailbox`` is the number of commands waiting."""
+    """The Stower's counters. ``mailbox`` is the number of commands waiting;
+    ``coalesced`` counts progress reports folded into a later one of the same batch."""
 
     running: bool
     commands: int
     rejected: int
+    coalesced: int
     batches: int
     events: int
     storage_errors: int
@@ -82,31 +88,51 @@ class StowerStatistics(msgspec.Struct, frozen=True, kw_only=True):
 
 class _BatchState:
     """The state ``decide`` sees inside one batch: the cache, overlaid with the
-    effect of the batch's earlier commands."""
+    effect of the batch's earlier commands. ``None`` marks a deleted entity."""
 
     def __init__(
         self,
         jobs: dict[str, Job | None],
         marks: dict[str, Mark | None],
         versions: dict[str, int],
+        keys: dict[tuple[str, str], str],
     ) -> None:
         self.jobs = jobs
         self.marks = marks
+        self.assets: dict[str, Asset] = {}
         self.versions = versions
+        self.keys = keys
         self.dirty: set[str] = set()
 
-    def changed_jobs(self) -> list[Job]:
-        return [j for k, j in self.jobs.items() if j is not None and k in self.dirty]
+    def changes(self) -> Changes:
+        """The read-model rows this batch changed."""
+        changes = Changes()
+        for key in self.dirty:
+            if key in self.jobs:
+                job = self.jobs[key]
+                if job is None:
+                    changes.deleted_jobs.append(key)
+                else:
+                    changes.jobs.append(job)
+            elif key in self.marks:
+                mark = self.marks[key]
+                if mark is None:
+                    changes.deleted_marks.append(key)
+                else:
+                    changes.marks.append(mark)
+            elif key in self.assets:
+                changes.assets.append(self.assets[key])
+        return changes
 
-    def changed_marks(self) -> list[Mark]:
-        return [m for k, m in self.marks.items() if m is not None and k in self.dirty]
-
-    def deleted_marks(self) -> list[str]:
-        return [k for k, m in self.marks.items() if m is None and k in self.dirty]
-
-    def entry(self, key: str) -> tuple[Job | Mark | None, int]:
+    def entry(self, key: str) -> tuple[Job | Mark | Asset | None, int]:
         """What the cache keeps for ``key``: the entity (or ``None``) and its version."""
-        value = self.jobs[key] if key in self.jobs else self.marks.get(key)
+        value: Job | Mark | Asset | None = (
+            self.jobs[key]
+            if key in self.jobs
+            else self.marks[key]
+            if key in self.marks
+            else self.assets.get(key)
+        )
         return value, self.versions.get(key, 0)
 
     def job(self, job_id: str) -> Job | None:
@@ -117,6 +143,10 @@ class _BatchState:
 
     def version(self, stream: str) -> int:
         return self.versions.get(stream, 0)
+
+    def job_by_key(self, user_id: str, key: str) -> Job | None:
+        job_id = self.keys.get((user_id, key))
+        return None if job_id is None else self.jobs.get(job_id)
 
 
 class _Cache:
@@ -140,6 +170,23 @@ class _Cache:
 
     def clear(self) -> None:
         self.entries.clear()
+
+
+def _coalesce_progress(commands: Sequence[Command | JobledgerError]) -> dict[int, int]:
+    """Progress reports of one job attempt in one batch collapse into the last:
+    returns superseded index → surviving index. (A worker may report often;
+    the log keeps at most one progress event per job attempt per batch.)"""
+    last: dict[tuple[str, int], int] = {}
+    for index, command in enumerate(commands):
+        if isinstance(command, JobProgress):
+            last[(command.job_id, command.attempt)] = index
+    survivors: dict[int, int] = {}
+    for index, command in enumerate(commands):
+        if isinstance(command, JobProgress):
+            survivor = last[(command.job_id, command.attempt)]
+            if survivor != index:
+                survivors[index] = survivor
+    return survivors
 
 
 class Stower:
@@ -181,6 +228,7 @@ class Stower:
         self._accepting = False
         self._commands = 0
         self._rejected = 0
+        self._coalesced = 0
         self._batches = 0
         self._events = 0
         self._storage_errors = 0
@@ -295,18 +343,14 @@ class Stower:
                 commands.append(validate_command(command))
             except JobledgerError as exc:
                 commands.append(exc)
+        survivors = _coalesce_progress(commands)
         outcomes: list[Reply | BaseException] = []
         try:
             async with self._log.write() as writer:
                 state, head = await self._load(writer, commands)
-                records = self._decide_all(commands, state, head, outcomes)
+                records = self._decide_all(commands, survivors, state, head, outcomes)
                 if records:
-                    await writer.append(
-                        records,
-                        state.changed_jobs(),
-                        state.changed_marks(),
-                        state.deleted_marks(),
-                    )
+                    await writer.append(records, state.changes())
         except StorageError as exc:
             self._storage_errors += 1
             self._cache.clear()
@@ -340,10 +384,15 @@ class Stower:
         versions: dict[str, int] = {}
         missing_jobs: list[str] = []
         missing_marks: list[str] = []
+        new_streams: list[str] = []
+        keys: list[tuple[str, str]] = []
         for command in commands:
             if not isinstance(command, Command):
                 continue
-            job_ids, mark_ids = targets(command)
+            if isinstance(command, JobCreate) and command.idempotency_key is not None:
+                keys.append((command.user.id, command.idempotency_key))
+            job_ids, mark_ids, asset_ids = targets(command)
+            new_streams.extend(asset_ids)
             for ids, into, missing in (
                 (job_ids, jobs, missing_jobs),
                 (mark_ids, marks, missing_marks),
@@ -356,19 +405,28 @@ class Stower:
                         missing.append(key)
                     else:
                         into[key], versions[key] = cached
+        held: dict[tuple[str, str], str] = {}
+        if keys:
+            for pair, holder in (await writer.load_keys(keys)).items():
+                held[pair] = holder.id
+                jobs.setdefault(holder.id, holder)
         if missing_jobs or missing_marks:
             found_jobs, found_marks = await writer.load(missing_jobs, missing_marks)
-            found_versions = await writer.versions(missing_jobs + missing_marks)
             for key in missing_jobs:
                 jobs[key] = found_jobs.get(key)
             for key in missing_marks:
                 marks[key] = found_marks.get(key)
-            versions.update(found_versions)
-        return _BatchState(jobs, marks, versions), head
+        if missing_jobs or missing_marks or new_streams:
+            versions.update(await writer.versions(missing_jobs + missing_marks + new_streams))
+        for known in jobs.values():
+            if known is not None:
+                versions.setdefault(known.id, known.version)
+        return _BatchState(jobs, marks, versions, held), head
 
     def _decide_all(
         self,
         commands: Sequence[Command | JobledgerError],
+        survivors: dict[int, int],
         state: _BatchState,
         head: Head,
         outcomes: list[Reply | BaseException],
@@ -377,10 +435,13 @@ class Stower:
         ms = to_ms(now)
         records: list[Record] = []
         seq, previous = head.seq, head.hash
-        for command in commands:
+        for index, command in enumerate(commands):
             if isinstance(command, JobledgerError):  # it failed validation
                 self._rejected += 1
                 outcomes.append(command)
+                continue
+            if index in survivors:  # superseded by a later progress of the same attempt
+                outcomes.append(())
                 continue
             try:
                 events = decide(command, state, now)
@@ -402,6 +463,9 @@ class Stower:
                 records.append(record)
                 produced.append(record.envelope)
             outcomes.append(tuple(produced))
+        for superseded, survivor in survivors.items():
+            outcomes[superseded] = outcomes[survivor]
+        self._coalesced += len(survivors)
         return records
 
     def _record(
@@ -439,10 +503,19 @@ class Stower:
     @staticmethod
     def _evolve(env: Envelope, state: _BatchState) -> None:
         key = env.stream
-        if env.type.startswith("job."):
-            state.jobs[key] = evolve_job(state.jobs.get(key), env)
-        else:
+        kind = env.type.split(".", 1)[0]
+        if kind == "job":
+            before = state.jobs.get(key)
+            after = evolve_job(before, env)
+            state.jobs[key] = after
+            if before is None and after is not None and after.idempotency_key is not None:
+                state.keys[(after.user.id, after.idempotency_key)] = after.id
+        elif kind == "mark":
             state.marks[key] = evolve_mark(state.marks.get(key), env)
+        else:
+            asset = evolve_asset(None, env)
+            assert asset is not None
+            state.assets[key] = asset
         state.versions[key] = env.version
         state.dirty.add(key)
 
@@ -461,6 +534,7 @@ class Stower:
             running=self.running,
             commands=self._commands,
             rejected=self._rejected,
+            coalesced=self._coalesced,
             batches=self._batches,
             events=self._events,
             storage_errors=self._storage_errors,
