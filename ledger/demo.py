@@ -139,9 +139,11 @@ def _document(params: Mapping[str, Any]) -> tuple[str, str]:
 
 
 class _DemoWorker(JobWorker):
-    """A worker that pauses ``pause`` seconds between steps; two jobs at once."""
+    """A worker that pauses ``pause`` seconds between steps; two jobs at once;
+    every step's progress is reported (no throttling: the demo shows each one)."""
 
     concurrency = 2
+    progress_interval = 0.0
 
     def __init__(self, *, pause: float = DEFAULT_PAUSE, name: str | None = None) -> None:
         super().__init__(name=name)

@@ -23,6 +23,7 @@ class Echo(JobWorker):
     """Reports progress in steps, makes a mark per step, returns what it did."""
 
     job_types = ("echo",)
+    progress_interval = 0.0  # report every step (throttling is tested on its own)
 
     async def execute(self, job: Job, ctx: JobContext) -> dict[str, Any]:
         steps = int(job.params.get("steps", 2))

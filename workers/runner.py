@@ -1,15 +1,19 @@
-"""The worker runner: polls, claims, executes and reports for one JobWorker.
+"""The worker runner: polls, claims, executes, heartbeats and reports for one JobWorker.
 
 One dispatcher task per runner asks the read model for as many pending jobs
-of the worker's types as it has free slots (highest priority, then oldest),
-claims them together with concurrent ``job:start`` commands naming the
-version it saw, and runs each won job in its own task: ``execute``, then
-``job:complete`` with the result or ``job:fail`` with the error. A lost
-claim (another worker got there first) is not an error.
+of the worker's types as it has free slots (highest priority, then oldest;
+skipping jobs whose queue is at capacity), claims them together with
+concurrent ``job:start`` commands naming the version it saw, and runs each
+won job in its own task. While a job runs, the runner renews its lease every
+third of ``lease_seconds``, enforces its timeout, and passes cancel and
+suspend requests to its context; when ``execute`` ends, it reports how (see
+:mod:`jobledger.workers.worker`). A lost claim (another worker got there
+first) is not an error.
 
-The runner wakes at once when a ``job.created`` of one of its types is
-published in this process, and otherwise polls every ``poll_interval``
-seconds (for jobs written by other processes).
+The runner wakes at once when a ``job.created`` (or a retry, a resume, an
+expired lease) of one of its types is published in this process, or a queue
+place frees up, and otherwise polls every ``poll_interval`` seconds of its
+clock (for jobs written by other processes, and for delayed jobs coming due).
 """
 
 from __future__ import annotations
@@ -28,13 +32,18 @@ from jobledger.core import (
     IdFactory,
     InvalidTransition,
     Job,
+    JobCancel,
     JobComplete,
     JobFail,
     JobledgerError,
+    JobPartial,
     JobReader,
+    JobSkip,
     JobStart,
+    JobSuspend,
     LedgerClosed,
     NotFound,
+    StaleAttempt,
     SystemClock,
     ValidationError,
     evolve_job,
@@ -42,14 +51,18 @@ from jobledger.core import (
 )
 from jobledger.eventbus import EventBus, Subscription
 
-from .worker import JobContext, JobWorker, result_of
+from .capacity import QueueCapacity
+from .worker import JobContext, JobWorker, NonRetryableError, PartialResult, SkipJob, result_of
 
 __all__ = ["WorkerRunner", "WorkerStatistics"]
 
 log = get_logger("workers")
 
 _MAX_ERROR = 4000
-_REPORT_GRACE = 5.0  # seconds a cancelled job's failure report may take
+_REPORT_GRACE = 5.0  # seconds a cancelled job's last report may take
+_WAKING_EVENTS = ("job.created", "job.retry_scheduled", "job.lease_expired", "job.resumed")
+
+Report = JobComplete | JobFail | JobPartial | JobSkip | JobCancel | JobSuspend
 
 
 class WorkerStatistics(msgspec.Struct, frozen=True, kw_only=True):
@@ -64,6 +77,9 @@ class WorkerStatistics(msgspec.Struct, frozen=True, kw_only=True):
     lost_claims: int
     completed: int
     failed: int
+    ended_otherwise: int
+    timed_out: int
+    heartbeats: int
     report_errors: int
     polls: int
 
@@ -71,14 +87,9 @@ class WorkerStatistics(msgspec.Struct, frozen=True, kw_only=True):
 class WorkerRunner:
     """Runs one :class:`JobWorker` until stopped. Owns its tasks.
 
-    One dispatcher task per runner finds work for all the worker's free
-    slots at once and claims it with concurrent ``job:start`` commands (which
-    the Stower commits together), so the runner's own slots never race each
-    other for a job. Each claimed job runs in its own task.
-
     ``stop(timeout)`` stops claiming, lets running jobs finish for up to
-    ``timeout`` seconds, then cancels them; a cancelled job is reported
-    failed ("worker stopped").
+    ``timeout`` seconds, then cancels them; a cancelled job is reported as a
+    failed attempt ("worker stopped"), retried if it has retries left.
     """
 
     def __init__(
@@ -90,6 +101,7 @@ class WorkerRunner:
         clock: Clock | None = None,
         ids: IdFactory | None = None,
         poll_interval: float = 1.0,
+        capacity: QueueCapacity | None = None,
     ) -> None:
         if poll_interval <= 0:
             raise ValueError("poll_interval must be positive")
@@ -99,6 +111,8 @@ class WorkerRunner:
         self._clock = clock or SystemClock()
         self._ids = ids or IdFactory()
         self._poll_interval = poll_interval
+        self._capacity = capacity or QueueCapacity()
+        self._capacity.on_release(self.wake)
         self._types = tuple(worker.job_types)
         self._type_set = frozenset(self._types)
         self._wake = asyncio.Event()
@@ -106,30 +120,53 @@ class WorkerRunner:
         self._stopping = False
         self._dispatcher: asyncio.Task[None] | None = None
         self._jobs: set[asyncio.Task[None]] = set()
-        self._subscription: Subscription | None = None
-        self._claimed = 0
-        self._lost = 0
-        self._completed = 0
-        self._failed = 0
-        self._report_errors = 0
-        self._polls = 0
+        self._contexts: dict[str, JobContext] = {}
+        self._subscriptions: list[Subscription] = []
+        self._counts = dict.fromkeys(
+            (
+                "claimed",
+                "lost",
+                "completed",
+                "failed",
+                "ended_otherwise",
+                "timed_out",
+                "heartbeats",
+                "report_errors",
+                "polls",
+            ),
+            0,
+        )
 
     @property
     def name(self) -> str:
         return self.worker.name
 
     async def start(self) -> None:
-        """Subscribe to wake-ups and start dispatching."""
+        """Subscribe to wake-ups and stop requests, and start dispatching."""
         if self._dispatcher is not None:
             raise RuntimeError("the runner is already started")
-        self._subscription = self._bus.subscribe(self._on_created, "job.created")
+        self._subscriptions = [
+            self._bus.subscribe(self._on_ready, *_WAKING_EVENTS),
+            self._bus.subscribe(
+                self._on_stop_request, "job.cancel_requested", "job.suspend_requested"
+            ),
+        ]
         self._dispatcher = asyncio.get_running_loop().create_task(
             self._supervised_dispatch(), name=f"jobledger-worker-{self.name}"
         )
 
-    def _on_created(self, env: Envelope) -> None:
-        if getattr(env.data, "job_type", None) in self._type_set:
-            self._wake.set()
+    def _on_ready(self, env: Envelope) -> None:
+        job_type = getattr(env.data, "job_type", None)
+        if job_type is None or job_type in self._type_set:
+            self._wake.set()  # (retries and resumes do not name their type: look anyway)
+
+    def _on_stop_request(self, env: Envelope) -> None:
+        ctx = self._contexts.get(env.stream)
+        if ctx is not None:
+            ctx.request_stop(
+                cancel=env.type == "job.cancel_requested",
+                suspend=env.type == "job.suspend_requested",
+            )
 
     def wake(self) -> None:
         """Look for work now instead of at the next poll. Never blocks."""
@@ -140,9 +177,9 @@ class WorkerRunner:
         self._stopping = True
         self._wake.set()
         self._slot_free.set()
-        if self._subscription is not None:
-            self._subscription.unsubscribe()
-            self._subscription = None
+        for subscription in self._subscriptions:
+            subscription.unsubscribe()
+        self._subscriptions = []
         if self._dispatcher is not None:
             await asyncio.wait([self._dispatcher])
         if self._jobs:
@@ -152,6 +189,8 @@ class WorkerRunner:
             if pending:
                 log.warning("jobs cancelled at stop", worker=self.name, count=len(pending))
                 await asyncio.wait(pending)
+
+    # -- dispatching -----------------------------------------------------
 
     async def _supervised_dispatch(self) -> None:
         try:
@@ -182,8 +221,17 @@ class WorkerRunner:
                 task.add_done_callback(self._job_done)
             if claimed:
                 continue  # there may be more work right away
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._poll_interval)
+            await self._nap()
+
+    async def _nap(self) -> None:
+        """Wait for a wake-up or the poll interval, whichever comes first."""
+        woken = asyncio.ensure_future(self._wake.wait())
+        timer = asyncio.ensure_future(self._clock.sleep(self._poll_interval))
+        try:
+            await asyncio.wait([woken, timer], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            woken.cancel()
+            timer.cancel()
 
     def _job_done(self, task: asyncio.Task[None]) -> None:
         self._jobs.discard(task)
@@ -193,9 +241,20 @@ class WorkerRunner:
 
     async def _claim(self, limit: int) -> list[Job]:
         """Claim up to ``limit`` pending jobs at once; return the ones won."""
-        self._polls += 1
-        candidates = await self._reader.next_pending(self._types, self._clock.now(), limit=limit)
-        if not candidates or self._stopping:
+        self._counts["polls"] += 1
+        wanted = limit * 4 if self._capacity.limited else limit
+        found = await self._reader.next_pending(self._types, self._clock.now(), limit=wanted)
+        candidates: list[Job] = []
+        for job in found:
+            if len(candidates) == limit:
+                break
+            if self._capacity.try_acquire(job.queue):
+                candidates.append(job)
+        if not candidates:
+            return []
+        if self._stopping:
+            for job in candidates:
+                self._capacity.release(job.queue)
             return []
         actor = f"worker:{self.name}"
         replies = await asyncio.gather(
@@ -216,65 +275,164 @@ class WorkerRunner:
         )
         won: list[Job] = []
         for job, reply in zip(candidates, replies, strict=True):
-            if isinstance(reply, ConcurrencyConflict | InvalidTransition | NotFound):
-                self._lost += 1  # another worker claimed it first
-                continue
             if isinstance(reply, BaseException):
+                self._capacity.release(job.queue)
+                if isinstance(reply, ConcurrencyConflict | InvalidTransition | NotFound):
+                    self._counts["lost"] += 1  # another worker claimed it first
+                    continue
+                if isinstance(reply, ValidationError):  # e.g. not due yet on the Stower's clock
+                    continue
                 raise reply
             started: Job | None = job
             for env in reply:
                 started = evolve_job(started, env)
             assert started is not None
             won.append(started)
-        self._claimed += len(won)
+        self._counts["claimed"] += len(won)
         return won
 
-    async def _run(self, job: Job) -> None:
-        ctx = JobContext(job, worker=self.name, bus=self._bus, clock=self._clock, ids=self._ids)
-        actor = f"worker:{self.name}"
-        report: JobComplete | JobFail
-        with structlog.contextvars.bound_contextvars(job_id=job.id, worker=self.name):
-            try:
-                value: Any = await self.worker.execute(job, ctx)
-                report = JobComplete(
-                    job_id=job.id,
-                    attempt=ctx.attempt,
-                    result=result_of(value),
-                    actor=actor,
-                    correlation_id=job.id,
-                )
-            except asyncio.CancelledError:
-                stopped = JobFail(
-                    job_id=job.id,
-                    attempt=ctx.attempt,
-                    error="the worker stopped before the job finished",
-                    error_type="WorkerStopped",
-                    actor=actor,
-                    correlation_id=job.id,
-                )
-                # Report it, but never let a shutdown wait on the report forever.
-                with contextlib.suppress(TimeoutError, JobledgerError):
-                    await asyncio.wait_for(asyncio.shield(self._report(stopped)), _REPORT_GRACE)
-                raise
-            except Exception as exc:
-                log.info("job raised", error=repr(exc))
-                report = JobFail(
-                    job_id=job.id,
-                    attempt=ctx.attempt,
-                    error=(str(exc) or type(exc).__name__)[:_MAX_ERROR],
-                    error_type=type(exc).__name__[:200],
-                    actor=actor,
-                    correlation_id=job.id,
-                )
-            await self._report(report)
+    # -- running one job -------------------------------------------------
 
-    async def _report(self, report: JobComplete | JobFail) -> None:
+    async def _run(self, job: Job) -> None:
+        ctx = JobContext(
+            job,
+            worker=self.name,
+            bus=self._bus,
+            clock=self._clock,
+            ids=self._ids,
+            lease_seconds=self.worker.lease_seconds,
+            progress_interval=self.worker.progress_interval,
+        )
+        self._contexts[job.id] = ctx
+        try:
+            with structlog.contextvars.bound_contextvars(job_id=job.id, worker=self.name):
+                report = await self._execute(job, ctx)
+                with contextlib.suppress(JobledgerError):
+                    await ctx.flush()
+                await self._report(report)
+        except asyncio.CancelledError:
+            # Shut down before the job finished: the attempt failed; it may be retried.
+            stopped = JobFail(
+                job_id=job.id,
+                attempt=ctx.attempt,
+                error="the worker stopped before the job finished",
+                error_type="WorkerStopped",
+                actor=ctx.actor,
+                correlation_id=job.id,
+            )
+            with contextlib.suppress(TimeoutError, JobledgerError):
+                await asyncio.wait_for(asyncio.shield(self._report(stopped)), _REPORT_GRACE)
+            raise
+        finally:
+            self._contexts.pop(job.id, None)
+            self._capacity.release(job.queue)
+
+    async def _execute(self, job: Job, ctx: JobContext) -> Report:
+        """Run ``execute`` under the job's timeout, heartbeats and stop requests;
+        return the command that reports how it ended."""
+        execution = asyncio.ensure_future(self.worker.execute(job, ctx))
+        heart = asyncio.ensure_future(self._heartbeat(ctx))
+        deadline = asyncio.ensure_future(
+            self._clock.sleep(job.timeout) if job.timeout else asyncio.Event().wait()
+        )
+        stop_asked = asyncio.ensure_future(ctx.wait_stopping())
+        grace: asyncio.Future[None] | None = None
+        timed_out = False
+        try:
+            while not execution.done():
+                waits: set[asyncio.Future[Any]] = {execution, deadline, stop_asked}
+                if grace is not None:
+                    waits.add(grace)
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                if execution.done():
+                    break
+                if deadline.done() and not ctx.stopping:
+                    timed_out = True
+                    await self._cancel(execution)
+                elif grace is not None and grace.done():
+                    await self._cancel(execution)  # it ignored the request to stop
+                elif stop_asked.done() and grace is None:
+                    grace = asyncio.ensure_future(self._clock.sleep(self.worker.stop_grace))
+                    deadline.cancel()
+                    deadline = asyncio.ensure_future(asyncio.Event().wait())
+        finally:
+            for future in (heart, deadline, stop_asked, grace):
+                if future is not None:
+                    future.cancel()
+        return self._ending(job, ctx, execution, timed_out)
+
+    @staticmethod
+    async def _cancel(execution: asyncio.Future[Any]) -> None:
+        execution.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await execution
+
+    def _ending(
+        self, job: Job, ctx: JobContext, execution: asyncio.Future[Any], timed_out: bool
+    ) -> Report:
+        common: dict[str, Any] = {
+            "job_id": job.id,
+            "attempt": ctx.attempt,
+            "actor": ctx.actor,
+            "correlation_id": job.id,
+        }
+        if ctx.cancel_requested:
+            return JobCancel(reason="stopped at the user's request", **common)
+        if ctx.suspend_requested:
+            return JobSuspend(**common)
+        if timed_out:
+            self._counts["timed_out"] += 1
+            return JobFail(
+                error=f"timed out after {job.timeout:g} s",
+                error_type="Timeout",
+                timed_out=True,
+                **common,
+            )
+        error = None if execution.cancelled() else execution.exception()
+        if execution.cancelled():
+            return JobFail(error="execute was cancelled", error_type="Cancelled", **common)
+        if isinstance(error, SkipJob):
+            return JobSkip(reason=error.reason[:_MAX_ERROR], **common)
+        if error is not None:
+            log.info("job raised", error=repr(error))
+            return JobFail(
+                error=(str(error) or type(error).__name__)[:_MAX_ERROR],
+                error_type=type(error).__name__[:200],
+                retryable=not isinstance(error, NonRetryableError),
+                **common,
+            )
+        value = execution.result()
+        if isinstance(value, PartialResult):
+            return JobPartial(result=value.result, error=value.error[:_MAX_ERROR], **common)
+        try:
+            return JobComplete(result=result_of(value), **common)
+        except ValidationError as exc:
+            return JobFail(error=str(exc), error_type="InvalidResult", retryable=False, **common)
+
+    async def _heartbeat(self, ctx: JobContext) -> None:
+        """Renew the lease every third of it; learn of stop requests made elsewhere."""
+        interval = self.worker.lease_seconds / 3
+        while True:
+            await self._clock.sleep(interval)
+            try:
+                await ctx.heartbeat()
+                self._counts["heartbeats"] += 1
+            except StaleAttempt:
+                return  # the claim is lost; the report will be refused too
+            except JobledgerError as exc:
+                log.warning("heartbeat refused", error=repr(exc))
+                return
+            current = await self._reader.get_job(ctx.job.id)
+            if current is not None:
+                ctx.request_stop(cancel=current.cancel_requested, suspend=current.suspend_requested)
+
+    async def _report(self, report: Report) -> None:
         try:
             await self._bus.send(report)
         except LedgerClosed:
             raise
         except ValidationError as exc:
-            if isinstance(report, JobComplete):
+            if isinstance(report, JobComplete | JobPartial):
                 # The result itself was refused (too large, not JSON): the job fails
                 # with the reason rather than staying running.
                 await self._report(
@@ -283,36 +441,45 @@ class WorkerRunner:
                         attempt=report.attempt,
                         error=f"the result was refused: {exc}"[:_MAX_ERROR],
                         error_type="InvalidResult",
+                        retryable=False,
                         actor=report.actor,
                         correlation_id=report.correlation_id,
                     )
                 )
                 return
-            self._report_errors += 1
+            self._counts["report_errors"] += 1
             log.warning("report refused", report=type(report).__name__, error=repr(exc))
             return
         except JobledgerError as exc:
             # For example StaleAttempt: the claim was lost while executing.
-            self._report_errors += 1
+            self._counts["report_errors"] += 1
             log.warning("report refused", report=type(report).__name__, error=repr(exc))
             return
-        if isinstance(report, JobComplete):
-            self._completed += 1
-        else:
-            self._failed += 1
+        kind = (
+            "completed"
+            if isinstance(report, JobComplete)
+            else "failed"
+            if isinstance(report, JobFail)
+            else "ended_otherwise"
+        )
+        self._counts[kind] += 1
 
     def statistics(self) -> WorkerStatistics:
         """A snapshot of the runner's counters. Never blocks."""
+        counts = self._counts
         return WorkerStatistics(
             worker=self.name,
             job_types=self._types,
             running=self._dispatcher is not None and not self._dispatcher.done(),
             slots=self.worker.concurrency,
             active=len(self._jobs),
-            claimed=self._claimed,
-            lost_claims=self._lost,
-            completed=self._completed,
-            failed=self._failed,
-            report_errors=self._report_errors,
-            polls=self._polls,
+            claimed=counts["claimed"],
+            lost_claims=counts["lost"],
+            completed=counts["completed"],
+            failed=counts["failed"],
+            ended_otherwise=counts["ended_otherwise"],
+            timed_out=counts["timed_out"],
+            heartbeats=counts["heartbeats"],
+            report_errors=counts["report_errors"],
+            polls=counts["polls"],
         )

@@ -3,12 +3,27 @@
 A worker is not an actor: it polls for pending jobs of its types, claims one
 with ``job:start`` (naming the version it saw, so of two claims only one
 wins), runs :meth:`JobWorker.execute`, and reports through commands. The
-runner (:mod:`jobledger.workers.runner`) does the polling and reporting; a
-worker only implements ``execute``.
+runner (:mod:`jobledger.workers.runner`) does the polling, the heartbeats,
+the timeouts and the reporting; a worker only implements ``execute``.
+
+How ``execute`` ends decides how the job ends:
+
+- it returns a dict, a msgspec Struct or ``None``: **completed** with that result;
+- it returns :class:`PartialResult`: **partial**, with a result and an error;
+- it raises :class:`SkipJob`: **skipped**, with the reason;
+- it raises :class:`NonRetryableError`: **failed** at once, no retry;
+- it raises anything else: the attempt **failed**; retried if the job has
+  retries left (``job.retry_scheduled``), else **failed**;
+- it runs past the job's timeout: cancelled by the runner; retried, else **timed_out**;
+- a cancel or suspend was requested (``ctx.stopping``): whatever it does, the
+  job ends **cancelled** or **suspended** (with its last progress and
+  checkpoint); if it ignores the request for ``stop_grace`` seconds, the
+  runner cancels it.
 """
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -17,9 +32,11 @@ import msgspec
 import structlog
 
 from jobledger.core import (
+    AssetCreate,
     Clock,
     IdFactory,
     Job,
+    JobHeartbeat,
     JobProgress,
     MarkCreate,
     ValidationError,
@@ -27,13 +44,40 @@ from jobledger.core import (
     get_logger,
     to_ms,
 )
-from jobledger.eventbus import EventBus
+from jobledger.eventbus import EventBus, Reply
 
-__all__ = ["JobContext", "JobWorker", "result_of"]
+__all__ = [
+    "JobContext",
+    "JobWorker",
+    "NonRetryableError",
+    "PartialResult",
+    "SkipJob",
+    "result_of",
+]
+
+
+class SkipJob(Exception):
+    """Raise from ``execute`` when the job does not apply; it ends ``skipped``."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class NonRetryableError(Exception):
+    """Raise (or subclass) for an error that retrying cannot fix; the job fails at once."""
+
+
+class PartialResult(msgspec.Struct, frozen=True, kw_only=True):
+    """Return from ``execute`` when only part of the work was done."""
+
+    result: dict[str, Any] | None = None
+    error: str
 
 
 class JobContext:
-    """What ``execute`` may do besides computing: report progress and create marks.
+    """What ``execute`` may do besides computing: report progress, create marks
+    and assets, renew its lease, and learn that it is asked to stop.
 
     Every method sends a command for the job's current attempt; if the
     attempt is no longer current (the claim was lost), the command is refused
@@ -41,13 +85,31 @@ class JobContext:
     """
 
     def __init__(
-        self, job: Job, *, worker: str, bus: EventBus, clock: Clock, ids: IdFactory
+        self,
+        job: Job,
+        *,
+        worker: str,
+        bus: EventBus,
+        clock: Clock,
+        ids: IdFactory,
+        lease_seconds: float = 60.0,
+        progress_interval: float = 0.0,
     ) -> None:
         self._job = job
         self._worker = worker
         self._bus = bus
         self._clock = clock
         self._ids = ids
+        self._lease_seconds = lease_seconds
+        self._progress_interval = progress_interval
+        self._last_progress_at: float | None = None
+        self._last_stage: str | None = None
+        self._held: JobProgress | None = None
+        self._stopping = asyncio.Event()
+        self._cancel_requested = job.cancel_requested
+        self._suspend_requested = job.suspend_requested
+        if self._cancel_requested or self._suspend_requested:
+            self._stopping.set()
         self.log: structlog.stdlib.BoundLogger = get_logger("workers").bind(
             job_id=job.id, worker=worker
         )
@@ -70,6 +132,39 @@ class JobContext:
         """How this worker appears in the log's ``actor`` field."""
         return f"worker:{self._worker}"
 
+    @property
+    def checkpoint(self) -> dict[str, Any] | None:
+        """The last checkpoint saved with ``progress`` (a resumed job starts from it)."""
+        return self._job.progress.checkpoint if self._job.progress else None
+
+    @property
+    def cancel_requested(self) -> bool:
+        return self._cancel_requested
+
+    @property
+    def suspend_requested(self) -> bool:
+        return self._suspend_requested
+
+    @property
+    def stopping(self) -> bool:
+        """True once a cancel or a suspend was requested: wrap up and return."""
+        return self._stopping.is_set()
+
+    async def wait_stopping(self) -> None:
+        """Wait until a cancel or a suspend is requested."""
+        await self._stopping.wait()
+
+    def request_stop(self, *, cancel: bool = False, suspend: bool = False) -> None:
+        """Record that a cancel or suspend was requested (the runner calls this)."""
+        self._cancel_requested |= cancel
+        self._suspend_requested |= suspend
+        if self._cancel_requested or self._suspend_requested:
+            self._stopping.set()
+
+    def _absorb(self, envelopes: Reply) -> None:
+        for env in envelopes:
+            self._job = evolve_job(self._job, env) or self._job
+
     async def progress(
         self,
         percent: float | None = None,
@@ -78,26 +173,62 @@ class JobContext:
         message: str | None = None,
         processed: int | None = None,
         total: int | None = None,
+        checkpoint: Mapping[str, Any] | None = None,
     ) -> None:
-        """Report progress (``percent`` 0-100, or ``processed`` of ``total``).
+        """Report progress (``percent`` 0-100, or ``processed`` of ``total``),
+        optionally with a ``checkpoint`` to resume from after a suspend.
 
-        Returns once the progress is committed and published.
+        Reports closer together than the worker's ``progress_interval`` are
+        held back (the latest one is sent at the next report after the
+        interval, or when the job ends), unless the stage changes or a
+        checkpoint comes with them.
         """
-        envelopes = await self._bus.send(
-            JobProgress(
-                job_id=self._job.id,
-                attempt=self._job.attempt,
-                percent=percent,
-                stage=stage,
-                message=message,
-                processed=processed,
-                total=total,
-                actor=self.actor,
-                correlation_id=self._job.id,
+        command = JobProgress(
+            job_id=self._job.id,
+            attempt=self._job.attempt,
+            percent=percent,
+            stage=stage,
+            message=message,
+            processed=processed,
+            total=total,
+            checkpoint=dict(checkpoint) if checkpoint is not None else None,
+            actor=self.actor,
+            correlation_id=self._job.id,
+        )
+        now = self._clock.monotonic()
+        recent = (
+            self._last_progress_at is not None
+            and now - self._last_progress_at < self._progress_interval
+        )
+        if recent and stage == self._last_stage and checkpoint is None:
+            self._held = command
+            return
+        await self._send_progress(command, now)
+
+    async def _send_progress(self, command: JobProgress, now: float) -> None:
+        self._held = None
+        self._last_progress_at = now
+        self._last_stage = command.stage
+        self._absorb(await self._bus.send(command))
+
+    async def flush(self) -> None:
+        """Send a progress report held back by throttling, if any."""
+        if self._held is not None:
+            await self._send_progress(self._held, self._clock.monotonic())
+
+    async def heartbeat(self) -> None:
+        """Renew the lease now (the runner also does this on its own)."""
+        self._absorb(
+            await self._bus.send(
+                JobHeartbeat(
+                    job_id=self._job.id,
+                    attempt=self._job.attempt,
+                    lease_seconds=self._lease_seconds,
+                    actor=self.actor,
+                    correlation_id=self._job.id,
+                )
             )
         )
-        for env in envelopes:
-            self._job = evolve_job(self._job, env) or self._job
 
     async def create_mark(
         self, resource_id: str, annotation: Mapping[str, Any], *, mark_id: str | None = None
@@ -117,18 +248,51 @@ class JobContext:
         )
         return mark_id
 
+    async def create_asset(
+        self,
+        asset_type: str,
+        storage_path: str,
+        size: int,
+        *,
+        url: str | None = None,
+        asset_id: str | None = None,
+    ) -> str:
+        """Record a file this job made (``storage_path`` relative to the asset
+        root); returns the asset's id. A path that could leave the root is a
+        ``ValidationError``."""
+        asset_id = asset_id or self._ids.make("asset", to_ms(self._clock.now()))
+        await self._bus.send(
+            AssetCreate(
+                asset_id=asset_id,
+                job_id=self._job.id,
+                attempt=self._job.attempt,
+                asset_type=asset_type,
+                url=url,
+                storage_path=storage_path,
+                size=size,
+                actor=self.actor,
+                correlation_id=self._job.id,
+            )
+        )
+        return asset_id
+
 
 class JobWorker(ABC):
     """Base class of workers. Subclass it, set ``job_types``, implement ``execute``.
 
     ``name`` (default: the class name) identifies the worker in leases and in
     the log's ``actor`` field; ``concurrency`` is how many jobs one runner of
-    this worker runs at once; ``lease_seconds`` is how long a claim holds.
+    this worker runs at once; ``lease_seconds`` is how long a claim holds
+    without a heartbeat (the runner renews it every third of that);
+    ``stop_grace`` is how long ``execute`` may take to stop once asked;
+    ``progress_interval`` throttles progress reports.
     """
 
     job_types: ClassVar[tuple[str, ...]] = ()
     concurrency: int = 1
     lease_seconds: float = 60.0
+    stop_grace: float = 10.0
+    progress_interval: float = 0.1
     name: str = ""
 
     def __init__(self, *, name: str | None = None, concurrency: int | None = None) -> None:
@@ -142,13 +306,12 @@ class JobWorker(ABC):
             raise ValueError("concurrency must be at least 1")
         if not self.job_types:
             raise ValueError(f"{type(self).__name__} declares no job_types")
+        if self.lease_seconds <= 0 or self.stop_grace < 0:
+            raise ValueError("lease_seconds must be positive and stop_grace not negative")
 
     @abstractmethod
     async def execute(self, job: Job, ctx: JobContext) -> Any:
-        """Do the job. Return its result: a dict, a msgspec Struct, or ``None``.
-
-        Raising marks the job failed with the exception's message.
-        """
+        """Do the job. See the module docstring for how its ending ends the job."""
 
 
 def result_of(value: Any) -> dict[str, Any] | None:
