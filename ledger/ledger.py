@@ -21,6 +21,7 @@ from collections import deque
 from collections.abc import (
     AsyncGenerator,
     AsyncIterator,
+    Callable,
     Iterable,
     Iterator,
     Mapping,
@@ -39,17 +40,26 @@ from reactivex.disposable import Disposable
 
 from jobledger.core import (
     SYSTEM_USER,
+    Asset,
     Clock,
     Command,
     Envelope,
     IdFactory,
     Job,
+    JobCancel,
     JobCreate,
+    JobCreated,
+    JobDelete,
+    JobResume,
     JobStatus,
+    JobSuspend,
+    JobType,
     LedgerClosed,
     Mark,
     NotFound,
     Projection,
+    Registry,
+    RetryPolicy,
     SystemClock,
     User,
     ValidationError,
@@ -60,8 +70,8 @@ from jobledger.core import (
 )
 from jobledger.eventbus import BusStatistics, EventBus, Reply
 from jobledger.store import EventLog, MemoryLog, SqliteLog, VerifyReport, replay, verify
-from jobledger.stower import Stower, StowerStatistics
-from jobledger.workers import JobWorker, WorkerRunner, WorkerStatistics
+from jobledger.stower import Stower, StowerStatistics, Sweeper, SweeperStatistics
+from jobledger.workers import JobWorker, QueueCapacity, WorkerRunner, WorkerStatistics
 
 __all__ = ["JobPage", "Ledger", "LedgerStatistics", "open"]
 
@@ -92,6 +102,7 @@ class LedgerStatistics(msgspec.Struct, frozen=True, kw_only=True):
     path: str
     bus: BusStatistics
     stower: StowerStatistics
+    sweeper: SweeperStatistics
     workers: tuple[WorkerStatistics, ...]
 
 
@@ -104,11 +115,16 @@ def _as_user(user: UserArg) -> User | None:
 
 
 def _owns(job: Job, user: User | None) -> bool:
+    return _owns_user(job.user, user)
+
+
+def _owns_user(owner: User, user: User | None) -> bool:
+    """True if ``user`` may see what ``owner`` owns (``None``: the application itself)."""
     if user is None:
         return True
-    if job.user.id != user.id:
+    if owner.id != user.id:
         return False
-    return user.tenant is None or job.user.tenant == user.tenant
+    return user.tenant is None or owner.tenant == user.tenant
 
 
 def _seconds(value: float | timedelta | None, field: str) -> float | None:
@@ -118,16 +134,6 @@ def _seconds(value: float | timedelta | None, field: str) -> float | None:
     if not isinstance(seconds, int | float) or isinstance(seconds, bool):
         raise ValidationError("must be seconds or a timedelta", field=field)
     return float(seconds)
-
-
-def _params(params: Mapping[str, Any] | msgspec.Struct | None) -> dict[str, Any]:
-    if params is None:
-        return {}
-    if isinstance(params, msgspec.Struct):
-        params = msgspec.to_builtins(params)
-    if not isinstance(params, Mapping):
-        raise ValidationError("must be a mapping or a msgspec Struct", field="params")
-    return dict(params)
 
 
 class Ledger:
@@ -143,10 +149,15 @@ class Ledger:
         stop_timeout: float = 10.0,
         mailbox_size: int = 10_000,
         max_batch: int = 1_000,
+        job_types: Sequence[JobType] = (),
+        queues: Mapping[str, int] | None = None,
+        sweep_interval: float = 1.0,
     ) -> None:
         self._log = log
         self._clock = clock or SystemClock()
         self._ids = IdFactory()
+        self._registry = Registry(job_types)
+        self._capacity = QueueCapacity(queues)
         self._bus = EventBus(max_in_flight=mailbox_size)
         self._stower = Stower(
             log,
@@ -157,9 +168,16 @@ class Ledger:
             max_batch=max_batch,
             on_crash=self._on_stower_crash,
         )
+        self._sweeper = Sweeper(self._bus, log, clock=self._clock, interval=sweep_interval)
         self._runners = [
             WorkerRunner(
-                w, self._bus, log, clock=self._clock, ids=self._ids, poll_interval=poll_interval
+                w,
+                self._bus,
+                log,
+                clock=self._clock,
+                ids=self._ids,
+                poll_interval=poll_interval,
+                capacity=self._capacity,
             )
             for w in workers
         ]
@@ -173,7 +191,9 @@ class Ledger:
     # -- lifecycle -------------------------------------------------------
 
     async def start(self) -> None:
-        """Open the log, start the Stower, then the workers."""
+        """Open the log, start the Stower, recover jobs whose worker was lost
+        (expired leases and timeouts, in bounded batches), then start the
+        sweeper and the workers."""
         if self._started:
             raise RuntimeError("the ledger is already started")
         self._started = True
@@ -181,6 +201,10 @@ class Ledger:
         try:
             await self._stower.start()
             self._bus.subscribe(self._notify_waiters)
+            recovered = await self._sweeper.sweep()
+            if recovered:
+                log.info("recovered jobs of lost workers", count=recovered)
+            await self._sweeper.start()
             for runner in self._runners:
                 await runner.start()
         except BaseException:
@@ -198,6 +222,7 @@ class Ledger:
         try:
             for runner in self._runners:
                 await runner.stop(self._stop_timeout)
+            await self._sweeper.stop()
             await self._stower.stop()
             await self._bus.aclose()
         finally:
@@ -236,6 +261,14 @@ class Ledger:
         self._check_open()
         return await self._bus.send(command)
 
+    def register(self, job_type: JobType) -> None:
+        """Add a job type to the registry (its params are then checked at submit)."""
+        self._registry.register(job_type)
+
+    def job_types(self) -> builtins.list[JobType]:
+        """The registered job types, by name."""
+        return self._registry.all()
+
     async def submit(
         self,
         job_type: str,
@@ -247,42 +280,128 @@ class Ledger:
         run_at: datetime | None = None,
         max_retries: int | None = None,
         timeout: float | timedelta | None = None,
+        retry: RetryPolicy | None = None,
         correlation_id: str | None = None,
     ) -> Job:
         """Submit a job and return it, pending, once it is committed.
 
-        ``user`` owns the job (default: the system user). A higher
-        ``priority`` runs first; equal priorities run in submission order.
-        ``run_at`` (an aware datetime) delays it; ``max_retries`` counts
-        retries after the first attempt; ``timeout`` is seconds or a
-        timedelta. Raises ``ValidationError`` for bad arguments (nothing is
-        written).
+        ``user`` owns the job (default: the system user). If ``job_type`` is
+        registered, ``params`` must fit its params type, and its timeout,
+        retries, retry policy, queue and suspendability apply unless
+        overridden here. A higher ``priority`` runs first; equal priorities run
+        in submission order. ``run_at`` (an aware datetime) delays it;
+        ``max_retries`` counts retries after the first attempt; ``timeout``
+        is seconds (or a timedelta) per attempt. With an ``idempotency_key``
+        already used by this user for a live job, that job is returned and
+        nothing is written. Raises ``ValidationError`` for bad arguments
+        (nothing is written).
         """
         self._check_open()
         owner = _as_user(user) or SYSTEM_USER
         if run_at is not None and (not isinstance(run_at, datetime) or run_at.tzinfo is None):
             raise ValidationError("must be an aware datetime", field="run_at")
+        rules = self._registry.resolve(
+            job_type,
+            params,
+            timeout=_seconds(timeout, "timeout"),
+            max_retries=max_retries,
+            retry=retry,
+        )
         job_id = self._ids.make("job", to_ms(self._clock.now()))
         envelopes = await self._bus.send(
             JobCreate(
                 job_id=job_id,
                 job_type=job_type,
-                params=_params(params),
+                params=rules.params,
                 user=owner,
                 priority=priority,
                 run_at=run_at,
-                max_retries=0 if max_retries is None else max_retries,
-                timeout=_seconds(timeout, "timeout"),
+                max_retries=rules.max_retries,
+                timeout=rules.timeout,
                 idempotency_key=idempotency_key,
+                queue=rules.queue,
+                suspendable=rules.suspendable,
+                retry=rules.retry,
                 actor=owner.id,
                 correlation_id=correlation_id or job_id,
             )
         )
+        if not envelopes and idempotency_key is not None:
+            existing = await self._log.job_by_key(owner.id, idempotency_key)
+            if existing is not None:
+                return existing
         job: Job | None = None
         for env in envelopes:
             job = evolve_job(job, env)
         assert job is not None
         return job
+
+    async def _control(self, command: Command, user: UserArg) -> Job | None:
+        """Send a control command for a job the caller owns; the job after it."""
+        job_id: str = command.job_id  # type: ignore[attr-defined]
+        await self.get(job_id, user=user)
+        await self._bus.send(command)
+        return await self._log.get_job(job_id)
+
+    def _actor(self, user: UserArg) -> str:
+        owner = _as_user(user)
+        return owner.id if owner is not None else SYSTEM_USER.id
+
+    async def cancel(self, job_id: str, *, user: UserArg = None, reason: str | None = None) -> Job:
+        """Cancel a job. Pending or suspended: it is ``cancelled`` at once. Running:
+        its worker is asked to stop (``cancel_requested``) and the job ends
+        ``cancelled`` when it has (``wait`` for it). ``InvalidTransition`` if it
+        has already ended; ``NotFound`` as for ``get``."""
+        job = await self._control(
+            JobCancel(job_id=job_id, reason=reason, actor=self._actor(user), correlation_id=job_id),
+            user,
+        )
+        assert job is not None
+        return job
+
+    async def suspend(self, job_id: str, *, user: UserArg = None) -> Job:
+        """Suspend a job of a suspendable type. Pending: at once. Running: its worker
+        is asked to checkpoint and stop; the job ends ``suspended`` with its last
+        progress. ``ValidationError`` if the type is not suspendable."""
+        job = await self._control(
+            JobSuspend(job_id=job_id, actor=self._actor(user), correlation_id=job_id), user
+        )
+        assert job is not None
+        return job
+
+    async def resume(self, job_id: str, *, user: UserArg = None) -> Job:
+        """Put a suspended job back to pending, with its last progress and checkpoint."""
+        job = await self._control(
+            JobResume(job_id=job_id, actor=self._actor(user), correlation_id=job_id), user
+        )
+        assert job is not None
+        return job
+
+    async def delete(self, job_id: str, *, user: UserArg = None) -> None:
+        """Delete a job that is not running: it leaves the read model (``get``
+        says ``NotFound``); its history stays in the log for audit."""
+        await self._control(
+            JobDelete(job_id=job_id, actor=self._actor(user), correlation_id=job_id), user
+        )
+
+    async def cleanup(self, older_than: timedelta | datetime, *, batch: int = 500) -> int:
+        """Delete every finished job that finished before ``older_than`` (a cutoff
+        time, or an age); returns how many were deleted."""
+        self._check_open()
+        cutoff = older_than if isinstance(older_than, datetime) else self._clock.now() - older_than
+        deleted = 0
+        while True:
+            jobs = await self._log.finished_before(cutoff, batch)
+            if not jobs:
+                return deleted
+            results = await asyncio.gather(
+                *(self._bus.send(JobDelete(job_id=j.id, actor="system:cleanup")) for j in jobs),
+                return_exceptions=True,
+            )
+            done = sum(1 for r in results if not isinstance(r, BaseException))
+            deleted += done
+            if done == 0:
+                return deleted
 
     # -- reading ---------------------------------------------------------
 
@@ -331,9 +450,20 @@ class Ledger:
         return JobPage(jobs=page, cursor=page[-1].created_seq if more and page else None)
 
     async def history(self, job_id: str, *, user: UserArg = None) -> builtins.list[Envelope]:
-        """Every event of the job's stream, in order. ``NotFound`` as for ``get``."""
+        """Every event of the job's stream, in order, also after the job was
+        deleted. ``NotFound`` if there is none, or the job is not ``user``'s."""
+        self._check_open()
+        owner = _as_user(user)
+        events = await self._log.stream(job_id)
+        created = events[0].data if events else None
+        if not isinstance(created, JobCreated) or not _owns_user(created.user, owner):
+            raise NotFound("job", job_id)
+        return events
+
+    async def assets(self, job_id: str, *, user: UserArg = None) -> builtins.list[Asset]:
+        """The files a job recorded, oldest first. ``NotFound`` as for ``get``."""
         await self.get(job_id, user=user)
-        return await self._log.stream(job_id)
+        return await self._log.assets_of(job_id)
 
     async def marks(self, resource_id: str) -> builtins.list[Mark]:
         """The live marks of a resource, in creation order."""
@@ -383,6 +513,7 @@ class Ledger:
         follow: bool = False,
         job_id: str | None = None,
         types: Iterable[str] | None = None,
+        user: UserArg = None,
         buffer: int = 10_000,
     ) -> AsyncGenerator[Envelope, None]:
         """The log's envelopes with ``seq > after``, in order; optionally filtered
@@ -394,15 +525,19 @@ class Ledger:
         buffer by ``seq``; whenever the next live event is not the next
         ``seq`` (its buffer of ``buffer`` envelopes overflowed because the
         consumer was slow, or another process wrote), it reads the missing
-        ones from the log. A slow consumer never slows the Stower.
+        ones from the log. A slow consumer never slows the Stower. With ``user``, only the events
+        of that user's jobs (and of their marks and assets) are given.
         """
         self._check_open()
         wanted = frozenset(types) if types is not None else None
+        owned = await self._owned_by(user)
 
         def matches(env: Envelope) -> bool:
-            return (job_id is None or env.stream == job_id) and (
-                wanted is None or env.type in wanted
-            )
+            if job_id is not None and env.stream != job_id:
+                return False
+            if wanted is not None and env.type not in wanted:
+                return False
+            return owned is None or owned(env)
 
         if not follow:
             async for env in self._log.scan(after):
@@ -457,12 +592,40 @@ class Ledger:
             self._followers.discard(arrived)
             subscription.unsubscribe()
 
+    async def _owned_by(self, user: UserArg) -> Callable[[Envelope], bool] | None:
+        """A filter passing the envelopes of ``user``'s jobs, their marks and
+        assets; ``None`` for the application itself."""
+        owner = _as_user(user)
+        if owner is None:
+            return None
+        jobs: set[str] = set()
+        cursor: int | None = None
+        while True:
+            page = await self._log.list_jobs(
+                user_id=owner.id, tenant=owner.tenant, before_seq=cursor, limit=1000
+            )
+            jobs.update(j.id for j in page)
+            if len(page) < 1000:
+                break
+            cursor = page[-1].created_seq
+
+        def owned(env: Envelope) -> bool:
+            data = env.data
+            if isinstance(data, JobCreated) and _owns_user(data.user, owner):
+                jobs.add(env.stream)
+            if env.type.startswith("job."):
+                return env.stream in jobs
+            return getattr(data, "job_id", None) in jobs
+
+        return owned
+
     def observe(
         self,
         *,
         after: int | None = None,
         job_id: str | None = None,
         types: Iterable[str] | None = None,
+        user: UserArg = None,
     ) -> Observable[Envelope]:
         """The same stream as ``events(follow=True)``, as a reactivex Observable.
 
@@ -479,7 +642,7 @@ class Ledger:
                 start = after if after is not None else (await self._log.head()).seq
                 try:
                     async for env in self.events(
-                        start, follow=True, job_id=job_id, types=type_list
+                        start, follow=True, job_id=job_id, types=type_list, user=user
                     ):
                         observer.on_next(env)
                 except asyncio.CancelledError:
@@ -526,6 +689,7 @@ class Ledger:
             path=self._log.path,
             bus=self._bus.statistics(),
             stower=self._stower.statistics(),
+            sweeper=self._sweeper.statistics(),
             workers=tuple(r.statistics() for r in self._runners),
         )
 
@@ -541,11 +705,18 @@ async def open(
     stop_timeout: float = 10.0,
     mailbox_size: int = 10_000,
     max_batch: int = 1_000,
+    job_types: Sequence[JobType] = (),
+    queues: Mapping[str, int] | None = None,
+    sweep_interval: float = 1.0,
 ) -> AsyncIterator[Ledger]:
     """Open a ledger on an SQLite file (``path``) or in memory (``None`` or ``":memory:"``).
 
-    The file is created if missing and migrated if old. Workers start at once
-    and stop (gracefully, up to ``stop_timeout`` seconds) when the block exits.
+    The file is created if missing and migrated if old; jobs whose worker was
+    lost are recovered. Workers start at once and stop (gracefully, up to
+    ``stop_timeout`` seconds) when the block exits. ``job_types`` fills the
+    registry; ``queues`` caps how many jobs of each named queue run at once
+    in this process; ``sweep_interval`` is how often lost leases and
+    timeouts are looked for.
     """
     store: EventLog
     if path is None or str(path) == ":memory:":
@@ -560,6 +731,9 @@ async def open(
         stop_timeout=stop_timeout,
         mailbox_size=mailbox_size,
         max_batch=max_batch,
+        job_types=job_types,
+        queues=queues,
+        sweep_interval=sweep_interval,
     )
     await ledger.start()
     try:
