@@ -470,12 +470,21 @@ class Ledger:
         self._check_open()
         return await self._log.marks_of(resource_id)
 
-    async def wait(self, job_id: str, *, timeout: float | None = None, user: UserArg = None) -> Job:
-        """Wait until the job is terminal and return it.
+    async def wait(
+        self,
+        job_id: str,
+        *,
+        timeout: float | None = None,
+        user: UserArg = None,
+        until: Iterable[JobStatus | str] | None = None,
+    ) -> Job:
+        """Wait until the job is terminal (or, with ``until``, in one of those
+        statuses) and return it.
 
-        Raises ``WaitTimeout`` after ``timeout`` seconds, ``NotFound`` as for
-        ``get``, ``LedgerClosed`` if the ledger closes first.
+        ``timeout`` is seconds of real time. Raises ``WaitTimeout`` after it,
+        ``NotFound`` as for ``get``, ``LedgerClosed`` if the ledger closes first.
         """
+        wanted = None if until is None else frozenset(JobStatus(s) for s in until)
         event = asyncio.Event()
         self._waiters.setdefault(job_id, set()).add(event)
         try:
@@ -485,7 +494,7 @@ class Ledger:
                     # sets the event, so none is missed.
                     event.clear()
                     job = await self.get(job_id, user=user)
-                    if job.is_terminal:
+                    if job.is_terminal if wanted is None else job.status in wanted:
                         return job
                     await event.wait()
                     self._check_open()
