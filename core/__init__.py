@@ -35,6 +35,7 @@ from .decide import (
     evolve_asset,
     evolve_job,
     evolve_mark,
+    key_of,
     retry_delay,
     targets,
 )
@@ -183,6 +184,7 @@ __all__ = [
     "field_error",
     "get_logger",
     "is_terminal",
+    "key_of",
     "new_id",
     "retry_delay",
     "targets",

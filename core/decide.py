@@ -80,6 +80,7 @@ __all__ = [
     "evolve_asset",
     "evolve_job",
     "evolve_mark",
+    "key_of",
     "retry_delay",
     "targets",
 ]
@@ -101,8 +102,9 @@ class Lookup(Protocol):
         """The version of the last event in ``stream``; 0 if it has none."""
         ...
 
-    def job_by_key(self, user_id: str, key: str) -> Job | None:
-        """The live job of ``user_id`` submitted with idempotency ``key``, if any."""
+    def job_by_key(self, user_id: str, tenant: str | None, key: str) -> Job | None:
+        """The live job of ``user_id`` in ``tenant`` submitted with idempotency
+        ``key``, if any."""
         ...
 
 
@@ -183,9 +185,9 @@ def _require_running(job: Job, attempt: int, target: JobStatus | str, command: C
 
 def _retry_at(job: Job, now: datetime) -> datetime | None:
     """When the job may run again after its current attempt, or None if it may not."""
-    if job.attempts_left <= 0:
+    if job.retries_left <= 0:
         return None
-    delay = retry_delay(job.retry or DEFAULT_RETRY, job.attempt, job.id)
+    delay = retry_delay(job.retry or DEFAULT_RETRY, job.failures + 1, job.id)
     return now + timedelta(seconds=delay)
 
 
@@ -233,7 +235,8 @@ def _create(command: JobCreate, state: Lookup) -> list[AnyEvent]:
     if command.run_at is not None and command.run_at.tzinfo is None:
         raise ValidationError("must be an aware datetime", field="run_at")
     key = command.idempotency_key
-    if key is not None and state.job_by_key(command.user.id, key) is not None:
+    user = command.user
+    if key is not None and state.job_by_key(user.id, user.tenant, key) is not None:
         return []  # submitted before: the existing job stands
     return [
         JobCreated(
@@ -537,28 +540,65 @@ def evolve_job(job: Job | None, env: Envelope) -> Job | None:
             lease = job.lease and _replace(job.lease, expires_at=event.lease_expires_at)
             return _replace(job, lease=lease, **touched)
         case JobCompleted():
-            return _finish(job, env, JobStatus.COMPLETED, result=event.result)
+            return _finish(
+                job, env, JobStatus.COMPLETED, result=event.result, error=None, error_type=None
+            )
         case JobFailed():
             return _finish(
-                job, env, JobStatus.FAILED, error=event.error, error_type=event.error_type
+                job,
+                env,
+                JobStatus.FAILED,
+                error=event.error,
+                error_type=event.error_type,
+                failures=job.failures + 1,
             )
         case JobPartiallyCompleted():
-            return _finish(job, env, JobStatus.PARTIAL, result=event.result, error=event.error)
+            return _finish(
+                job, env, JobStatus.PARTIAL, result=event.result, error=event.error, error_type=None
+            )
         case JobSkipped():
             return _finish(job, env, JobStatus.SKIPPED, error=event.reason, error_type="Skipped")
         case JobTimedOut():
-            return _finish(job, env, JobStatus.TIMED_OUT, error=event.error, error_type="Timeout")
+            return _finish(
+                job,
+                env,
+                JobStatus.TIMED_OUT,
+                error=event.error,
+                error_type="Timeout",
+                failures=job.failures + 1,
+            )
         case JobCancelled():
             return _finish(
                 job, env, JobStatus.CANCELLED, error=event.reason, error_type="Cancelled"
             )
         case JobRetryScheduled():
-            return _pending(job, env, event.run_at, error=event.error, error_type=event.error_type)
+            return _pending(
+                job,
+                env,
+                event.run_at,
+                error=event.error,
+                error_type=event.error_type,
+                failures=job.failures + 1,
+            )
         case JobLeaseExpired():
             error = f"the worker's lease expired during attempt {event.attempt}"
             if event.retry_at is None:
-                return _finish(job, env, JobStatus.FAILED, error=error, error_type="LeaseExpired")
-            return _pending(job, env, event.retry_at, error=error, error_type="LeaseExpired")
+                return _finish(
+                    job,
+                    env,
+                    JobStatus.FAILED,
+                    error=error,
+                    error_type="LeaseExpired",
+                    failures=job.failures + 1,
+                )
+            return _pending(
+                job,
+                env,
+                event.retry_at,
+                error=error,
+                error_type="LeaseExpired",
+                failures=job.failures + 1,
+            )
         case JobCancelRequested():
             return _replace(job, cancel_requested=True, **touched)
         case JobSuspendRequested():
@@ -616,6 +656,12 @@ def evolve_asset(asset: Asset | None, env: Envelope) -> Asset | None:
     return asset
 
 
+def key_of(job: Job) -> tuple[str, str | None, str]:
+    """The scope of a job's idempotency key: its user, its tenant, the key."""
+    assert job.idempotency_key is not None
+    return (job.user.id, job.user.tenant, job.idempotency_key)
+
+
 class Projection:
     """Jobs, marks and assets folded from a sequence of envelopes, in memory.
 
@@ -629,7 +675,7 @@ class Projection:
         self.marks: dict[str, Mark] = {}
         self.assets: dict[str, Asset] = {}
         self.versions: dict[str, int] = {}
-        self.keys: dict[tuple[str, str], str] = {}
+        self.keys: dict[tuple[str, str | None, str], str] = {}
         self.seq = 0
 
     def job(self, job_id: str) -> Job | None:
@@ -641,8 +687,8 @@ class Projection:
     def version(self, stream: str) -> int:
         return self.versions.get(stream, 0)
 
-    def job_by_key(self, user_id: str, key: str) -> Job | None:
-        job_id = self.keys.get((user_id, key))
+    def job_by_key(self, user_id: str, tenant: str | None, key: str) -> Job | None:
+        job_id = self.keys.get((user_id, tenant, key))
         return None if job_id is None else self.jobs.get(job_id)
 
     def apply(self, env: Envelope) -> None:
@@ -655,11 +701,11 @@ class Projection:
             if job is None:
                 self.jobs.pop(stream, None)
                 if before is not None and before.idempotency_key is not None:
-                    self.keys.pop((before.user.id, before.idempotency_key), None)
+                    self.keys.pop(key_of(before), None)
             else:
                 self.jobs[stream] = job
                 if before is None and job.idempotency_key is not None:
-                    self.keys[(job.user.id, job.idempotency_key)] = job.id
+                    self.keys[key_of(job)] = job.id
         elif kind == "mark":
             mark = evolve_mark(self.marks.get(stream), env)
             if mark is None:

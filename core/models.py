@@ -80,9 +80,11 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
     ``version`` is the version of the last event in the job's stream; a claim
     (``job:start``) must name it. ``created_seq`` is the log position of
     ``job.created`` and orders jobs of equal priority (FIFO). ``attempt``
-    counts claims: 0 while never started, 1 for the first run, and so on; a
-    job may be attempted ``max_retries + 1`` times. ``error`` is the last
-    error (kept while a retry is scheduled). ``cancel_requested`` and
+    counts claims: 0 while never started, 1 for the first run, and so on
+    (a resume after a suspend is a new attempt too). ``failures`` counts the
+    attempts that failed; a job is retried while ``failures <= max_retries``,
+    so it fails for good on failure number ``max_retries + 1``. ``error`` is
+    the last error (kept while a retry is scheduled, cleared on success). ``cancel_requested`` and
     ``suspend_requested`` are set while a running job is asked to stop.
     """
 
@@ -100,6 +102,7 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
     suspendable: bool = False
     retry: RetryPolicy | None = None
     attempt: int = 0
+    failures: int = 0
     progress: Progress | None = None
     result: dict[str, Any] | None = None
     error: str | None = None
@@ -127,9 +130,9 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
         return self.started_at + timedelta(seconds=self.timeout)
 
     @property
-    def attempts_left(self) -> int:
-        """How many more attempts the job may have after the current one."""
-        return max(0, self.max_retries + 1 - self.attempt)
+    def retries_left(self) -> int:
+        """How many more times the job may be retried after a failure."""
+        return max(0, self.max_retries - self.failures)
 
 
 class Mark(msgspec.Struct, frozen=True, kw_only=True):

@@ -4,9 +4,9 @@
 
     pending ──► running ──► completed | partial | failed | cancelled | skipped | timed_out
        │  ▲        │
-       │  └────────┤  (retry, lease expired, resumed)
+       │  └────────┤  (a retry, an expired lease)
        │           ▼
-       ├──────► suspended ──► pending | cancelled
+       ├──────► suspended ──► pending (resumed) | cancelled
        └──────► cancelled
 
 Terminal statuses accept no command at all. A command that asks for a move

@@ -327,7 +327,7 @@ class Ledger:
             )
         )
         if not envelopes and idempotency_key is not None:
-            existing = await self._log.job_by_key(owner.id, idempotency_key)
+            existing = await self._log.job_by_key(owner.id, owner.tenant, idempotency_key)
             if existing is not None:
                 return existing
         job: Job | None = None
@@ -395,7 +395,12 @@ class Ledger:
             if not jobs:
                 return deleted
             results = await asyncio.gather(
-                *(self._bus.send(JobDelete(job_id=j.id, actor="system:cleanup")) for j in jobs),
+                *(
+                    self._bus.send(
+                        JobDelete(job_id=j.id, actor="system:cleanup", correlation_id=j.id)
+                    )
+                    for j in jobs
+                ),
                 return_exceptions=True,
             )
             done = sum(1 for r in results if not isinstance(r, BaseException))

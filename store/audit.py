@@ -6,6 +6,7 @@ pure functions the Stower uses.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 
 import msgspec
@@ -14,7 +15,7 @@ from jobledger.core import GENESIS_HASH, Projection, chain_hash
 
 from .protocol import EventLog, Head, Problem, VerifyReport
 
-__all__ = ["replay", "verify"]
+__all__ = ["replay", "verify", "verify_view"]
 
 
 async def replay(
@@ -36,6 +37,16 @@ async def replay(
 
 
 async def verify(log: EventLog) -> VerifyReport:
+    """Walk the whole log and compare it with the read model, both as they
+    were at one instant (writes may go on meanwhile).
+
+    See :func:`verify_view` for what is reported.
+    """
+    async with log.frozen() as view:
+        return await verify_view(view)
+
+
+async def verify_view(log: EventLog) -> VerifyReport:
     """Walk the whole log and compare it with the read model.
 
     Reports, each with its ``seq``: a gap or repeat in ``seq``, a stream whose
@@ -87,10 +98,12 @@ async def verify(log: EventLog) -> VerifyReport:
                 detail=f"read model at seq {stored.seq}, log at {model.seq}",
             )
         )
-    for kind, mine, theirs in (
+    entities: tuple[tuple[str, Mapping[str, msgspec.Struct], Mapping[str, msgspec.Struct]], ...] = (
         ("job", stored.jobs, model.jobs),
         ("mark", stored.marks, model.marks),
-    ):
+        ("asset", stored.assets, model.assets),
+    )
+    for kind, mine, theirs in entities:
         for key in sorted(mine.keys() | theirs.keys()):
             a, b = mine.get(key), theirs.get(key)
             if a is None or b is None or msgspec.json.encode(a) != msgspec.json.encode(b):

@@ -48,7 +48,9 @@ class _MemoryWriter:
             {i: marks[i] for i in mark_ids if i in marks},
         )
 
-    async def load_keys(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Job]:
+    async def load_keys(
+        self, keys: Sequence[tuple[str, str | None, str]]
+    ) -> dict[tuple[str, str | None, str], Job]:
         found = {k: self._log._model.job_by_key(*k) for k in keys}
         return {k: j for k, j in found.items() if j is not None}
 
@@ -110,6 +112,16 @@ class MemoryLog:
             last = records[-1].envelope
             self._head = Head(last.seq, last.hash)
 
+    @asynccontextmanager
+    async def frozen(self) -> AsyncIterator[MemoryLog]:
+        view = MemoryLog()
+        view._records = list(self._records)
+        view._streams = {k: list(v) for k, v in self._streams.items()}
+        view._model = await self.snapshot()
+        view._head = self._head
+        view._open = True
+        yield view
+
     async def head(self) -> Head:
         return self._head
 
@@ -160,8 +172,8 @@ class MemoryLog:
         found.sort(key=lambda j: (j.finished_at, j.created_seq))
         return found[:limit]
 
-    async def job_by_key(self, user_id: str, key: str) -> Job | None:
-        return self._model.job_by_key(user_id, key)
+    async def job_by_key(self, user_id: str, tenant: str | None, key: str) -> Job | None:
+        return self._model.job_by_key(user_id, tenant, key)
 
     async def list_jobs(
         self,

@@ -78,8 +78,10 @@ class LogWriter(Protocol):
         """The read-model jobs and marks with these ids (missing ids are left out)."""
         ...
 
-    async def load_keys(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Job]:
-        """The live jobs holding these ``(user id, idempotency key)`` pairs."""
+    async def load_keys(
+        self, keys: Sequence[tuple[str, str | None, str]]
+    ) -> dict[tuple[str, str | None, str], Job]:
+        """The live jobs holding these ``(user id, tenant, idempotency key)`` scopes."""
         ...
 
     async def versions(self, streams: Sequence[str]) -> dict[str, int]:
@@ -111,6 +113,12 @@ class EventLog(Protocol):
     def write(self) -> AbstractAsyncContextManager[LogWriter]:
         """A write transaction: committed when the block exits normally, rolled back
         (and nothing visible) when it raises. Raises ``StorageError`` on database failure."""
+        ...
+
+    def frozen(self) -> AbstractAsyncContextManager[EventLog]:
+        """A read-only view of the log and its read model as they are at one
+        instant: commits made while the view is open are not in it. For
+        audits that read a lot and must see one consistent state."""
         ...
 
     async def head(self) -> Head:
@@ -164,8 +172,8 @@ class EventLog(Protocol):
         """Terminal jobs that finished before ``cutoff``, oldest first."""
         ...
 
-    async def job_by_key(self, user_id: str, key: str) -> Job | None:
-        """The live job of ``user_id`` submitted with idempotency ``key``."""
+    async def job_by_key(self, user_id: str, tenant: str | None, key: str) -> Job | None:
+        """The live job of ``user_id`` in ``tenant`` submitted with idempotency ``key``."""
         ...
 
     async def assets_of(self, job_id: str) -> list[Asset]:

@@ -89,7 +89,7 @@ _MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX jobs_deadline ON jobs (deadline_us)
         WHERE status = 'running' AND deadline_us IS NOT NULL;
     CREATE INDEX jobs_finished ON jobs (finished_us) WHERE finished_us IS NOT NULL;
-    CREATE UNIQUE INDEX jobs_key ON jobs (user_id, idempotency_key)
+    CREATE UNIQUE INDEX jobs_key ON jobs (user_id, ifnull(tenant, ''), idempotency_key)
         WHERE idempotency_key IS NOT NULL;
     CREATE TABLE assets (
         id          TEXT    PRIMARY KEY,
@@ -123,6 +123,7 @@ _UPSERT_JOB = (
     " lease_expires_us, deadline_us, finished_us, idempotency_key, created_seq, doc)"
     " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
 )
+_SELECT_BY_KEY = "SELECT doc FROM jobs WHERE user_id = ? AND tenant IS ? AND idempotency_key = ?"
 _INSERT_ASSET = "INSERT INTO assets (id, job_id, created_seq, doc) VALUES (?,?,?,?)"
 _UPSERT_MARK = (
     "INSERT OR REPLACE INTO marks (id, resource_id, job_id, created_seq, doc) VALUES (?,?,?,?,?)"
@@ -252,14 +253,14 @@ class _SqliteWriter:
         ]
         return {j.id: j for j in jobs}, {m.id: m for m in marks}
 
-    async def load_keys(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Job]:
-        found: dict[tuple[str, str], Job] = {}
-        for user_id, key in keys:
-            rows = await self._conn.execute_fetchall(
-                "SELECT doc FROM jobs WHERE user_id = ? AND idempotency_key = ?", (user_id, key)
-            )
+    async def load_keys(
+        self, keys: Sequence[tuple[str, str | None, str]]
+    ) -> dict[tuple[str, str | None, str], Job]:
+        found: dict[tuple[str, str | None, str], Job] = {}
+        for scope in keys:
+            rows = await self._conn.execute_fetchall(_SELECT_BY_KEY, scope)
             for (doc,) in rows:
-                found[(user_id, key)] = _decode_job(doc)
+                found[scope] = _decode_job(doc)
         return found
 
     async def versions(self, streams: Sequence[str]) -> dict[str, int]:
@@ -463,6 +464,26 @@ class SqliteLog:
 
     # -- reading ---------------------------------------------------------
 
+    @asynccontextmanager
+    async def frozen(self) -> AsyncIterator[SqliteLog]:
+        """A view on its own connection inside one read transaction: WAL gives
+        it the snapshot of its first read until it ends."""
+        self._read_conn()  # refuse when closed
+        try:
+            conn = await self._connect(query_only=True)
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot open a view of {self._path}: {exc}") from exc
+        view = SqliteLog(self._path, read_chunk=self._read_chunk)
+        view._reader = conn
+        try:
+            await conn.execute("BEGIN")
+            await conn.execute_fetchall("SELECT value FROM meta WHERE key = 'checkpoint'")
+            yield view
+        finally:
+            with contextlib.suppress(sqlite3.Error):
+                await conn.execute("COMMIT")
+            await view.close()
+
     async def _fetchall(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
         try:
             return list(await self._read_conn().execute_fetchall(sql, args))
@@ -578,10 +599,8 @@ class SqliteLog:
         )
         return [_decode_job(r[0]) for r in rows]
 
-    async def job_by_key(self, user_id: str, key: str) -> Job | None:
-        rows = await self._fetchall(
-            "SELECT doc FROM jobs WHERE user_id = ? AND idempotency_key = ?", (user_id, key)
-        )
+    async def job_by_key(self, user_id: str, tenant: str | None, key: str) -> Job | None:
+        rows = await self._fetchall(_SELECT_BY_KEY, (user_id, tenant, key))
         return _decode_job(rows[0][0]) if rows else None
 
     async def assets_of(self, job_id: str) -> list[Asset]:

@@ -55,6 +55,7 @@ from jobledger.core import (
     evolve_job,
     evolve_mark,
     get_logger,
+    key_of,
     targets,
     to_ms,
     validate_command,
@@ -95,42 +96,43 @@ class _BatchState:
         jobs: dict[str, Job | None],
         marks: dict[str, Mark | None],
         versions: dict[str, int],
-        keys: dict[tuple[str, str], str],
+        keys: dict[tuple[str, str | None, str], str],
     ) -> None:
         self.jobs = jobs
         self.marks = marks
         self.assets: dict[str, Asset] = {}
         self.versions = versions
         self.keys = keys
-        self.dirty: set[str] = set()
+        self.dirty: set[tuple[str, str]] = set()  # (kind, id) of what this batch changed
 
     def changes(self) -> Changes:
         """The read-model rows this batch changed."""
         changes = Changes()
-        for key in self.dirty:
-            if key in self.jobs:
+        for kind, key in self.dirty:
+            if kind == "job":
                 job = self.jobs[key]
                 if job is None:
                     changes.deleted_jobs.append(key)
                 else:
                     changes.jobs.append(job)
-            elif key in self.marks:
+            elif kind == "mark":
                 mark = self.marks[key]
                 if mark is None:
                     changes.deleted_marks.append(key)
                 else:
                     changes.marks.append(mark)
-            elif key in self.assets:
+            else:
                 changes.assets.append(self.assets[key])
         return changes
 
-    def entry(self, key: str) -> tuple[Job | Mark | Asset | None, int]:
-        """What the cache keeps for ``key``: the entity (or ``None``) and its version."""
+    def entry(self, kind: str, key: str) -> tuple[Job | Mark | Asset | None, int]:
+        """What the cache keeps for ``(kind, key)``: the entity (or ``None``) and
+        its stream's version."""
         value: Job | Mark | Asset | None = (
             self.jobs[key]
-            if key in self.jobs
+            if kind == "job"
             else self.marks[key]
-            if key in self.marks
+            if kind == "mark"
             else self.assets.get(key)
         )
         return value, self.versions.get(key, 0)
@@ -144,8 +146,8 @@ class _BatchState:
     def version(self, stream: str) -> int:
         return self.versions.get(stream, 0)
 
-    def job_by_key(self, user_id: str, key: str) -> Job | None:
-        job_id = self.keys.get((user_id, key))
+    def job_by_key(self, user_id: str, tenant: str | None, key: str) -> Job | None:
+        job_id = self.keys.get((user_id, tenant, key))
         return None if job_id is None else self.jobs.get(job_id)
 
 
@@ -154,15 +156,15 @@ class _Cache:
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self.entries: OrderedDict[str, Any] = OrderedDict()
+        self.entries: OrderedDict[tuple[str, str], Any] = OrderedDict()
 
-    def get(self, key: str) -> Any:
+    def get(self, key: tuple[str, str]) -> Any:
         value = self.entries.get(key)
         if value is not None:
             self.entries.move_to_end(key)
         return value
 
-    def put(self, key: str, value: Any) -> None:
+    def put(self, key: tuple[str, str], value: Any) -> None:
         self.entries[key] = value
         self.entries.move_to_end(key)
         while len(self.entries) > self.size:
@@ -172,20 +174,29 @@ class _Cache:
         self.entries.clear()
 
 
-def _coalesce_progress(commands: Sequence[Command | JobledgerError]) -> dict[int, int]:
+def _coalesce_progress(commands: list[Command | JobledgerError]) -> dict[int, int]:
     """Progress reports of one job attempt in one batch collapse into the last:
     returns superseded index → surviving index. (A worker may report often;
-    the log keeps at most one progress event per job attempt per batch.)"""
+    the log keeps at most one progress event per job attempt per batch.) A
+    checkpoint is never lost: if the survivor carries none, it takes the
+    latest one of those it supersedes (``commands`` is updated in place)."""
     last: dict[tuple[str, int], int] = {}
+    checkpoints: dict[tuple[str, int], dict[str, Any]] = {}
     for index, command in enumerate(commands):
         if isinstance(command, JobProgress):
-            last[(command.job_id, command.attempt)] = index
+            key = (command.job_id, command.attempt)
+            last[key] = index
+            if command.checkpoint is not None:
+                checkpoints[key] = command.checkpoint
     survivors: dict[int, int] = {}
     for index, command in enumerate(commands):
         if isinstance(command, JobProgress):
-            survivor = last[(command.job_id, command.attempt)]
+            key = (command.job_id, command.attempt)
+            survivor = last[key]
             if survivor != index:
                 survivors[index] = survivor
+            elif command.checkpoint is None and key in checkpoints:
+                commands[index] = msgspec.structs.replace(command, checkpoint=checkpoints[key])
     return survivors
 
 
@@ -366,8 +377,8 @@ class Stower:
         if envelopes:
             self._head = Head(envelopes[-1].seq, envelopes[-1].hash)
             self._events += len(envelopes)
-        for key in state.dirty:
-            self._cache.put(key, state.entry(key))
+        for kind, key in state.dirty:
+            self._cache.put((kind, key), state.entry(kind, key))
         self._bus.publish(envelopes)
         self._answer(batch, outcomes)
 
@@ -385,27 +396,27 @@ class Stower:
         missing_jobs: list[str] = []
         missing_marks: list[str] = []
         new_streams: list[str] = []
-        keys: list[tuple[str, str]] = []
+        keys: list[tuple[str, str | None, str]] = []
         for command in commands:
             if not isinstance(command, Command):
                 continue
             if isinstance(command, JobCreate) and command.idempotency_key is not None:
-                keys.append((command.user.id, command.idempotency_key))
+                keys.append((command.user.id, command.user.tenant, command.idempotency_key))
             job_ids, mark_ids, asset_ids = targets(command)
             new_streams.extend(asset_ids)
-            for ids, into, missing in (
-                (job_ids, jobs, missing_jobs),
-                (mark_ids, marks, missing_marks),
+            for kind, ids, into, missing in (
+                ("job", job_ids, jobs, missing_jobs),
+                ("mark", mark_ids, marks, missing_marks),
             ):
                 for key in ids:
                     if key in into or key in missing:
                         continue
-                    cached = self._cache.get(key)
+                    cached = self._cache.get((kind, key))
                     if cached is None:
                         missing.append(key)
                     else:
                         into[key], versions[key] = cached
-        held: dict[tuple[str, str], str] = {}
+        held: dict[tuple[str, str | None, str], str] = {}
         if keys:
             for pair, holder in (await writer.load_keys(keys)).items():
                 held[pair] = holder.id
@@ -509,7 +520,7 @@ class Stower:
             after = evolve_job(before, env)
             state.jobs[key] = after
             if before is None and after is not None and after.idempotency_key is not None:
-                state.keys[(after.user.id, after.idempotency_key)] = after.id
+                state.keys[key_of(after)] = after.id
         elif kind == "mark":
             state.marks[key] = evolve_mark(state.marks.get(key), env)
         else:
@@ -517,7 +528,7 @@ class Stower:
             assert asset is not None
             state.assets[key] = asset
         state.versions[key] = env.version
-        state.dirty.add(key)
+        state.dirty.add((kind, key))
 
     def _answer(self, batch: Sequence[_Pending], outcomes: Sequence[Reply | BaseException]) -> None:
         for (_, future), outcome in zip(batch, outcomes, strict=True):

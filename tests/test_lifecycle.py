@@ -49,7 +49,8 @@ async def advance_until(
         asleep = clock.sleepers
         clock.advance(step)
         deadline = loop.time() + 5.0
-        while clock.sleepers < asleep and loop.time() < deadline:
+        # Spin the loop (no real delay) until the woken timers sleep again.
+        while clock.sleepers < asleep and loop.time() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0)
         for _ in range(20):
             await asyncio.sleep(0)
@@ -664,3 +665,78 @@ async def test_the_runner_throttles_progress_and_sends_the_last_one(
         progressed = [e for e in await ledger.history(job.id) if e.type == "job.progressed"]
         assert [e.data.processed for e in progressed] == [1, 50]  # type: ignore[union-attr]
         assert done.progress is not None and done.progress.percent == 100
+
+
+# -- regressions -------------------------------------------------------------------
+
+
+async def test_idempotency_keys_are_scoped_by_tenant_too(db_path: Path) -> None:
+    async with jobledger.open(db_path) as ledger:
+        one = jobledger.User(id="a", tenant="t1")
+        two = jobledger.User(id="a", tenant="t2")
+        first = await ledger.submit("t", {"secret": 1}, user=one, idempotency_key="k")
+        second = await ledger.submit("t", {"secret": 2}, user=two, idempotency_key="k")
+        assert second.id != first.id and second.params == {"secret": 2}
+        assert (await ledger.submit("t", user=two, idempotency_key="k")).id == second.id
+
+
+async def test_a_job_that_succeeds_after_failing_keeps_no_error(
+    ledger: jobledger.Ledger, clock: ManualClock
+) -> None:
+    job = await submit(ledger, "fail", "ok", max_retries=1)
+    await advance_until(clock, lambda: status_is(ledger, job.id, "completed"))
+    done = await ledger.get(job.id)
+    assert (done.error, done.error_type, done.failures) == (None, None, 1)
+
+
+async def test_suspending_does_not_use_up_retries(
+    ledger: jobledger.Ledger, clock: ManualClock
+) -> None:
+    job = await submit(ledger, "cooperate", "fail", "ok", max_retries=1)
+
+    async def at_first_step() -> bool:
+        return (await ledger.get(job.id)).progress is not None
+
+    await eventually(at_first_step)
+    await ledger.suspend(job.id)
+    await ledger.wait(job.id, until=["suspended"], timeout=10)
+    await ledger.resume(job.id)
+    await advance_until(clock, lambda: status_is(ledger, job.id, "completed", "failed"))
+    done = await ledger.get(job.id)
+    assert (done.status, done.attempt, done.failures) == ("completed", 3, 1)
+
+
+async def test_coalesced_progress_keeps_the_last_checkpoint(db_path: Path) -> None:
+    async with jobledger.open(db_path) as ledger:
+        job = await ledger.submit("t")
+        await ledger.send(jobledger.JobStart(job_id=job.id, worker="w", expected_version=1))
+        await asyncio.gather(
+            *(
+                ledger.send(
+                    jobledger.JobProgress(
+                        job_id=job.id,
+                        attempt=1,
+                        percent=p,
+                        checkpoint={"next": p} if p == 50 else None,
+                    )
+                )
+                for p in range(1, 101)
+            )
+        )
+        progress = (await ledger.get(job.id)).progress
+        assert progress is not None and progress.checkpoint == {"next": 50}
+        assert (await ledger.verify()).ok
+
+
+async def test_a_job_and_a_mark_cannot_share_an_id(db_path: Path) -> None:
+    async with jobledger.open(db_path) as ledger:
+        await ledger.send(jobledger.MarkCreate(mark_id="x", resource_id="doc", annotation={}))
+        with pytest.raises(jobledger.NotFound):
+            await ledger.send(jobledger.JobCancel(job_id="x"))
+        with pytest.raises(jobledger.ValidationError):
+            await ledger.send(
+                jobledger.JobCreate(job_id="x", job_type="t", user=jobledger.User(id="u"))
+            )
+        await ledger.send(jobledger.MarkDelete(mark_id="x"))
+        assert await ledger.marks("doc") == []
+        assert (await ledger.verify()).ok

@@ -267,3 +267,13 @@ async def test_list_pages_within_a_tenant(engine: Engine) -> None:
     page = await engine.log.list_jobs(user_id="same", tenant="a", limit=1)
     assert [j.id for j in page] == ["j0"]
     assert len(await engine.log.list_jobs(user_id="same", tenant="b")) == 3
+
+
+async def test_verify_sees_one_instant_while_writes_go_on(engine: Engine) -> None:
+    for i in range(50):
+        await engine.bus.send(create(f"seed{i}"))
+    writes = asyncio.gather(*(engine.bus.send(create(f"j{i}")) for i in range(300)))
+    reports = [await verify(engine.log) for _ in range(5)]
+    await writes
+    assert all(r.ok for r in reports), [r.problems for r in reports]
+    assert (await verify(engine.log)).events == 350
