@@ -178,6 +178,7 @@ class Ledger:
                 ids=self._ids,
                 poll_interval=poll_interval,
                 capacity=self._capacity,
+                registry=self._registry,
             )
             for w in workers
         ]

@@ -740,3 +740,26 @@ async def test_a_job_and_a_mark_cannot_share_an_id(db_path: Path) -> None:
         await ledger.send(jobledger.MarkDelete(mark_id="x"))
         assert await ledger.marks("doc") == []
         assert (await ledger.verify()).ok
+
+
+class Thumbnail(msgspec.Struct):
+    url: str
+    width: int
+
+
+async def test_a_result_must_fit_the_registered_result_type(db_path: Path) -> None:
+    class Maker(JobWorker):
+        job_types = ("thumb",)
+
+        async def execute(self, job: Job, ctx: JobContext) -> Any:
+            if job.params["good"]:
+                return Thumbnail(url="https://x/t.png", width=64)
+            return {"url": "https://x/t.png"}  # no width
+
+    kinds = [JobType(name="thumb", result=Thumbnail)]
+    async with jobledger.open(db_path, workers=[Maker()], job_types=kinds) as ledger:
+        good = await ledger.wait((await ledger.submit("thumb", {"good": True})).id, timeout=10)
+        bad = await ledger.wait((await ledger.submit("thumb", {"good": False})).id, timeout=10)
+    assert good.result == {"url": "https://x/t.png", "width": 64}
+    assert (bad.status, bad.error_type) == ("failed", "InvalidResult")
+    assert "width" in (bad.error or "")

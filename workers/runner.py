@@ -43,9 +43,11 @@ from jobledger.core import (
     JobSuspend,
     LedgerClosed,
     NotFound,
+    Registry,
     StaleAttempt,
     SystemClock,
     ValidationError,
+    convert_params,
     evolve_job,
     get_logger,
 )
@@ -102,6 +104,7 @@ class WorkerRunner:
         ids: IdFactory | None = None,
         poll_interval: float = 1.0,
         capacity: QueueCapacity | None = None,
+        registry: Registry | None = None,
     ) -> None:
         if poll_interval <= 0:
             raise ValueError("poll_interval must be positive")
@@ -112,6 +115,7 @@ class WorkerRunner:
         self._ids = ids or IdFactory()
         self._poll_interval = poll_interval
         self._capacity = capacity or QueueCapacity()
+        self._registry = registry or Registry()
         self._capacity.on_release(self.wake)
         self._types = tuple(worker.job_types)
         self._type_set = frozenset(self._types)
@@ -405,7 +409,13 @@ class WorkerRunner:
         if isinstance(value, PartialResult):
             return JobPartial(result=value.result, error=value.error[:_MAX_ERROR], **common)
         try:
-            return JobComplete(result=result_of(value), **common)
+            result = result_of(value)
+            job_type = self._registry.get(job.job_type)
+            if job_type is not None and job_type.result is not None:
+                # The registered result type is the contract: check it, keep its JSON.
+                checked = convert_params(result or {}, job_type.result, field="result")
+                result = msgspec.to_builtins(checked)
+            return JobComplete(result=result, **common)
         except ValidationError as exc:
             return JobFail(error=str(exc), error_type="InvalidResult", retryable=False, **common)
 
