@@ -569,7 +569,11 @@ def evolve_job(job: Job | None, env: Envelope) -> Job | None:
             )
         case JobCancelled():
             return _finish(
-                job, env, JobStatus.CANCELLED, error=event.reason, error_type="Cancelled"
+                job,
+                env,
+                JobStatus.CANCELLED,
+                error=event.reason or job.cancel_reason,
+                error_type="Cancelled",
             )
         case JobRetryScheduled():
             return _pending(
@@ -600,7 +604,7 @@ def evolve_job(job: Job | None, env: Envelope) -> Job | None:
                 failures=job.failures + 1,
             )
         case JobCancelRequested():
-            return _replace(job, cancel_requested=True, **touched)
+            return _replace(job, cancel_requested=True, cancel_reason=event.reason, **touched)
         case JobSuspendRequested():
             return _replace(job, suspend_requested=True, **touched)
         case JobSuspended():

@@ -109,6 +109,7 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
     error_type: str | None = None
     lease: Lease | None = None
     cancel_requested: bool = False
+    cancel_reason: str | None = None
     suspend_requested: bool = False
     created_at: datetime
     updated_at: datetime

@@ -32,3 +32,9 @@ class JobReader(Protocol):
         (``created_seq``). Jobs whose ``run_at`` is after ``now`` are left out.
         """
         ...
+
+    async def next_due(self, job_types: Sequence[str]) -> datetime | None:
+        """The earliest ``run_at`` of the pending, delayed jobs of ``job_types``
+        (a retry waiting out its backoff, a job submitted for later); ``None``
+        if there is none."""
+        ...

@@ -158,6 +158,15 @@ class MemoryLog:
         candidates.sort(key=pending_order)
         return candidates[:limit]
 
+    async def next_due(self, job_types: Sequence[str]) -> datetime | None:
+        types = set(job_types)
+        due = [
+            j.run_at
+            for j in self._model.jobs.values()
+            if j.job_type in types and j.status is JobStatus.PENDING and j.run_at is not None
+        ]
+        return min(due, default=None)
+
     async def expiring(self, now: datetime, limit: int = 500) -> list[Job]:
         found = [j for j in self._model.jobs.values() if expired(j, now)]
         found.sort(key=lambda j: j.created_seq)

@@ -164,6 +164,10 @@ class EventLog(Protocol):
         """Jobs newest first (by ``created_seq``), filtered; ``before_seq`` pages."""
         ...
 
+    async def next_due(self, job_types: Sequence[str]) -> datetime | None:
+        """The earliest ``run_at`` among pending jobs of ``job_types``."""
+        ...
+
     async def expiring(self, now: datetime, limit: int = 500) -> list[Job]:
         """Running jobs whose lease expired, or whose timeout passed, by ``now``."""
         ...

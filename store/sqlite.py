@@ -18,7 +18,7 @@ import contextlib
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -580,6 +580,17 @@ class SqliteLog:
             f"SELECT doc FROM jobs {clause} ORDER BY created_seq DESC LIMIT ?", (*args, limit)
         )
         return [_decode_job(r[0]) for r in rows]
+
+    async def next_due(self, job_types: Sequence[str]) -> datetime | None:
+        if not job_types:
+            return None
+        marks = ",".join("?" * len(job_types))
+        rows = await self._fetchall(
+            f"SELECT min(run_at_us) FROM jobs WHERE status = 'pending' AND job_type IN ({marks})",
+            tuple(job_types),
+        )
+        micros = rows[0][0] if rows else None
+        return None if micros is None else datetime.fromtimestamp(micros / 1_000_000, UTC)
 
     async def expiring(self, now: datetime, limit: int = 500) -> list[Job]:
         us = _micros(now)

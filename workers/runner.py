@@ -225,12 +225,21 @@ class WorkerRunner:
                 task.add_done_callback(self._job_done)
             if claimed:
                 continue  # there may be more work right away
-            await self._nap()
+            await self._nap(await self._until_due())
 
-    async def _nap(self) -> None:
-        """Wait for a wake-up or the poll interval, whichever comes first."""
+    async def _until_due(self) -> float:
+        """Seconds until the next poll: the poll interval, or sooner if a
+        delayed job (a retry in its backoff) comes due before it."""
+        due = await self._reader.next_due(self._types)
+        if due is None:
+            return self._poll_interval
+        wait = (due - self._clock.now()).total_seconds()
+        return min(self._poll_interval, max(0.0, wait))
+
+    async def _nap(self, seconds: float) -> None:
+        """Wait for a wake-up or ``seconds``, whichever comes first."""
         woken = asyncio.ensure_future(self._wake.wait())
-        timer = asyncio.ensure_future(self._clock.sleep(self._poll_interval))
+        timer = asyncio.ensure_future(self._clock.sleep(seconds))
         try:
             await asyncio.wait([woken, timer], return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -381,7 +390,7 @@ class WorkerRunner:
             "correlation_id": job.id,
         }
         if ctx.cancel_requested:
-            return JobCancel(reason="stopped at the user's request", **common)
+            return JobCancel(**common)
         if ctx.suspend_requested:
             return JobSuspend(**common)
         if timed_out:
