@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import os
 import shlex
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -34,19 +34,26 @@ from rich.text import Text
 from jobledger.core import (
     Envelope,
     Job,
+    JobCancelled,
+    JobCancelRequested,
     JobCompleted,
     JobCreated,
     JobFailed,
+    JobLeaseExpired,
     JobledgerError,
+    JobPartiallyCompleted,
     JobProgressed,
+    JobRetryScheduled,
+    JobSkipped,
     JobStarted,
     JobStatus,
+    JobTimedOut,
     MarkCreated,
     NotFound,
     StorageError,
 )
 
-from .demo import DEFAULT_PAUSE, DemoReport, run_demo
+from .demo import DEFAULT_JOBS, DEFAULT_PAUSE, STATUS_STYLE, DemoReport, run_demo
 from .ledger import open as open_ledger
 
 __all__ = ["main"]
@@ -54,17 +61,27 @@ __all__ = ["main"]
 _DEMO_DB = "jobledger-demo.db"
 _DEFAULT_DB = "jobledger.db"
 
-_STATUS_STYLE = {
-    JobStatus.PENDING: "dim",
-    JobStatus.RUNNING: "cyan",
-    JobStatus.SUSPENDED: "yellow",
-    JobStatus.COMPLETED: "green",
-    JobStatus.PARTIAL: "yellow",
-    JobStatus.FAILED: "red",
-    JobStatus.CANCELLED: "magenta",
-    JobStatus.SKIPPED: "dim",
-    JobStatus.TIMED_OUT: "red",
+_EVENT_STYLE = {
+    "job.completed": STATUS_STYLE[JobStatus.COMPLETED],
+    "job.failed": STATUS_STYLE[JobStatus.FAILED],
+    "job.timed_out": STATUS_STYLE[JobStatus.TIMED_OUT],
+    "job.partial": STATUS_STYLE[JobStatus.PARTIAL],
+    "job.skipped": STATUS_STYLE[JobStatus.SKIPPED],
+    "job.cancel_requested": STATUS_STYLE[JobStatus.CANCELLED],
+    "job.cancelled": STATUS_STYLE[JobStatus.CANCELLED],
+    "job.retry_scheduled": "yellow",
+    "job.lease_expired": "yellow",
 }
+"""The style of an event type in ``history`` (others are plain)."""
+
+_TALLY_ORDER = (
+    JobStatus.COMPLETED,
+    JobStatus.FAILED,
+    JobStatus.CANCELLED,
+    JobStatus.PARTIAL,
+    JobStatus.SKIPPED,
+)
+"""The statuses the demo summary always counts, in this order (others follow if any)."""
 
 
 class _MissingLog(Exception):
@@ -109,15 +126,36 @@ def _json(value: Any, limit: int | None = None) -> str:
 
 
 def _status(status: JobStatus) -> Text:
-    return Text(str(status), style=_STATUS_STYLE.get(status, ""))
+    return Text(str(status), style=STATUS_STYLE.get(status, ""))
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _outcome(job: Job, limit: int = 60) -> Text:
+    """The result or error of a job, as its status makes sense of them: a
+    completed job's result (an error of an earlier, retried attempt is not
+    shown), a partial job's error and result, an ended job's error or reason."""
+    style = STATUS_STYLE.get(job.status, "")
+    if job.status == JobStatus.COMPLETED:
+        return Text("-" if job.result is None else _json(job.result, limit))
+    if job.status == JobStatus.PARTIAL and job.result is not None:
+        return Text.assemble((_cut(job.error or "", limit), style), (" (+ result)", "dim"))
     if job.error is not None:
-        return Text(job.error if len(job.error) <= limit else job.error[: limit - 1] + "…", "red")
+        return Text(_cut(job.error, limit), style if job.is_terminal else "red")
     if job.result is not None:
         return Text(_json(job.result, limit))
     return Text("-", style="dim")
+
+
+def _error(job: Job) -> Text:
+    """A job's error for ``show``; a completed job's is an earlier attempt's."""
+    if job.error is None:
+        return Text("-")
+    if job.status == JobStatus.COMPLETED:
+        return Text(f"{job.error} (an earlier attempt; it was retried)", "dim")
+    return Text(job.error, STATUS_STYLE.get(job.status, "") if job.is_terminal else "red")
 
 
 def _progress(job: Job) -> str:
@@ -180,6 +218,27 @@ def _summarize_event(env: Envelope) -> str:
     if isinstance(data, JobFailed):
         kind = f"{data.error_type}: " if data.error_type else ""
         return f"attempt {data.attempt}, {kind}{data.error}"
+    if isinstance(data, JobRetryScheduled):
+        kind = f"{data.error_type}: " if data.error_type else ""
+        delay = (data.run_at - env.time).total_seconds()
+        return (
+            f"attempt {data.attempt} failed ({kind}{data.error}); "
+            f"retry at {_when(data.run_at)} (in {delay:.2f} s)"
+        )
+    if isinstance(data, JobPartiallyCompleted):
+        return f"attempt {data.attempt}, {data.error}; result {_json(data.result, 60)}"
+    if isinstance(data, JobSkipped):
+        return f"attempt {data.attempt}, {data.reason}"
+    if isinstance(data, JobTimedOut):
+        return f"attempt {data.attempt}, {data.error}"
+    if isinstance(data, JobCancelRequested):
+        return f"by {env.actor}" + (f": {data.reason}" if data.reason else "")
+    if isinstance(data, JobCancelled):
+        at = f"attempt {data.attempt}, " if data.attempt is not None else ""
+        return f"{at}{data.reason or 'cancelled'}"
+    if isinstance(data, JobLeaseExpired):
+        then = f"retry at {_when(data.retry_at)}" if data.retry_at else "no retries left"
+        return f"attempt {data.attempt}, {then}"
     if isinstance(data, MarkCreated):
         return f"mark {data.mark_id} on {data.resource_id}"
     # An event type this CLI does not know yet: show its fields.
@@ -240,15 +299,9 @@ async def _demo(args: argparse.Namespace, out: Console) -> int:
 def _print_demo_report(report: DemoReport, out: Console) -> None:
     out.print()
     out.print(_jobs_table(report.jobs, title="Demo jobs"))
-    counts: dict[str, int] = {}
-    for job in report.jobs:
-        counts[job.status] = counts.get(job.status, 0) + 1
-    tally = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
-    out.print(Text(f"jobs: {len(report.jobs)} ({tally}); marks created: {report.marks}"))
-    if any(j.status == JobStatus.FAILED for j in report.jobs):
-        out.print(
-            Text("(the summarize job on doc-blank fails on purpose: the document is blank)", "dim")
-        )
+    out.print(_tally(report))
+    for note in _notes(report.jobs):
+        out.print(Text(f"({note})", "dim"), soft_wrap=True)
     out.print(
         Text(f"events in the log: {report.events} ({report.new_events} appended by this run)")
     )
@@ -268,10 +321,56 @@ def _print_demo_report(report: DemoReport, out: Console) -> None:
             out.print(Text(f"  seq {problem.seq}: {problem.kind}: {problem.detail}", "red"))
     out.print(Text(f"log file: {report.path}"), soft_wrap=True)
     db = shlex.quote(report.path)
-    example = report.jobs[0].id if report.jobs else "JOB_ID"
+    examples = [
+        job.id
+        for job in (
+            next((j for j in report.jobs if j.attempt > 1), None),
+            next((j for j in report.jobs if j.status == JobStatus.CANCELLED), None),
+        )
+        if job is not None
+    ] or [report.jobs[0].id if report.jobs else "JOB_ID"]
     out.print(Text("inspect it with:"))
-    for command in (f"jobledger list --db {db}", f"jobledger history {example} --db {db}"):
+    commands = [f"jobledger list --db {db}"]
+    commands += [f"jobledger history {example} --db {db}" for example in examples]
+    for command in commands:
         out.print(Text(f"  {command}", "bold"), soft_wrap=True)
+
+
+def _tally(report: DemoReport) -> Text:
+    """``jobs: N — a completed, b failed, c cancelled, d partial, e skipped; …``"""
+    counts = {status: 0 for status in _TALLY_ORDER}
+    for job in report.jobs:
+        counts[job.status] = counts.get(job.status, 0) + 1
+    line = Text(f"jobs: {len(report.jobs)} — ")
+    for i, (status, n) in enumerate(counts.items()):
+        line.append(", " if i else "")
+        line.append(f"{n} {status}", style=STATUS_STYLE.get(status, "") if n else "dim")
+    retried = sum(1 for job in report.jobs if job.attempt > 1)
+    line.append(f"; {retried} retried; marks created: {report.marks}")
+    return line
+
+
+def _notes(jobs: Sequence[Job]) -> list[str]:
+    """Why the demo's unhappy endings happen (they are on purpose)."""
+    notes: list[str] = []
+
+    def some(test: Callable[[Job], bool]) -> bool:
+        return any(test(job) for job in jobs)
+
+    if some(lambda j: j.status == JobStatus.FAILED and j.job_type == "summarize"):
+        notes.append("the summarize job on doc-blank fails on purpose: the document is blank")
+    if some(lambda j: j.job_type == "fetch" and j.attempt > 1):
+        notes.append(
+            "the fetch job's server drops its first attempt: it is retried after 0.2 s "
+            "and completes on attempt 2"
+        )
+    if some(lambda j: j.status == JobStatus.CANCELLED):
+        notes.append("the index job is cancelled by its owner once it has made some progress")
+    if some(lambda j: j.status == JobStatus.PARTIAL):
+        notes.append("the digest job cannot read 2 of its 5 sources: it ends partial")
+    if some(lambda j: j.status == JobStatus.SKIPPED):
+        notes.append("the readability job skips doc-boulangerie: it is French, not English")
+    return notes
 
 
 async def _list(args: argparse.Namespace, out: Console) -> int:
@@ -312,7 +411,7 @@ async def _show(args: argparse.Namespace, out: Console) -> int:
         ("attempt", f"{job.attempt} (max retries {job.max_retries})"),
         ("progress", progress),
         ("result", "-" if job.result is None else _json(job.result)),
-        ("error", Text("-") if job.error is None else Text(job.error, "red")),
+        ("error", _error(job)),
         ("lease", lease),
         ("timeout", "-" if job.timeout is None else f"{job.timeout:g} s"),
         ("run at", _when(job.run_at)),
@@ -350,7 +449,7 @@ async def _history(args: argparse.Namespace, out: Console) -> int:
     table.add_column("actor", no_wrap=True)
     table.add_column("summary", overflow="fold")
     for env in events:
-        style = "red" if env.type == "job.failed" else ""
+        style = _EVENT_STYLE.get(env.type, "")
         table.add_row(
             str(env.seq),
             str(env.version),
@@ -399,10 +498,17 @@ def _parser() -> argparse.ArgumentParser:
         "demo",
         help="run demo jobs with live progress, then summarize and verify the log",
         description="Run a batch of demo jobs (word counts, highlights, checksums, "
-        "summaries; one fails on purpose) for users alice and bob on an SQLite log file.",
+        "summaries, fetches, an index, a digest, readability scores) for users alice and "
+        "bob on an SQLite log file. On purpose, one job fails, one is retried after a "
+        "failed first attempt, one is cancelled midway, one ends partial and one is skipped.",
     )
     demo.add_argument("--db", default=_DEMO_DB, help=f"the log file (default: {_DEMO_DB})")
-    demo.add_argument("--jobs", type=_positive, default=6, help="how many jobs (default: 6)")
+    demo.add_argument(
+        "--jobs",
+        type=_positive,
+        default=DEFAULT_JOBS,
+        help=f"how many jobs (default: {DEFAULT_JOBS}, enough to show every ending)",
+    )
     demo.add_argument(
         "--fresh", action="store_true", help="delete the log file first (default: append)"
     )

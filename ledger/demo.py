@@ -12,10 +12,23 @@ The workers:
   (SHA-256), reporting ``processed``/``total`` chunks;
 - :class:`SummarizeWorker` (``summarize``) picks a document's lead sentence,
   and raises on a document with no sentences (``doc-blank``), so every demo
-  batch of four or more jobs shows a failed job.
+  batch of four or more jobs shows a failed job;
+- :class:`FetchWorker` (``fetch``) "downloads" a document chunk by chunk from a
+  server that drops the connection on the first ``flaky_attempts`` attempts;
+  the demo submits one with ``max_retries=2`` and a short retry policy, so it
+  fails once, is retried, and completes on attempt 2;
+- :class:`IndexWorker` (``index``) builds a word index of several documents,
+  one sentence per step, and stops when asked (``ctx.stopping``); the demo
+  cancels it as its owner once it has made some progress;
+- :class:`DigestWorker` (``digest``) gathers the lead sentences of several
+  sources; some are unreadable, so it returns a :class:`PartialResult`;
+- :class:`ReadabilityWorker` (``readability``) scores English text (Flesch
+  reading ease) and raises :class:`SkipJob` for a document in another
+  language (the bundled ``doc-boulangerie`` is French).
 
-Each step pauses ``pause`` seconds (the work itself takes microseconds), so a
-person can watch the progress bars move.
+The job types are registered (:data:`JOB_TYPES`, with params Structs), so bad
+params are refused at submit. Each step pauses ``pause`` seconds (the work
+itself takes microseconds), so a person can watch the progress bars move.
 """
 
 from __future__ import annotations
@@ -28,7 +41,8 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from types import MappingProxyType
+from typing import Annotated, Any, ClassVar, NamedTuple, TypeVar
 
 import msgspec
 from rich.console import Console
@@ -37,34 +51,60 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    Task,
     TaskID,
     TextColumn,
 )
+from rich.progress_bar import ProgressBar
 from rich.text import Text
 
 from jobledger.core import (
     Envelope,
+    InvalidTransition,
     Job,
+    JobCancelled,
+    JobCancelRequested,
     JobCompleted,
     JobCreated,
     JobFailed,
+    JobLeaseExpired,
+    JobPartiallyCompleted,
     JobProgressed,
+    JobRetryScheduled,
+    JobSkipped,
     JobStarted,
+    JobStatus,
+    JobTimedOut,
+    JobType,
     MarkCreated,
+    RetryPolicy,
     ValidationError,
 )
 from jobledger.store import VerifyReport
-from jobledger.workers import JobContext, JobWorker
+from jobledger.workers import JobContext, JobWorker, NonRetryableError, PartialResult, SkipJob
 
 from .ledger import Ledger
 from .ledger import open as open_ledger
 
 __all__ = [
+    "DEFAULT_JOBS",
     "DEFAULT_PAUSE",
+    "JOB_TYPES",
     "SAMPLES",
+    "STATUS_STYLE",
+    "ChecksumParams",
     "ChecksumWorker",
     "DemoReport",
+    "DigestParams",
+    "DigestWorker",
+    "DocParams",
+    "FetchParams",
+    "FetchWorker",
+    "HighlightParams",
     "HighlightWorker",
+    "IndexParams",
+    "IndexWorker",
+    "ReadabilityWorker",
     "SummarizeWorker",
     "WordCountWorker",
     "run_demo",
@@ -72,6 +112,39 @@ __all__ = [
 
 DEFAULT_PAUSE = 0.08
 """Seconds each demo worker waits between two steps of its work."""
+
+DEFAULT_JOBS = 10
+"""How many jobs a demo run submits unless told otherwise (enough for every
+ending: completed, retried, failed, cancelled, partial and skipped)."""
+
+STATUS_STYLE: Mapping[JobStatus, str] = MappingProxyType(
+    {
+        JobStatus.PENDING: "dim",
+        JobStatus.RUNNING: "cyan",
+        JobStatus.SUSPENDED: "blue",
+        JobStatus.COMPLETED: "green",
+        JobStatus.PARTIAL: "yellow",
+        JobStatus.FAILED: "red",
+        JobStatus.CANCELLED: "magenta",
+        JobStatus.SKIPPED: "bright_black",
+        JobStatus.TIMED_OUT: "red",
+    }
+)
+"""The rich style of each job status, in the live bars and the CLI's tables."""
+
+_GLYPH: Mapping[JobStatus, str] = MappingProxyType(
+    {
+        JobStatus.PENDING: "·",
+        JobStatus.RUNNING: "▸",
+        JobStatus.SUSPENDED: "‖",
+        JobStatus.COMPLETED: "✓",
+        JobStatus.PARTIAL: "◐",
+        JobStatus.FAILED: "✗",
+        JobStatus.CANCELLED: "■",
+        JobStatus.SKIPPED: "↷",
+        JobStatus.TIMED_OUT: "⌛",
+    }
+)
 
 SAMPLES: Mapping[str, str] = {
     "doc-rivers": (
@@ -119,11 +192,24 @@ SAMPLES: Mapping[str, str] = {
         "Most lights are automatic now, and the logbooks sit in archives. "
         "Historians read them to learn how storms and shipping changed over a century."
     ),
+    "doc-boulangerie": (
+        "Le boulanger se lève bien avant le jour pour allumer le four. "
+        "La pâte a reposé toute la nuit dans le pétrin, sous un linge. "
+        "Il façonne les baguettes une à une et les pose sur la toile. "
+        "Quand le pain sort du four, la croûte chante en refroidissant. "
+        "Les premiers clients attendent déjà devant la porte de la boutique."
+    ),
     "doc-blank": "   ",
 }
-"""The bundled sample documents, by resource id. ``doc-blank`` is blank on purpose."""
+"""The bundled sample documents, by resource id. ``doc-blank`` is blank and
+``doc-boulangerie`` is in French, on purpose."""
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+_WORD = re.compile(r"[^\W\d_]+(?:['-][^\W\d_]+)*")
+_FUNCTION_WORDS: Mapping[str, frozenset[str]] = {
+    "English": frozenset({"the", "a", "an", "of", "and", "to", "in", "is", "it", "that", "by"}),
+    "French": frozenset({"le", "la", "les", "de", "des", "du", "et", "un", "une", "est", "sur"}),
+}
 
 
 def _sentences(text: str) -> list[str]:
@@ -131,11 +217,101 @@ def _sentences(text: str) -> list[str]:
     return [s for s in _SENTENCE_END.split(text.strip()) if s]
 
 
-def _document(params: Mapping[str, Any]) -> tuple[str, str]:
-    doc = params.get("doc")
-    if not isinstance(doc, str) or doc not in SAMPLES:
+def _words(text: str) -> list[str]:
+    return _WORD.findall(text.lower())
+
+
+def _text(doc: str) -> str:
+    """The text of the sample ``doc``; ``ValueError`` for an unknown one."""
+    if doc not in SAMPLES:
         raise ValueError(f"unknown document {doc!r}; known: {', '.join(sorted(SAMPLES))}")
-    return doc, SAMPLES[doc]
+    return SAMPLES[doc]
+
+
+def _language(text: str) -> str:
+    """``"English"``, ``"French"`` or ``"unknown"``: whose function words ``text`` uses most."""
+    words = _words(text)
+    counts = {lang: sum(w in common for w in words) for lang, common in _FUNCTION_WORDS.items()}
+    best = max(counts, key=lambda lang: counts[lang])
+    return best if counts[best] > 0 else "unknown"
+
+
+def _syllables(word: str) -> int:
+    """A rough English syllable count: vowel groups, less a silent final ``e``."""
+    groups = len(re.findall(r"[aeiouy]+", word))
+    if word.endswith("e") and not word.endswith(("le", "ee")) and groups > 1:
+        groups -= 1
+    return max(1, groups)
+
+
+# -- params ----------------------------------------------------------------
+
+
+class DocParams(msgspec.Struct, frozen=True, kw_only=True):
+    """Params of ``word-count``, ``summarize`` and ``readability``: one document."""
+
+    doc: str
+
+
+class HighlightParams(msgspec.Struct, frozen=True, kw_only=True):
+    """Params of ``highlight``: a document and the keywords to mark."""
+
+    doc: str
+    keywords: Annotated[list[str], msgspec.Meta(min_length=1)]
+
+
+class ChecksumParams(msgspec.Struct, frozen=True, kw_only=True):
+    """Params of ``checksum``: a document and how many bytes to hash per step."""
+
+    doc: str
+    chunk: Annotated[int, msgspec.Meta(ge=1)] = 96
+
+
+class FetchParams(msgspec.Struct, frozen=True, kw_only=True):
+    """Params of ``fetch``: a document, and how many first attempts the
+    (simulated) server drops the connection on."""
+
+    doc: str
+    flaky_attempts: Annotated[int, msgspec.Meta(ge=0)] = 0
+
+
+class IndexParams(msgspec.Struct, frozen=True, kw_only=True):
+    """Params of ``index``: the documents to index."""
+
+    docs: Annotated[list[str], msgspec.Meta(min_length=1)]
+
+
+class DigestParams(msgspec.Struct, frozen=True, kw_only=True):
+    """Params of ``digest``: the sources (document ids) to gather."""
+
+    sources: Annotated[list[str], msgspec.Meta(min_length=1)]
+
+
+JOB_TYPES: tuple[JobType, ...] = (
+    JobType(name="word-count", description="count a document's words", params=DocParams),
+    JobType(name="highlight", description="mark keyword sentences", params=HighlightParams),
+    JobType(name="checksum", description="SHA-256 of a document", params=ChecksumParams),
+    JobType(name="summarize", description="a document's lead sentence", params=DocParams),
+    JobType(name="fetch", description="download a document (flaky)", params=FetchParams),
+    JobType(name="index", description="a word index of documents", params=IndexParams),
+    JobType(name="digest", description="lead sentences of sources", params=DigestParams),
+    JobType(name="readability", description="Flesch reading ease", params=DocParams),
+)
+"""The demo's job types, registered when the demo opens its ledger."""
+
+_P = TypeVar("_P", bound=msgspec.Struct)
+
+
+def _params(job: Job, kind: type[_P]) -> _P:
+    """``job.params`` as ``kind``; params that do not fit fail the job at once
+    (retrying cannot fix them)."""
+    try:
+        return msgspec.convert(job.params, kind)
+    except msgspec.ValidationError as exc:
+        raise NonRetryableError(f"invalid params: {exc}") from exc
+
+
+# -- workers ---------------------------------------------------------------
 
 
 class _DemoWorker(JobWorker):
@@ -166,8 +342,8 @@ class WordCountWorker(_DemoWorker):
     job_types: ClassVar[tuple[str, ...]] = ("word-count",)
 
     async def execute(self, job: Job, ctx: JobContext) -> dict[str, Any]:
-        doc, text = _document(job.params)
-        parts = _sentences(text)
+        doc = _params(job, DocParams).doc
+        parts = _sentences(_text(doc))
         words = 0
         for done, sentence in enumerate(parts, start=1):
             await self.step()
@@ -185,19 +361,16 @@ class HighlightWorker(_DemoWorker):
     Creates one mark per (sentence, keyword) hit on the document, with a
     W3C-style annotation (motivation, keyword, text position and quote).
     Result: ``{"doc", "highlightsFound"}``. Raises ``ValueError`` for an
-    unknown document or no keywords.
+    unknown document (no keywords is refused at submit).
     """
 
     job_types: ClassVar[tuple[str, ...]] = ("highlight",)
 
     async def execute(self, job: Job, ctx: JobContext) -> dict[str, Any]:
-        doc, text = _document(job.params)
-        keywords = job.params.get("keywords")
-        if not isinstance(keywords, list) or not keywords:
-            raise ValueError("params.keywords must be a non-empty list of words")
-        patterns = [
-            (str(k), re.compile(rf"\b{re.escape(str(k))}", re.IGNORECASE)) for k in keywords
-        ]
+        params = _params(job, HighlightParams)
+        doc = params.doc
+        text = _text(doc)
+        patterns = [(k, re.compile(rf"\b{re.escape(k)}", re.IGNORECASE)) for k in params.keywords]
         parts = _sentences(text)
         found = 0
         cursor = 0
@@ -234,17 +407,15 @@ class ChecksumWorker(_DemoWorker):
     ``params["chunk"]`` bytes (default 96) per step.
 
     Result: ``{"doc", "bytes", "chunks", "sha256"}``. Raises ``ValueError``
-    for an unknown document or a chunk size below 1.
+    for an unknown document (a chunk size below 1 is refused at submit).
     """
 
     job_types: ClassVar[tuple[str, ...]] = ("checksum",)
 
     async def execute(self, job: Job, ctx: JobContext) -> dict[str, Any]:
-        doc, text = _document(job.params)
-        chunk = job.params.get("chunk", 96)
-        if not isinstance(chunk, int) or chunk < 1:
-            raise ValueError("params.chunk must be a positive integer")
-        data = text.encode()
+        params = _params(job, ChecksumParams)
+        doc, chunk = params.doc, params.chunk
+        data = _text(doc).encode()
         total = max(1, -(-len(data) // chunk))
         digest = hashlib.sha256()
         for done in range(1, total + 1):
@@ -265,7 +436,8 @@ class SummarizeWorker(_DemoWorker):
     job_types: ClassVar[tuple[str, ...]] = ("summarize",)
 
     async def execute(self, job: Job, ctx: JobContext) -> dict[str, Any]:
-        doc, text = _document(job.params)
+        doc = _params(job, DocParams).doc
+        text = _text(doc)
         await self.step()
         parts = _sentences(text)
         if not parts:
@@ -276,24 +448,217 @@ class SummarizeWorker(_DemoWorker):
         return {"doc": doc, "sentences": len(parts), "summary": parts[0]}
 
 
-_BATCH: Sequence[tuple[str, dict[str, Any]]] = (
-    ("word-count", {"doc": "doc-rivers"}),
-    ("highlight", {"doc": "doc-bees", "keywords": ["hive", "queen"]}),
-    ("checksum", {"doc": "doc-ledgers"}),
-    ("summarize", {"doc": "doc-blank"}),
-    ("highlight", {"doc": "doc-ledgers", "keywords": ["ledger", "record"]}),
-    ("word-count", {"doc": "doc-lighthouse"}),
-    ("checksum", {"doc": "doc-rivers", "chunk": 64}),
-    ("summarize", {"doc": "doc-lighthouse"}),
+class FetchWorker(_DemoWorker):
+    """``fetch``: "downloads" ``params["doc"]`` ``chunk`` bytes per step from a
+    simulated server that drops the connection halfway through each of the
+    first ``params["flaky_attempts"]`` attempts (``ctx.attempt``).
+
+    A dropped connection raises ``ConnectionError``: the attempt fails and
+    the job is retried if it has retries left. Result: ``{"doc", "bytes",
+    "attempt"}`` (the attempt that succeeded).
+    """
+
+    job_types: ClassVar[tuple[str, ...]] = ("fetch",)
+    chunk = 128
+
+    async def execute(self, job: Job, ctx: JobContext) -> dict[str, Any]:
+        params = _params(job, FetchParams)
+        data = _text(params.doc).encode()
+        total = max(1, -(-len(data) // self.chunk))
+        received = 0
+        for done in range(1, total + 1):
+            await self.step()
+            if ctx.attempt <= params.flaky_attempts and done > total // 2:
+                raise ConnectionError(f"connection reset after {received} bytes (a flaky server)")
+            received += len(data[(done - 1) * self.chunk : done * self.chunk])
+            await ctx.progress(
+                processed=done, total=total, stage="downloading", message=f"{received} bytes"
+            )
+        return {"doc": params.doc, "bytes": received, "attempt": ctx.attempt}
+
+
+class IndexWorker(_DemoWorker):
+    """``index``: an inverted index (word → documents) of ``params["docs"]``,
+    one sentence per step, each step at least ``min_step`` seconds (so the
+    demo can cancel it midway even with ``pause`` 0).
+
+    Checks ``ctx.stopping`` between steps and returns what it has when asked
+    to stop (the job then ends ``cancelled``). Result: ``{"docs",
+    "sentences", "terms"}``. Raises ``ValueError`` for an unknown document.
+    """
+
+    job_types: ClassVar[tuple[str, ...]] = ("index",)
+    min_step = 0.01
+
+    async def execute(self, job: Job, ctx: JobContext) -> dict[str, Any]:
+        docs = _params(job, IndexParams).docs
+        sentences = [(doc, s) for doc in docs for s in _sentences(_text(doc))]
+        index: dict[str, set[str]] = {}
+        done = 0
+        for doc, sentence in sentences:
+            if ctx.stopping:
+                break  # cancelled (or suspended): wrap up and return
+            await asyncio.sleep(max(self.pause, self.min_step))
+            for word in _words(sentence):
+                index.setdefault(word, set()).add(doc)
+            done += 1
+            await ctx.progress(
+                processed=done,
+                total=len(sentences),
+                stage="indexing",
+                message=f"{len(index)} terms",
+            )
+        return {"docs": len(docs), "sentences": done, "terms": len(index)}
+
+
+class DigestWorker(_DemoWorker):
+    """``digest``: the lead sentence of each of ``params["sources"]``, one
+    source per step.
+
+    A source that is unknown or blank is unreadable; if any is, the job ends
+    ``partial`` (a :class:`PartialResult`) with the error ``"k of n sources
+    unreadable"``. Result: ``{"read", "unreadable", "words", "digest"}``.
+    """
+
+    job_types: ClassVar[tuple[str, ...]] = ("digest",)
+
+    async def execute(self, job: Job, ctx: JobContext) -> dict[str, Any] | PartialResult:
+        sources = _params(job, DigestParams).sources
+        leads: dict[str, str] = {}
+        unreadable: list[str] = []
+        words = 0
+        for done, source in enumerate(sources, start=1):
+            await self.step()
+            parts = _sentences(SAMPLES.get(source, ""))
+            if parts:
+                leads[source] = parts[0]
+                words += sum(len(_words(p)) for p in parts)
+            else:
+                unreadable.append(source)
+            await ctx.progress(
+                processed=done,
+                total=len(sources),
+                stage="reading",
+                message=f"{len(unreadable)} unreadable",
+            )
+        result = {
+            "read": list(leads),
+            "unreadable": unreadable,
+            "words": words,
+            "digest": " ".join(leads.values()),
+        }
+        if unreadable:
+            return PartialResult(
+                result=result,
+                error=f"{len(unreadable)} of {len(sources)} sources unreadable: "
+                + ", ".join(unreadable),
+            )
+        return result
+
+
+class ReadabilityWorker(_DemoWorker):
+    """``readability``: the Flesch reading ease of ``params["doc"]``, one
+    sentence per step, after checking the document is in English.
+
+    Raises :class:`SkipJob` (the job ends ``skipped``) for a document that is
+    not in English: the formula's syllable counts only fit English. Result:
+    ``{"doc", "sentences", "words", "syllables", "readingEase"}``.
+    """
+
+    job_types: ClassVar[tuple[str, ...]] = ("readability",)
+
+    async def execute(self, job: Job, ctx: JobContext) -> dict[str, Any]:
+        doc = _params(job, DocParams).doc
+        text = _text(doc)
+        await self.step()
+        language = _language(text)
+        if language != "English":
+            raise SkipJob(f"{doc} is {language}, not English")
+        parts = _sentences(text)
+        words = syllables = 0
+        for done, sentence in enumerate(parts, start=1):
+            await self.step()
+            found = _words(sentence)
+            words += len(found)
+            syllables += sum(_syllables(w) for w in found)
+            await ctx.progress(processed=done, total=len(parts), stage="scoring")
+        ease = 206.835 - 1.015 * words / len(parts) - 84.6 * syllables / words
+        return {
+            "doc": doc,
+            "sentences": len(parts),
+            "words": words,
+            "syllables": syllables,
+            "readingEase": round(ease, 1),
+        }
+
+
+# -- the batch -------------------------------------------------------------
+
+
+class _Spec(NamedTuple):
+    """One demo job: its type and params, per-job retry rules, and
+    ``cancel_after``: cancel it (as its owner) once it reports that many steps."""
+
+    job_type: str
+    params: dict[str, Any]
+    max_retries: int | None = None
+    retry: RetryPolicy | None = None
+    cancel_after: int | None = None
+
+
+_QUICK_RETRY = RetryPolicy(base_delay=0.2, max_delay=0.5, jitter=False)
+"""Retry after 0.2 s, then 0.4 s (real time: kept short for the demo)."""
+
+_BATCH: Sequence[_Spec] = (
+    _Spec("word-count", {"doc": "doc-rivers"}),
+    _Spec("highlight", {"doc": "doc-bees", "keywords": ["hive", "queen"]}),
+    _Spec(
+        "fetch",
+        {"doc": "doc-ledgers", "flaky_attempts": 1},
+        max_retries=2,
+        retry=_QUICK_RETRY,
+    ),
+    _Spec("summarize", {"doc": "doc-blank"}),
+    _Spec(
+        "index",
+        {"docs": ["doc-rivers", "doc-bees", "doc-ledgers", "doc-lighthouse"]},
+        cancel_after=6,
+    ),
+    _Spec(
+        "digest",
+        {"sources": ["doc-rivers", "doc-blank", "doc-bees", "doc-atlantis", "doc-lighthouse"]},
+    ),
+    _Spec("readability", {"doc": "doc-boulangerie"}),
+    _Spec("checksum", {"doc": "doc-ledgers"}),
+    _Spec("highlight", {"doc": "doc-ledgers", "keywords": ["ledger", "record"]}),
+    _Spec("readability", {"doc": "doc-lighthouse"}),
+    _Spec("word-count", {"doc": "doc-lighthouse"}),
+    _Spec("checksum", {"doc": "doc-rivers", "chunk": 64}),
+    _Spec("summarize", {"doc": "doc-lighthouse"}),
+    _Spec("fetch", {"doc": "doc-bees"}),
 )
 _USERS = ("alice", "bob")
 
 
-def _demo_batch(count: int) -> list[tuple[str, dict[str, Any], str]]:
-    """The first ``count`` demo jobs as ``(job_type, params, user)``: the eight
-    bundled specs in turn (the fourth fails on purpose), users alternating
-    ``alice`` and ``bob``."""
-    return [(*_BATCH[i % len(_BATCH)], _USERS[i % len(_USERS)]) for i in range(count)]
+def _demo_batch(count: int) -> list[tuple[_Spec, str]]:
+    """The first ``count`` demo jobs as ``(spec, user)``: the bundled specs in
+    turn, users alternating ``alice`` and ``bob``. The first ten show every
+    ending: the third fails once and is retried, the fourth fails, the fifth
+    is cancelled midway, the sixth ends partial and the seventh skipped."""
+    return [(_BATCH[i % len(_BATCH)], _USERS[i % len(_USERS)]) for i in range(count)]
+
+
+def _workers(pause: float) -> list[JobWorker]:
+    return [
+        WordCountWorker(pause=pause),
+        HighlightWorker(pause=pause),
+        ChecksumWorker(pause=pause),
+        SummarizeWorker(pause=pause),
+        FetchWorker(pause=pause),
+        IndexWorker(pause=pause),
+        DigestWorker(pause=pause),
+        ReadabilityWorker(pause=pause),
+    ]
 
 
 class DemoReport(msgspec.Struct, frozen=True, kw_only=True):
@@ -313,6 +678,11 @@ class DemoReport(msgspec.Struct, frozen=True, kw_only=True):
     verify: VerifyReport
 
 
+# -- the live view ---------------------------------------------------------
+
+_TYPE_WIDTH = max(len(t.name) for t in JOB_TYPES)
+
+
 def _short(job_id: str) -> str:
     return "…" + job_id[-8:]
 
@@ -320,6 +690,29 @@ def _short(job_id: str) -> str:
 def _compact(value: Any, limit: int = 60) -> str:
     text = msgspec.json.encode(value).decode()
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _glyph(status: JobStatus) -> str:
+    return f"[{STATUS_STYLE[status]}]{_GLYPH[status]}[/]"
+
+
+def _label(status: JobStatus, text: str | None = None, sep: str = " ") -> str:
+    """Bar markup: ``status`` in its style, then ``sep`` and ``text`` (escaped), if any."""
+    head = f"[{STATUS_STYLE[status]}]{status}[/]"
+    return f"{head}{sep}{escape(text)}" if text else head
+
+
+class _StatusBar(BarColumn):
+    """A bar in the colour of its task's ``bar`` field, if set (a job that
+    ended otherwise than completed, or waits for a retry); rich's own colours
+    (in progress, finished) otherwise."""
+
+    def render(self, task: Task) -> ProgressBar:
+        bar = super().render(task)
+        style = task.fields.get("bar")
+        if style:
+            bar.complete_style = bar.finished_style = style
+        return bar
 
 
 @dataclass
@@ -330,6 +723,7 @@ class _Row:
     task: TaskID | None = None
     total: float | None = None
     marks: int = 0
+    cancelled_by: str | None = None
 
 
 @dataclass
@@ -353,7 +747,9 @@ class _Tracker:
 
     def _line(self, row: _Row, seq: int, what: Text | str) -> None:
         self.console.print(
-            Text.assemble(f"{seq:>5}  {row.job_id}  {row.job_type:<10}  {row.user:<5}  ", what),
+            Text.assemble(
+                f"{seq:>5}  {row.job_id}  {row.job_type:<{_TYPE_WIDTH}}  {row.user:<5}  ", what
+            ),
             soft_wrap=True,
         )
 
@@ -372,24 +768,34 @@ class _Tracker:
             self.rows[row.job_id] = row
             if self.progress is not None:
                 row.task = self.progress.add_task(
-                    escape(f"{_short(row.job_id)} {row.job_type:<10} {row.user:<5}"),
+                    escape(f"{_short(row.job_id)} {row.job_type:<{_TYPE_WIDTH}} {row.user:<5}"),
                     total=None,
-                    glyph="[dim]·[/]",
-                    detail="[dim]pending[/]",
+                    bar=None,
+                    glyph=_glyph(JobStatus.PENDING),
+                    detail=_label(JobStatus.PENDING),
                 )
-            self._show(row, env.seq, "created")
+            retries = f" (up to {data.max_retries} retries)" if data.max_retries else ""
+            self._show(row, env.seq, f"created{retries}")
             return
         found = self.rows.get(getattr(data, "job_id", None) or "")
         if found is None:
             return
-        row = found
+        self._handle_job(found, env)
+
+    def _handle_job(self, row: _Row, env: Envelope) -> None:
+        data = env.data
+        seq = env.seq
+        # A finished job's bar stops pulsing: it gets a total if it never had one.
+        last = row.total or 1
         if isinstance(data, JobStarted):
             self._show(
                 row,
-                env.seq,
+                seq,
                 f"started (attempt {data.attempt}, worker {data.worker})",
-                glyph="[cyan]▸[/]",
-                detail=f"[cyan]running[/] (attempt {data.attempt})",
+                completed=0,
+                bar=None,
+                glyph=_glyph(JobStatus.RUNNING),
+                detail=_label(JobStatus.RUNNING, f"(attempt {data.attempt})"),
             )
         elif isinstance(data, JobProgressed):
             note = " ".join(x for x in (data.stage, data.message) if x)
@@ -402,7 +808,7 @@ class _Tracker:
             row.total = total
             self._show(
                 row,
-                env.seq,
+                seq,
                 f"progress {amount} {note}".rstrip(),
                 completed=done,
                 total=total,
@@ -412,26 +818,111 @@ class _Tracker:
             row.marks += 1
             self.marks += 1
             keyword = data.annotation.get("keyword", "")
-            self._show(row, env.seq, f"mark on {data.resource_id} (keyword {keyword!r})")
-        elif isinstance(data, JobCompleted):
-            total = row.total or 1
+            self._show(row, seq, f"mark on {data.resource_id} (keyword {keyword!r})")
+        elif isinstance(data, JobRetryScheduled):
+            delay = max(0.0, (data.run_at - env.time).total_seconds())
             self._show(
                 row,
-                env.seq,
-                Text(f"completed {_compact(data.result)}", style="green"),
-                completed=total,
-                total=total,
-                glyph="[green]✓[/]",
-                detail="[green]completed[/]",
+                seq,
+                Text(
+                    f"retry scheduled in {delay:.1f} s: attempt {data.attempt} failed: "
+                    f"{data.error_type + ': ' if data.error_type else ''}{data.error}",
+                    style="yellow",
+                ),
+                bar="yellow",
+                glyph="[yellow]↻[/]",
+                detail=f"[yellow]retry in {delay:.1f} s[/] "
+                + escape(f"(attempt {data.attempt}: {data.error})"),
+            )
+        elif isinstance(data, JobLeaseExpired):
+            then = "retry scheduled" if data.retry_at is not None else "no retries left"
+            self._show(
+                row,
+                seq,
+                Text(f"lease expired (attempt {data.attempt}); {then}", style="yellow"),
+                bar="yellow",
+                glyph="[yellow]↻[/]",
+                detail=f"[yellow]lease expired[/] ({then})",
+            )
+        elif isinstance(data, JobCancelRequested):
+            why = f": {data.reason}" if data.reason else ""
+            row.cancelled_by = env.actor
+            self._show(
+                row,
+                seq,
+                Text(f"cancel requested by {env.actor}{why}", style="magenta"),
+                detail=f"[magenta]cancelling…[/] (asked by {escape(env.actor)})",
+            )
+        elif isinstance(data, JobCancelled):
+            at = f" (attempt {data.attempt})" if data.attempt is not None else ""
+            why = f": {data.reason}" if data.reason else ""
+            self._show(
+                row,
+                seq,
+                Text(f"cancelled{at}{why}", style=STATUS_STYLE[JobStatus.CANCELLED]),
+                total=last,
+                bar=STATUS_STYLE[JobStatus.CANCELLED],
+                glyph=_glyph(JobStatus.CANCELLED),
+                detail=_label(
+                    JobStatus.CANCELLED, f"by {row.cancelled_by}" if row.cancelled_by else None
+                ),
+            )
+        elif isinstance(data, JobCompleted):
+            self._show(
+                row,
+                seq,
+                Text(f"completed {_compact(data.result)}", style=STATUS_STYLE[JobStatus.COMPLETED]),
+                completed=last,
+                total=last,
+                glyph=_glyph(JobStatus.COMPLETED),
+                detail=_label(
+                    JobStatus.COMPLETED,
+                    f"(attempt {data.attempt})" if data.attempt > 1 else None,
+                ),
+            )
+        elif isinstance(data, JobPartiallyCompleted):
+            self._show(
+                row,
+                seq,
+                Text(
+                    f"partial: {data.error}; result {_compact(data.result)}",
+                    style=STATUS_STYLE[JobStatus.PARTIAL],
+                ),
+                total=last,
+                bar=STATUS_STYLE[JobStatus.PARTIAL],
+                glyph=_glyph(JobStatus.PARTIAL),
+                detail=_label(JobStatus.PARTIAL, data.error, ": "),
+            )
+        elif isinstance(data, JobSkipped):
+            self._show(
+                row,
+                seq,
+                Text(f"skipped: {data.reason}", style=STATUS_STYLE[JobStatus.SKIPPED]),
+                total=last,
+                bar=STATUS_STYLE[JobStatus.SKIPPED],
+                glyph=_glyph(JobStatus.SKIPPED),
+                detail=_label(JobStatus.SKIPPED, data.reason, ": "),
             )
         elif isinstance(data, JobFailed):
+            kind = f"{data.error_type}: " if data.error_type else ""
             self._show(
                 row,
-                env.seq,
-                Text(f"failed: {data.error}", style="red"),
-                total=row.total or 1,
-                glyph="[red]✗[/]",
-                detail=f"[red]failed:[/] {escape(data.error)}",
+                seq,
+                Text(f"failed: {kind}{data.error}", style=STATUS_STYLE[JobStatus.FAILED]),
+                total=last,
+                bar=STATUS_STYLE[JobStatus.FAILED],
+                glyph=_glyph(JobStatus.FAILED),
+                detail=_label(JobStatus.FAILED, data.error, ": "),
+            )
+        elif isinstance(data, JobTimedOut):
+            self._show(
+                row,
+                seq,
+                Text(f"timed out: {data.error}", style=STATUS_STYLE[JobStatus.TIMED_OUT]),
+                total=last,
+                bar=STATUS_STYLE[JobStatus.TIMED_OUT],
+                glyph=_glyph(JobStatus.TIMED_OUT),
+                detail=_label(JobStatus.TIMED_OUT, data.error, ": "),
             )
 
 
@@ -441,6 +932,37 @@ async def _follow(ledger: Ledger, after: int, tracker: _Tracker) -> None:
         async for env in envelopes:
             tracker.handle(env)
             if tracker.done:
+                return
+
+
+_ENDINGS = frozenset(
+    {
+        "job.completed",
+        "job.partial",
+        "job.failed",
+        "job.skipped",
+        "job.cancelled",
+        "job.timed_out",
+        "job.deleted",
+    }
+)
+
+
+async def _cancel_midway(ledger: Ledger, job: Job, steps: int) -> None:
+    """Cancel ``job`` as its owner once it reports ``steps`` steps done; do
+    nothing if it ends first."""
+    async with contextlib.aclosing(
+        ledger.events(job.created_seq - 1, follow=True, job_id=job.id)
+    ) as envelopes:
+        async for env in envelopes:
+            data = env.data
+            if isinstance(data, JobProgressed) and (data.processed or 0) >= steps:
+                with contextlib.suppress(InvalidTransition):  # it ended meanwhile
+                    await ledger.cancel(
+                        job.id, user=job.user, reason=f"{job.user.id} no longer needs it"
+                    )
+                return
+            if env.type in _ENDINGS:
                 return
 
 
@@ -458,10 +980,17 @@ def _prepare(path: str | Path, fresh: bool) -> str:
     return where
 
 
+async def _settle(tasks: Sequence[asyncio.Task[None]]) -> None:
+    """Wait for ``tasks``; re-raise the first exception one of them raised."""
+    for outcome in await asyncio.gather(*tasks, return_exceptions=True):
+        if isinstance(outcome, Exception):
+            raise outcome
+
+
 async def run_demo(
     path: str | Path = "jobledger-demo.db",
     *,
-    jobs: int = 6,
+    jobs: int = DEFAULT_JOBS,
     fresh: bool = False,
     pause: float = DEFAULT_PAUSE,
     console: Console | None = None,
@@ -470,13 +999,14 @@ async def run_demo(
     """Run ``jobs`` demo jobs on the SQLite file ``path`` and return what happened.
 
     Appends to an existing file unless ``fresh``, which first deletes it (and
-    its ``-wal``/``-shm`` files). Progress goes to ``console`` (default: a new
-    stdout console) as live bars when ``live`` is true, else as one plain
-    line per event. Returns once every job is terminal, the view has shown
-    every event up to then, and the log has been verified. Raises
-    ``ValidationError`` for ``jobs < 1`` or a negative ``pause``, and any
-    ``JobledgerError`` the ledger raises (for example ``StorageError`` for a
-    file that is not a jobledger log).
+    its ``-wal``/``-shm`` files). Registers :data:`JOB_TYPES`; submits the
+    batch (one job with retries, one the demo cancels midway as its owner);
+    progress goes to ``console`` (default: a new stdout console) as live bars
+    when ``live`` is true, else as one plain line per event. Returns once
+    every job is terminal, the view has shown every event up to then, and
+    the log has been verified. Raises ``ValidationError`` for ``jobs < 1`` or
+    a negative ``pause``, and any ``JobledgerError`` the ledger raises (for
+    example ``StorageError`` for a file that is not a jobledger log).
     """
     if not isinstance(jobs, int) or jobs < 1:
         raise ValidationError("must be at least 1", field="jobs")
@@ -484,14 +1014,12 @@ async def run_demo(
         raise ValidationError("must not be negative", field="pause")
     console = console or Console()
     where = _prepare(path, fresh)
-    workers = [
-        WordCountWorker(pause=pause),
-        HighlightWorker(pause=pause),
-        ChecksumWorker(pause=pause),
-        SummarizeWorker(pause=pause),
-    ]
     batch = _demo_batch(jobs)
-    async with open_ledger(where, workers=workers) as ledger:
+    # A short poll: a retry comes due 0.2 s after its failure, and the workers
+    # find due retries by polling.
+    async with open_ledger(
+        where, workers=_workers(pause), job_types=JOB_TYPES, poll_interval=0.05
+    ) as ledger:
         start = await ledger.head()
         console.print(
             Text(f"jobledger demo: {jobs} jobs for alice and bob on {where} (log head {start})"),
@@ -501,7 +1029,7 @@ async def run_demo(
             Progress(
                 TextColumn("{task.fields[glyph]}"),
                 TextColumn("{task.description}"),
-                BarColumn(),
+                _StatusBar(),
                 MofNCompleteColumn(),
                 TextColumn("{task.fields[detail]}"),
                 console=console,
@@ -510,29 +1038,40 @@ async def run_demo(
             else None
         )
         tracker = _Tracker(console=console, progress=progress)
+        cancellers: list[asyncio.Task[None]] = []
         with progress if progress is not None else contextlib.nullcontext():
             follower = asyncio.create_task(_follow(ledger, start, tracker))
             try:
-                submitted = [
-                    await ledger.submit(job_type, params, user=user)
-                    for job_type, params, user in batch
-                ]
-                # Generous: as if every job ran alone, a dozen steps each.
-                budget = 30.0 + len(submitted) * 15 * (pause + 0.01)
+                submitted: list[Job] = []
+                for spec, user in batch:
+                    job = await ledger.submit(
+                        spec.job_type,
+                        spec.params,
+                        user=user,
+                        max_retries=spec.max_retries,
+                        retry=spec.retry,
+                    )
+                    submitted.append(job)
+                    if spec.cancel_after is not None:
+                        cancellers.append(
+                            asyncio.create_task(_cancel_midway(ledger, job, spec.cancel_after))
+                        )
+                # Generous: as if every job ran alone, a few dozen steps each.
+                budget = 30.0 + len(submitted) * 30 * (pause + 0.01)
                 final = await asyncio.gather(
                     *(ledger.wait(job.id, timeout=budget) for job in submitted)
                 )
+                await _settle(cancellers)
                 tracker.stop_at = await ledger.head()
                 if tracker.done:
                     follower.cancel()
                 # The follower stops by itself once it has shown the head.
-                (outcome,) = await asyncio.gather(follower, return_exceptions=True)
-                if isinstance(outcome, Exception):
-                    raise outcome
+                await _settle([follower])
             finally:
-                if not follower.done():
-                    follower.cancel()
-                    await asyncio.gather(follower, return_exceptions=True)
+                for task in (*cancellers, follower):
+                    if not task.done():
+                        task.cancel()
+                await asyncio.gather(*cancellers, follower, return_exceptions=True)
         head = await ledger.head()
         report = await ledger.verify()
     return DemoReport(
