@@ -856,74 +856,45 @@ class _Tracker:
         elif isinstance(data, JobCancelled):
             at = f" (attempt {data.attempt})" if data.attempt is not None else ""
             why = f": {data.reason}" if data.reason else ""
-            self._show(
-                row,
-                seq,
-                Text(f"cancelled{at}{why}", style=STATUS_STYLE[JobStatus.CANCELLED]),
-                total=last,
-                bar=STATUS_STYLE[JobStatus.CANCELLED],
-                glyph=_glyph(JobStatus.CANCELLED),
-                detail=_label(
-                    JobStatus.CANCELLED, f"by {row.cancelled_by}" if row.cancelled_by else None
-                ),
-            )
+            by = f"by {row.cancelled_by}" if row.cancelled_by else None
+            self._end(row, seq, last, JobStatus.CANCELLED, f"cancelled{at}{why}", by, " ")
         elif isinstance(data, JobCompleted):
-            self._show(
-                row,
-                seq,
-                Text(f"completed {_compact(data.result)}", style=STATUS_STYLE[JobStatus.COMPLETED]),
-                completed=last,
-                total=last,
-                glyph=_glyph(JobStatus.COMPLETED),
-                detail=_label(
-                    JobStatus.COMPLETED,
-                    f"(attempt {data.attempt})" if data.attempt > 1 else None,
-                ),
-            )
+            again = f"(attempt {data.attempt})" if data.attempt > 1 else None
+            line = f"completed {_compact(data.result)}"
+            self._end(row, seq, last, JobStatus.COMPLETED, line, again, " ")
         elif isinstance(data, JobPartiallyCompleted):
-            self._show(
-                row,
-                seq,
-                Text(
-                    f"partial: {data.error}; result {_compact(data.result)}",
-                    style=STATUS_STYLE[JobStatus.PARTIAL],
-                ),
-                total=last,
-                bar=STATUS_STYLE[JobStatus.PARTIAL],
-                glyph=_glyph(JobStatus.PARTIAL),
-                detail=_label(JobStatus.PARTIAL, data.error, ": "),
-            )
+            line = f"partial: {data.error}; result {_compact(data.result)}"
+            self._end(row, seq, last, JobStatus.PARTIAL, line, data.error)
         elif isinstance(data, JobSkipped):
-            self._show(
-                row,
-                seq,
-                Text(f"skipped: {data.reason}", style=STATUS_STYLE[JobStatus.SKIPPED]),
-                total=last,
-                bar=STATUS_STYLE[JobStatus.SKIPPED],
-                glyph=_glyph(JobStatus.SKIPPED),
-                detail=_label(JobStatus.SKIPPED, data.reason, ": "),
-            )
+            line = f"skipped: {data.reason}"
+            self._end(row, seq, last, JobStatus.SKIPPED, line, data.reason)
         elif isinstance(data, JobFailed):
             kind = f"{data.error_type}: " if data.error_type else ""
-            self._show(
-                row,
-                seq,
-                Text(f"failed: {kind}{data.error}", style=STATUS_STYLE[JobStatus.FAILED]),
-                total=last,
-                bar=STATUS_STYLE[JobStatus.FAILED],
-                glyph=_glyph(JobStatus.FAILED),
-                detail=_label(JobStatus.FAILED, data.error, ": "),
-            )
+            line = f"failed: {kind}{data.error}"
+            self._end(row, seq, last, JobStatus.FAILED, line, data.error)
         elif isinstance(data, JobTimedOut):
-            self._show(
-                row,
-                seq,
-                Text(f"timed out: {data.error}", style=STATUS_STYLE[JobStatus.TIMED_OUT]),
-                total=last,
-                bar=STATUS_STYLE[JobStatus.TIMED_OUT],
-                glyph=_glyph(JobStatus.TIMED_OUT),
-                detail=_label(JobStatus.TIMED_OUT, data.error, ": "),
-            )
+            line = f"timed out: {data.error}"
+            self._end(row, seq, last, JobStatus.TIMED_OUT, line, data.error)
+
+    def _end(
+        self,
+        row: _Row,
+        seq: int,
+        last: float,
+        status: JobStatus,
+        line: str,
+        detail: str | None,
+        joiner: str = ": ",
+    ) -> None:
+        """Show a job's ending: a plain line, or its bar in the status's colour
+        (a completed bar is full)."""
+        bar: dict[str, Any] = {"total": last, "glyph": _glyph(status)}
+        if status is JobStatus.COMPLETED:
+            bar["completed"] = last
+        else:
+            bar["bar"] = STATUS_STYLE[status]
+        bar["detail"] = _label(status, detail, joiner)
+        self._show(row, seq, Text(line, style=STATUS_STYLE[status]), **bar)
 
 
 async def _follow(ledger: Ledger, after: int, tracker: _Tracker) -> None:
