@@ -434,6 +434,8 @@ def _suspend(job: Job, command: JobSuspend) -> list[AnyEvent]:
         raise _refuse(job, JobStatus.SUSPENDED, command)
     if command.attempt is not None:  # the worker confirms it has checkpointed and stopped
         _require_running(job, command.attempt, JobStatus.SUSPENDED, command)
+        if job.cancel_requested:  # a cancel asked meanwhile wins over the suspend
+            return [JobCancelled(job_id=job.id, attempt=command.attempt)]
         return [JobSuspended(job_id=job.id, attempt=command.attempt)]
     if job.suspend_requested:
         return []
@@ -441,6 +443,7 @@ def _suspend(job: Job, command: JobSuspend) -> list[AnyEvent]:
 
 
 _replace = msgspec.structs.replace
+_MAX_ETA = 100 * 365 * 24 * 3600.0
 
 
 def _finish(job: Job, env: Envelope, status: JobStatus, **changes: object) -> Job:
@@ -480,7 +483,10 @@ def _eta(job: Job, percent: float, at: datetime) -> datetime | None:
     elapsed = (at - job.started_at).total_seconds()
     if elapsed <= 0:
         return None
-    return at + timedelta(seconds=elapsed * (100 - percent) / percent)
+    remaining = elapsed * (100 - percent) / percent
+    if remaining > _MAX_ETA:  # a crawl: no meaningful finish time (and no overflow)
+        return None
+    return at + timedelta(seconds=remaining)
 
 
 def evolve_job(job: Job | None, env: Envelope) -> Job | None:

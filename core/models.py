@@ -7,7 +7,7 @@ the event log produces and what the public API returns.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
@@ -28,7 +28,7 @@ class User(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     name: str | None = None
     email: str | None = None
     domain: str | None = None
-    tenant: str | None = None
+    tenant: Annotated[str, msgspec.Meta(min_length=1)] | None = None
 
 
 SYSTEM_USER = User(id="system")

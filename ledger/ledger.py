@@ -502,7 +502,9 @@ class Ledger:
                     job = await self.get(job_id, user=user)
                     if job.is_terminal if wanted is None else job.status in wanted:
                         return job
-                    await event.wait()
+                    # Woken by a local event, or poll for other processes' writes.
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(event.wait(), self._poll_interval)
                     self._check_open()
         except TimeoutError:
             raise WaitTimeout(f"job {job_id!r} not finished after {timeout} s") from None

@@ -123,7 +123,10 @@ _UPSERT_JOB = (
     " lease_expires_us, deadline_us, finished_us, idempotency_key, created_seq, doc)"
     " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
 )
-_SELECT_BY_KEY = "SELECT doc FROM jobs WHERE user_id = ? AND tenant IS ? AND idempotency_key = ?"
+_SELECT_BY_KEY = (
+    "SELECT doc FROM jobs WHERE user_id = ? AND ifnull(tenant, '') = ifnull(?, '')"
+    " AND idempotency_key = ?"
+)
 _INSERT_ASSET = "INSERT INTO assets (id, job_id, created_seq, doc) VALUES (?,?,?,?)"
 _UPSERT_MARK = (
     "INSERT OR REPLACE INTO marks (id, resource_id, job_id, created_seq, doc) VALUES (?,?,?,?,?)"

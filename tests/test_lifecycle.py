@@ -793,3 +793,98 @@ async def test_the_cancel_reason_is_kept_to_the_end(ledger: jobledger.Ledger) ->
     await ledger.cancel(job.id, reason="the document was deleted")
     done = await ledger.wait(job.id, timeout=10)
     assert (done.status, done.error) == ("cancelled", "the document was deleted")
+
+
+async def test_a_crawling_progress_does_not_stop_the_stower(
+    db_path: Path, clock: ManualClock
+) -> None:
+    async with jobledger.open(db_path, clock=clock) as ledger:
+        job = await ledger.submit("t")
+        await ledger.send(jobledger.JobStart(job_id=job.id, worker="w", expected_version=1))
+        clock.advance(2)
+        await ledger.send(
+            jobledger.JobProgress(job_id=job.id, attempt=1, processed=1, total=10**13)
+        )
+        progress = (await ledger.get(job.id)).progress
+        assert progress is not None and progress.eta is None
+        assert ledger.statistics().stower.running
+        await ledger.submit("t")
+
+
+async def test_stopping_the_ledger_cancels_the_work_it_gives_up_on(db_path: Path) -> None:
+    outcome: list[str] = []
+
+    class Slow(JobWorker):
+        job_types = ("slow",)
+
+        async def execute(self, job: Job, ctx: JobContext) -> None:
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                outcome.append("cancelled")
+                raise
+
+    async with jobledger.open(db_path, workers=[Slow()], stop_timeout=0.01) as ledger:
+        job = await ledger.submit("slow")
+        await eventually(lambda: status_is(ledger, job.id, "running"))
+    assert outcome == ["cancelled"]
+
+
+async def test_wait_sees_a_job_finished_by_another_process(tmp_path: Path) -> None:
+    class Quick(JobWorker):
+        job_types = ("quick",)
+
+        async def execute(self, job: Job, ctx: JobContext) -> dict[str, int]:
+            return {"ok": 1}
+
+    path = tmp_path / "shared.db"
+    async with jobledger.open(path, poll_interval=0.01) as here:
+        job = await here.submit("quick")
+        async with jobledger.open(path, workers=[Quick()], poll_interval=0.01):
+            done = await here.wait(job.id, timeout=10)
+    assert done.status == "completed"
+
+
+async def test_a_worker_waiting_for_queue_room_does_not_spin(
+    db_path: Path, clock: ManualClock
+) -> None:
+    gate = asyncio.Event()
+
+    class Gpu(JobWorker):
+        job_types = ("render",)
+        concurrency = 2
+
+        async def execute(self, job: Job, ctx: JobContext) -> None:
+            await gate.wait()
+
+    kinds = [JobType(name="render", queue="gpu")]
+    async with jobledger.open(
+        db_path, workers=[Gpu()], job_types=kinds, queues={"gpu": 1}, clock=clock
+    ) as ledger:
+        first = await ledger.submit("render", run_at=clock.now())
+        second = await ledger.submit("render", run_at=clock.now())
+        await eventually(lambda: status_is(ledger, first.id, "running"))
+        polls = ledger.statistics().workers[0].polls
+        for _ in range(500):
+            await asyncio.sleep(0)
+        assert ledger.statistics().workers[0].polls - polls <= 2
+        assert (await ledger.get(second.id)).status == "pending"
+        gate.set()
+        assert (await ledger.wait(second.id, timeout=10)).status == "completed"
+
+
+async def test_an_empty_tenant_is_refused(db_path: Path) -> None:
+    async with jobledger.open(db_path) as ledger:
+        with pytest.raises(jobledger.ValidationError) as caught:
+            await ledger.submit("t", user=jobledger.User(id="u", tenant=""))
+        assert caught.value.field == "user.tenant"
+
+
+async def test_a_cancel_asked_during_a_suspend_wins(db_path: Path) -> None:
+    async with jobledger.open(db_path, job_types=[JobType(name="s", suspendable=True)]) as ledger:
+        job = await ledger.submit("s")
+        await ledger.send(jobledger.JobStart(job_id=job.id, worker="w", expected_version=1))
+        await ledger.suspend(job.id)
+        await ledger.cancel(job.id)
+        await ledger.send(jobledger.JobSuspend(job_id=job.id, attempt=1))
+        assert (await ledger.get(job.id)).status == "cancelled"

@@ -234,7 +234,11 @@ class WorkerRunner:
         if due is None:
             return self._poll_interval
         wait = (due - self._clock.now()).total_seconds()
-        return min(self._poll_interval, max(0.0, wait))
+        if wait <= 0:
+            # Due but not claimed (its queue is full, or another worker won):
+            # a release or a new event wakes us; otherwise poll as usual.
+            return self._poll_interval
+        return min(self._poll_interval, wait)
 
     async def _nap(self, seconds: float) -> None:
         """Wait for a wake-up or ``seconds``, whichever comes first."""
@@ -348,7 +352,7 @@ class WorkerRunner:
         deadline = asyncio.ensure_future(
             self._clock.sleep(job.timeout) if job.timeout else asyncio.Event().wait()
         )
-        stop_asked = asyncio.ensure_future(ctx.wait_stopping())
+        stop_asked: asyncio.Future[Any] = asyncio.ensure_future(ctx.wait_stopping())
         grace: asyncio.Future[None] | None = None
         timed_out = False
         try:
@@ -368,10 +372,13 @@ class WorkerRunner:
                     grace = asyncio.ensure_future(self._clock.sleep(self.worker.stop_grace))
                     deadline.cancel()
                     deadline = asyncio.ensure_future(asyncio.Event().wait())
+                    stop_asked = asyncio.ensure_future(asyncio.Event().wait())  # seen
         finally:
             for future in (heart, deadline, stop_asked, grace):
                 if future is not None:
                     future.cancel()
+            if not execution.done():  # we are being cancelled (shutdown): so is the work
+                await self._cancel(execution)
         return self._ending(job, ctx, execution, timed_out)
 
     @staticmethod
