@@ -888,3 +888,30 @@ async def test_a_cancel_asked_during_a_suspend_wins(db_path: Path) -> None:
         await ledger.cancel(job.id)
         await ledger.send(jobledger.JobSuspend(job_id=job.id, attempt=1))
         assert (await ledger.get(job.id)).status == "cancelled"
+
+
+async def test_a_worker_that_lost_its_lease_stops_the_work(
+    db_path: Path, clock: ManualClock
+) -> None:
+    outcome: list[str] = []
+
+    class Stuck(JobWorker):
+        job_types = ("stuck",)
+        lease_seconds = 30.0
+
+        async def execute(self, job: Job, ctx: JobContext) -> None:
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                outcome.append("cancelled")
+                raise
+
+    async with jobledger.open(db_path, workers=[Stuck()], clock=clock) as ledger:
+        job = await ledger.submit("stuck")
+        await eventually(lambda: status_is(ledger, job.id, "running"))
+        await eventually(lambda: clock.sleepers >= 2)  # the sweep and the heartbeat
+        # The job is ended elsewhere (as by another process) behind the worker's back.
+        await ledger.send(jobledger.JobCancel(job_id=job.id, attempt=1, reason="elsewhere"))
+        clock.advance(10)  # the next heartbeat is refused: the lease is lost
+        await eventually(lambda: outcome == ["cancelled"])
+        assert (await ledger.get(job.id)).status == "cancelled"

@@ -44,7 +44,6 @@ from jobledger.core import (
     LedgerClosed,
     NotFound,
     Registry,
-    StaleAttempt,
     SystemClock,
     ValidationError,
     convert_params,
@@ -357,13 +356,18 @@ class WorkerRunner:
         timed_out = False
         try:
             while not execution.done():
-                waits: set[asyncio.Future[Any]] = {execution, deadline, stop_asked}
+                waits: set[asyncio.Future[Any]] = {execution, deadline, stop_asked, heart}
                 if grace is not None:
                     waits.add(grace)
                 await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
                 if execution.done():
                     break
-                if deadline.done() and not ctx.stopping:
+                if heart.done():
+                    # The lease is lost (expired and taken over, or the job was
+                    # decided elsewhere): stop the work rather than run it twice.
+                    log.warning("lease lost; stopping the work", job_id=job.id)
+                    await self._cancel(execution)
+                elif deadline.done() and not ctx.stopping:
                     timed_out = True
                     await self._cancel(execution)
                 elif grace is not None and grace.done():
@@ -379,6 +383,8 @@ class WorkerRunner:
                     future.cancel()
             if not execution.done():  # we are being cancelled (shutdown): so is the work
                 await self._cancel(execution)
+            if heart.done() and not heart.cancelled():
+                heart.exception()  # retrieved: the loss was acted on above
         return self._ending(job, ctx, execution, timed_out)
 
     @staticmethod
@@ -443,10 +449,12 @@ class WorkerRunner:
             try:
                 await ctx.heartbeat()
                 self._counts["heartbeats"] += 1
-            except StaleAttempt:
-                return  # the claim is lost; the report will be refused too
+            except LedgerClosed:
+                raise
             except JobledgerError as exc:
-                log.warning("heartbeat refused", error=repr(exc))
+                # StaleAttempt (another attempt owns the job) or InvalidTransition
+                # (it was expired or ended elsewhere): the lease is lost.
+                log.warning("heartbeat refused: lease lost", error=repr(exc))
                 return
             current = await self._reader.get_job(ctx.job.id)
             if current is not None:
