@@ -139,6 +139,13 @@ async def ledger(
         yield opened
 
 
+async def claimed_elsewhere(ledger: jobledger.Ledger, job_type: str = "t") -> Job:
+    """A job submitted, then claimed by a worker outside this ledger (a raw ``job:start``)."""
+    job = await ledger.submit(job_type)
+    await ledger.send(jobledger.JobStart(job_id=job.id, worker="w", expected_version=1))
+    return job
+
+
 async def submit(ledger: jobledger.Ledger, *plan: str, **kw: Any) -> Job:
     return await ledger.submit("scripted", {"plan": list(plan)}, user="alice", **kw)
 
@@ -617,8 +624,7 @@ async def test_progress_carries_items_stage_message_and_an_eta(
     db_path: Path, clock: ManualClock
 ) -> None:
     async with jobledger.open(db_path, clock=clock) as ledger:
-        job = await ledger.submit("t")
-        await ledger.send(jobledger.JobStart(job_id=job.id, worker="w", expected_version=1))
+        job = await claimed_elsewhere(ledger)
         clock.advance(10)
         await ledger.send(
             jobledger.JobProgress(
@@ -634,8 +640,7 @@ async def test_progress_carries_items_stage_message_and_an_eta(
 
 async def test_the_stower_coalesces_a_burst_of_progress_into_one_event(db_path: Path) -> None:
     async with jobledger.open(db_path) as ledger:
-        job = await ledger.submit("t")
-        await ledger.send(jobledger.JobStart(job_id=job.id, worker="w", expected_version=1))
+        job = await claimed_elsewhere(ledger)
         replies = await asyncio.gather(
             *(
                 ledger.send(jobledger.JobProgress(job_id=job.id, attempt=1, percent=p))
@@ -709,8 +714,7 @@ async def test_suspending_does_not_use_up_retries(
 
 async def test_coalesced_progress_keeps_the_last_checkpoint(db_path: Path) -> None:
     async with jobledger.open(db_path) as ledger:
-        job = await ledger.submit("t")
-        await ledger.send(jobledger.JobStart(job_id=job.id, worker="w", expected_version=1))
+        job = await claimed_elsewhere(ledger)
         await asyncio.gather(
             *(
                 ledger.send(
@@ -799,8 +803,7 @@ async def test_a_crawling_progress_does_not_stop_the_stower(
     db_path: Path, clock: ManualClock
 ) -> None:
     async with jobledger.open(db_path, clock=clock) as ledger:
-        job = await ledger.submit("t")
-        await ledger.send(jobledger.JobStart(job_id=job.id, worker="w", expected_version=1))
+        job = await claimed_elsewhere(ledger)
         clock.advance(2)
         await ledger.send(
             jobledger.JobProgress(job_id=job.id, attempt=1, processed=1, total=10**13)
