@@ -42,6 +42,7 @@ from .decide import (
 from .errors import (
     ConcurrencyConflict,
     CorruptionError,
+    InternalError,
     InvalidTransition,
     JobledgerError,
     LedgerClosed,
@@ -112,6 +113,7 @@ __all__ = [
     "Envelope",
     "Event",
     "IdFactory",
+    "InternalError",
     "InvalidTransition",
     "Job",
     "JobCancel",

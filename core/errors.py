@@ -11,7 +11,8 @@ Every error jobledger raises on purpose derives from :class:`JobledgerError`::
     ├── StorageError          the database failed; the batch was rolled back
     │   └── CorruptionError   the stored data is damaged or inconsistent
     ├── LedgerClosed          the ledger (or its Stower) is not running
-    └── WaitTimeout           a ``wait`` ran out of time (also a ``TimeoutError``)
+    ├── WaitTimeout           a ``wait`` ran out of time (also a ``TimeoutError``)
+    └── InternalError         a bug in jobledger; the batch was rolled back
 
 Errors that come from a dependency (sqlite3, aiosqlite, msgspec) are wrapped at
 the boundary with ``raise StorageError(...) from exc`` so callers only ever
@@ -23,6 +24,7 @@ from __future__ import annotations
 __all__ = [
     "ConcurrencyConflict",
     "CorruptionError",
+    "InternalError",
     "InvalidTransition",
     "JobledgerError",
     "LedgerClosed",
@@ -118,3 +120,11 @@ class LedgerClosed(JobledgerError):
 
 class WaitTimeout(JobledgerError, TimeoutError):
     """Raised when ``Ledger.wait`` runs out of time before the job is terminal."""
+
+
+class InternalError(JobledgerError):
+    """Raised when jobledger itself failed (a bug) while writing a batch.
+
+    The batch was rolled back, nothing of it is visible, and the Stower goes
+    on with the next batch. The cause is chained and logged.
+    """

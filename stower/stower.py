@@ -20,7 +20,8 @@ sized by load, with no timer adding latency when the load is light):
 
 The order in which commands reach the Stower is the order of ``seq``.
 If the commit fails, every command of the batch gets the ``StorageError``,
-nothing of it is visible, and the Stower goes on with the next batch.
+nothing of it is visible, and the Stower goes on with the next batch. A bug
+of ours while writing a batch is handled the same way, with ``InternalError``.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from jobledger.core import (
     Command,
     Envelope,
     IdFactory,
+    InternalError,
     Job,
     JobCreate,
     JobledgerError,
@@ -369,9 +371,15 @@ class Stower:
             self._answer(batch, [exc] * len(batch))
             return
         except Exception as exc:
+            # A bug (ours), not the database: the transaction was rolled back, so
+            # nothing of the batch exists. Refuse it and keep serving.
             self._cache.clear()
-            self._answer(batch, [LedgerClosed(f"the Stower failed: {exc!r}")] * len(batch))
-            raise
+            self._rejected += len(batch)
+            log.error("batch failed and was rolled back", commands=len(batch), exc_info=exc)
+            error = InternalError(f"the batch failed and was rolled back: {exc!r}")
+            error.__cause__ = exc
+            self._answer(batch, [error] * len(batch))
+            return
         # Committed: remember, publish, then answer.
         envelopes = [r.envelope for r in records]
         if envelopes:
