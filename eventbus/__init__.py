@@ -1,7 +1,15 @@
 """jobledger.eventbus: the in-process EventBus on pyventus, request/reply and
 reactivex Observables. Imports only ``jobledger.core``."""
 
-from .bus import BusStatistics, CommandHandler, EventBus, EventHandler, Reply, Subscription
+from .bus import (
+    BusStatistics,
+    CommandHandler,
+    EventBus,
+    EventHandler,
+    Pending,
+    Reply,
+    Subscription,
+)
 from .rx import observable
 
 __all__ = [
@@ -9,6 +17,7 @@ __all__ = [
     "CommandHandler",
     "EventBus",
     "EventHandler",
+    "Pending",
     "Reply",
     "Subscription",
     "observable",

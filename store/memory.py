@@ -100,10 +100,13 @@ class MemoryLog:
             self._commit(writer.records)
 
     def _commit(self, records: Sequence[Record]) -> None:
+        expected: dict[str, int] = {}  # each stream's next version, this batch included
         for record in records:
             env = record.envelope
-            if env.version != len(self._streams.get(env.stream, ())) + 1:
+            version = expected.get(env.stream) or len(self._streams.get(env.stream, ())) + 1
+            if env.version != version:
                 raise StorageError(f"stream {env.stream!r}: version {env.version} out of order")
+            expected[env.stream] = version + 1
         for record in records:
             self._records.append(record)
             self._streams.setdefault(record.envelope.stream, []).append(record.envelope)

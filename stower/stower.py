@@ -62,14 +62,12 @@ from jobledger.core import (
     to_ms,
     validate_command,
 )
-from jobledger.eventbus import EventBus, Reply, Subscription
+from jobledger.eventbus import EventBus, Pending, Reply, Subscription
 from jobledger.store import Changes, EventLog, Head, LogWriter, Record
 
 __all__ = ["Stower", "StowerStatistics"]
 
 log = get_logger("stower")
-
-_Pending = tuple[Command, "asyncio.Future[Reply]"]
 
 
 class StowerStatistics(msgspec.Struct, frozen=True, kw_only=True):
@@ -230,7 +228,7 @@ class Stower:
         self._bus = bus
         self._clock = clock or SystemClock()
         self._ids = ids or IdFactory()
-        self._mailbox: asyncio.Queue[_Pending] = asyncio.Queue(mailbox_size)
+        self._mailbox: asyncio.Queue[Pending] = asyncio.Queue(mailbox_size)
         self._mailbox_size = mailbox_size
         self._max_batch = max_batch
         self._cache = _Cache(cache_size)
@@ -290,14 +288,19 @@ class Stower:
     def running(self) -> bool:
         return self._task is not None and not self._task.done()
 
-    async def _receive(self, command: Command, future: asyncio.Future[Reply]) -> None:
-        # The bus delivers commands one at a time, in order; a full mailbox
-        # holds up delivery, which is the backpressure ``send`` feels.
-        if not self._accepting:
-            if not future.done():
-                future.set_exception(LedgerClosed("the Stower has stopped"))
-            return
-        await self._mailbox.put((command, future))
+    async def _receive(self, batch: Sequence[Pending]) -> None:
+        # The bus delivers commands in order, in batches; a full mailbox holds
+        # up delivery, which is the backpressure ``send`` feels.
+        mailbox = self._mailbox
+        for pending in batch:
+            if not self._accepting:
+                future = pending[1]
+                if not future.done():
+                    future.set_exception(LedgerClosed("the Stower has stopped"))
+            elif mailbox.full():
+                await mailbox.put(pending)
+            else:
+                mailbox.put_nowait(pending)
 
     async def _supervise(self) -> None:
         try:
@@ -344,7 +347,7 @@ class Stower:
 
     # -- one batch -------------------------------------------------------
 
-    async def _process(self, batch: Sequence[_Pending]) -> None:
+    async def _process(self, batch: Sequence[Pending]) -> None:
         self._batches += 1
         self._commands += len(batch)
         self._max_batch_seen = max(self._max_batch_seen, len(batch))
@@ -538,7 +541,7 @@ class Stower:
         state.versions[key] = env.version
         state.dirty.add((kind, key))
 
-    def _answer(self, batch: Sequence[_Pending], outcomes: Sequence[Reply | BaseException]) -> None:
+    def _answer(self, batch: Sequence[Pending], outcomes: Sequence[Reply | BaseException]) -> None:
         for (_, future), outcome in zip(batch, outcomes, strict=True):
             if future.done():  # the sender gave up (cancelled); the outcome stands
                 continue

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import pytest
@@ -14,7 +15,7 @@ from jobledger.core import (
     LedgerClosed,
     ValidationError,
 )
-from jobledger.eventbus import EventBus, Reply, observable
+from jobledger.eventbus import EventBus, Pending, observable
 
 
 def envelopes(n: int, start: int = 1) -> list[Envelope]:
@@ -113,13 +114,14 @@ async def test_send_returns_the_handlers_answer_or_raises_its_rejection() -> Non
     bus = EventBus()
     answers: list[str] = []
 
-    async def handler(command: object, future: asyncio.Future[Reply]) -> None:
-        assert isinstance(command, JobStart)
-        answers.append(command.job_id)
-        if command.job_id == "bad":
-            future.set_exception(ValidationError("bad job", field="job_id"))
-        else:
-            future.set_result(tuple(envelopes(1)))
+    async def handler(batch: Sequence[Pending]) -> None:
+        for command, future in batch:
+            assert isinstance(command, JobStart)
+            answers.append(command.job_id)
+            if command.job_id == "bad":
+                future.set_exception(ValidationError("bad job", field="job_id"))
+            else:
+                future.set_result(tuple(envelopes(1)))
 
     sub = bus.handle_commands(handler)
     with pytest.raises(RuntimeError):
@@ -139,16 +141,47 @@ async def test_commands_are_delivered_in_send_order() -> None:
     bus = EventBus()
     order: list[str] = []
 
-    async def handler(command: object, future: asyncio.Future[Reply]) -> None:
-        assert isinstance(command, JobStart)
-        order.append(command.job_id)
-        future.set_result(())
+    sizes: list[int] = []
+
+    async def handler(batch: Sequence[Pending]) -> None:
+        sizes.append(len(batch))
+        for command, future in batch:
+            assert isinstance(command, JobStart)
+            order.append(command.job_id)
+            future.set_result(())
 
     bus.handle_commands(handler)
     await asyncio.gather(
         *(bus.send(JobStart(job_id=f"j{i}", worker="w", expected_version=1)) for i in range(200))
     )
-    assert order == [f"j{i}" for i in range(200)]
+    await bus.send(JobStart(job_id="last", worker="w", expected_version=1))
+    assert order == [f"j{i}" for i in range(200)] + ["last"]
+    # Commands sent in one turn of the loop cross the bus together.
+    assert sizes == [200, 1]
+    assert bus.statistics().commands_sent == 201
+
+
+async def test_commands_sent_before_the_handler_leaves_reach_it() -> None:
+    bus = EventBus()
+    got: list[str] = []
+
+    async def handler(batch: Sequence[Pending]) -> None:
+        for command, future in batch:
+            assert isinstance(command, JobStart)
+            got.append(command.job_id)
+            future.set_result(())
+
+    sub = bus.handle_commands(handler)
+    sent = [
+        asyncio.ensure_future(bus.send(JobStart(job_id=f"j{i}", worker="w", expected_version=1)))
+        for i in range(3)
+    ]
+    await asyncio.sleep(0)  # one loop turn: the sends are queued, not yet handed over
+    sub.unsubscribe()
+    await asyncio.gather(*sent)
+    assert got == ["j0", "j1", "j2"]
+    with pytest.raises(LedgerClosed):
+        await bus.send(JobStart(job_id="late", worker="w", expected_version=1))
 
 
 async def test_observable_pushes_live_envelopes_and_disposes() -> None:

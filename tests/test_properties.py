@@ -559,8 +559,10 @@ async def send_together(
     """
     async with log.write():
         blocker = asyncio.ensure_future(bus.send(MarkDelete(mark_id="blocker")))
+        await asyncio.sleep(0)  # one loop turn: the blocker is sent
+        await bus.drain()  # it reaches the Stower, which takes it and waits for this lock
         sends = [asyncio.ensure_future(bus.send(c)) for c in commands]
-        await asyncio.sleep(0)  # every send emits its command
+        await asyncio.sleep(0)  # one loop turn: every command is sent
         await bus.drain()  # every command is in the mailbox
     with pytest.raises(NotFound):
         await blocker

@@ -52,6 +52,23 @@ async def test_appends_are_gapless_and_streams_contiguous(engine: Engine) -> Non
     assert [e.seq for e in await engine.log.read(after=5, limit=1)] == [6]
 
 
+async def test_one_batch_may_append_several_versions_of_a_stream(engine: Engine) -> None:
+    # Sent in one loop turn, these are one batch: j1 gets versions 1, 2 and 3 in one append.
+    replies = await asyncio.gather(
+        engine.bus.send(create("j1")),
+        engine.bus.send(JobStart(job_id="j1", worker="w", expected_version=1)),
+        engine.bus.send(JobComplete(job_id="j1", attempt=1)),
+    )
+    assert [[e.version for e in reply] for reply in replies] == [[1], [2], [3]]
+    assert engine.stower.statistics().batches == 1
+    assert [e.type for e in await engine.log.stream("j1")] == [
+        "job.created",
+        "job.started",
+        "job.completed",
+    ]
+    assert (await verify(engine.log)).ok
+
+
 async def test_claim_order_is_priority_then_submission(engine: Engine) -> None:
     now = datetime.now(UTC)
     await engine.bus.send(create("low-1", priority=0))
@@ -221,7 +238,12 @@ async def test_readers_see_the_log_and_read_model_move_together(db_path: Path) -
             await asyncio.sleep(0)
 
     try:
-        await asyncio.gather(watch(), *(bus.send(create(f"j{i}")) for i in range(300)))
+
+        async def send_in_waves() -> None:  # a wave sent in one loop turn is one batch
+            for wave in range(6):
+                await asyncio.gather(*(bus.send(create(f"j{wave}-{i}")) for i in range(50)))
+
+        await asyncio.gather(watch(), send_in_waves())
         assert all(events == checkpoint == jobs for events, checkpoint, jobs in snapshots)
         assert len({s[0] for s in snapshots}) > 2  # it did see several batches land
     finally:
