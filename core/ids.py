@@ -19,12 +19,14 @@ _RANDOM_BITS = 80
 _RANDOM_MAX = (1 << _RANDOM_BITS) - 1
 
 
-def _encode(value: int, length: int) -> str:
-    chars = []
-    for _ in range(length):
-        chars.append(_ALPHABET[value & 31])
-        value >>= 5
-    return "".join(reversed(chars))
+# Two characters for each 10-bit chunk: 13 lookups make the 26 characters.
+_PAIRS = [_ALPHABET[i >> 5] + _ALPHABET[i & 31] for i in range(1024)]
+_SHIFTS = tuple(range(120, -1, -10))
+
+
+def _encode(value: int) -> str:
+    """The 26 Crockford base32 characters of a 128-bit ``value``, most significant first."""
+    return "".join([_PAIRS[(value >> shift) & 1023] for shift in _SHIFTS])
 
 
 class IdFactory:
@@ -52,7 +54,7 @@ class IdFactory:
                     self._last_ms += 1
                     self._last_random = 0
             value = (self._last_ms << _RANDOM_BITS) | self._last_random
-        return f"{prefix}_{_encode(value, 26)}"
+        return f"{prefix}_{_encode(value)}"
 
 
 _default = IdFactory()

@@ -96,6 +96,16 @@ class JobPage(msgspec.Struct, frozen=True, kw_only=True):
         return len(self.jobs)
 
 
+class _Waiter:
+    """One ``wait()`` call: the envelopes of its job published since it registered."""
+
+    __slots__ = ("envelopes", "wake")
+
+    def __init__(self) -> None:
+        self.envelopes: builtins.list[Envelope] = []
+        self.wake = asyncio.Event()
+
+
 class LedgerStatistics(msgspec.Struct, frozen=True, kw_only=True):
     """Counters of every running part of a ledger."""
 
@@ -184,7 +194,7 @@ class Ledger:
         ]
         self._poll_interval = poll_interval
         self._stop_timeout = stop_timeout
-        self._waiters: dict[str, set[asyncio.Event]] = {}
+        self._waiters: dict[str, set[_Waiter]] = {}
         self._followers: set[asyncio.Event] = set()
         self._started = False
         self._closed = False
@@ -230,7 +240,7 @@ class Ledger:
             # Even when cancelled (the whole loop torn down), the file is closed.
             await self._log.close()
         # Wake everyone waiting on this ledger so they can see it closed.
-        for event in (*self._followers, *(e for es in self._waiters.values() for e in es)):
+        for event in (*self._followers, *(w.wake for ws in self._waiters.values() for w in ws)):
             event.set()
         log.info("ledger closed", path=self._log.path)
 
@@ -485,41 +495,61 @@ class Ledger:
         until: Iterable[JobStatus | str] | None = None,
     ) -> Job:
         """Wait until the job is terminal (or, with ``until``, in one of those
-        statuses) and return it.
+        statuses, or terminal: a terminal job never gets anywhere else) and
+        return it.
 
         ``timeout`` is seconds of real time. Raises ``WaitTimeout`` after it,
         ``NotFound`` as for ``get``, ``LedgerClosed`` if the ledger closes first.
         """
         wanted = None if until is None else frozenset(JobStatus(s) for s in until)
-        event = asyncio.Event()
-        self._waiters.setdefault(job_id, set()).add(event)
+
+        def done(job: Job) -> bool:
+            return job.is_terminal or (wanted is not None and job.status in wanted)
+
+        waiter = _Waiter()
+        self._waiters.setdefault(job_id, set()).add(waiter)
         try:
             async with asyncio.timeout(timeout):
-                while True:
-                    # Registered before reading: a change committed after the read
-                    # sets the event, so none is missed.
-                    event.clear()
-                    job = await self.get(job_id, user=user)
-                    if job.is_terminal if wanted is None else job.status in wanted:
-                        return job
-                    # Woken by a local event, or poll for other processes' writes.
+                # Registered before reading: every event committed after the read
+                # reaches the waiter, so the job is followed from the events
+                # alone, without reading it again.
+                job: Job | None = await self.get(job_id, user=user)
+                while job is not None and not done(job):
+                    woken = False
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(event.wait(), self._poll_interval)
+                        async with asyncio.timeout(self._poll_interval):
+                            woken = await waiter.wake.wait()
                     self._check_open()
+                    waiter.wake.clear()
+                    arrived, waiter.envelopes = waiter.envelopes, []
+                    for env in arrived:
+                        if env.version == job.version + 1:
+                            job = evolve_job(job, env)
+                            if job is None:
+                                break
+                        elif env.version > job.version:  # a gap: read it afresh
+                            woken = False
+                            break
+                    if not woken:  # polled: another process may have written
+                        job = await self.get(job_id, user=user)
+                if job is None:
+                    raise NotFound("job", job_id)
+                return job
         except TimeoutError:
             raise WaitTimeout(f"job {job_id!r} not finished after {timeout} s") from None
         finally:
             waiters = self._waiters.get(job_id)
             if waiters is not None:
-                waiters.discard(event)
+                waiters.discard(waiter)
                 if not waiters:
                     del self._waiters[job_id]
 
     def _notify_waiters(self, env: Envelope) -> None:
         waiters = self._waiters.get(env.stream)
         if waiters:
-            for event in waiters:
-                event.set()
+            for waiter in waiters:
+                waiter.envelopes.append(env)
+                waiter.wake.set()
 
     # -- the log ---------------------------------------------------------
 

@@ -220,6 +220,13 @@ def test_ids_sort_in_creation_order_even_within_one_millisecond_or_backwards() -
     assert all(i.startswith("job_") and len(i) == 30 for i in made)
 
 
+def test_ids_carry_their_millisecond_as_a_ulid_does() -> None:
+    # The ULID specification's example: 1469918176385 ms is "01ARYZ6S41".
+    made = IdFactory().make("evt", 1469918176385)
+    assert made[4:14] == "01ARYZ6S41"
+    assert set(made[4:]) <= set("0123456789ABCDEFGHJKMNPQRSTVWXYZ")
+
+
 def test_manual_clock_moves_only_when_told() -> None:
     clock = ManualClock(NOW)
     assert clock.now() == NOW

@@ -41,6 +41,8 @@ async def test_a_submitted_job_is_processed_and_completed_with_its_result(db_pat
         assert job.status == "pending"
         assert (await ledger.get(job.id)) == job  # read your writes
         done = await ledger.wait(job.id, timeout=10)
+        # wait() follows the job by its events; it ends with what get() reads.
+        assert done == await ledger.get(job.id)
         assert done.status is jobledger.JobStatus.COMPLETED
         assert done.result == {"steps": 3, "text": "hi"}
         assert done.attempt == 1

@@ -55,6 +55,8 @@ __all__ = [
     "result_of",
 ]
 
+_log = get_logger("workers")
+
 
 class SkipJob(Exception):
     """Raise from ``execute`` when the job does not apply; it ends ``skipped``."""
@@ -110,9 +112,7 @@ class JobContext:
         self._suspend_requested = job.suspend_requested
         if self._cancel_requested or self._suspend_requested:
             self._stopping.set()
-        self.log: structlog.stdlib.BoundLogger = get_logger("workers").bind(
-            job_id=job.id, worker=worker
-        )
+        self.log: structlog.stdlib.BoundLogger = _log.bind(job_id=job.id, worker=worker)
 
     @property
     def job(self) -> Job:
