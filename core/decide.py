@@ -704,7 +704,7 @@ class Projection:
     def apply(self, env: Envelope) -> None:
         """Fold one envelope."""
         stream = env.stream
-        kind = env.type.split(".", 1)[0]
+        kind = env.type[: env.type.index(".")]
         if kind == "job":
             before = self.jobs.get(stream)
             job = evolve_job(before, env)

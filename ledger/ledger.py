@@ -97,13 +97,29 @@ class JobPage(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class _Waiter:
-    """One ``wait()`` call: the envelopes of its job published since it registered."""
+    """One ``wait()`` call: follows its job by the envelopes published after it
+    registered, and is woken only when the job is done or it must read the
+    job afresh (an envelope it cannot apply)."""
 
-    __slots__ = ("envelopes", "wake")
+    __slots__ = ("done", "job", "stale", "wake")
 
-    def __init__(self) -> None:
-        self.envelopes: builtins.list[Envelope] = []
+    def __init__(self, done: Callable[[Job], bool]) -> None:
+        self.done = done
+        self.job: Job | None = None  # set by the first read
+        self.stale = False  # an envelope could not be applied: read again
         self.wake = asyncio.Event()
+
+    def offer(self, env: Envelope) -> None:
+        job = self.job
+        if job is None or self.stale or env.version <= job.version:
+            return  # not read yet (the read will include it), or already seen
+        if env.version != job.version + 1:
+            self.stale = True
+            self.wake.set()
+            return
+        self.job = evolve_job(job, env)
+        if self.job is None or self.done(self.job):
+            self.wake.set()
 
 
 class LedgerStatistics(msgspec.Struct, frozen=True, kw_only=True):
@@ -506,35 +522,30 @@ class Ledger:
         def done(job: Job) -> bool:
             return job.is_terminal or (wanted is not None and job.status in wanted)
 
-        waiter = _Waiter()
+        waiter = _Waiter(done)
         self._waiters.setdefault(job_id, set()).add(waiter)
         try:
             async with asyncio.timeout(timeout):
                 # Registered before reading: every event committed after the read
-                # reaches the waiter, so the job is followed from the events
-                # alone, without reading it again.
-                job: Job | None = await self.get(job_id, user=user)
-                while job is not None and not done(job):
-                    woken = False
+                # reaches the waiter, which follows the job from the events alone
+                # and wakes this call only when it is done. Polling reads it
+                # again, for other processes' writes.
+                waiter.job = await self.get(job_id, user=user)
+                while waiter.job is not None and not done(waiter.job):
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(self._poll_interval):
-                            woken = await waiter.wake.wait()
+                            await waiter.wake.wait()
                     self._check_open()
                     waiter.wake.clear()
-                    arrived, waiter.envelopes = waiter.envelopes, []
-                    for env in arrived:
-                        if env.version == job.version + 1:
-                            job = evolve_job(job, env)
-                            if job is None:
-                                break
-                        elif env.version > job.version:  # a gap: read it afresh
-                            woken = False
-                            break
-                    if not woken:  # polled: another process may have written
-                        job = await self.get(job_id, user=user)
-                if job is None:
+                    if waiter.job is not None and not done(waiter.job):
+                        waiter.stale = False
+                        fresh = await self.get(job_id, user=user)
+                        # Events offered during the read may have moved it further.
+                        if waiter.job is None or fresh.version >= waiter.job.version:
+                            waiter.job = fresh
+                if waiter.job is None:
                     raise NotFound("job", job_id)
-                return job
+                return waiter.job
         except TimeoutError:
             raise WaitTimeout(f"job {job_id!r} not finished after {timeout} s") from None
         finally:
@@ -548,8 +559,7 @@ class Ledger:
         waiters = self._waiters.get(env.stream)
         if waiters:
             for waiter in waiters:
-                waiter.envelopes.append(env)
-                waiter.wake.set()
+                waiter.offer(env)
 
     # -- the log ---------------------------------------------------------
 

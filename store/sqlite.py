@@ -329,7 +329,7 @@ class SqliteLog:
         *,
         synchronous: Literal["FULL", "NORMAL"] = "FULL",
         busy_timeout: float = 10.0,
-        read_chunk: int = 2000,
+        read_chunk: int = 5000,
     ) -> None:
         if synchronous not in ("FULL", "NORMAL"):
             raise ValueError("synchronous must be 'FULL' or 'NORMAL'")
@@ -510,25 +510,42 @@ class SqliteLog:
         return [_envelope(r) for r in await self._rows_after(after, limit)]
 
     async def scan(self, after: int = 0, until_seq: int | None = None) -> AsyncIterator[Envelope]:
-        async for record in self.scan_records(after, until_seq):
-            yield record.envelope
+        async for rows in self._chunks(after, until_seq):
+            for row in rows:
+                yield _envelope(row)
 
     async def scan_records(
         self, after: int = 0, until_seq: int | None = None
     ) -> AsyncIterator[Record]:
-        last = after
-        while True:
+        async for rows in self._chunks(after, until_seq):
+            for row in rows:
+                yield _record(row)
+
+    async def _chunks(self, after: int, until_seq: int | None) -> AsyncIterator[list[Any]]:
+        """The rows after ``after`` (up to ``until_seq``) in chunks of ``read_chunk``.
+        The next chunk is read on the reader's thread while the caller works
+        through the current one."""
+
+        def fetch(last: int) -> asyncio.Future[list[Any]] | None:
             limit = self._read_chunk
             if until_seq is not None:
                 limit = min(limit, until_seq - last)
                 if limit <= 0:
-                    return
-            rows = await self._rows_after(last, limit)
-            if not rows:
-                return
-            for row in rows:
-                yield _record(row)
-            last = rows[-1][0]
+                    return None
+            return asyncio.ensure_future(self._rows_after(last, limit))
+
+        pending = fetch(after)
+        try:
+            while pending is not None:
+                rows = await pending
+                pending = fetch(rows[-1][0]) if len(rows) else None
+                if rows:
+                    yield rows
+        finally:
+            if pending is not None:  # the caller stopped early
+                pending.cancel()
+                with contextlib.suppress(asyncio.CancelledError, StorageError):
+                    await pending
 
     async def stream(self, stream: str) -> list[Envelope]:
         rows = await self._fetchall(

@@ -20,7 +20,7 @@ from jobledger.core import (
 )
 from jobledger.store import SCHEMA_VERSION, MemoryLog, SqliteLog, replay, verify
 
-from .conftest import Engine, create
+from .conftest import Engine, create, running
 
 
 async def test_an_empty_log(engine: Engine) -> None:
@@ -67,6 +67,22 @@ async def test_one_batch_may_append_several_versions_of_a_stream(engine: Engine)
         "job.completed",
     ]
     assert (await verify(engine.log)).ok
+
+
+async def test_a_scan_reads_ahead_in_chunks_and_can_stop_early(db_path: Path) -> None:
+    log = SqliteLog(db_path, read_chunk=3)  # chunks of 3: every boundary case in 10 events
+    async with running(log) as engine:
+        await asyncio.gather(*(engine.bus.send(create(f"j{i}")) for i in range(10)))
+        assert [e.seq async for e in log.scan()] == list(range(1, 11))
+        assert [e.seq async for e in log.scan(4, until_seq=9)] == [5, 6, 7, 8, 9]
+        assert [r.envelope.seq async for r in log.scan_records(9)] == [10]
+        seen = []
+        async for env in log.scan():
+            seen.append(env.seq)
+            if env.seq == 4:  # the chunk 4..6 is read; 7..9 is being read ahead
+                break
+        assert seen == [1, 2, 3, 4]
+        assert (await log.head()).seq == 10  # the reader still serves
 
 
 async def test_claim_order_is_priority_then_submission(engine: Engine) -> None:
