@@ -3,9 +3,16 @@
 Two connections: one writer, one reader. The writer runs every transaction
 as ``BEGIN IMMEDIATE`` (a deferred BEGIN that reads and then writes fails
 with SQLITE_BUSY_SNAPSHOT under concurrency) and writes a whole batch with
-``executemany``; the reader (``query_only``) never sees an uncommitted
-write, because in WAL mode it reads the last committed snapshot. Each await
-on aiosqlite is a thread hop (~100 µs), so every write is batched.
+``executemany``; the reader (``query_only``, through aiosqlite) never sees
+an uncommitted write, because in WAL mode it reads the last committed
+snapshot.
+
+The writer is not an aiosqlite connection: aiosqlite runs one statement per
+await, each a thread hop (~100 µs and a loop wake-up), and a batch took
+eight of them. The write connection lives on a thread of its own instead,
+and each unit of work is one function run there: ``BEGIN IMMEDIATE`` with
+the read of the head is one hop; every statement of the batch, the
+checkpoint and ``COMMIT`` is another; loading what the cache lacks adds one.
 
 Settings: WAL, ``synchronous=FULL`` by default (``NORMAL`` is an opt-in that
 may lose the last commits on power loss but never corrupts), a busy timeout.
@@ -15,12 +22,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import sqlite3
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import aiosqlite
 import msgspec
@@ -222,56 +231,127 @@ def _decode_asset(doc: bytes) -> Asset:
         raise CorruptionError(f"asset row does not decode: {exc}") from exc
 
 
+T = TypeVar("T")
+
+_SELECT_HEAD = "SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1"
+_SET_CHECKPOINT = "UPDATE meta SET value = ? WHERE key = 'checkpoint'"
+
+
+class _WriteConnection:
+    """The one write connection, on a thread of its own: ``call(fn)`` runs
+    ``fn(connection)`` there, as one hop."""
+
+    def __init__(self) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jobledger-writer")
+        self._conn: sqlite3.Connection | None = None
+
+    def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._conn is None:
+            raise StorageError("the log is not open")
+        return fn(self._conn)
+
+    async def call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._run, fn)
+
+    async def open(self, path: str, busy_ms: int, synchronous: str) -> None:
+        def connect() -> None:
+            conn = sqlite3.connect(path, isolation_level=None)
+            try:
+                conn.execute(f"PRAGMA busy_timeout = {busy_ms}")
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute(f"PRAGMA synchronous = {synchronous}")
+            except BaseException:
+                conn.close()
+                raise
+            self._conn = conn
+
+        await asyncio.get_running_loop().run_in_executor(self._executor, connect)
+
+    async def close(self) -> None:
+        """Close the connection and end the thread, even if cancelled while waiting."""
+
+        def close() -> None:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+        done = self._executor.submit(close)  # queued after any work in flight
+        self._executor.shutdown(wait=False)
+        await asyncio.wrap_future(done)
+
+
+def _begin(conn: sqlite3.Connection) -> Head:
+    conn.execute("BEGIN IMMEDIATE")
+    row = conn.execute(_SELECT_HEAD).fetchone()
+    return Head(0, GENESIS_HASH) if row is None else Head(row[0], row[1])
+
+
+def _commit(work: Sequence[tuple[str, Sequence[Any]]], conn: sqlite3.Connection) -> None:
+    for sql, rows in work:
+        conn.executemany(sql, rows)
+    conn.execute("COMMIT")
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    if conn.in_transaction:
+        conn.execute("ROLLBACK")
+
+
+def _rows_in(conn: sqlite3.Connection, sql: str, ids: Sequence[str]) -> list[Any]:
+    # ``sql`` has one ``{}`` for the placeholders; ids go in chunks under
+    # SQLite's limit on host parameters.
+    rows: list[Any] = []
+    for i in range(0, len(ids), 500):
+        chunk = ids[i : i + 500]
+        rows.extend(conn.execute(sql.format(",".join("?" * len(chunk))), chunk).fetchall())
+    return rows
+
+
 class _SqliteWriter:
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    """One write transaction. Reads run at once; ``append`` stages its
+    statements, which run with ``COMMIT`` when the transaction ends."""
+
+    def __init__(self, conn: _WriteConnection, head: Head) -> None:
         self._conn = conn
+        self._head = head
+        self.work: list[tuple[str, Sequence[Any]]] = []
 
     async def head(self) -> Head:
-        async with self._conn.execute(
-            "SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1"
-        ) as cur:
-            row = await cur.fetchone()
-        return Head(0, GENESIS_HASH) if row is None else Head(row[0], row[1])
-
-    async def _rows_in(self, sql: str, ids: Sequence[str]) -> list[Any]:
-        # ``sql`` has one ``{}`` for the placeholders; ids go in chunks under
-        # SQLite's limit on host parameters.
-        rows: list[Any] = []
-        for i in range(0, len(ids), 500):
-            chunk = ids[i : i + 500]
-            placeholders = ",".join("?" * len(chunk))
-            rows.extend(await self._conn.execute_fetchall(sql.format(placeholders), chunk))
-        return rows
+        return self._head
 
     async def load(
         self, job_ids: Sequence[str], mark_ids: Sequence[str]
     ) -> tuple[dict[str, Job], dict[str, Mark]]:
-        jobs = [
-            _decode_job(doc)
-            for (doc,) in await self._rows_in("SELECT doc FROM jobs WHERE id IN ({})", job_ids)
-        ]
-        marks = [
-            _decode_mark(doc)
-            for (doc,) in await self._rows_in("SELECT doc FROM marks WHERE id IN ({})", mark_ids)
-        ]
+        def load(conn: sqlite3.Connection) -> tuple[list[Any], list[Any]]:
+            return (
+                _rows_in(conn, "SELECT doc FROM jobs WHERE id IN ({})", job_ids),
+                _rows_in(conn, "SELECT doc FROM marks WHERE id IN ({})", mark_ids),
+            )
+
+        job_rows, mark_rows = await self._conn.call(load)
+        jobs = [_decode_job(doc) for (doc,) in job_rows]
+        marks = [_decode_mark(doc) for (doc,) in mark_rows]
         return {j.id: j for j in jobs}, {m.id: m for m in marks}
 
     async def load_keys(
         self, keys: Sequence[tuple[str, str | None, str]]
     ) -> dict[tuple[str, str | None, str], Job]:
-        found: dict[tuple[str, str | None, str], Job] = {}
-        for scope in keys:
-            rows = await self._conn.execute_fetchall(_SELECT_BY_KEY, scope)
-            for (doc,) in rows:
-                found[scope] = _decode_job(doc)
-        return found
+        def load(conn: sqlite3.Connection) -> list[tuple[tuple[str, str | None, str], bytes]]:
+            return [
+                (scope, doc) for scope in keys for (doc,) in conn.execute(_SELECT_BY_KEY, scope)
+            ]
+
+        return {scope: _decode_job(doc) for scope, doc in await self._conn.call(load)}
 
     async def versions(self, streams: Sequence[str]) -> dict[str, int]:
-        rows = await self._rows_in(
-            "SELECT stream, max(version) FROM events WHERE stream IN ({}) GROUP BY stream",
-            streams,
-        )
+        sql = "SELECT stream, max(version) FROM events WHERE stream IN ({}) GROUP BY stream"
+        rows = await self._conn.call(lambda conn: _rows_in(conn, sql, streams))
         return {stream: version for stream, version in rows}
+
+    def stage(self, sql: str, rows: Sequence[Any]) -> None:
+        """Run ``sql`` for each of ``rows`` at commit, in staging order."""
+        if rows:
+            self.work.append((sql, rows))
 
     async def append(self, records: Sequence[Record], changes: Changes) -> None:
         if not records:
@@ -294,25 +374,13 @@ class _SqliteWriter:
                     env.hash,
                 )
             )
-        conn = self._conn
-        await conn.executemany(_INSERT_EVENT, rows)
-        if changes.deleted_jobs:
-            await conn.executemany(
-                "DELETE FROM jobs WHERE id = ?", [(j,) for j in changes.deleted_jobs]
-            )
-        if changes.jobs:
-            await conn.executemany(_UPSERT_JOB, [_job_row(j) for j in changes.jobs])
-        if changes.marks:
-            await conn.executemany(_UPSERT_MARK, [_mark_row(m) for m in changes.marks])
-        if changes.deleted_marks:
-            await conn.executemany(
-                "DELETE FROM marks WHERE id = ?", [(m,) for m in changes.deleted_marks]
-            )
-        if changes.assets:
-            await conn.executemany(_INSERT_ASSET, [_asset_row(a) for a in changes.assets])
-        await conn.execute(
-            "UPDATE meta SET value = ? WHERE key = 'checkpoint'", (str(records[-1].envelope.seq),)
-        )
+        self.stage(_INSERT_EVENT, rows)
+        self.stage("DELETE FROM jobs WHERE id = ?", [(j,) for j in changes.deleted_jobs])
+        self.stage(_UPSERT_JOB, [_job_row(j) for j in changes.jobs])
+        self.stage(_UPSERT_MARK, [_mark_row(m) for m in changes.marks])
+        self.stage("DELETE FROM marks WHERE id = ?", [(m,) for m in changes.deleted_marks])
+        self.stage(_INSERT_ASSET, [_asset_row(a) for a in changes.assets])
+        self.stage(_SET_CHECKPOINT, [(str(records[-1].envelope.seq),)])
 
 
 class SqliteLog:
@@ -337,7 +405,7 @@ class SqliteLog:
         self._synchronous = synchronous
         self._busy_ms = int(busy_timeout * 1000)
         self._read_chunk = read_chunk
-        self._writer: aiosqlite.Connection | None = None
+        self._writer: _WriteConnection | None = None
         self._reader: aiosqlite.Connection | None = None
         self._write_lock = asyncio.Lock()
 
@@ -347,17 +415,14 @@ class SqliteLog:
 
     # -- lifecycle -------------------------------------------------------
 
-    async def _connect(self, *, query_only: bool) -> aiosqlite.Connection:
+    async def _connect(self) -> aiosqlite.Connection:
+        """A read-only aiosqlite connection."""
         conn = await aiosqlite.connect(
             self._path, isolation_level=None, iter_chunk_size=self._read_chunk
         )
         try:
             await conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
-            if query_only:
-                await conn.execute("PRAGMA query_only = 1")
-            else:
-                await conn.execute("PRAGMA journal_mode = WAL")
-                await conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+            await conn.execute("PRAGMA query_only = 1")
         except BaseException:
             # An unclosed aiosqlite connection keeps its thread, and the process, alive.
             await conn.close()
@@ -373,9 +438,10 @@ class SqliteLog:
         if self._writer is not None:
             return
         try:
-            self._writer = await self._connect(query_only=False)
-            await self._migrate()
-            self._reader = await self._connect(query_only=True)
+            self._writer = _WriteConnection()
+            await self._writer.open(self._path, self._busy_ms, self._synchronous)
+            await self._writer.call(self._migrate)
+            self._reader = await self._connect()
         except sqlite3.Error as exc:
             await self.close()
             raise StorageError(f"cannot open {self._path}: {exc}") from exc
@@ -384,11 +450,10 @@ class SqliteLog:
             raise
         await self._catch_up()
 
-    async def _migrate(self) -> None:
-        conn = self._conn()
-        await conn.execute("BEGIN IMMEDIATE")
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        conn.execute("BEGIN IMMEDIATE")
         try:
-            (version,) = await (await conn.execute("PRAGMA user_version")).fetchone()  # type: ignore[misc]
+            (version,) = conn.execute("PRAGMA user_version").fetchone()
             if version > SCHEMA_VERSION:
                 raise StorageError(
                     f"{self._path} has schema {version}; this jobledger knows up to "
@@ -397,12 +462,12 @@ class SqliteLog:
             for step in range(version, SCHEMA_VERSION):
                 for statement in _MIGRATIONS[step].split(";"):
                     if statement.strip():
-                        await conn.execute(statement)
+                        conn.execute(statement)
                 log.info("schema migrated", path=self._path, to_version=step + 1)
-            await conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            await conn.execute("COMMIT")
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            conn.execute("COMMIT")
         except BaseException:
-            await conn.execute("ROLLBACK")
+            conn.execute("ROLLBACK")
             raise
 
     async def _catch_up(self) -> None:
@@ -421,20 +486,25 @@ class SqliteLog:
 
     async def close(self) -> None:
         """Close both connections. Idempotent. Even if cancelled half-way, each
-        connection's worker thread is told to stop, so none keeps the process alive."""
-        conns = [c for c in (self._reader, self._writer) if c is not None]
+        connection's thread is told to stop, so none keeps the process alive."""
+        reader, writer = self._reader, self._writer
         self._reader = self._writer = None
         try:
-            for conn in conns:
+            if reader is not None:
                 try:
-                    await conn.close()
+                    await reader.close()
                 except sqlite3.Error as exc:  # pragma: no cover - close failing is rare
                     log.warning("close failed", error=str(exc))
         finally:
-            for conn in conns:
-                conn.stop()  # a no-op for a closed connection's finished thread
+            if reader is not None:
+                reader.stop()  # a no-op for a closed connection's finished thread
+            if writer is not None:
+                try:
+                    await writer.close()
+                except sqlite3.Error as exc:  # pragma: no cover - close failing is rare
+                    log.warning("close failed", error=str(exc))
 
-    def _conn(self) -> aiosqlite.Connection:
+    def _conn(self) -> _WriteConnection:
         if self._writer is None:
             raise StorageError("the log is not open")
         return self._writer
@@ -451,16 +521,19 @@ class SqliteLog:
         conn = self._conn()
         async with self._write_lock:
             try:
-                await conn.execute("BEGIN IMMEDIATE")
+                head = await conn.call(_begin)
             except sqlite3.Error as exc:
+                with contextlib.suppress(sqlite3.Error):
+                    await asyncio.shield(conn.call(_rollback))
                 raise StorageError(f"cannot begin a write: {exc}") from exc
+            writer = _SqliteWriter(conn, head)
             try:
-                yield _SqliteWriter(conn)
-                await conn.execute("COMMIT")
+                yield writer
+                await conn.call(functools.partial(_commit, writer.work))
             except BaseException as exc:
                 # The transaction may be gone already (for example, COMMIT failed).
-                with contextlib.suppress(sqlite3.Error):
-                    await asyncio.shield(conn.execute("ROLLBACK"))
+                with contextlib.suppress(sqlite3.Error, StorageError):
+                    await asyncio.shield(conn.call(_rollback))
                 if isinstance(exc, sqlite3.Error):
                     raise StorageError(f"write failed and was rolled back: {exc}") from exc
                 raise
@@ -473,7 +546,7 @@ class SqliteLog:
         it the snapshot of its first read until it ends."""
         self._read_conn()  # refuse when closed
         try:
-            conn = await self._connect(query_only=True)
+            conn = await self._connect()
         except sqlite3.Error as exc:
             raise StorageError(f"cannot open a view of {self._path}: {exc}") from exc
         view = SqliteLog(self._path, read_chunk=self._read_chunk)
@@ -494,7 +567,7 @@ class SqliteLog:
             raise StorageError(f"read failed: {exc}") from exc
 
     async def head(self) -> Head:
-        rows = await self._fetchall("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1")
+        rows = await self._fetchall(_SELECT_HEAD)
         return Head(0, GENESIS_HASH) if not rows else Head(rows[0][0], rows[0][1])
 
     async def checkpoint(self) -> int:
@@ -669,18 +742,15 @@ class SqliteLog:
         """Recompute the read model from the log alone, in one write transaction."""
         model = Projection()
         count = 0
-        async with self.write():
+        async with self.write() as writer:
             async for env in self.scan():
                 model.apply(env)
                 count += 1
-            conn = self._conn()
             for table in ("jobs", "marks", "assets"):
-                await conn.execute(f"DELETE FROM {table}")
-            await conn.executemany(_UPSERT_JOB, [_job_row(j) for j in model.jobs.values()])
-            await conn.executemany(_UPSERT_MARK, [_mark_row(m) for m in model.marks.values()])
-            await conn.executemany(_INSERT_ASSET, [_asset_row(a) for a in model.assets.values()])
-            await conn.execute(
-                "UPDATE meta SET value = ? WHERE key = 'checkpoint'", (str(model.seq),)
-            )
+                writer.stage(f"DELETE FROM {table}", [()])
+            writer.stage(_UPSERT_JOB, [_job_row(j) for j in model.jobs.values()])
+            writer.stage(_UPSERT_MARK, [_mark_row(m) for m in model.marks.values()])
+            writer.stage(_INSERT_ASSET, [_asset_row(a) for a in model.assets.values()])
+            writer.stage(_SET_CHECKPOINT, [(str(model.seq),)])
         log.info("read model rebuilt", events=count, jobs=len(model.jobs))
         return count
