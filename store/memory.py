@@ -24,7 +24,7 @@ from jobledger.core import (
     StorageError,
 )
 
-from .protocol import Changes, Head, Record
+from .protocol import Changes, Head, Loaded, Record, Scope
 from .query import expired, pending_order, runnable
 
 __all__ = ["MemoryLog"]
@@ -39,24 +39,22 @@ class _MemoryWriter:
         return self._log._head
 
     async def load(
-        self, job_ids: Sequence[str], mark_ids: Sequence[str]
-    ) -> tuple[dict[str, Job], dict[str, Mark]]:
-        jobs = self._log._model.jobs
-        marks = self._log._model.marks
-        return (
-            {i: jobs[i] for i in job_ids if i in jobs},
-            {i: marks[i] for i in mark_ids if i in marks},
-        )
-
-    async def load_keys(
-        self, keys: Sequence[tuple[str, str | None, str]]
-    ) -> dict[tuple[str, str | None, str], Job]:
-        found = {k: self._log._model.job_by_key(*k) for k in keys}
-        return {k: j for k, j in found.items() if j is not None}
-
-    async def versions(self, streams: Sequence[str]) -> dict[str, int]:
+        self,
+        job_ids: Sequence[str] = (),
+        mark_ids: Sequence[str] = (),
+        streams: Sequence[str] = (),
+        keys: Sequence[Scope] = (),
+    ) -> Loaded:
+        model = self._log._model
         known = self._log._streams
-        return {s: len(known[s]) for s in streams if s in known}
+        holders = {k: model.job_by_key(*k) for k in keys}
+        return Loaded(
+            head=self._log._head,
+            jobs={i: model.jobs[i] for i in job_ids if i in model.jobs},
+            marks={i: model.marks[i] for i in mark_ids if i in model.marks},
+            versions={s: len(known[s]) for s in streams if s in known},
+            holders={k: j for k, j in holders.items() if j is not None},
+        )
 
     async def append(self, records: Sequence[Record], changes: Changes) -> None:
         # The read model folds the records themselves on commit (``changes`` is

@@ -18,7 +18,19 @@ import msgspec
 
 from jobledger.core import Asset, Envelope, Job, JobStatus, Mark, Projection
 
-__all__ = ["Changes", "EventLog", "Head", "LogWriter", "Problem", "Record", "VerifyReport"]
+__all__ = [
+    "Changes",
+    "EventLog",
+    "Head",
+    "Loaded",
+    "LogWriter",
+    "Problem",
+    "Record",
+    "VerifyReport",
+]
+
+Scope = tuple[str, str | None, str]
+"""An idempotency scope: ``(user id, tenant, key)``."""
 
 
 class Head(msgspec.Struct, frozen=True):
@@ -43,6 +55,19 @@ class Changes(msgspec.Struct, kw_only=True):
     marks: list[Mark] = msgspec.field(default_factory=list)
     deleted_marks: list[str] = msgspec.field(default_factory=list)
     assets: list[Asset] = msgspec.field(default_factory=list)
+
+
+class Loaded(msgspec.Struct, frozen=True, kw_only=True):
+    """What a write transaction read for a batch: the head as of the
+    transaction, the read-model jobs and marks asked for (missing ones left
+    out), the last version of each stream asked for that has events, and the
+    live job holding each idempotency scope asked for."""
+
+    head: Head
+    jobs: dict[str, Job]
+    marks: dict[str, Mark]
+    versions: dict[str, int]
+    holders: dict[Scope, Job]
 
 
 class Problem(msgspec.Struct, frozen=True, kw_only=True):
@@ -73,19 +98,14 @@ class LogWriter(Protocol):
         ...
 
     async def load(
-        self, job_ids: Sequence[str], mark_ids: Sequence[str]
-    ) -> tuple[dict[str, Job], dict[str, Mark]]:
-        """The read-model jobs and marks with these ids (missing ids are left out)."""
-        ...
-
-    async def load_keys(
-        self, keys: Sequence[tuple[str, str | None, str]]
-    ) -> dict[tuple[str, str | None, str], Job]:
-        """The live jobs holding these ``(user id, tenant, idempotency key)`` scopes."""
-        ...
-
-    async def versions(self, streams: Sequence[str]) -> dict[str, int]:
-        """The last version of each of ``streams`` that has events (others are left out)."""
+        self,
+        job_ids: Sequence[str] = (),
+        mark_ids: Sequence[str] = (),
+        streams: Sequence[str] = (),
+        keys: Sequence[Scope] = (),
+    ) -> Loaded:
+        """The head, and the jobs, marks, stream versions and idempotency
+        holders asked for, all read in this transaction (one round trip)."""
         ...
 
     async def append(self, records: Sequence[Record], changes: Changes) -> None:

@@ -48,7 +48,7 @@ from jobledger.core import (
     get_logger,
 )
 
-from .protocol import Changes, Head, Record
+from .protocol import Changes, Head, Loaded, Record, Scope
 
 __all__ = ["SCHEMA_VERSION", "SqliteLog"]
 
@@ -280,13 +280,16 @@ class _WriteConnection:
         await asyncio.wrap_future(done)
 
 
-def _begin(conn: sqlite3.Connection) -> Head:
-    conn.execute("BEGIN IMMEDIATE")
+def _head(conn: sqlite3.Connection) -> Head:
     row = conn.execute(_SELECT_HEAD).fetchone()
     return Head(0, GENESIS_HASH) if row is None else Head(row[0], row[1])
 
 
 def _commit(work: Sequence[tuple[str, Sequence[Any]]], conn: sqlite3.Connection) -> None:
+    if not conn.in_transaction:
+        if not work:
+            return  # nothing was read or written
+        conn.execute("BEGIN IMMEDIATE")
     for sql, rows in work:
         conn.executemany(sql, rows)
     conn.execute("COMMIT")
@@ -308,45 +311,57 @@ def _rows_in(conn: sqlite3.Connection, sql: str, ids: Sequence[str]) -> list[Any
 
 
 class _SqliteWriter:
-    """One write transaction. Reads run at once; ``append`` stages its
-    statements, which run with ``COMMIT`` when the transaction ends."""
+    """One write transaction. It begins (``BEGIN IMMEDIATE``) with its first
+    read, in the same hop; ``append`` stages its statements, which run with
+    ``COMMIT`` when the transaction ends."""
 
-    def __init__(self, conn: _WriteConnection, head: Head) -> None:
+    def __init__(self, conn: _WriteConnection) -> None:
         self._conn = conn
-        self._head = head
+        self._head: Head | None = None
         self.work: list[tuple[str, Sequence[Any]]] = []
 
-    async def head(self) -> Head:
+    def _begun(self, conn: sqlite3.Connection) -> Head:
+        if self._head is None:
+            conn.execute("BEGIN IMMEDIATE")
+            self._head = _head(conn)
         return self._head
 
+    async def head(self) -> Head:
+        if self._head is not None:
+            return self._head
+        return await self._conn.call(self._begun)
+
     async def load(
-        self, job_ids: Sequence[str], mark_ids: Sequence[str]
-    ) -> tuple[dict[str, Job], dict[str, Mark]]:
-        def load(conn: sqlite3.Connection) -> tuple[list[Any], list[Any]]:
+        self,
+        job_ids: Sequence[str] = (),
+        mark_ids: Sequence[str] = (),
+        streams: Sequence[str] = (),
+        keys: Sequence[Scope] = (),
+    ) -> Loaded:
+        def load(conn: sqlite3.Connection) -> tuple[Head, list[Any], list[Any], list[Any], Any]:
+            head = self._begun(conn)
             return (
+                head,
                 _rows_in(conn, "SELECT doc FROM jobs WHERE id IN ({})", job_ids),
                 _rows_in(conn, "SELECT doc FROM marks WHERE id IN ({})", mark_ids),
+                _rows_in(
+                    conn,
+                    "SELECT stream, max(version) FROM events WHERE stream IN ({}) GROUP BY stream",
+                    streams,
+                ),
+                [(k, doc) for k in keys for (doc,) in conn.execute(_SELECT_BY_KEY, k)],
             )
 
-        job_rows, mark_rows = await self._conn.call(load)
+        head, job_rows, mark_rows, version_rows, key_rows = await self._conn.call(load)
         jobs = [_decode_job(doc) for (doc,) in job_rows]
         marks = [_decode_mark(doc) for (doc,) in mark_rows]
-        return {j.id: j for j in jobs}, {m.id: m for m in marks}
-
-    async def load_keys(
-        self, keys: Sequence[tuple[str, str | None, str]]
-    ) -> dict[tuple[str, str | None, str], Job]:
-        def load(conn: sqlite3.Connection) -> list[tuple[tuple[str, str | None, str], bytes]]:
-            return [
-                (scope, doc) for scope in keys for (doc,) in conn.execute(_SELECT_BY_KEY, scope)
-            ]
-
-        return {scope: _decode_job(doc) for scope, doc in await self._conn.call(load)}
-
-    async def versions(self, streams: Sequence[str]) -> dict[str, int]:
-        sql = "SELECT stream, max(version) FROM events WHERE stream IN ({}) GROUP BY stream"
-        rows = await self._conn.call(lambda conn: _rows_in(conn, sql, streams))
-        return {stream: version for stream, version in rows}
+        return Loaded(
+            head=head,
+            jobs={j.id: j for j in jobs},
+            marks={m.id: m for m in marks},
+            versions={stream: version for stream, version in version_rows},
+            holders={k: _decode_job(doc) for k, doc in key_rows},
+        )
 
     def stage(self, sql: str, rows: Sequence[Any]) -> None:
         """Run ``sql`` for each of ``rows`` at commit, in staging order."""
@@ -520,13 +535,7 @@ class SqliteLog:
     async def write(self) -> AsyncIterator[_SqliteWriter]:
         conn = self._conn()
         async with self._write_lock:
-            try:
-                head = await conn.call(_begin)
-            except sqlite3.Error as exc:
-                with contextlib.suppress(sqlite3.Error):
-                    await asyncio.shield(conn.call(_rollback))
-                raise StorageError(f"cannot begin a write: {exc}") from exc
-            writer = _SqliteWriter(conn, head)
+            writer = _SqliteWriter(conn)
             try:
                 yield writer
                 await conn.call(functools.partial(_commit, writer.work))
@@ -743,6 +752,7 @@ class SqliteLog:
         model = Projection()
         count = 0
         async with self.write() as writer:
+            await writer.head()  # begin: no other writer until the new read model is in
             async for env in self.scan():
                 model.apply(env)
                 count += 1

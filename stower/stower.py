@@ -174,6 +174,28 @@ class _Cache:
         self.entries.clear()
 
 
+class _Plan:
+    """What one batch needs: what the cache had (``jobs``, ``marks``,
+    ``versions``) and what must be read."""
+
+    def __init__(self) -> None:
+        self.jobs: dict[str, Job | None] = {}
+        self.marks: dict[str, Mark | None] = {}
+        self.versions: dict[str, int] = {}
+        self.missing_jobs: list[str] = []
+        self.missing_marks: list[str] = []
+        self.new_streams: list[str] = []
+        self.keys: list[tuple[str, str | None, str]] = []
+        self.from_cache = False
+
+    def wanted(
+        self,
+    ) -> tuple[list[str], list[str], list[str], list[tuple[str, str | None, str]]]:
+        """The arguments of ``LogWriter.load``."""
+        streams = self.missing_jobs + self.missing_marks + self.new_streams
+        return self.missing_jobs, self.missing_marks, streams, self.keys
+
+
 def _coalesce_progress(commands: list[Command | JobledgerError]) -> dict[int, int]:
     """Progress reports of one job attempt in one batch collapse into the last:
     returns superseded index → surviving index. (A worker may report often;
@@ -396,28 +418,45 @@ class Stower:
     async def _load(
         self, writer: LogWriter, commands: Sequence[Command | JobledgerError]
     ) -> tuple[_BatchState, Head]:
-        head = await writer.head()
-        if head != self._head:
-            # Another process appended since our last batch: what we cached may be stale.
+        """Read, in one round trip, the head and what the batch needs that the
+        cache lacks. If another process appended since the last batch, the
+        cache may be stale: it is dropped and everything is read afresh."""
+        plan = self._plan(commands)
+        loaded = await writer.load(*plan.wanted())
+        if loaded.head != self._head:
             self._cache.clear()
-            self._head = head
-        jobs: dict[str, Job | None] = {}
-        marks: dict[str, Mark | None] = {}
-        versions: dict[str, int] = {}
-        missing_jobs: list[str] = []
-        missing_marks: list[str] = []
-        new_streams: list[str] = []
-        keys: list[tuple[str, str | None, str]] = []
+            self._head = loaded.head
+            if plan.from_cache:
+                plan = self._plan(commands)
+                loaded = await writer.load(*plan.wanted())
+        jobs, marks, versions = plan.jobs, plan.marks, plan.versions
+        held: dict[tuple[str, str | None, str], str] = {}
+        for scope, holder in loaded.holders.items():
+            held[scope] = holder.id
+            jobs.setdefault(holder.id, holder)
+        for key in plan.missing_jobs:
+            jobs[key] = loaded.jobs.get(key)
+        for key in plan.missing_marks:
+            marks[key] = loaded.marks.get(key)
+        versions.update(loaded.versions)
+        for known in jobs.values():
+            if known is not None:
+                versions.setdefault(known.id, known.version)
+        return _BatchState(jobs, marks, versions, held), loaded.head
+
+    def _plan(self, commands: Sequence[Command | JobledgerError]) -> _Plan:
+        """What the batch's commands name: taken from the cache, or to be read."""
+        plan = _Plan()
         for command in commands:
             if not isinstance(command, Command):
                 continue
             if isinstance(command, JobCreate) and command.idempotency_key is not None:
-                keys.append((command.user.id, command.user.tenant, command.idempotency_key))
+                plan.keys.append((command.user.id, command.user.tenant, command.idempotency_key))
             job_ids, mark_ids, asset_ids = targets(command)
-            new_streams.extend(asset_ids)
+            plan.new_streams.extend(asset_ids)
             for kind, ids, into, missing in (
-                ("job", job_ids, jobs, missing_jobs),
-                ("mark", mark_ids, marks, missing_marks),
+                ("job", job_ids, plan.jobs, plan.missing_jobs),
+                ("mark", mark_ids, plan.marks, plan.missing_marks),
             ):
                 for key in ids:
                     if key in into or key in missing:
@@ -426,24 +465,9 @@ class Stower:
                     if cached is None:
                         missing.append(key)
                     else:
-                        into[key], versions[key] = cached
-        held: dict[tuple[str, str | None, str], str] = {}
-        if keys:
-            for pair, holder in (await writer.load_keys(keys)).items():
-                held[pair] = holder.id
-                jobs.setdefault(holder.id, holder)
-        if missing_jobs or missing_marks:
-            found_jobs, found_marks = await writer.load(missing_jobs, missing_marks)
-            for key in missing_jobs:
-                jobs[key] = found_jobs.get(key)
-            for key in missing_marks:
-                marks[key] = found_marks.get(key)
-        if missing_jobs or missing_marks or new_streams:
-            versions.update(await writer.versions(missing_jobs + missing_marks + new_streams))
-        for known in jobs.values():
-            if known is not None:
-                versions.setdefault(known.id, known.version)
-        return _BatchState(jobs, marks, versions, held), head
+                        into[key], plan.versions[key] = cached
+                        plan.from_cache = True
+        return plan
 
     def _decide_all(
         self,
