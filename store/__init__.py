@@ -3,7 +3,17 @@ with its read model, replay and verification. Imports only ``jobledger.core``.""
 
 from .audit import replay, verify
 from .memory import MemoryLog
-from .protocol import Changes, EventLog, Head, LogWriter, Problem, Record, VerifyReport
+from .protocol import (
+    Changes,
+    EventLog,
+    Head,
+    Loaded,
+    LogWriter,
+    Problem,
+    Record,
+    StaleWrite,
+    VerifyReport,
+)
 from .sqlite import SCHEMA_VERSION, SqliteLog
 
 __all__ = [
@@ -11,11 +21,13 @@ __all__ = [
     "Changes",
     "EventLog",
     "Head",
+    "Loaded",
     "LogWriter",
     "MemoryLog",
     "Problem",
     "Record",
     "SqliteLog",
+    "StaleWrite",
     "VerifyReport",
     "replay",
     "verify",

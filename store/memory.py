@@ -24,7 +24,7 @@ from jobledger.core import (
     StorageError,
 )
 
-from .protocol import Changes, Head, Loaded, Record, Scope
+from .protocol import Changes, Head, Loaded, Record, Scope, StaleWrite
 from .query import expired, pending_order, runnable
 
 __all__ = ["MemoryLog"]
@@ -34,6 +34,10 @@ class _MemoryWriter:
     def __init__(self, log: MemoryLog) -> None:
         self._log = log
         self.records: list[Record] = []
+        self.expected: Head | None = None
+
+    def expect(self, head: Head) -> None:
+        self.expected = head
 
     async def head(self) -> Head:
         return self._log._head
@@ -95,15 +99,18 @@ class MemoryLog:
         async with self._lock:
             writer = _MemoryWriter(self)
             yield writer
-            self._commit(writer.records)
+            if writer.expected is not None and writer.expected != self._head:
+                raise StaleWrite("the head moved")
+            self._commit(writer.records, stale_if_taken=writer.expected is not None)
 
-    def _commit(self, records: Sequence[Record]) -> None:
+    def _commit(self, records: Sequence[Record], *, stale_if_taken: bool = False) -> None:
         expected: dict[str, int] = {}  # each stream's next version, this batch included
         for record in records:
             env = record.envelope
             version = expected.get(env.stream) or len(self._streams.get(env.stream, ())) + 1
             if env.version != version:
-                raise StorageError(f"stream {env.stream!r}: version {env.version} out of order")
+                message = f"stream {env.stream!r}: version {env.version} out of order"
+                raise StaleWrite(message) if stale_if_taken else StorageError(message)
             expected[env.stream] = version + 1
         for record in records:
             self._records.append(record)

@@ -16,7 +16,7 @@ from typing import Protocol
 
 import msgspec
 
-from jobledger.core import Asset, Envelope, Job, JobStatus, Mark, Projection
+from jobledger.core import Asset, Envelope, Job, JobStatus, Mark, Projection, StorageError
 
 __all__ = [
     "Changes",
@@ -26,6 +26,7 @@ __all__ = [
     "LogWriter",
     "Problem",
     "Record",
+    "StaleWrite",
     "VerifyReport",
 ]
 
@@ -70,6 +71,12 @@ class Loaded(msgspec.Struct, frozen=True, kw_only=True):
     holders: dict[Scope, Job]
 
 
+class StaleWrite(StorageError):
+    """A write made on assumptions (``LogWriter.expect``) that no longer held
+    when it came to commit: the head had moved, or a stream taken for new
+    already had events. Nothing was written; decide again on fresh state."""
+
+
 class Problem(msgspec.Struct, frozen=True, kw_only=True):
     """One thing ``verify`` found wrong. ``seq`` is where (0 when not tied to one entry)."""
 
@@ -106,6 +113,13 @@ class LogWriter(Protocol):
     ) -> Loaded:
         """The head, and the jobs, marks, stream versions and idempotency
         holders asked for, all read in this transaction (one round trip)."""
+        ...
+
+    def expect(self, head: Head) -> None:
+        """Write without reading first: commit only if the head is still
+        ``head`` and every stream the records start (version 1) is new;
+        otherwise the transaction raises :class:`StaleWrite` and writes
+        nothing. Lets a writer whose cache is current commit in one round trip."""
         ...
 
     async def append(self, records: Sequence[Record], changes: Changes) -> None:

@@ -48,7 +48,7 @@ from jobledger.core import (
     get_logger,
 )
 
-from .protocol import Changes, Head, Loaded, Record, Scope
+from .protocol import Changes, Head, Loaded, Record, Scope, StaleWrite
 
 __all__ = ["SCHEMA_VERSION", "SqliteLog"]
 
@@ -285,13 +285,27 @@ def _head(conn: sqlite3.Connection) -> Head:
     return Head(0, GENESIS_HASH) if row is None else Head(row[0], row[1])
 
 
-def _commit(work: Sequence[tuple[str, Sequence[Any]]], conn: sqlite3.Connection) -> None:
+def _commit(
+    work: Sequence[tuple[str, Sequence[Any]]], expected: Head | None, conn: sqlite3.Connection
+) -> None:
+    """Run the staged statements and COMMIT, beginning first if nothing was
+    read. With ``expected`` (nothing was read), the head must still be it and
+    no insert may collide, or nothing is written and ``StaleWrite`` is raised."""
     if not conn.in_transaction:
         if not work:
             return  # nothing was read or written
         conn.execute("BEGIN IMMEDIATE")
-    for sql, rows in work:
-        conn.executemany(sql, rows)
+        if expected is not None and _head(conn) != expected:
+            conn.execute("ROLLBACK")
+            raise StaleWrite("the head moved")
+    try:
+        for sql, rows in work:
+            conn.executemany(sql, rows)
+    except sqlite3.IntegrityError as exc:
+        if expected is None:
+            raise
+        conn.execute("ROLLBACK")
+        raise StaleWrite(f"a stream taken for new exists: {exc}") from exc
     conn.execute("COMMIT")
 
 
@@ -318,7 +332,13 @@ class _SqliteWriter:
     def __init__(self, conn: _WriteConnection) -> None:
         self._conn = conn
         self._head: Head | None = None
+        self.expected: Head | None = None
         self.work: list[tuple[str, Sequence[Any]]] = []
+
+    def expect(self, head: Head) -> None:
+        if self._head is not None:
+            raise RuntimeError("expect() comes before any read")
+        self.expected = head
 
     def _begun(self, conn: sqlite3.Connection) -> Head:
         if self._head is None:
@@ -538,7 +558,7 @@ class SqliteLog:
             writer = _SqliteWriter(conn)
             try:
                 yield writer
-                await conn.call(functools.partial(_commit, writer.work))
+                await conn.call(functools.partial(_commit, writer.work, writer.expected))
             except BaseException as exc:
                 # The transaction may be gone already (for example, COMMIT failed).
                 with contextlib.suppress(sqlite3.Error, StorageError):

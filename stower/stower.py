@@ -6,9 +6,13 @@ sized by load, with no timer adding latency when the load is light):
 
 1. validates each command against its field constraints (a malformed one is
    rejected here and takes no further part);
-2. opens one write transaction (``BEGIN IMMEDIATE``), reads the head (if
-   another process appended, it drops its cache) and loads the jobs and
-   marks the batch names;
+2. opens one write transaction (``BEGIN IMMEDIATE``). When its cache holds
+   every job and mark the batch names (ids only its ``job:create`` commands
+   name are taken as new), it reads nothing: the commit itself checks that
+   the head has not moved and the new ids are new, in one round trip, and
+   if not, writes nothing and the batch goes the general way. The general
+   way reads the head (if another process appended, it drops its cache) and
+   what the cache lacks, in one round trip;
 3. decides each command, in order, with the pure
    :func:`~jobledger.core.decide` against that state plus the effect of the
    commands before it in the batch;
@@ -63,7 +67,7 @@ from jobledger.core import (
     validate_command,
 )
 from jobledger.eventbus import EventBus, Pending, Reply, Subscription
-from jobledger.store import Changes, EventLog, Head, LogWriter, Record
+from jobledger.store import Changes, EventLog, Head, LogWriter, Record, StaleWrite
 
 __all__ = ["Stower", "StowerStatistics"]
 
@@ -72,7 +76,10 @@ log = get_logger("stower")
 
 class StowerStatistics(msgspec.Struct, frozen=True, kw_only=True):
     """The Stower's counters. ``mailbox`` is the number of commands waiting;
-    ``coalesced`` counts progress reports folded into a later one of the same batch."""
+    ``coalesced`` counts progress reports folded into a later one of the same
+    batch; ``stale_writes`` counts batches decided from the cache alone whose
+    commit found the head moved (another process wrote) or an id taken, and
+    which were then decided again on what the log holds."""
 
     running: bool
     commands: int
@@ -81,6 +88,7 @@ class StowerStatistics(msgspec.Struct, frozen=True, kw_only=True):
     batches: int
     events: int
     storage_errors: int
+    stale_writes: int
     mailbox: int
     mailbox_size: int
     max_batch_seen: int
@@ -174,6 +182,9 @@ class _Cache:
         self.entries.clear()
 
 
+_Written = tuple[list[Record], _BatchState, list[Reply | BaseException]]
+
+
 class _Plan:
     """What one batch needs: what the cache had (``jobs``, ``marks``,
     ``versions``) and what must be read."""
@@ -187,6 +198,21 @@ class _Plan:
         self.new_streams: list[str] = []
         self.keys: list[tuple[str, str | None, str]] = []
         self.from_cache = False
+
+    def known(self, commands: Sequence[Command | JobledgerError]) -> bool:
+        """Whether the batch can be decided without reading: no idempotency
+        key, no new asset, no mark outside the cache, and each job outside
+        the cache named by its ``job:create`` commands alone."""
+        if self.keys or self.new_streams or self.missing_marks:
+            return False
+        if not self.missing_jobs:
+            return True
+        guessed = set(self.missing_jobs)
+        return all(
+            isinstance(command, JobCreate)
+            for command in commands
+            if isinstance(command, Command) and getattr(command, "job_id", None) in guessed
+        )
 
     def wanted(
         self,
@@ -265,6 +291,7 @@ class Stower:
         self._batches = 0
         self._events = 0
         self._storage_errors = 0
+        self._stale_writes = 0
         self._max_batch_seen = 0
 
     # -- lifecycle -------------------------------------------------------
@@ -382,13 +409,10 @@ class Stower:
             except JobledgerError as exc:
                 commands.append(exc)
         survivors = _coalesce_progress(commands)
-        outcomes: list[Reply | BaseException] = []
         try:
-            async with self._log.write() as writer:
-                state, head = await self._load(writer, commands)
-                records = self._decide_all(commands, survivors, state, head, outcomes)
-                if records:
-                    await writer.append(records, state.changes())
+            written = await self._write_known(commands, survivors)
+            if written is None:
+                written = await self._write_loaded(commands, survivors)
         except StorageError as exc:
             self._storage_errors += 1
             self._cache.clear()
@@ -405,7 +429,10 @@ class Stower:
             error.__cause__ = exc
             self._answer(batch, [error] * len(batch))
             return
-        # Committed: remember, publish, then answer.
+        # Committed: count, remember, publish, then answer.
+        records, state, outcomes = written
+        self._rejected += sum(isinstance(o, BaseException) for o in outcomes)
+        self._coalesced += len(survivors)
         envelopes = [r.envelope for r in records]
         if envelopes:
             self._head = Head(envelopes[-1].seq, envelopes[-1].hash)
@@ -414,6 +441,55 @@ class Stower:
             self._cache.put((kind, key), state.entry(kind, key))
         self._bus.publish(envelopes)
         self._answer(batch, outcomes)
+
+    async def _write_known(
+        self, commands: Sequence[Command | JobledgerError], survivors: dict[int, int]
+    ) -> _Written | None:
+        """The one-round-trip path: when the cache holds every job and mark the
+        batch names, except ids that only its ``job:create`` commands name
+        (taken as new), decide without reading and commit on the condition
+        that the head has not moved and those ids are new. ``None`` when the
+        batch does not qualify or the condition failed: then nothing was
+        written, and the batch goes the loading path."""
+        plan = self._plan(commands)
+        if not plan.known(commands):
+            return None
+        state = _BatchState(
+            plan.jobs | dict.fromkeys(plan.missing_jobs), plan.marks, plan.versions, {}
+        )
+        outcomes: list[Reply | BaseException] = []
+        try:
+            async with self._log.write() as writer:
+                writer.expect(self._head)
+                records = self._decide_all(commands, survivors, state, self._head, outcomes)
+                guessed = set(plan.missing_jobs)
+                if any(
+                    isinstance(outcome, BaseException)
+                    and isinstance(command, JobCreate)
+                    and command.job_id in guessed
+                    for command, outcome in zip(commands, outcomes, strict=True)
+                ):
+                    raise StaleWrite("a create taken for new was refused")  # decide it on facts
+                if records:
+                    await writer.append(records, state.changes())
+        except StaleWrite:
+            self._cache.clear()
+            self._stale_writes += 1
+            return None
+        return records, state, outcomes
+
+    async def _write_loaded(
+        self, commands: Sequence[Command | JobledgerError], survivors: dict[int, int]
+    ) -> _Written:
+        """The general path: read what the cache lacks (and the head) in the
+        transaction, then decide and commit."""
+        outcomes: list[Reply | BaseException] = []
+        async with self._log.write() as writer:
+            state, head = await self._load(writer, commands)
+            records = self._decide_all(commands, survivors, state, head, outcomes)
+            if records:
+                await writer.append(records, state.changes())
+        return records, state, outcomes
 
     async def _load(
         self, writer: LogWriter, commands: Sequence[Command | JobledgerError]
@@ -483,7 +559,6 @@ class Stower:
         seq, previous = head.seq, head.hash
         for index, command in enumerate(commands):
             if isinstance(command, JobledgerError):  # it failed validation
-                self._rejected += 1
                 outcomes.append(command)
                 continue
             if index in survivors:  # superseded by a later progress of the same attempt
@@ -492,12 +567,10 @@ class Stower:
             try:
                 events = decide(command, state, now)
             except JobledgerError as exc:
-                self._rejected += 1
                 outcomes.append(exc)
                 continue
             except Exception as exc:  # a bug in decide: reject this command, keep serving
                 log.error("decide failed", command=type(command).__name__, exc_info=exc)
-                self._rejected += 1
                 outcomes.append(exc)
                 continue
             produced: list[Envelope] = []
@@ -511,7 +584,6 @@ class Stower:
             outcomes.append(tuple(produced))
         for superseded, survivor in survivors.items():
             outcomes[superseded] = outcomes[survivor]
-        self._coalesced += len(survivors)
         return records
 
     def _record(
@@ -584,6 +656,7 @@ class Stower:
             batches=self._batches,
             events=self._events,
             storage_errors=self._storage_errors,
+            stale_writes=self._stale_writes,
             mailbox=self._mailbox.qsize(),
             mailbox_size=self._mailbox_size,
             max_batch_seen=self._max_batch_seen,

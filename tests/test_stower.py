@@ -20,7 +20,7 @@ from jobledger.core import (
     StorageError,
     ValidationError,
 )
-from jobledger.store import SqliteLog, verify
+from jobledger.store import MemoryLog, SqliteLog, verify
 
 from .conftest import Engine, create, running
 
@@ -177,6 +177,47 @@ async def test_two_writers_on_one_file_never_double_claim(tmp_path: Path) -> Non
             )
         assert [e.seq for e in await a.log.read(limit=100)] == list(range(1, 41))
         assert (await verify(b.log)).ok
+        # Each found the other had written, and decided again on what the log held.
+        assert a.stower.statistics().stale_writes > 0
+        assert b.stower.statistics().stale_writes > 0
+
+
+async def test_a_batch_decided_from_the_cache_alone_is_one_round_trip(engine: Engine) -> None:
+    """New ids and cached jobs need no read: the commit itself checks the
+    assumptions (head unchanged, created streams new)."""
+    await engine.bus.send(create("j"))
+    await engine.bus.send(JobStart(job_id="j", worker="w", expected_version=1))
+    await engine.bus.send(JobComplete(job_id="j", attempt=1))
+    assert engine.stower.statistics().stale_writes == 0
+    assert [e.type for e in await engine.log.stream("j")] == [
+        "job.created",
+        "job.started",
+        "job.completed",
+    ]
+
+
+@pytest.mark.parametrize("backend", ["memory", "sqlite"])
+async def test_an_id_taken_before_the_cache_knew_it_is_refused_on_the_facts(
+    backend: str, tmp_path: Path
+) -> None:
+    """A create guessed new whose id the log already has (written before this
+    Stower started) is decided again after a read, and refused; the others of
+    its batch stand."""
+    log = MemoryLog() if backend == "memory" else SqliteLog(tmp_path / "taken.db")
+    async with running(log) as first:  # closing keeps what was written, in memory too
+        await first.bus.send(create("taken"))
+    async with running(log) as engine:  # a new Stower: its cache is empty
+        replies = await asyncio.gather(
+            engine.bus.send(create("fresh")),
+            engine.bus.send(create("taken")),
+            return_exceptions=True,
+        )
+        assert isinstance(replies[1], ValidationError) and replies[1].field == "job_id"
+        assert [e.stream for e in replies[0]] == ["fresh"]  # type: ignore[union-attr]
+        statistics = engine.stower.statistics()
+        assert statistics.stale_writes == 1 and statistics.batches == 1
+        assert [e.stream for e in await engine.log.read()] == ["taken", "fresh"]
+        assert (await verify(engine.log)).ok
 
 
 async def test_malformed_commands_are_refused_and_the_stower_survives(engine: Engine) -> None:
