@@ -79,7 +79,7 @@ MODES = {
     ),
 }
 
-CONCURRENCY = 32
+CONCURRENCY = 128
 SEND_BATCH = 2_000  # concurrent sends in flight while building a log
 
 

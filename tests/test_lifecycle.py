@@ -475,6 +475,23 @@ async def test_heartbeats_keep_a_long_job_alive(
     assert ledger.statistics().workers[0].heartbeats >= 3
 
 
+async def test_one_heartbeat_renews_every_running_job_together(
+    ledger: jobledger.Ledger, clock: ManualClock
+) -> None:
+    jobs = [await submit(ledger, "cooperate") for _ in range(3)]
+    for job in jobs:
+        await eventually(lambda job=job: status_is(ledger, job.id, "running"))
+    await eventually(lambda: clock.sleepers >= 3)  # the poll, the sweep, one heartbeat task
+    assert clock.sleepers == 3  # not one per job
+    clock.advance(10)  # a third of the 30 s lease
+    await eventually(lambda: ledger.statistics().workers[0].heartbeats == 3)
+    renewals = [e async for e in ledger.events(types=["job.lease_renewed"])]
+    assert sorted(e.stream for e in renewals) == sorted(j.id for j in jobs)
+    # Sent together, they were committed together: consecutive seqs, one time.
+    assert [e.seq for e in renewals] == list(range(renewals[0].seq, renewals[0].seq + 3))
+    assert len({e.time for e in renewals}) == 1
+
+
 async def test_a_lost_worker_loses_its_lease_and_its_late_report_is_fenced(
     db_path: Path, clock: ManualClock
 ) -> None:

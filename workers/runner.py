@@ -4,11 +4,13 @@ One dispatcher task per runner asks the read model for as many pending jobs
 of the worker's types as it has free slots (highest priority, then oldest;
 skipping jobs whose queue is at capacity), claims them together with
 concurrent ``job:start`` commands naming the version it saw, and runs each
-won job in its own task. While a job runs, the runner renews its lease every
-third of ``lease_seconds``, enforces its timeout, and passes cancel and
-suspend requests to its context; when ``execute`` ends, it reports how (see
-:mod:`jobledger.workers.worker`). A lost claim (another worker got there
-first) is not an error.
+won job in its own task. While jobs run, one heartbeat task per runner
+renews the leases of all of them every third of ``lease_seconds`` (one
+batch for all), and the runner enforces each job's timeout and passes cancel
+and suspend requests to its context; when ``execute`` ends, it reports how
+(see :mod:`jobledger.workers.worker`). A lost claim (another worker got there
+first) is not an error. Nothing else runs beside a job: a lost lease, a stop
+request or a timer rings the job's alarm, a future its task waits on.
 
 The runner wakes at once when a ``job.created`` (or a retry, a resume, an
 expired lease) of one of its types is published in this process, or a queue
@@ -64,6 +66,27 @@ _REPORT_GRACE = 5.0  # seconds a cancelled job's last report may take
 _WAKING_EVENTS = ("job.created", "job.retry_scheduled", "job.lease_expired", "job.resumed")
 
 Report = JobComplete | JobFail | JobPartial | JobSkip | JobCancel | JobSuspend
+
+
+class _Alarm:
+    """Why a running job must be looked at: ``rung`` resolves when ``ring`` is
+    first called after the last ``take``; ``take`` returns the reasons so far."""
+
+    __slots__ = ("reasons", "rung")
+
+    def __init__(self) -> None:
+        self.reasons: set[str] = set()
+        self.rung: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def ring(self, reason: str) -> None:
+        self.reasons.add(reason)
+        if not self.rung.done():
+            self.rung.set_result(None)
+
+    def take(self) -> set[str]:
+        reasons, self.reasons = self.reasons, set()
+        self.rung = asyncio.get_running_loop().create_future()
+        return reasons
 
 
 class WorkerStatistics(msgspec.Struct, frozen=True, kw_only=True):
@@ -124,6 +147,8 @@ class WorkerRunner:
         self._dispatcher: asyncio.Task[None] | None = None
         self._jobs: set[asyncio.Task[None]] = set()
         self._contexts: dict[str, JobContext] = {}
+        self._alarms: dict[str, _Alarm] = {}
+        self._heartbeats: asyncio.Task[None] | None = None
         self._subscriptions: list[Subscription] = []
         self._counts = dict.fromkeys(
             (
@@ -192,6 +217,11 @@ class WorkerRunner:
             if pending:
                 log.warning("jobs cancelled at stop", worker=self.name, count=len(pending))
                 await asyncio.wait(pending)
+        if self._heartbeats is not None:
+            self._heartbeats.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeats
+            self._heartbeats = None
 
     # -- dispatching -----------------------------------------------------
 
@@ -310,6 +340,7 @@ class WorkerRunner:
     # -- running one job -------------------------------------------------
 
     async def _run(self, job: Job) -> None:
+        alarm = _Alarm()
         ctx = JobContext(
             job,
             worker=self.name,
@@ -318,11 +349,14 @@ class WorkerRunner:
             ids=self._ids,
             lease_seconds=self.worker.lease_seconds,
             progress_interval=self.worker.progress_interval,
+            on_stop=lambda: alarm.ring("stop"),
         )
         self._contexts[job.id] = ctx
+        self._alarms[job.id] = alarm
+        self._start_heartbeats()
         try:
             with structlog.contextvars.bound_contextvars(job_id=job.id, worker=self.name):
-                report = await self._execute(job, ctx)
+                report = await self._execute(job, ctx, alarm)
                 with contextlib.suppress(JobledgerError):
                     await ctx.flush()
                 await self._report(report)
@@ -341,51 +375,56 @@ class WorkerRunner:
             raise
         finally:
             self._contexts.pop(job.id, None)
+            self._alarms.pop(job.id, None)
             self._capacity.release(job.queue)
 
-    async def _execute(self, job: Job, ctx: JobContext) -> Report:
-        """Run ``execute`` under the job's timeout, heartbeats and stop requests;
-        return the command that reports how it ended."""
+    async def _execute(self, job: Job, ctx: JobContext, alarm: _Alarm) -> Report:
+        """Run ``execute`` under the job's timeout, its lease and stop requests;
+        return the command that reports how it ended.
+
+        No task watches the job: the heartbeat ticker rings ``alarm`` when the
+        lease is lost, the context rings it when a stop is requested, and a
+        timer (only for a job with a timeout, or once a stop has been asked)
+        when time is up."""
         execution = asyncio.ensure_future(self.worker.execute(job, ctx))
-        heart = asyncio.ensure_future(self._heartbeat(ctx))
-        deadline = asyncio.ensure_future(
-            self._clock.sleep(job.timeout) if job.timeout else asyncio.Event().wait()
-        )
-        stop_asked: asyncio.Future[Any] = asyncio.ensure_future(ctx.wait_stopping())
-        grace: asyncio.Future[None] | None = None
+        deadline = self._timer(job.timeout, alarm, "timeout") if job.timeout else None
+        grace: asyncio.Task[None] | None = None
         timed_out = False
+        if ctx.stopping:
+            alarm.ring("stop")
         try:
             while not execution.done():
-                waits: set[asyncio.Future[Any]] = {execution, deadline, stop_asked, heart}
-                if grace is not None:
-                    waits.add(grace)
-                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait((execution, alarm.rung), return_when=asyncio.FIRST_COMPLETED)
                 if execution.done():
                     break
-                if heart.done():
+                reasons = alarm.take()
+                if "lease" in reasons:
                     # The lease is lost (expired and taken over, or the job was
                     # decided elsewhere): stop the work rather than run it twice.
                     log.warning("lease lost; stopping the work", job_id=job.id)
                     await self._cancel(execution)
-                elif deadline.done() and not ctx.stopping:
+                elif "timeout" in reasons and not ctx.stopping:
                     timed_out = True
                     await self._cancel(execution)
-                elif grace is not None and grace.done():
+                elif "grace" in reasons:
                     await self._cancel(execution)  # it ignored the request to stop
-                elif stop_asked.done() and grace is None:
-                    grace = asyncio.ensure_future(self._clock.sleep(self.worker.stop_grace))
-                    deadline.cancel()
-                    deadline = asyncio.ensure_future(asyncio.Event().wait())
-                    stop_asked = asyncio.ensure_future(asyncio.Event().wait())  # seen
+                elif "stop" in reasons and grace is None:
+                    grace = self._timer(self.worker.stop_grace, alarm, "grace")
+                    if deadline is not None:
+                        deadline.cancel()  # a job asked to stop is no longer timed
         finally:
-            for future in (heart, deadline, stop_asked, grace):
-                if future is not None:
-                    future.cancel()
+            for timer in (deadline, grace):
+                if timer is not None:
+                    timer.cancel()
             if not execution.done():  # we are being cancelled (shutdown): so is the work
                 await self._cancel(execution)
-            if heart.done() and not heart.cancelled():
-                heart.exception()  # retrieved: the loss was acted on above
         return self._ending(job, ctx, execution, timed_out)
+
+    def _timer(self, seconds: float, alarm: _Alarm, reason: str) -> asyncio.Task[None]:
+        """Ring ``alarm`` with ``reason`` after ``seconds`` of the runner's clock."""
+        timer = asyncio.ensure_future(self._clock.sleep(seconds))
+        timer.add_done_callback(lambda t: None if t.cancelled() else alarm.ring(reason))
+        return timer
 
     @staticmethod
     async def _cancel(execution: asyncio.Future[Any]) -> None:
@@ -441,24 +480,39 @@ class WorkerRunner:
         except ValidationError as exc:
             return JobFail(error=str(exc), error_type="InvalidResult", retryable=False, **common)
 
-    async def _heartbeat(self, ctx: JobContext) -> None:
-        """Renew the lease every third of it; learn of stop requests made elsewhere."""
+    def _start_heartbeats(self) -> None:
+        if self._heartbeats is None or self._heartbeats.done():
+            self._heartbeats = asyncio.get_running_loop().create_task(
+                self._beat_while_running(), name=f"jobledger-heartbeats-{self.name}"
+            )
+
+    async def _beat_while_running(self) -> None:
+        """Every third of the lease, renew the lease of every job running now,
+        together (one batch for all of them); ends when none is running."""
         interval = self.worker.lease_seconds / 3
-        while True:
+        while self._contexts:
             await self._clock.sleep(interval)
-            try:
-                await ctx.heartbeat()
-                self._counts["heartbeats"] += 1
-            except LedgerClosed:
-                raise
-            except JobledgerError as exc:
-                # StaleAttempt (another attempt owns the job) or InvalidTransition
-                # (it was expired or ended elsewhere): the lease is lost.
-                log.warning("heartbeat refused: lease lost", error=repr(exc))
-                return
-            current = await self._reader.get_job(ctx.job.id)
-            if current is not None:
-                ctx.request_stop(cancel=current.cancel_requested, suspend=current.suspend_requested)
+            await asyncio.gather(*(self._heartbeat(ctx) for ctx in list(self._contexts.values())))
+
+    async def _heartbeat(self, ctx: JobContext) -> None:
+        """Renew one job's lease; learn of stop requests made elsewhere. A
+        refused renewal means the lease is lost: the job's alarm rings."""
+        try:
+            await ctx.heartbeat()
+            self._counts["heartbeats"] += 1
+        except LedgerClosed:
+            return  # the ledger is closing: the runner is being stopped too
+        except JobledgerError as exc:
+            # StaleAttempt (another attempt owns the job) or InvalidTransition
+            # (it was expired or ended elsewhere): the lease is lost.
+            log.warning("heartbeat refused: lease lost", job_id=ctx.job.id, error=repr(exc))
+            alarm = self._alarms.get(ctx.job.id)
+            if alarm is not None:
+                alarm.ring("lease")
+            return
+        current = await self._reader.get_job(ctx.job.id)
+        if current is not None:
+            ctx.request_stop(cancel=current.cancel_requested, suspend=current.suspend_requested)
 
     async def _report(self, report: Report) -> None:
         try:

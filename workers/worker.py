@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 import msgspec
@@ -96,8 +96,10 @@ class JobContext:
         ids: IdFactory,
         lease_seconds: float = 60.0,
         progress_interval: float = 0.0,
+        on_stop: Callable[[], None] | None = None,
     ) -> None:
         self._job = job
+        self._on_stop = on_stop
         self._worker = worker
         self._bus = bus
         self._clock = clock
@@ -112,7 +114,14 @@ class JobContext:
         self._suspend_requested = job.suspend_requested
         if self._cancel_requested or self._suspend_requested:
             self._stopping.set()
-        self.log: structlog.stdlib.BoundLogger = _log.bind(job_id=job.id, worker=worker)
+        self._log: structlog.stdlib.BoundLogger | None = None
+
+    @property
+    def log(self) -> structlog.stdlib.BoundLogger:
+        """A structlog logger bound to this job and worker."""
+        if self._log is None:
+            self._log = _log.bind(job_id=self._job.id, worker=self._worker)
+        return self._log
 
     @property
     def job(self) -> Job:
@@ -158,8 +167,10 @@ class JobContext:
         """Record that a cancel or suspend was requested (the runner calls this)."""
         self._cancel_requested |= cancel
         self._suspend_requested |= suspend
-        if self._cancel_requested or self._suspend_requested:
+        if (self._cancel_requested or self._suspend_requested) and not self._stopping.is_set():
             self._stopping.set()
+            if self._on_stop is not None:
+                self._on_stop()
 
     def _absorb(self, envelopes: Reply) -> None:
         for env in envelopes:
