@@ -19,14 +19,15 @@ _RANDOM_BITS = 80
 _RANDOM_MAX = (1 << _RANDOM_BITS) - 1
 
 
-# Two characters for each 10-bit chunk: 13 lookups make the 26 characters.
+# Two characters for each 10-bit chunk of the value.
 _PAIRS = [_ALPHABET[i >> 5] + _ALPHABET[i & 31] for i in range(1024)]
-_SHIFTS = tuple(range(120, -1, -10))
+_LOW_BITS = 30  # the last 6 characters; the 20 before them change far less often
+_LOW_MASK = (1 << _LOW_BITS) - 1
 
 
-def _encode(value: int) -> str:
-    """The 26 Crockford base32 characters of a 128-bit ``value``, most significant first."""
-    return "".join([_PAIRS[(value >> shift) & 1023] for shift in _SHIFTS])
+def _encode_high(high: int) -> str:
+    """The first 20 characters: the value's bits above the low 30."""
+    return "".join([_PAIRS[(high >> shift) & 1023] for shift in range(90, -1, -10)])
 
 
 class IdFactory:
@@ -36,6 +37,8 @@ class IdFactory:
         self._lock = threading.Lock()
         self._last_ms = -1
         self._last_random = 0
+        self._high = -1
+        self._high_text = ""
 
     def make(self, prefix: str, ms: int) -> str:
         """Return a new id for ``ms`` milliseconds since the epoch.
@@ -54,7 +57,12 @@ class IdFactory:
                     self._last_ms += 1
                     self._last_random = 0
             value = (self._last_ms << _RANDOM_BITS) | self._last_random
-        return f"{prefix}_{_encode(value)}"
+            high = value >> _LOW_BITS
+            if high != self._high:  # a new millisecond, or a carry: encode it once
+                self._high, self._high_text = high, _encode_high(high)
+            head = self._high_text
+        low = value & _LOW_MASK
+        return f"{prefix}_{head}{_PAIRS[low >> 20]}{_PAIRS[(low >> 10) & 1023]}{_PAIRS[low & 1023]}"
 
 
 _default = IdFactory()

@@ -198,7 +198,10 @@ class EventBus:
         self._event_emitter = EventEmitter(
             event_processor=self._event_processing, event_linker=self._events, debug=False
         )
-        self._in_flight = asyncio.Semaphore(max_in_flight)
+        if max_in_flight < 1:
+            raise ValueError("max_in_flight must be at least 1")
+        self._max_in_flight = max_in_flight
+        self._room_waiters: deque[asyncio.Future[None]] = deque()
         self._command_handler: EventSubscriber | None = None
         self._outbox: list[Pending] = []
         self._closed = False
@@ -298,18 +301,42 @@ class EventBus:
             raise LedgerClosed("no Stower is listening on this bus")
         if command.__struct_config__.tag not in COMMAND_TYPES:
             raise ValidationError(f"unknown command type {command.__struct_config__.tag!r}")
-        async with self._in_flight:
-            loop = asyncio.get_running_loop()
+        loop = asyncio.get_running_loop()
+        if self._commands_in_flight >= self._max_in_flight or self._room_waiters:
+            await self._wait_for_room(loop)
+        else:
+            self._commands_in_flight += 1
+        try:
             future: asyncio.Future[Reply] = loop.create_future()
             self._commands_sent += 1
-            self._commands_in_flight += 1
-            try:
-                self._outbox.append((command, future))
-                if len(self._outbox) == 1:
-                    loop.call_soon(self._flush)
-                return await future
-            finally:
-                self._commands_in_flight -= 1
+            self._outbox.append((command, future))
+            if len(self._outbox) == 1:
+                loop.call_soon(self._flush)
+            return await future
+        finally:
+            self._leave()
+
+    async def _wait_for_room(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Wait, in turn, for an in-flight place (backpressure); it is handed
+        over by the ``send`` that gives it up, so the count stays the same."""
+        turn: asyncio.Future[None] = loop.create_future()
+        self._room_waiters.append(turn)
+        try:
+            await turn
+        except asyncio.CancelledError:
+            if turn.done() and not turn.cancelled():
+                self._leave()  # handed a place as we were cancelled: pass it on
+            elif turn in self._room_waiters:  # (``_leave`` may have dropped it already)
+                self._room_waiters.remove(turn)
+            raise
+
+    def _leave(self) -> None:
+        while self._room_waiters:
+            turn = self._room_waiters.popleft()
+            if not turn.done():
+                turn.set_result(None)  # the place goes to the next in turn
+                return
+        self._commands_in_flight -= 1
 
     def _flush(self) -> None:
         """Hand the commands sent so far to pyventus, as one emission."""

@@ -193,8 +193,8 @@ class _Plan:
         self.jobs: dict[str, Job | None] = {}
         self.marks: dict[str, Mark | None] = {}
         self.versions: dict[str, int] = {}
-        self.missing_jobs: list[str] = []
-        self.missing_marks: list[str] = []
+        self.missing_jobs: dict[str, None] = {}  # (dicts: ordered sets)
+        self.missing_marks: dict[str, None] = {}
         self.new_streams: list[str] = []
         self.keys: list[tuple[str, str | None, str]] = []
         self.from_cache = False
@@ -218,8 +218,8 @@ class _Plan:
         self,
     ) -> tuple[list[str], list[str], list[str], list[tuple[str, str | None, str]]]:
         """The arguments of ``LogWriter.load``."""
-        streams = self.missing_jobs + self.missing_marks + self.new_streams
-        return self.missing_jobs, self.missing_marks, streams, self.keys
+        jobs, marks = list(self.missing_jobs), list(self.missing_marks)
+        return jobs, marks, jobs + marks + self.new_streams, self.keys
 
 
 def _coalesce_progress(commands: list[Command | JobledgerError]) -> dict[int, int]:
@@ -523,25 +523,30 @@ class Stower:
     def _plan(self, commands: Sequence[Command | JobledgerError]) -> _Plan:
         """What the batch's commands name: taken from the cache, or to be read."""
         plan = _Plan()
+        cache = self._cache
         for command in commands:
             if not isinstance(command, Command):
                 continue
             if isinstance(command, JobCreate) and command.idempotency_key is not None:
                 plan.keys.append((command.user.id, command.user.tenant, command.idempotency_key))
             job_ids, mark_ids, asset_ids = targets(command)
-            plan.new_streams.extend(asset_ids)
-            for kind, ids, into, missing in (
-                ("job", job_ids, plan.jobs, plan.missing_jobs),
-                ("mark", mark_ids, plan.marks, plan.missing_marks),
-            ):
-                for key in ids:
-                    if key in into or key in missing:
-                        continue
-                    cached = self._cache.get((kind, key))
+            if asset_ids:
+                plan.new_streams.extend(asset_ids)
+            for key in job_ids:
+                if key not in plan.jobs and key not in plan.missing_jobs:
+                    cached = cache.get(("job", key))
                     if cached is None:
-                        missing.append(key)
+                        plan.missing_jobs[key] = None
                     else:
-                        into[key], plan.versions[key] = cached
+                        plan.jobs[key], plan.versions[key] = cached
+                        plan.from_cache = True
+            for key in mark_ids:
+                if key not in plan.marks and key not in plan.missing_marks:
+                    cached = cache.get(("mark", key))
+                    if cached is None:
+                        plan.missing_marks[key] = None
+                    else:
+                        plan.marks[key], plan.versions[key] = cached
                         plan.from_cache = True
         return plan
 

@@ -15,7 +15,9 @@ from jobledger.core import (
     LedgerClosed,
     ValidationError,
 )
-from jobledger.eventbus import EventBus, Pending, observable
+from jobledger.eventbus import EventBus, Pending, Reply, observable
+
+from .conftest import eventually
 
 
 def envelopes(n: int, start: int = 1) -> list[Envelope]:
@@ -182,6 +184,37 @@ async def test_commands_sent_before_the_handler_leaves_reach_it() -> None:
     assert got == ["j0", "j1", "j2"]
     with pytest.raises(LedgerClosed):
         await bus.send(JobStart(job_id="late", worker="w", expected_version=1))
+
+
+async def test_send_waits_its_turn_when_max_in_flight_commands_are_out() -> None:
+    bus = EventBus(max_in_flight=2)
+    held: list[tuple[str, asyncio.Future[Reply]]] = []
+
+    async def handler(batch: Sequence[Pending]) -> None:  # answers only when told
+        for command, future in batch:
+            assert isinstance(command, JobStart)
+            held.append((command.job_id, future))
+
+    bus.handle_commands(handler)
+    sends = [
+        asyncio.ensure_future(bus.send(JobStart(job_id=f"j{i}", worker="w", expected_version=1)))
+        for i in range(5)
+    ]
+    await eventually(lambda: len(held) == 2)
+    assert bus.statistics().commands_in_flight == 2
+    sends[3].cancel()  # a waiting sender gives up: its turn passes to the next
+    held[0][1].set_result(())
+    await eventually(lambda: len(held) == 3)
+    held[1][1].set_result(())
+    await eventually(lambda: len(held) == 4)
+    assert [job_id for job_id, _ in held] == ["j0", "j1", "j2", "j4"]
+    for _, future in held[2:]:
+        future.set_result(())
+    await asyncio.gather(*(sends[i] for i in (0, 1, 2, 4)))
+    assert sends[3].cancelled()
+    assert bus.statistics().commands_in_flight == 0
+    with pytest.raises(ValueError):
+        EventBus(max_in_flight=0)
 
 
 async def test_observable_pushes_live_envelopes_and_disposes() -> None:
