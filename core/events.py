@@ -55,7 +55,7 @@ __all__ = [
 ]
 
 
-class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
+class Event(msgspec.Struct, frozen=True, kw_only=True, gc=False, tag_field="type"):
     """Base of all events. Each concrete event has a ``stream`` property: the id
     of the job or mark it belongs to."""
 
@@ -257,7 +257,7 @@ EVENT_TYPES: dict[str, type[Event]] = {cls.__struct_config__.tag: cls for cls in
 """Wire name → event class, for every event type."""
 
 
-class Envelope(msgspec.Struct, frozen=True, kw_only=True):
+class Envelope(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """One entry of the log.
 
     ``seq`` is the global position (1, 2, 3, … without gaps); ``version`` the

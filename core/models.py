@@ -16,7 +16,7 @@ from .status import JobStatus, is_terminal
 __all__ = ["SYSTEM_USER", "Asset", "Job", "Lease", "Mark", "Progress", "RetryPolicy", "User"]
 
 
-class User(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class User(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defaults=True):
     """Who a job belongs to. ``id`` is what ownership checks compare.
 
     ``name``, ``email`` and ``domain`` travel with the job so workers can name
@@ -35,7 +35,7 @@ SYSTEM_USER = User(id="system")
 """The user of jobs submitted without one."""
 
 
-class Progress(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class Progress(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defaults=True):
     """The last progress a worker reported for a job.
 
     ``percent`` is 0-100. ``processed`` and ``total`` count items when the work
@@ -51,7 +51,7 @@ class Progress(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     checkpoint: dict[str, Any] | None = None
 
 
-class RetryPolicy(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class RetryPolicy(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defaults=True):
     """How long to wait before retry number ``n`` (1, 2, …) of a failed job.
 
     Exponential backoff with full jitter and a cap: the delay is drawn
@@ -66,7 +66,7 @@ class RetryPolicy(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
     jitter: bool = True
 
 
-class Lease(msgspec.Struct, frozen=True, kw_only=True):
+class Lease(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """A running job's claim: which worker holds it, for which attempt, until when."""
 
     worker: str
@@ -74,7 +74,7 @@ class Lease(msgspec.Struct, frozen=True, kw_only=True):
     expires_at: datetime
 
 
-class Job(msgspec.Struct, frozen=True, kw_only=True):
+class Job(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """A job as the log says it is now.
 
     ``version`` is the version of the last event in the job's stream; a claim
@@ -136,7 +136,7 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
         return max(0, self.max_retries - self.failures)
 
 
-class Mark(msgspec.Struct, frozen=True, kw_only=True):
+class Mark(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """An annotation on a resource (a document), usually made by a job.
 
     ``annotation`` is the annotation's content as JSON-compatible data;
@@ -154,7 +154,7 @@ class Mark(msgspec.Struct, frozen=True, kw_only=True):
     created_seq: int
 
 
-class Asset(msgspec.Struct, frozen=True, kw_only=True):
+class Asset(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """A file a job produced: where it is (``url``, ``storage_path`` relative to
     the asset root), what it is (``asset_type``) and how big (``size`` bytes)."""
 

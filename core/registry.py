@@ -106,7 +106,7 @@ class Registry:
             params = msgspec.to_builtins(params)
         if params is None:
             params = {}
-        if not isinstance(params, Mapping):
+        if type(params) is not dict and not isinstance(params, Mapping):  # (dict: the fast way)
             raise ValidationError("must be a mapping or a msgspec Struct", field="params")
         return Resolved(
             params=dict(params),

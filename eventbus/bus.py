@@ -254,7 +254,7 @@ class EventBus:
                 if types is None or env.type in types:
                     try:
                         result = handler(env)
-                        if inspect.isawaitable(result):
+                        if result is not None and inspect.isawaitable(result):
                             await result
                     except Exception as exc:
                         report(exc, where)

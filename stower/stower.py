@@ -267,7 +267,7 @@ class Stower:
         ids: IdFactory | None = None,
         mailbox_size: int = 10_000,
         max_batch: int = 1_000,
-        cache_size: int = 100_000,
+        cache_size: int = 10_000,
         on_crash: Any = None,
     ) -> None:
         if mailbox_size < 1 or max_batch < 1:
