@@ -28,12 +28,7 @@ async def replay(
     the log written up to ``until`` (the order of the log, never the wall
     clock, decides what came first).
     """
-    model = Projection()
-    async for env in log.scan(0, until_seq):
-        if until is not None and env.time > until:
-            break
-        model.apply(env)
-    return model
+    return await log.replay(until_seq=until_seq, until=until)
 
 
 async def verify(log: EventLog) -> VerifyReport:

@@ -223,6 +223,19 @@ class MemoryLog:
     async def assets_of(self, job_id: str) -> list[Asset]:
         return self._model.assets_of(job_id)
 
+    async def replay(
+        self, *, until_seq: int | None = None, until: datetime | None = None
+    ) -> Projection:
+        model = Projection()
+        for record in list(self._records):
+            env = record.envelope
+            if (until_seq is not None and env.seq > until_seq) or (
+                until is not None and env.time > until
+            ):
+                break
+            model.apply(env)
+        return model
+
     async def snapshot(self) -> Projection:
         copy = Projection()
         copy.jobs = dict(self._model.jobs)

@@ -228,6 +228,13 @@ class EventLog(Protocol):
         """The whole read model as a :class:`Projection` (for verification)."""
         ...
 
+    async def replay(
+        self, *, until_seq: int | None = None, until: datetime | None = None
+    ) -> Projection:
+        """The state folded from the log alone, up to ``until_seq`` and before
+        the first event whose time is after ``until``. Streams the log."""
+        ...
+
     async def rebuild(self) -> int:
         """Recompute the read model from the log alone; returns the events folded."""
         ...

@@ -140,6 +140,7 @@ _INSERT_ASSET = "INSERT INTO assets (id, job_id, created_seq, doc) VALUES (?,?,?
 _UPSERT_MARK = (
     "INSERT OR REPLACE INTO marks (id, resource_id, job_id, created_seq, doc) VALUES (?,?,?,?,?)"
 )
+_SELECT_FOLD = "SELECT seq, stream, version, type, time, actor, data FROM events"
 _SELECT_EVENTS = (
     "SELECT seq, event_id, stream, version, type, time, actor, correlation_id,"
     " causation_id, data, hash FROM events"
@@ -623,7 +624,40 @@ class SqliteLog:
             for row in rows:
                 yield _record(row)
 
-    async def _chunks(self, after: int, until_seq: int | None) -> AsyncIterator[list[Any]]:
+    async def replay(
+        self, *, until_seq: int | None = None, until: datetime | None = None
+    ) -> Projection:
+        # The fold reads only what the evolve functions use: no event id,
+        # correlation, causation or hash (its envelopes never leave this method).
+        model = Projection()
+        decode, parse = decode_event, datetime.fromisoformat
+        async for rows in self._chunks(0, until_seq, _SELECT_FOLD):
+            for seq, stream, version, type_, time_text, actor, data in rows:
+                try:
+                    when = parse(time_text)
+                    event = decode(data)
+                except (msgspec.DecodeError, ValueError, TypeError) as exc:
+                    raise CorruptionError(f"event at seq {seq} does not decode: {exc}") from exc
+                if until is not None and when > until:
+                    return model
+                model.apply(
+                    Envelope(
+                        seq=seq,
+                        event_id="",
+                        stream=stream,
+                        version=version,
+                        type=type_,
+                        time=when,
+                        actor=actor,
+                        data=event,
+                        hash="",
+                    )
+                )
+        return model
+
+    async def _chunks(
+        self, after: int, until_seq: int | None, select: str = _SELECT_EVENTS
+    ) -> AsyncIterator[list[Any]]:
         """The rows after ``after`` (up to ``until_seq``) in chunks of ``read_chunk``.
         The next chunk is read on the reader's thread while the caller works
         through the current one."""
@@ -634,7 +668,9 @@ class SqliteLog:
                 limit = min(limit, until_seq - last)
                 if limit <= 0:
                     return None
-            return asyncio.ensure_future(self._rows_after(last, limit))
+            return asyncio.ensure_future(
+                self._fetchall(f"{select} WHERE seq > ? ORDER BY seq LIMIT ?", (last, limit))
+            )
 
         pending = fetch(after)
         try:
