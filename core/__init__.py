@@ -88,7 +88,7 @@ from .events import (
 from .ids import IdFactory, new_id
 from .logs import get_logger
 from .models import SYSTEM_USER, Asset, Job, Lease, Mark, Progress, RetryPolicy, User
-from .queries import JobReader
+from .queries import JobReader, expired, pending_order, runnable
 from .registry import JobType, Registry, Resolved, convert_params
 from .status import TERMINAL, TRANSITIONS, JobStatus, can_transition, is_terminal
 
@@ -183,12 +183,15 @@ __all__ = [
     "evolve_asset",
     "evolve_job",
     "evolve_mark",
+    "expired",
     "field_error",
     "get_logger",
     "is_terminal",
     "key_of",
     "new_id",
+    "pending_order",
     "retry_delay",
+    "runnable",
     "targets",
     "to_ms",
     "validate_command",

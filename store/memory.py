@@ -22,10 +22,12 @@ from jobledger.core import (
     Mark,
     Projection,
     StorageError,
+    expired,
+    pending_order,
+    runnable,
 )
 
 from .protocol import Changes, Head, Loaded, Record, Scope, StaleWrite
-from .query import expired, pending_order, runnable
 
 __all__ = ["MemoryLog"]
 
