@@ -50,6 +50,7 @@ from jobledger.core import (
     JobCreate,
     JobCreated,
     JobDelete,
+    JobledgerError,
     JobResume,
     JobStatus,
     JobSuspend,
@@ -212,6 +213,8 @@ class Ledger:
         self._stop_timeout = stop_timeout
         self._waiters: dict[str, set[_Waiter]] = {}
         self._followers: set[asyncio.Event] = set()
+        self._seen_seq = 0  # the last seq published here or found by the tail
+        self._tail: asyncio.Task[None] | None = None
         self._started = False
         self._closed = False
 
@@ -227,7 +230,11 @@ class Ledger:
         await self._log.open()
         try:
             await self._stower.start()
+            self._seen_seq = (await self._log.head()).seq
             self._bus.subscribe(self._notify_waiters)
+            self._tail = asyncio.get_running_loop().create_task(
+                self._tail_the_log(), name="jobledger-tail"
+            )
             recovered = await self._sweeper.sweep()
             if recovered:
                 log.info("recovered jobs of lost workers", count=recovered)
@@ -247,6 +254,10 @@ class Ledger:
             return
         self._closed = True
         try:
+            if self._tail is not None:
+                self._tail.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._tail
             for runner in self._runners:
                 await runner.stop(self._stop_timeout)
             await self._sweeper.stop()
@@ -527,14 +538,13 @@ class Ledger:
         try:
             async with asyncio.timeout(timeout):
                 # Registered before reading: every event committed after the read
-                # reaches the waiter, which follows the job from the events alone
-                # and wakes this call only when it is done. Polling reads it
-                # again, for other processes' writes.
+                # reaches the waiter (published here, or found by the tail when
+                # another process wrote it), which follows the job from the
+                # events alone and wakes this call only when it is done, or
+                # when it must read the job again.
                 waiter.job = await self.get(job_id, user=user)
                 while waiter.job is not None and not done(waiter.job):
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(self._poll_interval):
-                            await waiter.wake.wait()
+                    await waiter.wake.wait()
                     self._check_open()
                     waiter.wake.clear()
                     if waiter.job is not None and not done(waiter.job):
@@ -556,10 +566,34 @@ class Ledger:
                     del self._waiters[job_id]
 
     def _notify_waiters(self, env: Envelope) -> None:
+        if env.seq > self._seen_seq:
+            self._seen_seq = env.seq
         waiters = self._waiters.get(env.stream)
         if waiters:
             for waiter in waiters:
                 waiter.offer(env)
+
+    async def _tail_the_log(self) -> None:
+        """Every ``poll_interval`` seconds, one read of the head: if the log
+        is past the last seq published here, another process wrote. Its
+        events are offered to the waiters, and the followers are woken (they
+        read the log from where they are). No waiter or follower polls."""
+        while True:
+            await asyncio.sleep(self._poll_interval)
+            try:
+                head = (await self._log.head()).seq
+                if head <= self._seen_seq:
+                    continue
+                for arrived in self._followers:
+                    arrived.set()
+                if self._waiters:
+                    async for env in self._log.scan(self._seen_seq, head):
+                        waiters = self._waiters.get(env.stream)
+                        for waiter in waiters or ():
+                            waiter.offer(env)
+                self._seen_seq = max(self._seen_seq, head)
+            except JobledgerError as exc:  # a storage or corruption error: log it, go on
+                log.warning("tailing the log failed; trying again", error=str(exc))
 
     # -- the log ---------------------------------------------------------
 
@@ -582,8 +616,10 @@ class Ledger:
         buffer by ``seq``; whenever the next live event is not the next
         ``seq`` (its buffer of ``buffer`` envelopes overflowed because the
         consumer was slow, or another process wrote), it reads the missing
-        ones from the log. A slow consumer never slows the Stower. With ``user``, only the events
-        of that user's jobs (and of their marks and assets) are given.
+        ones from the log, as it does when the ledger's tail finds that
+        another process wrote. A slow consumer never slows the Stower. With
+        ``user``, only the events of that user's jobs (and of their marks
+        and assets) are given.
         """
         self._check_open()
         wanted = frozenset(types) if types is not None else None
@@ -642,9 +678,8 @@ class Ledger:
                 arrived.clear()
                 if live:
                     continue
-                # Wake on a live event, or poll for other processes' writes.
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(arrived.wait(), self._poll_interval)
+                # Woken by a live event, or by the tail when another process wrote.
+                await arrived.wait()
         finally:
             self._followers.discard(arrived)
             subscription.unsubscribe()

@@ -361,3 +361,46 @@ def test_the_process_exits_when_the_loop_is_torn_down_mid_job(tmp_path: Path) ->
         "asyncio.run(main())\n",
     )
     assert done.returncode == 3, done.stderr
+
+
+async def test_another_processs_events_reach_waiters_and_followers(tmp_path: Path) -> None:
+    """Another process on the same file: its events reach this ledger's
+    ``wait`` and ``events(follow=True)`` through the tail of the log."""
+    path = tmp_path / "shared.db"
+    async with jobledger.open(path, poll_interval=0.05) as ledger:
+        job = await ledger.submit("elsewhere")  # no worker here: another process runs it
+        start = await ledger.head()
+        followed: list[tuple[int, str]] = []
+
+        async def follow() -> None:
+            async for env in ledger.events(start, follow=True):
+                followed.append((env.seq, env.type))
+                if env.type == "job.completed":
+                    return
+
+        follower = asyncio.create_task(follow())
+        waiting = asyncio.create_task(ledger.wait(job.id, timeout=60))
+        script = tmp_path / "other.py"
+        script.write_text(
+            "import asyncio, sys, jobledger\n"
+            "class Worker(jobledger.JobWorker):\n"
+            "    job_types = ('elsewhere',)\n"
+            "    progress_interval = 0.0\n"
+            "    async def execute(self, job, ctx):\n"
+            "        await ctx.progress(50)\n"
+            "        return {'by': 'the other process'}\n"
+            "async def main():\n"
+            "    async with jobledger.open(sys.argv[1], workers=[Worker()]) as other:\n"
+            f"        await other.wait({job.id!r}, timeout=30)\n"
+            "asyncio.run(main())\n"
+        )
+        other = await asyncio.create_subprocess_exec(sys.executable, str(script), str(path))
+        assert await asyncio.wait_for(other.wait(), 60) == 0
+        done = await waiting
+        assert done.status == "completed" and done.result == {"by": "the other process"}
+        await asyncio.wait_for(follower, 10)
+        assert followed == [
+            (start + 1, "job.started"),
+            (start + 2, "job.progressed"),
+            (start + 3, "job.completed"),
+        ]
