@@ -99,23 +99,43 @@ class JobPage(msgspec.Struct, frozen=True, kw_only=True):
 
 class _Waiter:
     """One ``wait()`` call: follows its job by the envelopes published after it
-    registered, and is woken only when the job is done or it must read the
-    job afresh (an envelope it cannot apply)."""
+    registered, and wakes the call only when the job is done or must be read
+    afresh (an envelope it cannot apply). Envelopes offered while a read is
+    under way are kept and applied after it: the read may have been made
+    before they were committed."""
 
-    __slots__ = ("done", "job", "stale", "wake")
+    __slots__ = ("done", "job", "kept", "reading", "wake")
 
     def __init__(self, done: Callable[[Job], bool]) -> None:
         self.done = done
-        self.job: Job | None = None  # set by the first read
-        self.stale = False  # an envelope could not be applied: read again
+        self.job: Job | None = None
+        self.reading = True  # until the first read is in
+        self.kept: builtins.list[Envelope] = []
         self.wake = asyncio.Event()
 
     def offer(self, env: Envelope) -> None:
+        if self.reading:
+            self.kept.append(env)
+        else:
+            self._apply(env)
+
+    def read(self, job: Job) -> None:
+        """A read of the job came back: take it unless events already moved
+        the job past it, then apply what was kept meanwhile."""
+        if self.job is None or job.version >= self.job.version:
+            self.job = job
+        self.reading = False
+        kept, self.kept = self.kept, []
+        for env in kept:
+            self._apply(env)
+
+    def _apply(self, env: Envelope) -> None:
         job = self.job
-        if job is None or self.stale or env.version <= job.version:
-            return  # not read yet (the read will include it), or already seen
+        if job is None or env.version <= job.version:
+            return  # deleted, or already seen
         if env.version != job.version + 1:
-            self.stale = True
+            self.reading = True  # a gap: keep what comes until it is read afresh
+            self.kept.append(env)
             self.wake.set()
             return
         self.job = evolve_job(job, env)
@@ -542,17 +562,13 @@ class Ledger:
                 # another process wrote it), which follows the job from the
                 # events alone and wakes this call only when it is done, or
                 # when it must read the job again.
-                waiter.job = await self.get(job_id, user=user)
+                waiter.read(await self.get(job_id, user=user))
                 while waiter.job is not None and not done(waiter.job):
                     await waiter.wake.wait()
                     self._check_open()
                     waiter.wake.clear()
-                    if waiter.job is not None and not done(waiter.job):
-                        waiter.stale = False
-                        fresh = await self.get(job_id, user=user)
-                        # Events offered during the read may have moved it further.
-                        if waiter.job is None or fresh.version >= waiter.job.version:
-                            waiter.job = fresh
+                    if waiter.reading:  # a gap: read it afresh
+                        waiter.read(await self.get(job_id, user=user))
                 if waiter.job is None:
                     raise NotFound("job", job_id)
                 return waiter.job

@@ -404,3 +404,31 @@ async def test_another_processs_events_reach_waiters_and_followers(tmp_path: Pat
             (start + 2, "job.progressed"),
             (start + 3, "job.completed"),
         ]
+
+
+async def test_wait_keeps_events_that_arrive_while_it_reads(db_path: Path) -> None:
+    """A read may be made before an event's commit and come back after its
+    publication: the waiter keeps what arrives while it reads and applies it
+    after, so the last event is never lost (nor is a gap)."""
+    from jobledger.ledger import _Waiter
+
+    async with jobledger.open(db_path, workers=[Echo()]) as ledger:
+        job = await ledger.submit("echo", {"steps": 1})
+        await ledger.wait(job.id, timeout=10)
+        created, started, progressed, *_, completed = await ledger.history(job.id)
+        running = await ledger.replay(until_seq=progressed.seq)
+        stale_read = running.jobs[job.id]  # what a read made before the end saw
+
+        waiter = _Waiter(lambda j: j.is_terminal)
+        waiter.offer(completed)  # published while the read was under way
+        waiter.read(stale_read)
+        assert waiter.job is not None and waiter.job.status == "completed"
+        assert waiter.wake.is_set()
+
+        gapped = _Waiter(lambda j: j.is_terminal)
+        gapped.read((await ledger.replay(until_seq=created.seq)).jobs[job.id])
+        gapped.offer(completed)  # versions 2..n-1 never came: read afresh
+        assert gapped.reading and gapped.wake.is_set()
+        gapped.read(await ledger.get(job.id))
+        assert gapped.job is not None and gapped.job.status == "completed"
+        assert started.version == 2
