@@ -62,7 +62,7 @@ from jobledger.core import (
     WaitTimeout,
 )
 from jobledger.eventbus import BusStatistics, EventBus
-from jobledger.store import EventLog, MemoryLog, Problem, SqliteLog, VerifyReport
+from jobledger.store import EventLog, Head, LogLine, MemoryLog, Problem, SqliteLog, VerifyReport
 from jobledger.stower import StowerStatistics, SweeperStatistics
 from jobledger.workers import (
     JobContext,
@@ -92,6 +92,7 @@ __all__ = [
     "Event",
     "EventBus",
     "EventLog",
+    "Head",
     "InternalError",
     "InvalidTransition",
     "Job",
@@ -118,6 +119,7 @@ __all__ = [
     "Ledger",
     "LedgerClosed",
     "LedgerStatistics",
+    "LogLine",
     "ManualClock",
     "Mark",
     "MarkCreate",

@@ -20,6 +20,7 @@ import contextlib
 from collections import deque
 from collections.abc import (
     AsyncGenerator,
+    AsyncIterable,
     AsyncIterator,
     Callable,
     Iterable,
@@ -70,7 +71,17 @@ from jobledger.core import (
     to_ms,
 )
 from jobledger.eventbus import BusStatistics, EventBus, Reply
-from jobledger.store import EventLog, MemoryLog, SqliteLog, VerifyReport, replay, verify
+from jobledger.store import (
+    EventLog,
+    Head,
+    MemoryLog,
+    SqliteLog,
+    VerifyReport,
+    export_log,
+    import_log,
+    replay,
+    verify,
+)
 from jobledger.stower import Stower, StowerStatistics, Sweeper, SweeperStatistics
 from jobledger.workers import JobWorker, QueueCapacity, WorkerRunner, WorkerStatistics
 
@@ -619,12 +630,15 @@ class Ledger:
         *,
         follow: bool = False,
         job_id: str | None = None,
+        job_type: str | None = None,
         types: Iterable[str] | None = None,
         user: UserArg = None,
         buffer: int = 10_000,
+        on_overflow: Callable[[int], None] | None = None,
     ) -> AsyncGenerator[Envelope, None]:
         """The log's envelopes with ``seq > after``, in order; optionally filtered
-        to one job's stream and to some event types.
+        to one job's stream (``job_id``), to the jobs of one type (``job_type``,
+        with their marks and assets) and to some event types (``types``).
 
         Without ``follow`` it ends at the head of the log. With ``follow`` it
         then goes on with live events, with no gap and no duplicate: it
@@ -633,13 +647,16 @@ class Ledger:
         ``seq`` (its buffer of ``buffer`` envelopes overflowed because the
         consumer was slow, or another process wrote), it reads the missing
         ones from the log, as it does when the ledger's tail finds that
-        another process wrote. A slow consumer never slows the Stower. With
+        another process wrote. A slow consumer never slows the Stower; when
+        its buffer overflows, ``on_overflow`` is called with the ``seq`` of
+        the first live envelope dropped (once until it catches up again),
+        and nothing is lost: the dropped ones are read from the log. With
         ``user``, only the events of that user's jobs (and of their marks
         and assets) are given.
         """
         self._check_open()
         wanted = frozenset(types) if types is not None else None
-        owned = await self._owned_by(user)
+        owned = await self._jobs_filter(user, job_type)
 
         def matches(env: Envelope) -> bool:
             if job_id is not None and env.stream != job_id:
@@ -657,10 +674,16 @@ class Ledger:
         live: deque[Envelope] = deque()
         arrived = asyncio.Event()
 
+        overflowed = False
+
         def on_event(env: Envelope) -> None:
+            nonlocal overflowed
             if len(live) < buffer:
                 live.append(env)
-            # else: dropped; the gap is read back from the log
+            elif not overflowed:  # dropped: the gap is read back from the log
+                overflowed = True
+                if on_overflow is not None:
+                    on_overflow(env.seq)
             arrived.set()
 
         subscription = self._bus.subscribe(on_event)
@@ -694,44 +717,56 @@ class Ledger:
                 arrived.clear()
                 if live:
                     continue
+                overflowed = False  # caught up: a later overflow is told again
                 # Woken by a live event, or by the tail when another process wrote.
                 await arrived.wait()
         finally:
             self._followers.discard(arrived)
             subscription.unsubscribe()
 
-    async def _owned_by(self, user: UserArg) -> Callable[[Envelope], bool] | None:
-        """A filter passing the envelopes of ``user``'s jobs, their marks and
-        assets; ``None`` for the application itself."""
+    async def _jobs_filter(
+        self, user: UserArg, job_type: str | None
+    ) -> Callable[[Envelope], bool] | None:
+        """A filter passing the envelopes of the jobs of ``user`` (ownership) and
+        of ``job_type``, with their marks and assets; ``None`` if neither is given."""
         owner = _as_user(user)
-        if owner is None:
+        if owner is None and job_type is None:
             return None
         jobs: set[str] = set()
         cursor: int | None = None
         while True:
             page = await self._log.list_jobs(
-                user_id=owner.id, tenant=owner.tenant, before_seq=cursor, limit=1000
+                user_id=owner.id if owner else None,
+                tenant=owner.tenant if owner else None,
+                job_type=job_type,
+                before_seq=cursor,
+                limit=1000,
             )
             jobs.update(j.id for j in page)
             if len(page) < 1000:
                 break
             cursor = page[-1].created_seq
 
-        def owned(env: Envelope) -> bool:
+        def passes(env: Envelope) -> bool:
             data = env.data
-            if isinstance(data, JobCreated) and _owns_user(data.user, owner):
+            if (
+                isinstance(data, JobCreated)
+                and (owner is None or _owns_user(data.user, owner))
+                and (job_type is None or data.job_type == job_type)
+            ):
                 jobs.add(env.stream)
             if env.type.startswith("job."):
                 return env.stream in jobs
             return getattr(data, "job_id", None) in jobs
 
-        return owned
+        return passes
 
     def observe(
         self,
         *,
         after: int | None = None,
         job_id: str | None = None,
+        job_type: str | None = None,
         types: Iterable[str] | None = None,
         user: UserArg = None,
     ) -> Observable[Envelope]:
@@ -750,7 +785,12 @@ class Ledger:
                 start = after if after is not None else (await self._log.head()).seq
                 try:
                     async for env in self.events(
-                        start, follow=True, job_id=job_id, types=type_list, user=user
+                        start,
+                        follow=True,
+                        job_id=job_id,
+                        job_type=job_type,
+                        types=type_list,
+                        user=user,
                     ):
                         observer.on_next(env)
                 except asyncio.CancelledError:
@@ -776,10 +816,35 @@ class Ledger:
         self._check_open()
         return await replay(self._log, until_seq=until_seq, until=until)
 
-    async def verify(self) -> VerifyReport:
-        """Check the hash chain, the sequence and the read model against a replay."""
+    async def verify(self, *, digest: Head | None = None) -> VerifyReport:
+        """Check the hash chain, the sequence and the read model against a
+        replay, on one consistent view of the log; with a ``digest`` (from
+        ``digest()``, kept elsewhere), also that the log still holds it."""
         self._check_open()
-        return await verify(self._log)
+        return await verify(self._log, digest=digest)
+
+    async def digest(self) -> Head:
+        """The head (``seq`` and ``hash``) to keep outside the database:
+        ``verify(digest=…)`` later finds any rewrite of the log up to it."""
+        self._check_open()
+        return await self._log.head()
+
+    async def export_log(self, after: int = 0) -> AsyncIterator[bytes]:
+        """The log after ``after`` as NDJSON lines (``jobledger.LogLine``), with
+        each event's exact stored bytes, so ``import_log`` keeps the hashes."""
+        self._check_open()
+        async for line in export_log(self._log, after):
+            yield line
+
+    async def import_log(self, lines: Iterable[bytes | str] | AsyncIterable[bytes | str]) -> int:
+        """Load an export into this ledger's log, which must be empty; returns
+        the number of entries. All or nothing: ``ValidationError`` (naming the
+        line) for a non-empty log, a malformed line, a ``seq`` out of turn or
+        a hash that does not chain."""
+        self._check_open()
+        count = await import_log(self._log, lines)
+        log.info("log imported", events=count)
+        return count
 
     async def rebuild(self) -> int:
         """Recompute the read model from the log alone; returns the events folded."""

@@ -1,7 +1,7 @@
 """jobledger.store: the event log behind a Protocol, in memory and in SQLite,
 with its read model, replay and verification. Imports only ``jobledger.core``."""
 
-from .audit import replay, verify
+from .audit import LogLine, export_log, import_log, replay, verify
 from .memory import MemoryLog
 from .protocol import (
     Changes,
@@ -22,6 +22,7 @@ __all__ = [
     "EventLog",
     "Head",
     "Loaded",
+    "LogLine",
     "LogWriter",
     "MemoryLog",
     "Problem",
@@ -29,6 +30,8 @@ __all__ = [
     "SqliteLog",
     "StaleWrite",
     "VerifyReport",
+    "export_log",
+    "import_log",
     "replay",
     "verify",
 ]

@@ -16,7 +16,16 @@ from typing import Protocol
 
 import msgspec
 
-from jobledger.core import Asset, Envelope, Job, JobStatus, Mark, Projection, StorageError
+from jobledger.core import (
+    Asset,
+    Envelope,
+    Job,
+    JobStatus,
+    Mark,
+    Projection,
+    StorageError,
+    ValidationError,
+)
 
 __all__ = [
     "Changes",
@@ -35,10 +44,33 @@ Scope = tuple[str, str | None, str]
 
 
 class Head(msgspec.Struct, frozen=True):
-    """The last entry of the log: its ``seq`` (0 when empty) and ``hash``."""
+    """The last entry of the log: its ``seq`` (0 when empty) and ``hash``.
+
+    Kept outside the database (``text``, then ``Head.parse``), a head is a
+    digest of the whole log up to it: ``verify(digest=…)`` reports a log
+    whose entry at that ``seq`` no longer has that hash, or that ends before
+    it, so even a rewrite of the whole file with a fresh chain is found.
+    """
 
     seq: int
     hash: str
+
+    @property
+    def text(self) -> str:
+        """``"SEQ:HASH"``, the form ``parse`` reads."""
+        return f"{self.seq}:{self.hash}"
+
+    @classmethod
+    def parse(cls, text: str) -> Head:
+        """Read ``"SEQ:HASH"``. Raises ``ValidationError`` for anything else."""
+        seq, _, digest = text.strip().partition(":")
+        if not seq.isdigit() or len(digest) != 64 or not _is_hex(digest):
+            raise ValidationError(f"not a digest (SEQ:HASH): {text!r}", field="digest")
+        return cls(int(seq), digest)
+
+
+def _is_hex(text: str) -> bool:
+    return all(c in "0123456789abcdef" for c in text)
 
 
 class Record(msgspec.Struct, frozen=True):

@@ -236,6 +236,7 @@ T = TypeVar("T")
 
 _SELECT_HEAD = "SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1"
 _SET_CHECKPOINT = "UPDATE meta SET value = ? WHERE key = 'checkpoint'"
+_FLUSH_ROWS = 20_000  # staged rows beyond which a write runs before its commit
 
 
 class _WriteConnection:
@@ -286,12 +287,13 @@ def _head(conn: sqlite3.Connection) -> Head:
     return Head(0, GENESIS_HASH) if row is None else Head(row[0], row[1])
 
 
-def _commit(
+def _run(
     work: Sequence[tuple[str, Sequence[Any]]], expected: Head | None, conn: sqlite3.Connection
 ) -> None:
-    """Run the staged statements and COMMIT, beginning first if nothing was
-    read. With ``expected`` (nothing was read), the head must still be it and
-    no insert may collide, or nothing is written and ``StaleWrite`` is raised."""
+    """Run staged statements in the transaction, beginning it first if nothing
+    was read. With ``expected`` (nothing was read), the head must still be it
+    and no insert may collide, or nothing is written and ``StaleWrite`` is
+    raised."""
     if not conn.in_transaction:
         if not work:
             return  # nothing was read or written
@@ -307,7 +309,15 @@ def _commit(
             raise
         conn.execute("ROLLBACK")
         raise StaleWrite(f"a stream taken for new exists: {exc}") from exc
-    conn.execute("COMMIT")
+
+
+def _commit(
+    work: Sequence[tuple[str, Sequence[Any]]], expected: Head | None, conn: sqlite3.Connection
+) -> None:
+    """Run what is still staged, then COMMIT (if a transaction was begun)."""
+    _run(work, expected, conn)
+    if conn.in_transaction:
+        conn.execute("COMMIT")
 
 
 def _rollback(conn: sqlite3.Connection) -> None:
@@ -335,6 +345,7 @@ class _SqliteWriter:
         self._head: Head | None = None
         self.expected: Head | None = None
         self.work: list[tuple[str, Sequence[Any]]] = []
+        self._staged = 0
 
     def expect(self, head: Head) -> None:
         if self._head is not None:
@@ -388,6 +399,13 @@ class _SqliteWriter:
         """Run ``sql`` for each of ``rows`` at commit, in staging order."""
         if rows:
             self.work.append((sql, rows))
+            self._staged += len(rows)
+
+    async def _flush_if_large(self) -> None:
+        # A very large write (an import) runs as it goes, still in one transaction.
+        if self._staged >= _FLUSH_ROWS:
+            work, self.work, self._staged = self.work, [], 0
+            await self._conn.call(functools.partial(_run, work, self.expected))
 
     async def append(self, records: Sequence[Record], changes: Changes) -> None:
         if not records:
@@ -417,6 +435,7 @@ class _SqliteWriter:
         self.stage("DELETE FROM marks WHERE id = ?", [(m,) for m in changes.deleted_marks])
         self.stage(_INSERT_ASSET, [_asset_row(a) for a in changes.assets])
         self.stage(_SET_CHECKPOINT, [(str(records[-1].envelope.seq),)])
+        await self._flush_if_large()
 
 
 class SqliteLog:
