@@ -1,0 +1,226 @@
+"""The auditor's tools: replay at a past point, verification (every kind of
+tampering, named by its seq), head digests, and export → import."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+import jobledger
+from jobledger import Head, Job, JobContext, JobWorker, Projection
+
+
+class Steps(JobWorker):
+    """Reports progress in two steps and makes a mark on the way."""
+
+    job_types = ("steps",)
+    progress_interval = 0.0
+
+    async def execute(self, job: Job, ctx: JobContext) -> dict[str, Any]:
+        await ctx.progress(50, stage="first")
+        await ctx.create_mark("doc", {"by": job.id})
+        await ctx.progress(100, stage="second")
+        return {"done": job.params["n"]}
+
+
+def encoded(value: Any) -> bytes:
+    return msgspec.json.encode(value)
+
+
+def state_of(model: Projection) -> dict[str, bytes]:
+    """A projection as comparable bytes: its jobs, marks and assets."""
+    return {
+        "jobs": encoded(dict(sorted(model.jobs.items()))),
+        "marks": encoded(dict(sorted(model.marks.items()))),
+        "assets": encoded(dict(sorted(model.assets.items()))),
+    }
+
+
+async def observed(ledger: jobledger.Ledger) -> tuple[int, dict[str, bytes]]:
+    """The state as the read model shows it now (what a user saw), with the
+    seq it is at: both from one consistent view, as workers go on."""
+    async with ledger._log.frozen() as view:
+        model = await view.snapshot()
+    return model.seq, state_of(model)
+
+
+async def observed_state(ledger: jobledger.Ledger) -> dict[str, bytes]:
+    return (await observed(ledger))[1]
+
+
+async def test_replay_at_each_point_equals_the_state_observed_then(db_path: Path) -> None:
+    async with jobledger.open(db_path, workers=[Steps()]) as ledger:
+        seen = dict([await observed(ledger)])
+        times = {}
+        for n in range(3):
+            job = await ledger.submit("steps", {"n": n}, user="alice")
+            seen.update([await observed(ledger)])  # while the worker is at it
+            done = await ledger.wait(job.id, timeout=10)
+            seq, state = await observed(ledger)
+            seen[seq] = state
+            times[seq] = done.finished_at
+        await ledger.cancel((await ledger.submit("steps", {"n": 9})).id)
+        seen.update([await observed(ledger)])
+        assert len(seen) >= 6
+        for seq, state in seen.items():
+            assert state_of(await ledger.replay(until_seq=seq)) == state, seq
+        # By time: the longest prefix written up to that moment.
+        for seq, moment in times.items():
+            assert state_of(await ledger.replay(until=moment)) == seen[seq]
+        assert state_of(await ledger.replay()) == await observed_state(ledger)
+
+
+@pytest.fixture
+async def filled(tmp_path: Path) -> Path:
+    """A closed log of a few jobs, their marks and progress."""
+    path = tmp_path / "audited.db"
+    async with jobledger.open(path, workers=[Steps()]) as ledger:
+        for n in range(3):
+            await ledger.wait((await ledger.submit("steps", {"n": n})).id, timeout=10)
+        assert (await ledger.verify()).ok
+    return path
+
+
+async def verify_copy(source: Path, tamper: str, *args: Any) -> list[tuple[int, str]]:
+    """Tamper with a copy of ``source`` through raw SQL (statements separated
+    by ``;`` run in turn); return verify's problems."""
+    copy = source.with_name(f"tampered-{abs(hash((tamper, args)))}.db")
+    shutil.copy(source, copy)
+    conn = sqlite3.connect(copy)
+    with conn:
+        for statement in tamper.split(";"):
+            conn.execute(statement, args if "?" in statement else ())
+    conn.close()
+    async with jobledger.open(copy) as ledger:
+        report = await ledger.verify()
+    return [(p.seq, p.kind) for p in report.problems]
+
+
+async def test_every_kind_of_tampering_is_named_by_its_seq(filled: Path) -> None:
+    # An edited payload (the same JSON meaning, other bytes): that entry's hash.
+    edited = await verify_copy(
+        filled, "UPDATE events SET data = CAST(' ' || CAST(data AS TEXT) AS BLOB) WHERE seq = 4"
+    )
+    assert edited[0] == (4, "hash")
+    assert {kind for _, kind in edited} <= {"hash", "read_model"}
+    # A deleted row: a gap named by the missing seq (and the chain breaks there).
+    deleted = await verify_copy(filled, "DELETE FROM events WHERE seq = ?", 5)
+    assert deleted[0] == (5, "gap") and (6, "hash") in deleted
+    # Reordered rows: two entries swap places; the chain breaks at the first.
+    swapped = await verify_copy(
+        filled,
+        "UPDATE events SET seq = -7 WHERE seq = 7; UPDATE events SET seq = 7 WHERE seq = 8;"
+        " UPDATE events SET seq = 8 WHERE seq = -7",
+    )
+    assert swapped[0][0] == 7 and (7, "hash") in swapped
+    # A changed hash: that entry, and the next one no longer chains to it.
+    rehashed = await verify_copy(filled, "UPDATE events SET hash = ? WHERE seq = 2", "0" * 64)
+    assert rehashed[:2] == [(2, "hash"), (3, "hash")]
+    # A changed envelope field (the actor): that entry's hash.
+    actor = await verify_copy(filled, "UPDATE events SET actor = 'mallory' WHERE seq = 3")
+    assert actor == [(3, "hash")]
+    # An edited read-model row: the entity, named by its stream's last seq.
+    async with jobledger.open(filled) as ledger:
+        first = (await ledger.list(limit=100)).jobs[-1]
+        last_seq = (await ledger.history(first.id))[-1].seq
+    row = await verify_copy(
+        filled,
+        "UPDATE jobs SET doc = replace(doc, '\"done\":0', '\"done\":1') WHERE id = ?",
+        first.id,
+    )
+    assert row == [(last_seq, "read_model")]
+    # And the untouched original is clean.
+    async with jobledger.open(filled) as ledger:
+        assert (await ledger.verify()).ok
+
+
+async def test_a_digest_kept_elsewhere_finds_a_rewritten_or_cut_log(
+    filled: Path, tmp_path: Path
+) -> None:
+    async with jobledger.open(filled) as ledger:
+        digest = Head.parse((await ledger.digest()).text)
+        assert (await ledger.verify(digest=digest)).ok
+        head = await ledger.head()
+    assert digest.seq == head
+    # A whole new log of the same length, chained afresh: every hash is "valid".
+    rewritten = tmp_path / "rewritten.db"
+    async with jobledger.open(rewritten, workers=[Steps()]) as forger:
+        while await forger.head() < head:
+            await forger.submit("nobody-runs-this")
+    async with jobledger.open(rewritten) as forger:
+        report = await forger.verify(digest=digest)
+    assert [(p.seq, p.kind) for p in report.problems if p.kind == "digest"] == [
+        (digest.seq, "digest")
+    ]
+    # The log cut short: the rows after seq 4 deleted (a consistent prefix).
+    cut = tmp_path / "cut.db"
+    shutil.copy(filled, cut)
+    conn = sqlite3.connect(cut)
+    with conn:
+        conn.execute("DELETE FROM events WHERE seq > 4")
+        conn.execute("UPDATE meta SET value = '4' WHERE key = 'checkpoint'")
+    conn.close()
+    async with jobledger.open(cut) as ledger:
+        await ledger.rebuild()
+        assert (await ledger.verify()).ok  # on its own, a prefix looks fine
+        report = await ledger.verify(digest=digest)
+    assert [(p.seq, p.kind) for p in report.problems] == [(digest.seq, "digest")]
+    with pytest.raises(jobledger.ValidationError):
+        Head.parse("12:not-a-hash")
+
+
+async def test_export_then_import_keeps_every_hash_and_the_state(
+    filled: Path, tmp_path: Path
+) -> None:
+    async with jobledger.open(filled) as source:
+        lines = [line async for line in source.export_log()]
+        source_head = await source.digest()
+        source_state = await observed_state(source)
+        source_records = [(r.envelope, r.data) async for r in source._log.scan_records()]
+    assert all(line.endswith(b"\n") for line in lines)
+    assert len(lines) == source_head.seq
+    copy = tmp_path / "copy.db"
+    async with jobledger.open(copy) as target:
+        assert await target.import_log(lines) == len(lines)
+        assert await target.digest() == source_head
+        assert (await target.verify(digest=source_head)).ok
+        assert await observed_state(target) == source_state
+        copied = [(r.envelope, r.data) async for r in target._log.scan_records()]
+        assert copied == source_records  # the same envelopes and the same stored bytes
+        # A second import into the now non-empty log is refused, writing nothing.
+        with pytest.raises(jobledger.ValidationError, match="not empty"):
+            await target.import_log(lines)
+        assert await target.head() == source_head.seq
+    # The export after a seq is the tail of the whole export.
+    async with jobledger.open(filled) as source:
+        assert [line async for line in source.export_log(after=5)] == lines[5:]
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda lines: lines[:3] + lines[4:], "line 4: seq 5 where 4 was due"),
+        (lambda lines: [*lines[:2], lines[2].replace(b'"actor":"', b'"actor":"x'), *lines[3:]],
+         "line 3: the hash of seq 3 does not chain"),
+        (lambda lines: [*lines[:1], b"{not json}\n", *lines[2:]], "line 2: not a log entry"),
+    ],
+)  # fmt: skip
+async def test_a_damaged_export_is_refused_by_line_and_nothing_is_written(
+    filled: Path, tmp_path: Path, damage: Any, message: str
+) -> None:
+    async with jobledger.open(filled) as source:
+        lines = [line async for line in source.export_log()]
+    async with jobledger.open(tmp_path / "refused.db") as target:
+        with pytest.raises(jobledger.ValidationError, match=message):
+            await target.import_log(damage(lines))
+        assert await target.head() == 0
+        assert (await target.list()).jobs == ()
+        # The ledger goes on serving.
+        job = await target.submit("after")
+        assert (await target.get(job.id)).status == "pending"
+        assert await target.head() == 1
