@@ -53,6 +53,7 @@ from .errors import (
     WaitTimeout,
 )
 from .events import (
+    EVENT_SCHEMAS,
     EVENT_TYPES,
     GENESIS_HASH,
     AnyEvent,
@@ -60,6 +61,7 @@ from .events import (
     AssetEvent,
     Envelope,
     Event,
+    EventSchemas,
     JobCancelled,
     JobCancelRequested,
     JobCompleted,
@@ -81,6 +83,7 @@ from .events import (
     MarkCreated,
     MarkDeleted,
     MarkEvent,
+    Upcaster,
     chain_hash,
     decode_event,
     encode_event,
@@ -95,6 +98,7 @@ from .status import TERMINAL, TRANSITIONS, JobStatus, can_transition, is_termina
 __all__ = [
     "COMMAND_TYPES",
     "DEFAULT_RETRY",
+    "EVENT_SCHEMAS",
     "EVENT_TYPES",
     "GENESIS_HASH",
     "SYSTEM_USER",
@@ -112,6 +116,7 @@ __all__ = [
     "CorruptionError",
     "Envelope",
     "Event",
+    "EventSchemas",
     "IdFactory",
     "InternalError",
     "InvalidTransition",
@@ -170,6 +175,7 @@ __all__ = [
     "StaleAttempt",
     "StorageError",
     "SystemClock",
+    "Upcaster",
     "User",
     "ValidationError",
     "WaitTimeout",

@@ -13,14 +13,16 @@ hash chaining it to the event before.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 import msgspec
 
 from .models import RetryPolicy, User
 
 __all__ = [
+    "EVENT_SCHEMAS",
     "EVENT_TYPES",
     "GENESIS_HASH",
     "AnyEvent",
@@ -28,6 +30,7 @@ __all__ = [
     "AssetEvent",
     "Envelope",
     "Event",
+    "EventSchemas",
     "JobCancelRequested",
     "JobCancelled",
     "JobCompleted",
@@ -49,6 +52,7 @@ __all__ = [
     "MarkCreated",
     "MarkDeleted",
     "MarkEvent",
+    "Upcaster",
     "chain_hash",
     "decode_event",
     "encode_event",
@@ -57,7 +61,12 @@ __all__ = [
 
 class Event(msgspec.Struct, frozen=True, kw_only=True, gc=False, tag_field="type"):
     """Base of all events. Each concrete event has a ``stream`` property: the id
-    of the job or mark it belongs to."""
+    of the job or mark it belongs to.
+
+    ``schema_version`` is the version of the event type's shape: 1 until the
+    shape changes (see :class:`EventSchemas`)."""
+
+    schema_version: ClassVar[int] = 1
 
 
 class JobEvent(Event, frozen=True, kw_only=True):
@@ -290,9 +299,84 @@ def encode_event(event: Event) -> bytes:
     return _encoder.encode(event)
 
 
+Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
+"""Takes an event's JSON object at one schema version, returns it at the next."""
+
+
+class EventSchemas:
+    """The schema version of each event type, and the upcasters that bring an
+    entry written at an older version to the current shape.
+
+    A type starts at version 1 and its entries carry no version. When its
+    shape changes, its class sets ``schema_version = N`` and gains a field
+    ``v: int = N`` (so its new entries say their version), and an upcaster
+    from ``N - 1`` to ``N`` is registered. Old entries then decode into the
+    current shape; their stored bytes, and so the hash chain, never change.
+    An entry newer than its type's current version, or one with no upcaster
+    on its way, does not decode (``ValueError``).
+    """
+
+    def __init__(self, versions: Mapping[str, int] | None = None) -> None:
+        # Fixed once made: ``versions`` is read, never changed.
+        self.versions: dict[str, int] = (
+            dict(versions)
+            if versions is not None
+            else {tag: cls.schema_version for tag, cls in EVENT_TYPES.items()}
+        )
+        self._upcasters: dict[tuple[str, int], Upcaster] = {}
+        self._all_first = all(version == 1 for version in self.versions.values())
+
+    def register(self, event_type: str, from_version: int, upcaster: Upcaster) -> None:
+        """Register the step of ``event_type`` from ``from_version`` to the next."""
+        current = self.versions.get(event_type)
+        if current is None or not 1 <= from_version < current:
+            raise ValueError(f"{event_type!r} has no version {from_version} before its current")
+        self._upcasters[(event_type, from_version)] = upcaster
+
+    def decode(self, data: bytes | str) -> AnyEvent:
+        """The event in an entry's stored bytes, in its type's current shape."""
+        raw = data.encode() if isinstance(data, str) else data
+        if b'"v":' not in raw:  # version 1: the common case, decoded at once
+            try:
+                event = _event_decoder.decode(raw)
+            except msgspec.ValidationError:
+                if self._all_first:
+                    raise
+            else:
+                if self._all_first or self.versions.get(event.__struct_config__.tag) == 1:  # type: ignore[arg-type]
+                    return event
+        return self._upcast(raw)
+
+    def _upcast(self, raw: bytes) -> AnyEvent:
+        obj = msgspec.json.decode(raw)
+        if not isinstance(obj, dict) or not isinstance(obj.get("type"), str):
+            raise ValueError("an event is a JSON object with a type")
+        event_type: str = obj["type"]
+        version = obj.pop("v", 1)
+        current = self.versions.get(event_type)
+        if current is None:
+            raise ValueError(f"unknown event type {event_type!r}")
+        if not isinstance(version, int) or version > current:
+            raise ValueError(f"{event_type} version {version!r} is not one this jobledger knows")
+        while version < current:
+            step = self._upcasters.get((event_type, version))
+            if step is None:
+                raise ValueError(f"no upcaster for {event_type} from version {version}")
+            obj = step(obj)
+            version += 1
+        if current > 1:
+            obj["v"] = current
+        return _event_decoder.decode(_encoder.encode(obj))
+
+
+EVENT_SCHEMAS = EventSchemas()
+"""The schemas ``decode_event`` uses: every type at its class's version."""
+
+
 def decode_event(data: bytes | str) -> AnyEvent:
-    """Decode an event from its stored bytes. Raises ``msgspec`` errors on bad input."""
-    return _event_decoder.decode(data)
+    """Decode an event from its stored bytes, upcast to its current shape.
+    Raises ``msgspec`` errors or ``ValueError`` on bad input."""
+    return EVENT_SCHEMAS.decode(data)
 
 
 def chain_hash(previous: str, env: Envelope, data: bytes) -> str:

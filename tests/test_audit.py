@@ -224,3 +224,27 @@ async def test_a_damaged_export_is_refused_by_line_and_nothing_is_written(
         job = await target.submit("after")
         assert (await target.get(job.id)).status == "pending"
         assert await target.head() == 1
+
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+async def test_a_log_written_by_version_1_still_imports_and_replays_the_same(
+    tmp_path: Path,
+) -> None:
+    """tests/fixtures/log-v1.ndjson holds every event type as jobledger wrote
+    it when events were first versioned; it is never regenerated. Each later
+    version must take it with the same hashes and fold it to the same state."""
+    from .fixtures.make_log_v1 import state_json
+
+    lines = (FIXTURES / "log-v1.ndjson").read_bytes().splitlines(keepends=True)
+    types = {msgspec.json.decode(line)["type"] for line in lines}
+    assert types == set(jobledger.core.EVENT_TYPES)
+    async with jobledger.open(tmp_path / "from-v1.db") as ledger:
+        assert await ledger.import_log(lines) == len(lines)
+        assert (await ledger.verify()).ok
+        assert [line async for line in ledger.export_log()] == lines
+        expected = (FIXTURES / "log-v1.state.json").read_bytes().strip()
+        assert state_json(await ledger.replay()) == expected
+        async with ledger._log.frozen() as view:
+            assert state_json(await view.snapshot()) == expected

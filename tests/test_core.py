@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import msgspec
 import pytest
@@ -262,3 +263,34 @@ def test_the_hash_covers_every_field_but_itself() -> None:
     for key, value in changes.items():
         changed = msgspec.structs.replace(env, **{key: value})
         assert chain_hash(GENESIS_HASH, changed, data) != base, key
+
+
+def test_an_old_event_is_upcast_to_the_current_shape() -> None:
+    from jobledger.core import EVENT_SCHEMAS, EventSchemas, JobStarted, decode_event
+
+    # Today every type is at version 1 and decodes straight.
+    assert set(EVENT_SCHEMAS.versions.values()) == {1}
+    started = JobStarted(job_id="j", worker="w", attempt=1, lease_expires_at=NOW)
+    assert decode_event(msgspec.json.encode(started)) == started
+    # A later jobledger in which job.started is at version 2 (its lease field
+    # was once called ``lease_until``): entries written at version 1 still decode.
+    later = EventSchemas({**EVENT_SCHEMAS.versions, "job.started": 2})
+
+    def rename_lease(obj: dict[str, Any]) -> dict[str, Any]:
+        obj["lease_expires_at"] = obj.pop("lease_until")
+        return obj
+
+    later.register("job.started", 1, rename_lease)
+    old = b'{"type":"job.started","job_id":"j","worker":"w","attempt":1,"lease_until":"%s"}' % (
+        NOW.isoformat().encode()
+    )
+    assert later.decode(old) == started
+    assert later.decode(old.replace(b"{", b'{"v":1,', 1)) == started
+    with pytest.raises(ValueError, match="not one this jobledger knows"):
+        later.decode(old.replace(b"{", b'{"v":3,', 1))
+    with pytest.raises(ValueError, match="no upcaster"):
+        EventSchemas({**EVENT_SCHEMAS.versions, "job.started": 2}).decode(old)
+    with pytest.raises(ValueError):
+        later.register("job.started", 2, rename_lease)  # 2 is current: no step from it
+    with pytest.raises(msgspec.ValidationError):
+        decode_event(old)  # today's schemas: version 1 has no lease_until
