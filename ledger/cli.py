@@ -1,4 +1,5 @@
-"""The ``jobledger`` command line: run the demo, and look into a log file.
+"""The ``jobledger`` command line: run the demo, look into a log file, follow
+it live, check it, and move it between files.
 
 ::
 
@@ -6,11 +7,17 @@
     jobledger list [--db PATH] [--user U] [--status S] [--type T] [--limit N]
     jobledger show JOB_ID [--db PATH]
     jobledger history JOB_ID [--db PATH]
+    jobledger tail [JOB_ID] [--db PATH] [--type T] [--after SEQ] [--count N]
+    jobledger replay [--db PATH] [--until-seq SEQ | --until TIME]
+    jobledger verify [--db PATH] [--digest SEQ:HASH]
+    jobledger digest [--db PATH]
+    jobledger export [--db PATH] [--out FILE] [--after SEQ]
+    jobledger import FILE [--db PATH]
 
 Exit codes: 0 success; 1 a jobledger error (an unknown job, a damaged file,
-a failed verification); 2 a usage error or a missing log file. ``list``,
-``show`` and ``history`` never create a file: they refuse a path that does
-not exist.
+a failed verification, a refused import); 2 a usage error or a missing file.
+Only ``demo`` and ``import`` create a log file; every other command refuses
+a path that does not exist.
 """
 
 from __future__ import annotations
@@ -20,14 +27,16 @@ import asyncio
 import contextlib
 import os
 import shlex
-from collections.abc import Callable, Sequence
+import sys
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import msgspec
 from rich import box
 from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 from rich.table import Table
 from rich.text import Text
 
@@ -51,7 +60,9 @@ from jobledger.core import (
     MarkCreated,
     NotFound,
     StorageError,
+    ValidationError,
 )
+from jobledger.store import Head, Problem, VerifyReport
 
 from .demo import DEFAULT_JOBS, DEFAULT_PAUSE, STATUS_STYLE, DemoReport, run_demo
 from .ledger import open as open_ledger
@@ -72,7 +83,7 @@ _EVENT_STYLE = {
     "job.retry_scheduled": "yellow",
     "job.lease_expired": "yellow",
 }
-"""The style of an event type in ``history`` (others are plain)."""
+"""The style of an event type in ``history`` and ``tail`` (others are plain)."""
 
 _TALLY_ORDER = (
     JobStatus.COMPLETED,
@@ -88,6 +99,10 @@ class _MissingLog(Exception):
     """The ``--db`` file of a reading command does not exist (exit code 2)."""
 
 
+class _MissingFile(Exception):
+    """The file to import does not exist (exit code 2)."""
+
+
 class _OutputClosed(Exception):
     """The reader of our output went away (a broken pipe, as in ``| head``)."""
 
@@ -101,12 +116,16 @@ class _Console(Console):
     """
 
     def on_broken_pipe(self) -> None:
-        # Point the dead stream at /dev/null, as rich does, so the final flush
-        # at interpreter exit does not fail again.
-        with contextlib.suppress(OSError, ValueError, AttributeError):
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, self.file.fileno())
+        _silence(self.file)
         raise _OutputClosed
+
+
+def _silence(stream: IO[Any]) -> None:
+    """Point a stream whose reader went away at /dev/null, as rich does, so the
+    final flush at interpreter exit does not fail again."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
 
 
 # -- formatting ----------------------------------------------------------
@@ -196,7 +215,7 @@ def _jobs_table(jobs: Sequence[Job], *, title: str | None = None, detailed: bool
 
 
 def _summarize_event(env: Envelope) -> str:
-    """A one-line, human summary of an envelope's data (for ``history``)."""
+    """A one-line, human summary of an envelope's data (for ``history`` and ``tail``)."""
     data = env.data
     if isinstance(data, JobCreated):
         return f"{data.job_type} for {data.user.id}, params {_json(data.params, 60)}"
@@ -244,6 +263,42 @@ def _summarize_event(env: Envelope) -> str:
     # An event type this CLI does not know yet: show its fields.
     fields = {k: v for k, v in msgspec.to_builtins(data).items() if k not in {"type", "job_id"}}
     return _json(fields, 80)
+
+
+def _attempt(env: Envelope) -> str:
+    """The attempt an event belongs to, if its data names one; else ``-``."""
+    attempt = getattr(env.data, "attempt", None)
+    return "-" if attempt is None else str(attempt)
+
+
+_TYPE_WIDTH = len("job.suspend_requested")
+"""The longest event type, so that ``tail`` lines align."""
+
+
+def _event_line(env: Envelope) -> Text:
+    """One line of ``tail``: seq, time, type, stream, actor, then the summary."""
+    return Text.assemble(
+        f"{env.seq:>6}  {_when(env.time)}  ",
+        (f"{env.type:<{_TYPE_WIDTH}}", _EVENT_STYLE.get(env.type, "")),
+        f"  {env.stream}  {env.actor}  {_summarize_event(env)}",
+    )
+
+
+def _problems_table(problems: Sequence[Problem]) -> Table:
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False)
+    table.add_column("seq", justify="right", no_wrap=True)
+    table.add_column("kind", no_wrap=True)
+    table.add_column("detail", overflow="fold")
+    for problem in problems:
+        table.add_row(str(problem.seq), Text(problem.kind, "red"), Text(problem.detail))
+    return table
+
+
+def _verdict(report: VerifyReport) -> Text:
+    """``verify: ok`` or ``verify: N problem(s)``, in green or red."""
+    if report.ok:
+        return Text("verify: ok", "bold green")
+    return Text(f"verify: {len(report.problems)} problem(s)", "bold red")
 
 
 def _console(*, stderr: bool = False) -> Console:
@@ -442,24 +497,246 @@ async def _history(args: argparse.Namespace, out: Console) -> int:
         title=f"History of {args.job_id}",
         title_justify="left",
     )
+    # No version column: in one stream it is the row's number, 1, 2, 3, ...
     table.add_column("seq", justify="right")
-    table.add_column("version", justify="right")
     table.add_column("type", no_wrap=True)
     table.add_column("time (UTC)", no_wrap=True)
     table.add_column("actor", no_wrap=True)
-    table.add_column("summary", overflow="fold")
+    table.add_column("attempt", justify="right", no_wrap=True)
+    table.add_column("what changed", overflow="fold")
     for env in events:
         style = _EVENT_STYLE.get(env.type, "")
         table.add_row(
             str(env.seq),
-            str(env.version),
             Text(env.type, style),
             _when(env.time),
             Text(env.actor),
+            _attempt(env),
             Text(_summarize_event(env)),
         )
     out.print(table)
     out.print(Text(f"{len(events)} event(s)"))
+    return 0
+
+
+# -- following the log -------------------------------------------------------
+
+_JOB_ENDINGS = frozenset(
+    {
+        "job.completed",
+        "job.partial",
+        "job.failed",
+        "job.skipped",
+        "job.cancelled",
+        "job.timed_out",
+        "job.deleted",
+    }
+)
+"""The event types after which a job's stream gets no more events."""
+
+_TAIL_POLL = 0.2
+"""Seconds between ``tail``'s looks for events written by another process
+(the ledger's default, 1 s, is slow to watch)."""
+
+
+class _JobBar:
+    """A rich progress bar of one job's percent; ``tail``'s lines scroll above it."""
+
+    def __init__(self, job: Job, out: Console) -> None:
+        self._progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TaskProgressColumn(),
+            console=out,
+        )
+        self._task = self._progress.add_task(job.id, total=100)
+        if job.progress is not None:
+            self._progress.update(self._task, completed=job.progress.percent)
+
+    def __enter__(self) -> _JobBar:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._progress.stop()
+
+    def show(self, env: Envelope) -> None:
+        """Move the bar for a progress event, or fill it for a completion."""
+        if isinstance(env.data, JobProgressed):
+            self._progress.update(self._task, completed=env.data.percent)
+        elif isinstance(env.data, JobCompleted):
+            self._progress.update(self._task, completed=100)
+
+
+async def _follow(
+    envelopes: AsyncGenerator[Envelope, None],
+    out: Console,
+    *,
+    count: int | None,
+    one_job: bool = False,
+    bar: _JobBar | None = None,
+) -> int:
+    """Print a line per envelope (and move ``bar``) until ``count`` are
+    printed, ``envelopes`` ends, or, with ``one_job``, the job's stream ends;
+    returns how many were printed."""
+    shown = 0
+    async with contextlib.aclosing(envelopes) as stream:
+        async for env in stream:
+            out.print(_event_line(env), soft_wrap=True)
+            shown += 1
+            if bar is not None:
+                bar.show(env)
+            if shown == count or (one_job and env.type in _JOB_ENDINGS):
+                break
+    return shown
+
+
+async def _tail(args: argparse.Namespace, out: Console) -> int:
+    async with open_ledger(_existing(args.db), poll_interval=_TAIL_POLL) as ledger:
+        after = await ledger.head() if args.after is None else args.after
+        if args.job_id is None:
+            envelopes = ledger.events(after, follow=True, job_type=args.job_type)
+            await _follow(envelopes, out, count=args.count)
+            return 0
+        job = await ledger.get(args.job_id)
+        # An ended job gets no more events: read what there is, do not wait.
+        envelopes = ledger.events(after, follow=not job.is_terminal, job_id=job.id)
+        with _JobBar(job, out) if out.is_terminal else contextlib.nullcontext() as bar:
+            shown = await _follow(envelopes, out, count=args.count, one_job=True, bar=bar)
+    if job.is_terminal and shown == 0:
+        out.print(
+            Text(f"job {job.id} had already ended ({job.status}); no events after seq {after}")
+        )
+    return 0
+
+
+# -- auditing the log ----------------------------------------------------------
+
+
+async def _replay(args: argparse.Namespace, out: Console) -> int:
+    async with open_ledger(_existing(args.db)) as ledger:
+        state = await ledger.replay(until_seq=args.until_seq, until=args.until)
+        head = await ledger.head()
+    jobs = sorted(state.jobs.values(), key=lambda job: job.created_seq)
+    if jobs:
+        title = f"Jobs at seq {state.seq}, in order of creation"
+        out.print(_jobs_table(jobs, title=title, detailed=True))
+    else:
+        out.print(Text(f"no jobs at seq {state.seq}", "dim"))
+    out.print(
+        Text(
+            f"{len(jobs)} job(s), {len(state.marks)} mark(s), {len(state.assets)} asset(s) "
+            f"at seq {state.seq} (the log's head is {head})"
+        )
+    )
+    return 0
+
+
+async def _verify(args: argparse.Namespace, out: Console) -> int:
+    async with open_ledger(_existing(args.db)) as ledger:
+        report = await ledger.verify(digest=args.digest)
+    if not report.ok:
+        out.print(_problems_table(report.problems))
+        out.print(_verdict(report))
+        return 1
+    checked = f"; it still holds the digest of seq {args.digest.seq}" if args.digest else ""
+    out.print(
+        Text.assemble(
+            _verdict(report),
+            f" (hash chain intact over {report.events} events, read model equals a replay"
+            f"{checked}; head {report.head.text})",
+        ),
+        soft_wrap=True,
+    )
+    return 0
+
+
+async def _digest(args: argparse.Namespace, out: Console) -> int:
+    async with open_ledger(_existing(args.db)) as ledger:
+        head = await ledger.digest()
+    out.print(Text(head.text), soft_wrap=True)
+    return 0
+
+
+# -- moving the log ------------------------------------------------------------
+
+
+async def _write_lines(lines: AsyncIterator[bytes], to: IO[bytes]) -> int:
+    """Write ``lines`` to ``to``; returns how many. A reader that went away
+    raises ``_OutputClosed``."""
+    count = 0
+    try:
+        async for line in lines:
+            to.write(line)
+            count += 1
+        to.flush()
+    except BrokenPipeError:
+        _silence(to)
+        raise _OutputClosed from None
+    finally:
+        if isinstance(lines, AsyncGenerator):  # done with it while the ledger is open
+            await lines.aclose()
+    return count
+
+
+@contextlib.contextmanager
+def _writing(name: str | None) -> Iterator[IO[bytes]]:
+    """The file ``name`` (``None``: standard output), open for writing bytes."""
+    if name is None:
+        yield sys.stdout.buffer
+        return
+    with Path(name).open("wb") as file:
+        yield file
+
+
+async def _export(args: argparse.Namespace, out: Console) -> int:
+    async with open_ledger(_existing(args.db)) as ledger:
+        with _writing(args.out) as to:
+            count = await _write_lines(ledger.export_log(after=args.after), to)
+    if args.out is not None:
+        out.print(Text(f"exported {count} events to {args.out}"), soft_wrap=True)
+    return 0
+
+
+@contextlib.contextmanager
+def _reading(name: str) -> Iterator[IO[bytes]]:
+    """The file ``name`` (``-``: standard input), open for reading bytes."""
+    if name == "-":
+        yield sys.stdin.buffer
+        return
+    if not Path(name).is_file():
+        raise _MissingFile(name)
+    with Path(name).open("rb") as file:
+        yield file
+
+
+def _new_log(db: str) -> bool:
+    """Whether ``db`` does not exist yet; ``StorageError`` if it is not a log."""
+    _check_sqlite(db)
+    return not Path(db).exists()
+
+
+def _discard(db: str) -> None:
+    """Delete the log file ``db`` and its ``-wal``/``-shm``/``-journal`` companions."""
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
+
+
+async def _import(args: argparse.Namespace, out: Console) -> int:
+    with _reading(args.file) as lines:
+        created = _new_log(args.db)
+        try:
+            async with open_ledger(args.db) as ledger:
+                count = await ledger.import_log(lines)
+                report = await ledger.verify()
+        except BaseException:
+            if created:  # the import is all or nothing: so is the file it made
+                _discard(args.db)
+            raise
+    out.print(Text.assemble(f"imported {count} events; ", _verdict(report)))
+    if not report.ok:
+        out.print(_problems_table(report.problems))
+        return 1
     return 0
 
 
@@ -474,6 +751,36 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1: {value}")
     return value
+
+
+def _seq(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"a seq is never negative: {value}")
+    return value
+
+
+def _moment(text: str) -> datetime:
+    """An ISO 8601 time with its offset (``Z`` or ``+02:00``)."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from None
+    if moment.utcoffset() is None:
+        raise argparse.ArgumentTypeError(
+            f"a time needs its offset (Z, +02:00, ...) to be unambiguous: {text!r}"
+        )
+    return moment
+
+
+def _head(text: str) -> Head:
+    try:
+        return Head.parse(text)
+    except ValidationError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _seconds(text: str) -> float:
@@ -541,10 +848,94 @@ def _parser() -> argparse.ArgumentParser:
     history = commands.add_parser("history", help="show one job's events, in order")
     history.add_argument("job_id", metavar="JOB_ID")
     history.add_argument("--db", default=_DEFAULT_DB, help=db_help)
+
+    _add_live_commands(commands, db_help)
+    _add_audit_commands(commands, db_help)
     return parser
 
 
-_COMMANDS = {"demo": _demo, "list": _list, "show": _show, "history": _history}
+def _add_live_commands(commands: Any, db_help: str) -> None:
+    tail = commands.add_parser(
+        "tail",
+        help="follow the log: print events as they are written",
+        description="Print one line per event as it is written (Ctrl-C stops). With "
+        "JOB_ID, only that job's events, with a progress bar on a terminal; it stops "
+        "at the job's end.",
+    )
+    tail.add_argument("job_id", metavar="JOB_ID", nargs="?", help="follow only this job")
+    tail.add_argument("--db", default=_DEFAULT_DB, help=db_help)
+    tail.add_argument(
+        "--type", dest="job_type", help="only the jobs of this type (with their marks and assets)"
+    )
+    tail.add_argument(
+        "--after",
+        type=_seq,
+        metavar="SEQ",
+        help="start after this seq (0: the whole log; default: the head, new events only)",
+    )
+    tail.add_argument("--count", type=_positive, metavar="N", help="stop after N events")
+
+
+def _add_audit_commands(commands: Any, db_help: str) -> None:
+    replay = commands.add_parser(
+        "replay", help="show the state at a past point, recomputed from the log alone"
+    )
+    replay.add_argument("--db", default=_DEFAULT_DB, help=db_help)
+    point = replay.add_mutually_exclusive_group()
+    point.add_argument("--until-seq", type=_seq, metavar="SEQ", help="up to this seq")
+    point.add_argument(
+        "--until",
+        type=_moment,
+        metavar="TIME",
+        help="up to this ISO 8601 time, with its offset (2025-01-31T12:00:00Z)",
+    )
+
+    verify = commands.add_parser(
+        "verify", help="check the hash chain and the read model; exit 1 on any problem"
+    )
+    verify.add_argument("--db", default=_DEFAULT_DB, help=db_help)
+    verify.add_argument(
+        "--digest",
+        type=_head,
+        metavar="SEQ:HASH",
+        help="also check that the log still holds this digest (printed by jobledger digest)",
+    )
+
+    digest = commands.add_parser(
+        "digest", help="print the head of the log (SEQ:HASH), to keep elsewhere for verify"
+    )
+    digest.add_argument("--db", default=_DEFAULT_DB, help=db_help)
+
+    export = commands.add_parser("export", help="write the log as NDJSON, one event a line")
+    export.add_argument("--db", default=_DEFAULT_DB, help=db_help)
+    export.add_argument("--out", metavar="FILE", help="write to FILE (default: standard output)")
+    export.add_argument(
+        "--after", type=_seq, default=0, metavar="SEQ", help="only events after this seq"
+    )
+
+    load = commands.add_parser(
+        "import", help="load an export into a new log, with the same hashes, and verify it"
+    )
+    load.add_argument("file", metavar="FILE", help="an export (-: standard input)")
+    load.add_argument(
+        "--db",
+        default=_DEFAULT_DB,
+        help=f"the log file (default: {_DEFAULT_DB}); created if missing, it must be empty",
+    )
+
+
+_COMMANDS = {
+    "demo": _demo,
+    "list": _list,
+    "show": _show,
+    "history": _history,
+    "tail": _tail,
+    "replay": _replay,
+    "verify": _verify,
+    "digest": _digest,
+    "export": _export,
+    "import": _import,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -567,6 +958,9 @@ def main(argv: list[str] | None = None) -> int:
             Text(f"jobledger: error: no log file at {exc} (pass --db PATH)", "red"),
             soft_wrap=True,
         )
+        return 2
+    except _MissingFile as exc:
+        err.print(Text(f"jobledger: error: no file at {exc}", "red"), soft_wrap=True)
         return 2
     except NotFound as exc:
         err.print(Text(f"jobledger: error: {exc} in {args.db}", "red"), soft_wrap=True)

@@ -9,9 +9,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import json
 import os
+import sqlite3
 import subprocess
 import sys
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -65,6 +69,44 @@ def history_of(db: Path, job_id: str) -> list[str]:
 def jobs_in(db: Path) -> list[jobledger.Job]:
     """The jobs of ``db``, newest first."""
     return asyncio.run(_jobs(db))
+
+
+async def _envelopes(db: Path, job_id: str | None) -> list[jobledger.Envelope]:
+    async with jobledger.open(db) as ledger:
+        return [env async for env in ledger.events(job_id=job_id)]
+
+
+def envelopes_in(db: Path, job_id: str | None = None) -> list[jobledger.Envelope]:
+    """The envelopes of ``db`` (of one job's stream, with ``job_id``), in order."""
+    return asyncio.run(_envelopes(db, job_id))
+
+
+async def _digest(db: Path) -> jobledger.Head:
+    async with jobledger.open(db) as ledger:
+        return await ledger.digest()
+
+
+def digest_of(db: Path) -> jobledger.Head:
+    return asyncio.run(_digest(db))
+
+
+async def _replay(db: Path, until_seq: int) -> jobledger.Projection:
+    async with jobledger.open(db) as ledger:
+        return await ledger.replay(until_seq=until_seq)
+
+
+def copy_of(db: Path, to: Path) -> Path:
+    """A copy of the log ``db`` at ``to`` (SQLite's backup: the WAL is included)."""
+    with (
+        contextlib.closing(sqlite3.connect(db)) as source,
+        contextlib.closing(sqlite3.connect(to)) as target,
+    ):
+        source.backup(target)
+    return to
+
+
+def lines_with(out: str, needle: str) -> list[str]:
+    return [line for line in out.splitlines() if needle in line]
 
 
 @pytest.fixture(scope="module")
@@ -318,7 +360,408 @@ def test_history_of_a_failed_job(demo_db: Path, capsys: pytest.CaptureFixture[st
     assert "ValueError" in out
 
 
-@pytest.mark.parametrize("command", [["list"], ["show", "job_x"], ["history", "job_x"]])
+def test_history_shows_the_attempt_of_each_event(
+    demo_db: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    job = next(j for j in jobs_in(demo_db) if j.attempt == 2)
+    assert main(["history", job.id, "--db", str(demo_db)]) == 0
+    out = capsys.readouterr().out
+    assert "attempt" in lines_with(out, "what changed")[0]
+    # seq, type, date, time, actor, attempt, what changed
+    (created,) = lines_with(out, "job.created")
+    assert created.split()[1:8] == [
+        "job.created",
+        *created.split()[2:4],
+        "alice",
+        "-",
+        "fetch",
+        "for",
+    ]
+    started = lines_with(out, "job.started")
+    assert [line.split()[4:6] for line in started] == [
+        ["worker:FetchWorker", "1"],
+        ["worker:FetchWorker", "2"],
+    ]
+    assert lines_with(out, "job.retry_scheduled")[0].split()[5:8] == ["1", "attempt", "1"]
+    (completed,) = lines_with(out, "job.completed")
+    assert completed.split()[5:8] == ["2", "attempt", "2,"]
+
+
+# -- tail ----------------------------------------------------------------------
+
+
+def test_tail_catches_up_from_a_seq_and_stops_after_count(
+    demo_db: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["tail", "--db", str(demo_db), "--after", "0", "--count", "3"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    first = envelopes_in(demo_db)[:3]
+    assert len(lines) == 3
+    for line, env in zip(lines, first, strict=True):
+        assert line.split()[0] == str(env.seq)
+        assert line.split()[3:6] == [env.type, env.stream, env.actor]
+    assert lines[0].split()[6:] == ["word-count", "for", "alice,", "params", '{"doc":"doc-rivers"}']
+
+    assert main(["tail", "--db", str(demo_db), "--after", "5", "--count", "2"]) == 0
+    assert [int(line.split()[0]) for line in capsys.readouterr().out.splitlines()] == [6, 7]
+
+
+def test_tail_of_one_job_type(demo_db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (job,) = [j for j in jobs_in(demo_db) if j.job_type == "fetch"]
+    events = envelopes_in(demo_db, job.id)
+    argv = ["tail", "--db", str(demo_db), "--type", "fetch", "--after", "0"]
+    assert main([*argv, "--count", str(len(events))]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [int(line.split()[0]) for line in lines] == [env.seq for env in events]
+    assert {line.split()[4] for line in lines} == {job.id}
+
+
+def test_tail_of_an_ended_job_stops_at_its_end(
+    demo_db: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    job = next(j for j in jobs_in(demo_db) if j.attempt == 2)
+    assert main(["tail", job.id, "--db", str(demo_db), "--after", "0"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[3] for line in lines] == history_of(demo_db, job.id)
+    assert {line.split()[4] for line in lines} == {job.id}
+    assert lines[-1].split()[3] == "job.completed"
+    assert (
+        "attempt 1 failed (ConnectionError: connection reset"
+        in lines_with("\n".join(lines), "job.retry_scheduled")[0]
+    )
+
+    # From the head (the default), an ended job has nothing more to show.
+    assert main(["tail", job.id, "--db", str(demo_db)]) == 0
+    head = digest_of(demo_db).seq
+    assert capsys.readouterr().out == (
+        f"job {job.id} had already ended (completed); no events after seq {head}\n"
+    )
+
+    assert main(["tail", job.id, "--db", str(demo_db), "--after", "0", "--count", "2"]) == 0
+    assert [line.split()[3] for line in capsys.readouterr().out.splitlines()] == [
+        "job.created",
+        "job.started",
+    ]
+
+
+def test_tail_of_a_job_on_a_terminal_shows_its_progress_bar(
+    demo_db: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("TTY_COMPATIBLE", "1")
+    job = next(j for j in jobs_in(demo_db) if j.job_type == "checksum")
+    assert main(["tail", job.id, "--db", str(demo_db), "--after", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "job.completed" in out
+    bar = [line for line in out.splitlines() if line.strip().startswith(job.id)][-1]
+    assert "━" in bar
+    assert bar.rstrip().endswith("100%")
+
+
+class _Watched(io.StringIO):
+    """Standard output that says when a line with ``needle`` has been written."""
+
+    def __init__(self, needle: str) -> None:
+        super().__init__()
+        self.needle = needle
+        self.seen = threading.Event()
+
+    def write(self, text: str) -> int:
+        if self.needle in text:
+            self.seen.set()
+        return super().write(text)
+
+
+async def test_tail_follows_a_job_as_another_ledger_runs_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = tmp_path / "live.db"
+    async with jobledger.open(db, job_types=JOB_TYPES) as ledger:
+        job = await ledger.submit("word-count", {"doc": "doc-rivers"}, user="alice")
+    out = _Watched("job.created")
+    monkeypatch.setattr(sys, "stdout", out)
+    tail = asyncio.ensure_future(
+        asyncio.to_thread(main, ["tail", job.id, "--db", str(db), "--after", "0"])
+    )
+    # The tail has shown the pending job and waits for more: now run it.
+    assert await asyncio.to_thread(out.seen.wait, 30)
+    assert not tail.done()
+    async with jobledger.open(db, workers=[WordCountWorker(pause=0)]) as ledger:
+        done = await ledger.wait(job.id, timeout=30)
+    assert done.status == "completed"
+    assert await asyncio.wait_for(tail, 30) == 0  # it ends by itself, at the job's end
+    lines = out.getvalue().splitlines()
+    assert [line.split()[3] for line in lines] == await _history(db, job.id)
+    assert lines[-1].split()[3] == "job.completed"
+    assert '"words":89' in lines[-1]
+
+
+# -- replay --------------------------------------------------------------------
+
+
+def test_replay_shows_the_state_at_a_seq(demo_db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    job = next(j for j in jobs_in(demo_db) if j.attempt == 2)
+    retry = next(e for e in envelopes_in(demo_db, job.id) if e.type == "job.retry_scheduled")
+    head = digest_of(demo_db).seq
+    then = asyncio.run(_replay(demo_db, retry.seq))
+
+    assert main(["replay", "--db", str(demo_db), "--until-seq", str(retry.seq)]) == 0
+    out = capsys.readouterr().out
+    assert f"Jobs at seq {retry.seq}, in order of creation" in out
+    (row,) = lines_with(out, job.id)
+    assert row.split()[:5] == [job.id, "fetch", "alice", "pending", "2/5"]
+    assert out.endswith(
+        f"{len(then.jobs)} job(s), {len(then.marks)} mark(s), {len(then.assets)} asset(s) "
+        f"at seq {retry.seq} (the log's head is {head})\n"
+    )
+    ids = [j.id for j in then.jobs.values()]
+    assert [j for j in ids if j in out] == ids
+    assert [out.index(j) for j in ids] == sorted(out.index(j) for j in ids)
+
+    assert main(["replay", "--db", str(demo_db)]) == 0
+    out = capsys.readouterr().out
+    (row,) = lines_with(out, job.id)
+    assert row.split()[:5] == [job.id, "fetch", "alice", "completed", "2"]
+    assert f"{DEFAULT_JOBS} job(s), " in out
+    assert f"at seq {head} (the log's head is {head})" in out
+
+
+def test_replay_until_a_time(demo_db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    head = digest_of(demo_db).seq
+    assert main(["replay", "--db", str(demo_db), "--until", "2000-01-01T00:00:00+00:00"]) == 0
+    assert capsys.readouterr().out == (
+        f"no jobs at seq 0\n0 job(s), 0 mark(s), 0 asset(s) at seq 0 (the log's head is {head})\n"
+    )
+    assert main(["replay", "--db", str(demo_db), "--until", "2999-12-31T23:59:59Z"]) == 0
+    assert f"at seq {head} (the log's head is {head})" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "until",
+    [
+        ["--until", "2025-01-31T12:00:00"],
+        ["--until", "yesterday"],
+        ["--until-seq", "-1"],
+        ["--until-seq", "3", "--until", "2025-01-31T12:00:00Z"],
+    ],
+)
+def test_replay_refuses_a_bad_point(
+    demo_db: Path, capsys: pytest.CaptureFixture[str], until: list[str]
+) -> None:
+    assert main(["replay", "--db", str(demo_db), *until]) == 2
+    captured = capsys.readouterr()
+    assert "usage: jobledger replay" in captured.err
+    assert captured.out == ""
+
+
+def test_a_naive_time_is_refused_with_a_reason(
+    demo_db: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["replay", "--db", str(demo_db), "--until", "2025-01-31T12:00:00"]) == 2
+    assert "a time needs its offset (Z, +02:00, ...)" in capsys.readouterr().err
+
+
+# -- verify and digest -----------------------------------------------------------
+
+
+def test_verify_a_sound_log(demo_db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    head = digest_of(demo_db)
+    assert main(["verify", "--db", str(demo_db)]) == 0
+    assert capsys.readouterr().out == (
+        f"verify: ok (hash chain intact over {head.seq} events, read model equals a replay; "
+        f"head {head.text})\n"
+    )
+
+
+def test_verify_reports_an_edited_entry(
+    demo_db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = copy_of(demo_db, tmp_path / "edited.db")
+    with contextlib.closing(sqlite3.connect(db)) as conn, conn:
+        conn.execute(
+            "UPDATE events SET data = CAST(' ' || CAST(data AS TEXT) AS BLOB) WHERE seq = 3"
+        )
+    assert main(["verify", "--db", str(db)]) == 1
+    out = capsys.readouterr().out
+    assert lines_with(out, "hash does not match")[0].split()[:2] == ["3", "hash"]
+    assert out.endswith("verify: 1 problem(s)\n")
+
+
+def test_digest_prints_the_head(demo_db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    head = digest_of(demo_db)
+    assert main(["digest", "--db", str(demo_db)]) == 0
+    assert capsys.readouterr().out == f"{head.seq}:{head.hash}\n"
+    assert jobledger.Head.parse(f"{head.seq}:{head.hash}") == head
+
+
+def test_verify_with_a_digest(demo_db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = str(demo_db)
+    assert main(["digest", "--db", db]) == 0
+    digest = capsys.readouterr().out.strip()
+    head = jobledger.Head.parse(digest)
+    assert main(["verify", "--db", db, "--digest", digest]) == 0
+    assert f"; it still holds the digest of seq {head.seq}; head {digest})" in (
+        capsys.readouterr().out
+    )
+
+    # A log rewritten before the digest's seq (here: a digest that it never held).
+    assert main(["verify", "--db", db, "--digest", f"5:{'0' * 64}"]) == 1
+    out = capsys.readouterr().out
+    assert lines_with(out, "000000")[0].split()[:2] == ["5", "digest"]
+    assert out.endswith("verify: 1 problem(s)\n")
+
+    # A log that ends before the digest's seq.
+    assert main(["verify", "--db", db, "--digest", f"{head.seq + 1}:{head.hash}"]) == 1
+    assert lines_with(capsys.readouterr().out, "digest")[0].split()[:2] == [
+        str(head.seq + 1),
+        "digest",
+    ]
+
+
+@pytest.mark.parametrize("text", ["garbage", "12", "12:abc", f"x:{'0' * 64}"])
+def test_verify_refuses_a_malformed_digest(
+    demo_db: Path, capsys: pytest.CaptureFixture[str], text: str
+) -> None:
+    assert main(["verify", "--db", str(demo_db), "--digest", text]) == 2
+    err = capsys.readouterr().err
+    assert "usage: jobledger verify" in err
+    assert "not a digest (SEQ:HASH)" in err
+
+
+# -- export and import -----------------------------------------------------------
+
+
+def test_export_writes_ndjson(
+    demo_db: Path, tmp_path: Path, capsysbinary: pytest.CaptureFixture[bytes]
+) -> None:
+    head = digest_of(demo_db)
+    out = tmp_path / "log.ndjson"
+    assert main(["export", "--db", str(demo_db), "--out", str(out)]) == 0
+    assert capsysbinary.readouterr().out == f"exported {head.seq} events to {out}\n".encode()
+    lines = out.read_bytes().splitlines(keepends=True)
+    assert all(line.endswith(b"\n") for line in lines)
+    entries = [json.loads(line) for line in lines]
+    assert [e["seq"] for e in entries] == list(range(1, head.seq + 1))
+    assert entries[-1]["hash"] == head.hash
+    assert [e["type"] for e in entries] == [env.type for env in envelopes_in(demo_db)]
+
+    assert main(["export", "--db", str(demo_db)]) == 0
+    assert capsysbinary.readouterr().out == out.read_bytes()
+
+    assert main(["export", "--db", str(demo_db), "--after", str(head.seq - 2)]) == 0
+    assert capsysbinary.readouterr().out == b"".join(lines[-2:])
+
+
+def test_import_rebuilds_the_log_in_a_new_file(
+    demo_db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    export = tmp_path / "log.ndjson"
+    assert main(["export", "--db", str(demo_db), "--out", str(export)]) == 0
+    capsys.readouterr()
+    db = tmp_path / "copy.db"
+    head = digest_of(demo_db)
+    assert main(["import", str(export), "--db", str(db)]) == 0
+    assert capsys.readouterr().out == f"imported {head.seq} events; verify: ok\n"
+    assert digest_of(db) == head
+    assert jobs_in(db) == jobs_in(demo_db)
+
+    # Only into an empty log: the second import is refused and changes nothing.
+    assert main(["import", str(export), "--db", str(db)]) == 1
+    captured = capsys.readouterr()
+    assert "jobledger: error: ValidationError: " in captured.err
+    assert "not empty" in captured.err
+    assert captured.out == ""
+    assert digest_of(db) == head
+
+
+def test_import_reads_standard_input(
+    demo_db: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    export = tmp_path / "log.ndjson"
+    assert main(["export", "--db", str(demo_db), "--out", str(export)]) == 0
+    capsys.readouterr()
+    with export.open("rb") as stdin:
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(stdin))
+        assert main(["import", "-", "--db", str(tmp_path / "piped.db")]) == 0
+    assert capsys.readouterr().out.endswith("; verify: ok\n")
+    assert digest_of(tmp_path / "piped.db") == digest_of(demo_db)
+
+
+def _broken_chain(export: bytes) -> bytes:
+    lines = export.splitlines(keepends=True)
+    entry = json.loads(lines[2])
+    entry["hash"] = "f" * 64
+    lines[2] = json.dumps(entry, separators=(",", ":")).encode() + b"\n"
+    return b"".join(lines)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda export: export + b"not json\n",
+        lambda export: export.splitlines(keepends=True)[1] + export,
+        _broken_chain,
+    ],
+    ids=["a malformed line", "a seq out of turn", "a hash that does not chain"],
+)
+def test_a_refused_import_leaves_no_file(
+    demo_db: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    damage: Callable[[bytes], bytes],
+) -> None:
+    export = tmp_path / "log.ndjson"
+    assert main(["export", "--db", str(demo_db), "--out", str(export)]) == 0
+    export.write_bytes(damage(export.read_bytes()))
+    capsys.readouterr()
+    db = tmp_path / "new.db"
+    assert main(["import", str(export), "--db", str(db)]) == 1
+    captured = capsys.readouterr()
+    assert "jobledger: error: ValidationError: " in captured.err
+    assert "Traceback" not in captured.err
+    assert captured.out == ""
+    assert sorted(os.listdir(tmp_path)) == ["log.ndjson"]
+
+
+def test_import_of_a_missing_file_is_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "new.db"
+    assert main(["import", str(tmp_path / "nothing.ndjson"), "--db", str(db)]) == 2
+    assert f"jobledger: error: no file at {tmp_path / 'nothing.ndjson'}" in (
+        capsys.readouterr().err
+    )
+    assert os.listdir(tmp_path) == []
+
+
+def test_import_into_a_file_that_is_not_a_log(
+    demo_db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    export = tmp_path / "log.ndjson"
+    assert main(["export", "--db", str(demo_db), "--out", str(export)]) == 0
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a database\n")
+    assert main(["import", str(export), "--db", str(notes)]) == 1
+    assert "StorageError" in capsys.readouterr().err
+    assert notes.read_text() == "not a database\n"
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["list"],
+        ["show", "job_x"],
+        ["history", "job_x"],
+        ["tail"],
+        ["tail", "job_x"],
+        ["replay"],
+        ["verify"],
+        ["digest"],
+        ["export"],
+    ],
+)
 def test_a_missing_file_is_exit_2_and_is_not_created(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -337,7 +780,7 @@ def test_a_missing_file_is_exit_2_and_is_not_created(
     assert os.listdir(tmp_path) == []
 
 
-@pytest.mark.parametrize("command", ["show", "history"])
+@pytest.mark.parametrize("command", ["show", "history", "tail"])
 def test_an_unknown_job_is_exit_1(
     demo_db: Path, capsys: pytest.CaptureFixture[str], command: str
 ) -> None:
@@ -364,6 +807,10 @@ def test_usage_errors_return_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert main([]) == 2
     assert main(["list", "--status", "bogus"]) == 2
     assert main(["demo", "--jobs", "0"]) == 2
+    assert main(["tail", "--count", "0"]) == 2
+    assert main(["tail", "--after", "x"]) == 2
+    assert main(["export", "--after", "-1"]) == 2
+    assert main(["import"]) == 2
     assert main(["frobnicate"]) == 2
     assert "usage: jobledger" in capsys.readouterr().err
     assert main(["--help"]) == 0
