@@ -781,8 +781,12 @@ class Ledger:
         def subscribe(
             observer: ObserverBase[Envelope], scheduler: SchedulerBase | None = None
         ) -> Any:
+            # Live only: from the last seq committed here when subscribing (not
+            # when the task first runs), so nothing committed after is missed.
+            head = max(self._seen_seq, self._stower.statistics().last_seq)
+
             async def pump() -> None:
-                start = after if after is not None else (await self._log.head()).seq
+                start = after if after is not None else head
                 try:
                     async for env in self.events(
                         start,
@@ -812,8 +816,13 @@ class Ledger:
     async def replay(
         self, *, until_seq: int | None = None, until: datetime | None = None
     ) -> Projection:
-        """The state (``.jobs``, ``.marks``) as of a past point, from the log alone."""
+        """The state (``.jobs``, ``.marks``, ``.assets``) as of a past point,
+        from the log alone, streamed: after ``until_seq``, or before the first
+        event later than ``until`` (an aware datetime; ``ValidationError``
+        otherwise)."""
         self._check_open()
+        if until is not None and (not isinstance(until, datetime) or until.tzinfo is None):
+            raise ValidationError("must be an aware datetime", field="until")
         return await replay(self._log, until_seq=until_seq, until=until)
 
     async def verify(self, *, digest: Head | None = None) -> VerifyReport:
@@ -829,7 +838,7 @@ class Ledger:
         self._check_open()
         return await self._log.head()
 
-    async def export_log(self, after: int = 0) -> AsyncIterator[bytes]:
+    async def export_log(self, after: int = 0) -> AsyncGenerator[bytes, None]:
         """The log after ``after`` as NDJSON lines (``jobledger.LogLine``), with
         each event's exact stored bytes, so ``import_log`` keeps the hashes."""
         self._check_open()

@@ -7,6 +7,8 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 import jobledger
 from jobledger import Job, JobContext, JobWorker
 
@@ -104,3 +106,34 @@ async def test_events_filter_by_job_type_with_their_marks(db_path: Path) -> None
         of_b = [env.type async for env in ledger.events(job_type="b")]
         assert of_b == ["job.created"]
         assert b.job_type == "b"
+
+
+async def test_observe_live_only_misses_nothing_committed_after_subscribing(
+    db_path: Path,
+) -> None:
+    async with jobledger.open(db_path) as ledger:
+        await ledger.submit("before")  # not live: before the subscription
+        got: list[str] = []
+        done = asyncio.Event()
+
+        def on_next(env: jobledger.Envelope) -> None:
+            got.append(env.data.job_type)  # type: ignore[union-attr]
+            if len(got) == 2:
+                done.set()
+
+        disposable = ledger.observe(types=["job.created"]).subscribe(on_next)
+        # Committed at once, before the observer's task has even started.
+        await ledger.submit("first")
+        await ledger.submit("second")
+        await asyncio.wait_for(done.wait(), 10)
+        disposable.dispose()
+        assert got == ["first", "second"]
+
+
+async def test_replay_until_a_naive_time_is_a_typed_error(db_path: Path) -> None:
+    from datetime import datetime
+
+    async with jobledger.open(db_path) as ledger:
+        with pytest.raises(jobledger.ValidationError) as caught:
+            await ledger.replay(until=datetime(2026, 1, 1))
+        assert caught.value.field == "until"
