@@ -47,6 +47,7 @@ from jobledger.core import (
     decode_event,
     get_logger,
 )
+from jobledger.core.faults import crash_point
 
 from .protocol import Changes, Head, Loaded, Record, Scope, StaleWrite
 
@@ -316,6 +317,7 @@ def _commit(
 ) -> None:
     """Run what is still staged, then COMMIT (if a transaction was begun)."""
     _run(work, expected, conn)
+    crash_point("store.after_insert")
     if conn.in_transaction:
         conn.execute("COMMIT")
 

@@ -66,6 +66,7 @@ from jobledger.core import (
     to_ms,
     validate_command,
 )
+from jobledger.core.faults import crash_point
 from jobledger.eventbus import EventBus, Pending, Reply, Subscription
 from jobledger.store import Changes, EventLog, Head, LogWriter, Record, StaleWrite
 
@@ -409,6 +410,7 @@ class Stower:
             except JobledgerError as exc:
                 commands.append(exc)
         survivors = _coalesce_progress(commands)
+        crash_point("stower.before_begin")
         try:
             written = await self._write_known(commands, survivors)
             if written is None:
@@ -430,6 +432,7 @@ class Stower:
             self._answer(batch, [error] * len(batch))
             return
         # Committed: count, remember, publish, then answer.
+        crash_point("stower.after_commit")
         records, state, outcomes = written
         self._rejected += sum(isinstance(o, BaseException) for o in outcomes)
         self._coalesced += len(survivors)
@@ -440,6 +443,7 @@ class Stower:
         for kind, key in state.dirty:
             self._cache.put((kind, key), state.entry(kind, key))
         self._bus.publish(envelopes)
+        crash_point("stower.before_answer")
         self._answer(batch, outcomes)
 
     async def _write_known(

@@ -52,6 +52,7 @@ from jobledger.core import (
     evolve_job,
     get_logger,
 )
+from jobledger.core.faults import crash_point
 from jobledger.eventbus import EventBus, Subscription
 
 from .capacity import QueueCapacity
@@ -247,6 +248,7 @@ class WorkerRunner:
             self._wake.clear()
             claimed = await self._claim(free)
             for job in claimed:
+                crash_point("runner.after_claim")
                 task = asyncio.get_running_loop().create_task(
                     self._run(job), name=f"jobledger-job-{job.id}"
                 )

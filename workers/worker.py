@@ -44,6 +44,7 @@ from jobledger.core import (
     get_logger,
     to_ms,
 )
+from jobledger.core.faults import crash_point
 from jobledger.eventbus import EventBus, Reply
 
 __all__ = [
@@ -221,6 +222,7 @@ class JobContext:
         self._last_progress_at = now
         self._last_stage = command.stage
         self._absorb(await self._bus.send(command))
+        crash_point("runner.mid_progress")
 
     async def flush(self) -> None:
         """Send a progress report held back by throttling, if any."""
