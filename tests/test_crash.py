@@ -13,7 +13,7 @@ import pytest
 
 from jobledger.core.faults import CRASH_EXIT_CODE, CRASH_POINTS
 
-from .faults import check_invariants, records, run_child
+from .faults import check_invariants, kill_soak, records, run_child
 
 
 @pytest.mark.parametrize("point", CRASH_POINTS)
@@ -46,3 +46,10 @@ async def test_the_invariants_catch_a_lost_acknowledgement_and_a_stray_job(
         await check_invariants(db, sent, {**acked, "never-written": "job_x"})
     with pytest.raises(AssertionError, match="never sent"):
         await check_invariants(db, sent - {next(iter(acked))}, acked)
+
+
+async def test_kill_9_at_random_moments_loses_nothing_and_every_job_ends(tmp_path: Path) -> None:
+    """kill -9 soak (issue 6, item 2), the quick subset: three kills."""
+    figures = await kill_soak(tmp_path / "soak.db", tmp_path, kills=3, seed=6)
+    assert figures["kills"] == 3 and figures["jobs"] >= 3
+    assert figures["executions"] >= figures["jobs"] - figures["extra"]
