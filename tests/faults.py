@@ -98,14 +98,7 @@ def run_child(
     if crash is not None:
         env["JOBLEDGER_CRASH"] = crash
     return subprocess.run(
-        [
-            sys.executable,
-            __file__,
-            str(db),
-            str(workdir / "sent"),
-            str(workdir / "acks"),
-            str(jobs),
-        ],
+        [sys.executable, __file__, str(db), str(workdir), str(jobs)],
         env=env,
         capture_output=True,
         text=True,
