@@ -5,6 +5,8 @@ Imports nothing of ours."""
 from .clock import Clock, ManualClock, SystemClock, to_ms
 from .commands import (
     COMMAND_TYPES,
+    MAX_COMMAND_BYTES,
+    MAX_DEPTH,
     AnyCommand,
     AssetCreate,
     Command,
@@ -101,6 +103,8 @@ __all__ = [
     "EVENT_SCHEMAS",
     "EVENT_TYPES",
     "GENESIS_HASH",
+    "MAX_COMMAND_BYTES",
+    "MAX_DEPTH",
     "SYSTEM_USER",
     "TERMINAL",
     "TRANSITIONS",

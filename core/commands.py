@@ -25,6 +25,8 @@ from .models import RetryPolicy, User
 
 __all__ = [
     "COMMAND_TYPES",
+    "MAX_COMMAND_BYTES",
+    "MAX_DEPTH",
     "AnyCommand",
     "AssetCreate",
     "Command",
@@ -252,6 +254,14 @@ COMMAND_TYPES: dict[str, type[Command]] = {
 MAX_COMMAND_BYTES = 1 << 20
 """The largest command, as JSON, the Stower accepts (1 MiB)."""
 
+MAX_DEPTH = 32
+"""The deepest nesting of a free-form value (params, result, checkpoint,
+annotation): at most this many mappings and lists inside one another, the
+value itself included."""
+
+_FREE_FORM = ("params", "result", "checkpoint", "annotation")
+_SCALARS = (str, int, bool, type(None))
+
 _encoder = msgspec.json.Encoder()
 _decoder: msgspec.json.Decoder[AnyCommand] = msgspec.json.Decoder(AnyCommand)
 _PATH = re.compile(r" - at `\$\.?([^`]*)`$")
@@ -276,9 +286,13 @@ def validate_command(command: object) -> Command:
     """
     if not isinstance(command, Command):
         raise ValidationError(f"not a command: {type(command).__name__}")
+    for name in _FREE_FORM:
+        value = getattr(command, name, None)
+        if value is not None:
+            _check_json(value, name, 0)
     try:
         raw = _encoder.encode(command)
-    except (TypeError, ValueError, OverflowError) as exc:
+    except (TypeError, ValueError, OverflowError, RecursionError) as exc:
         raise ValidationError(f"cannot encode command: {exc}") from exc
     if len(raw) > MAX_COMMAND_BYTES:
         raise ValidationError(
@@ -290,3 +304,28 @@ def validate_command(command: object) -> Command:
         raise field_error(exc) from exc
     except msgspec.DecodeError as exc:  # e.g. NaN, nesting too deep
         raise ValidationError(f"malformed command: {exc}") from exc
+
+
+def _check_json(value: Any, path: str, depth: int) -> None:
+    """Refuse what JSON cannot carry unchanged: NaN and infinities (JSON has
+    none; they would become null), bytes, sets and other non-JSON types,
+    keys that are not strings, and nesting deeper than ``MAX_DEPTH``."""
+    if isinstance(value, _SCALARS):
+        return
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValidationError("NaN and infinities have no JSON form", field=path)
+        return
+    if depth >= MAX_DEPTH:
+        raise ValidationError(f"nested deeper than {MAX_DEPTH} levels", field=path)
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ValidationError(f"key {key!r} is not a string", field=path)
+            _check_json(item, f"{path}.{key}", depth + 1)
+        return
+    if isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            _check_json(item, f"{path}[{index}]", depth + 1)
+        return
+    raise ValidationError(f"{type(value).__name__} has no JSON form", field=path)

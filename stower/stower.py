@@ -54,6 +54,7 @@ from jobledger.core import (
     Mark,
     StorageError,
     SystemClock,
+    ValidationError,
     chain_hash,
     decide,
     encode_event,
@@ -409,6 +410,9 @@ class Stower:
                 commands.append(validate_command(command))
             except JobledgerError as exc:
                 commands.append(exc)
+            except Exception as exc:  # no input may stop the Stower
+                log.error("a command could not be checked", exc_info=exc)
+                commands.append(ValidationError(f"the command could not be checked: {exc!r}"))
         survivors = _coalesce_progress(commands)
         crash_point("stower.before_begin")
         try:
