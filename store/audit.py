@@ -75,7 +75,8 @@ async def verify(log: EventLog, *, digest: Head | None = None) -> VerifyReport:
 async def verify_view(log: EventLog, *, digest: Head | None = None) -> VerifyReport:
     """Walk the whole log and compare it with the read model.
 
-    Reports, each with its ``seq``: a gap in ``seq`` (named by the first
+    Reports, each with its ``seq``: damage the storage itself finds (pages,
+    indexes; ``seq`` 0), a gap in ``seq`` (named by the first
     missing one) or a repeat, a stream whose
     versions are not contiguous, an entry whose hash (over its exact stored
     bytes) does not match the chain (the chain then continues from the stored
@@ -85,7 +86,9 @@ async def verify_view(log: EventLog, *, digest: Head | None = None) -> VerifyRep
     earlier and kept elsewhere), a log whose entry at the digest's ``seq``
     has another hash, or that ends before it, is reported too.
     """
-    problems: list[Problem] = []
+    problems: list[Problem] = [
+        Problem(seq=0, kind="integrity", detail=finding) for finding in await log.integrity()
+    ]
     versions: dict[str, int] = {}
     previous = GENESIS_HASH
     expected_seq = 1

@@ -238,6 +238,9 @@ class MemoryLog:
             model.apply(env)
         return model
 
+    async def integrity(self) -> list[str]:
+        return []  # nothing below the model to damage
+
     async def snapshot(self) -> Projection:
         copy = Projection()
         copy.jobs = dict(self._model.jobs)

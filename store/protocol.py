@@ -260,6 +260,11 @@ class EventLog(Protocol):
         """The whole read model as a :class:`Projection` (for verification)."""
         ...
 
+    async def integrity(self) -> list[str]:
+        """What the storage itself finds damaged (for SQLite, ``PRAGMA
+        integrity_check``: pages, indexes); empty when it finds nothing."""
+        ...
+
     async def replay(
         self, *, until_seq: int | None = None, until: datetime | None = None
     ) -> Projection:

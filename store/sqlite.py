@@ -154,6 +154,17 @@ _asset_decoder = msgspec.json.Decoder(Asset)
 _time_encoder = msgspec.json.Encoder()
 
 
+_DAMAGED = (11, 26)  # SQLITE_CORRUPT, SQLITE_NOTADB
+
+
+def _storage_error(exc: sqlite3.Error, message: str) -> StorageError:
+    """Our error for an sqlite3 one: ``CorruptionError`` when SQLite says the
+    file is damaged or not a database, ``StorageError`` otherwise."""
+    if getattr(exc, "sqlite_errorcode", None) in _DAMAGED or "decode to UTF-8" in str(exc):
+        return CorruptionError(message)  # (the second: a stored text that is not UTF-8)
+    return StorageError(message)
+
+
 def _time_text(when: datetime) -> str:
     # msgspec's RFC 3339 form, the same text the hash chain encodes.
     return _time_encoder.encode(when)[1:-1].decode("ascii")
@@ -215,21 +226,21 @@ def _asset_row(asset: Asset) -> tuple[Any, ...]:
 def _decode_job(doc: bytes) -> Job:
     try:
         return _job_decoder.decode(doc)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise CorruptionError(f"job row does not decode: {exc}") from exc
 
 
 def _decode_mark(doc: bytes) -> Mark:
     try:
         return _mark_decoder.decode(doc)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise CorruptionError(f"mark row does not decode: {exc}") from exc
 
 
 def _decode_asset(doc: bytes) -> Asset:
     try:
         return _asset_decoder.decode(doc)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise CorruptionError(f"asset row does not decode: {exc}") from exc
 
 
@@ -490,7 +501,8 @@ class SqliteLog:
         """Open the file, migrate its schema, and catch the read model up to the head.
 
         Raises ``StorageError`` if the file cannot be opened or was written by
-        a newer jobledger.
+        a newer jobledger (``CorruptionError`` if it is damaged), and then
+        leaves nothing open.
         """
         if self._writer is not None:
             return
@@ -499,13 +511,17 @@ class SqliteLog:
             await self._writer.open(self._path, self._busy_ms, self._synchronous)
             await self._writer.call(self._migrate)
             self._reader = await self._connect()
+            await self._catch_up()
         except sqlite3.Error as exc:
             await self.close()
-            raise StorageError(f"cannot open {self._path}: {exc}") from exc
+            raise _storage_error(exc, f"cannot open {self._path}: {exc}") from exc
+        except UnicodeDecodeError as exc:  # damaged text in the file (its schema, say)
+            await self.close()
+            raise CorruptionError(f"cannot open {self._path}: {exc}") from exc
         except BaseException:
+            # Whatever failed, no connection (and no thread) is left behind.
             await self.close()
             raise
-        await self._catch_up()
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
         conn.execute("BEGIN IMMEDIATE")
@@ -586,7 +602,9 @@ class SqliteLog:
                 with contextlib.suppress(sqlite3.Error, StorageError):
                     await asyncio.shield(conn.call(_rollback))
                 if isinstance(exc, sqlite3.Error):
-                    raise StorageError(f"write failed and was rolled back: {exc}") from exc
+                    raise _storage_error(exc, f"write failed and was rolled back: {exc}") from exc
+                if isinstance(exc, UnicodeDecodeError):  # a stored text that is not UTF-8
+                    raise CorruptionError(f"write failed and was rolled back: {exc}") from exc
                 raise
 
     # -- reading ---------------------------------------------------------
@@ -599,7 +617,7 @@ class SqliteLog:
         try:
             conn = await self._connect()
         except sqlite3.Error as exc:
-            raise StorageError(f"cannot open a view of {self._path}: {exc}") from exc
+            raise _storage_error(exc, f"cannot open a view of {self._path}: {exc}") from exc
         view = SqliteLog(self._path, read_chunk=self._read_chunk)
         view._reader = conn
         try:
@@ -614,8 +632,10 @@ class SqliteLog:
     async def _fetchall(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
         try:
             return list(await self._read_conn().execute_fetchall(sql, args))
+        except UnicodeDecodeError as exc:  # a stored text that is not UTF-8: damaged
+            raise CorruptionError(f"read failed: a stored text does not decode: {exc}") from exc
         except sqlite3.Error as exc:
-            raise StorageError(f"read failed: {exc}") from exc
+            raise _storage_error(exc, f"read failed: {exc}") from exc
 
     async def head(self) -> Head:
         rows = await self._fetchall(_SELECT_HEAD)
@@ -809,6 +829,11 @@ class SqliteLog:
             (resource_id,),
         )
         return [_decode_mark(r[0]) for r in rows]
+
+    async def integrity(self) -> list[str]:
+        rows = await self._fetchall("PRAGMA integrity_check")
+        found = [str(row[0]) for row in rows]
+        return [] if found == ["ok"] else found
 
     async def snapshot(self) -> Projection:
         model = Projection()
