@@ -294,9 +294,20 @@ class _WriteConnection:
         await asyncio.wrap_future(done)
 
 
+def _head_of(row: Sequence[Any] | None) -> Head:
+    """The head from its row (``None``: an empty log); a row of the wrong
+    types (damage SQLite's dynamic typing lets through) is ``CorruptionError``."""
+    if row is None:
+        return Head(0, GENESIS_HASH)
+    seq, digest = row
+    if not isinstance(seq, int) or not isinstance(digest, str):
+        raise CorruptionError(f"the log's last entry is damaged: seq {seq!r}, hash {digest!r}")
+    return Head(seq, digest)
+
+
 def _head(conn: sqlite3.Connection) -> Head:
     row = conn.execute(_SELECT_HEAD).fetchone()
-    return Head(0, GENESIS_HASH) if row is None else Head(row[0], row[1])
+    return _head_of(row)
 
 
 def _run(
@@ -639,11 +650,17 @@ class SqliteLog:
 
     async def head(self) -> Head:
         rows = await self._fetchall(_SELECT_HEAD)
-        return Head(0, GENESIS_HASH) if not rows else Head(rows[0][0], rows[0][1])
+        return _head_of(rows[0] if rows else None)
 
     async def checkpoint(self) -> int:
         rows = await self._fetchall("SELECT value FROM meta WHERE key = 'checkpoint'")
-        return int(rows[0][0]) if rows else 0
+        if not rows:
+            return 0
+        try:
+            return int(rows[0][0])
+        except (TypeError, ValueError) as exc:
+            damaged = rows[0][0]
+            raise CorruptionError(f"the read model's checkpoint is damaged: {damaged!r}") from exc
 
     async def _rows_after(self, after: int, limit: int) -> list[Any]:
         return await self._fetchall(

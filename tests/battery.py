@@ -2,7 +2,7 @@
 suite's quick subset. Run from the repository root::
 
     python tests/battery.py                      # the default counts
-    python tests/battery.py --hits 1,2,3,5,8,13 --kills 50 --seed 7
+    python tests/battery.py --hits 1,2,3,5,8,13 --kills 50 --flips 1000 --seed 7
 
 Prints a table and writes the figures as JSON (``--json``). Exits 1 if any
 invariant fails (the failing check is printed).
@@ -55,11 +55,17 @@ async def soak(kills: int, seed: int) -> dict[str, Any]:
         return await faults.kill_soak(Path(tmp) / "soak.db", Path(tmp), kills, seed)
 
 
+async def flips(count: int, seed: int) -> dict[str, int]:
+    with tempfile.TemporaryDirectory() as tmp:
+        return await faults.flip_many(Path(tmp), count, seed)
+
+
 async def main(args: argparse.Namespace, console: Console) -> dict[str, Any]:
     figures: dict[str, Any] = {}
     started = time.perf_counter()
     figures["crash_sweep"] = await crash_sweep(args.hits)
     figures["kill_soak"] = await soak(args.kills, args.seed)
+    figures["flips"] = await flips(args.flips, args.seed)
     figures["seconds"] = round(time.perf_counter() - started, 1)
     table = Table(title="jobledger reliability battery")
     table.add_column("part")
@@ -75,6 +81,11 @@ async def main(args: argparse.Namespace, console: Console) -> dict[str, Any]:
         f"{kill['kills']} kills, {kill['jobs']} jobs all ended, {kill['executions']} executions "
         f"({kill['extra']} repeated after a kill); every invariant held after each kill",
     )
+    outcomes = ", ".join(f"{n} {what}" for what, n in sorted(figures["flips"].items()))
+    table.add_row(
+        "flipped bytes",
+        f"{sum(figures['flips'].values())} flips: {outcomes}; none read silently wrong",
+    )
     console.print(table)
     console.print(f"total {figures['seconds']} s")
     return figures
@@ -88,6 +99,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hits", type=_counts, default=[1, 2, 3, 5, 8])
     parser.add_argument("--kills", type=int, default=20)
+    parser.add_argument("--flips", type=int, default=200)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", type=Path, default=Path(tempfile.gettempdir()) / "battery.json")
     arguments = parser.parse_args()

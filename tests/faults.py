@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -22,8 +23,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 import jobledger
-from jobledger import Job, JobContext, JobWorker
+from jobledger import Job, JobContext, JobledgerError, JobWorker
 
 CHILD_JOBS = 24
 """Jobs a child submits, in groups of four (so batches hold several commands)."""
@@ -187,6 +190,80 @@ async def kill_soak(db: Path, workdir: Path, kills: int, seed: int) -> dict[str,
     assert all(count <= 1 + kills for count in runs.values()), runs
     assert extra <= kills * Work.concurrency, (extra, kills)
     return {"kills": kills, "jobs": len(jobs), "executions": sum(runs.values()), "extra": extra}
+
+
+class Echo(JobWorker):
+    """Progress, a mark, a result: a little of every table."""
+
+    job_types = ("echo",)
+    progress_interval = 0.0
+
+    async def execute(self, job: Job, ctx: JobContext) -> dict[str, Any]:
+        await ctx.progress(50)
+        await ctx.create_mark("doc", {"n": job.params["n"]})
+        return {"n": job.params["n"]}
+
+
+def state(model: jobledger.Projection) -> bytes:
+    """A folded state as comparable bytes."""
+    return msgspec.json.encode(
+        [sorted(model.jobs.items()), sorted(model.marks.items()), sorted(model.assets.items())]
+    )
+
+
+async def flippable(path: Path) -> bytes:
+    """Write a small closed log at ``path`` (checkpointed: no WAL left) for
+    the flips; returns the state it folds to."""
+    async with jobledger.open(path, workers=[Echo()]) as ledger:
+        for n in range(12):
+            await ledger.wait((await ledger.submit("echo", {"n": n})).id, timeout=10)
+        return state(await ledger.replay())
+
+
+def flip(source: Path, copy: Path, offset: int) -> None:
+    """Copy ``source`` to ``copy`` with the byte at ``offset`` changed."""
+    shutil.copy(source, copy)
+    data = bytearray(copy.read_bytes())
+    data[offset] ^= random.Random(offset).randrange(1, 256)
+    copy.write_bytes(bytes(data))
+
+
+async def outcome_of_a_flip(pristine: tuple[Path, bytes], copy: Path, offset: int) -> str:
+    """Flip one byte of a copy at ``offset``; say how jobledger took it."""
+    source, expected = pristine
+    flip(source, copy, offset)
+    try:
+        async with jobledger.open(copy) as ledger:
+            report = await ledger.verify()
+            if not report.ok:
+                return "reported by verify"
+            # Verify finds nothing: then what it reads must be what was written.
+            assert state(await ledger.replay()) == expected, f"silently wrong at {offset}"
+            async with ledger._log.frozen() as view:
+                assert state(await view.snapshot()) == expected, f"silently wrong at {offset}"
+            return "harmless"
+    except JobledgerError as exc:  # typed: StorageError, CorruptionError, ...
+        return type(exc).__name__
+
+
+def _discard(db: Path) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
+
+
+async def flip_many(workdir: Path, flips: int, seed: int) -> dict[str, int]:
+    """Flip one byte at a random offset of a fresh copy, ``flips`` times;
+    count the outcomes (every one typed, reported or harmless)."""
+    source = workdir / "pristine.db"
+    expected = await flippable(source)
+    rng = random.Random(seed)
+    size = source.stat().st_size
+    outcomes: Counter[str] = Counter()
+    for index in range(flips):
+        copy = workdir / f"flip-{index}.db"
+        outcomes[await outcome_of_a_flip((source, expected), copy, rng.randrange(size))] += 1
+        _discard(copy)
+    return dict(outcomes)
 
 
 if __name__ == "__main__":
