@@ -20,6 +20,7 @@ import subprocess
 import sys
 from collections import Counter
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -266,5 +267,50 @@ async def flip_many(workdir: Path, flips: int, seed: int) -> dict[str, int]:
     return dict(outcomes)
 
 
+class Poison(JobWorker):
+    """A handler that kills its own process, as a segfault or an OOM kill would."""
+
+    job_types = ("poison",)
+    lease_seconds = 0.3
+
+    async def execute(self, job: Job, ctx: JobContext) -> None:
+        os._exit(POISON_EXIT_CODE)
+
+
+POISON_EXIT_CODE = 13
+
+
+async def poison_child(db: str) -> None:
+    """Submit the poison job (once: an idempotency key) and wait for it to end."""
+    retry = jobledger.RetryPolicy(base_delay=0.05, max_delay=0.1)
+    async with jobledger.open(db, workers=[Poison()], sweep_interval=0.05) as ledger:
+        job = await ledger.submit("poison", idempotency_key="poison", max_retries=2, retry=retry)
+        await ledger.wait(job.id, timeout=60)
+
+
+def run_poison_child(db: Path) -> subprocess.CompletedProcess[str]:
+    """Run one ``poison_child`` process on ``db``."""
+    return subprocess.run(
+        [sys.executable, __file__, str(db), "poison", "0"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+async def lease_run_out(db: Path) -> None:
+    """Wait (on the file, as a new process would see it) until no lease is live."""
+    while True:
+        async with jobledger.open(db, sweep_interval=3600) as ledger:
+            jobs = (await ledger.list()).jobs
+        now = datetime.now(UTC)
+        if not any(j.lease and j.status == "running" and j.lease.expires_at > now for j in jobs):
+            return
+        await asyncio.sleep(0.05)
+
+
 if __name__ == "__main__":
-    asyncio.run(child(sys.argv[1], sys.argv[2], int(sys.argv[3])))
+    if sys.argv[2] == "poison":
+        asyncio.run(poison_child(sys.argv[1]))
+    else:
+        asyncio.run(child(sys.argv[1], sys.argv[2], int(sys.argv[3])))

@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
+import jobledger
 from jobledger.core.faults import CRASH_EXIT_CODE, CRASH_POINTS
 
+from . import faults
 from .faults import check_invariants, kill_soak, records, run_child
 
 
@@ -53,3 +55,29 @@ async def test_kill_9_at_random_moments_loses_nothing_and_every_job_ends(tmp_pat
     figures = await kill_soak(tmp_path / "soak.db", tmp_path, kills=3, seed=6)
     assert figures["kills"] == 3 and figures["jobs"] >= 3
     assert figures["executions"] >= figures["jobs"] - figures["extra"]
+
+
+async def test_a_job_that_kills_its_worker_ends_failed_after_its_attempts(
+    tmp_path: Path,
+) -> None:
+    """Poison jobs (issue 6, item 8): each attempt kills the process running
+    it; every recovery expires its lease as a failed attempt, and after
+    ``max_retries + 1`` of them the job ends failed, saying why."""
+    db = tmp_path / "poison.db"
+    deaths = 0
+    for _ in range(6):
+        result = faults.run_poison_child(db)
+        if result.returncode == 0:
+            break
+        assert result.returncode == faults.POISON_EXIT_CODE, result.stderr
+        deaths += 1
+        await faults.lease_run_out(db)
+    assert deaths == 3  # max_retries=2: three attempts, each killed its process
+    async with jobledger.open(db) as ledger:
+        (job,) = (await ledger.list()).jobs
+        assert job.status == "failed" and job.attempt == 3 and job.failures == 3
+        assert job.error_type == "LeaseExpired"
+        types = [env.type for env in await ledger.history(job.id)]
+        assert types.count("job.started") == 3 and types.count("job.lease_expired") == 3
+        assert types[-1] == "job.lease_expired"
+        assert (await ledger.verify()).ok
