@@ -51,7 +51,7 @@ from jobledger.core.faults import crash_point
 
 from .protocol import Changes, Head, Loaded, Record, Scope, StaleWrite
 
-__all__ = ["SCHEMA_VERSION", "SqliteLog"]
+__all__ = ["NETWORK_FILESYSTEMS", "SCHEMA_VERSION", "SqliteLog", "filesystem_of"]
 
 log = get_logger("store")
 
@@ -155,6 +155,32 @@ _time_encoder = msgspec.json.Encoder()
 
 
 _DAMAGED = (11, 26)  # SQLITE_CORRUPT, SQLITE_NOTADB
+
+NETWORK_FILESYSTEMS = frozenset(
+    {"nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "afs", "ceph", "glusterfs",
+     "fuse.glusterfs", "fuse.sshfs", "fuse.s3fs", "lustre", "gpfs"}
+)  # fmt: skip
+"""File systems on which SQLite's locks and WAL's shared memory are not to be trusted."""
+
+
+def filesystem_of(path: str | Path, mounts: str | None = None) -> str | None:
+    """The type of the file system holding ``path`` (from ``/proc/self/mounts``,
+    or ``mounts`` given as its text); ``None`` where that cannot be told."""
+    if mounts is None:
+        try:
+            mounts = Path("/proc/self/mounts").read_text()
+        except OSError:
+            return None
+    target = Path(path).resolve().parent if Path(path).name else Path(path).resolve()
+    best, fstype = -1, None
+    for line in mounts.splitlines():
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        point = fields[1].replace("\\040", " ")
+        if (target == Path(point) or Path(point) in target.parents) and len(point) > best:
+            best, fstype = len(point), fields[2]
+    return fstype
 
 
 def _storage_error(exc: sqlite3.Error, message: str) -> StorageError:
@@ -517,6 +543,7 @@ class SqliteLog:
         """
         if self._writer is not None:
             return
+        self._warn_if_networked()
         try:
             self._writer = _WriteConnection()
             await self._writer.open(self._path, self._busy_ms, self._synchronous)
@@ -533,6 +560,18 @@ class SqliteLog:
             # Whatever failed, no connection (and no thread) is left behind.
             await self.close()
             raise
+
+    def _warn_if_networked(self) -> None:
+        if self._path == ":memory:":
+            return
+        fstype = filesystem_of(self._path)
+        if fstype in NETWORK_FILESYSTEMS:
+            log.warning(
+                "the log is on a network file system: SQLite's locking and WAL are not "
+                "safe there; keep it on a local disk",
+                path=self._path,
+                filesystem=fstype,
+            )
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
         conn.execute("BEGIN IMMEDIATE")

@@ -315,3 +315,22 @@ async def test_verify_sees_one_instant_while_writes_go_on(engine: Engine) -> Non
     await writes
     assert all(r.ok for r in reports), [r.problems for r in reports]
     assert (await verify(engine.log)).events == 350
+
+
+def test_a_log_on_a_network_file_system_is_told_apart() -> None:
+    """Environment (issue 6, item 12): SQLite's locks and WAL are not safe on
+    a network file system; opening a log there logs a warning."""
+    from jobledger.store.sqlite import NETWORK_FILESYSTEMS, filesystem_of
+
+    mounts = (
+        "/dev/vda / ext4 rw 0 0\n"
+        "server:/export /mnt/shared nfs4 rw 0 0\n"
+        "//nas/jobs /mnt/nas\\040box cifs rw 0 0\n"
+        "tmpfs /tmp tmpfs rw 0 0\n"
+    )
+    assert filesystem_of("/mnt/shared/team/jobs.db", mounts) == "nfs4"
+    assert filesystem_of("/mnt/nas box/jobs.db", mounts) == "cifs"
+    assert filesystem_of("/mnt/sharedness/jobs.db", mounts) == "ext4"  # a prefix is not a parent
+    assert filesystem_of("/tmp/jobs.db", mounts) == "tmpfs"
+    assert {"nfs4", "cifs"} <= NETWORK_FILESYSTEMS
+    assert "ext4" not in NETWORK_FILESYSTEMS and "tmpfs" not in NETWORK_FILESYSTEMS
