@@ -244,7 +244,7 @@ class Ledger:
         self._stop_timeout = stop_timeout
         self._waiters: dict[str, set[_Waiter]] = {}
         self._followers: set[asyncio.Event] = set()
-        self._seen_seq = 0  # the last seq published here or found by the tail
+        self._seen_seq = 0  # every seq up to this one was published here or found by the tail
         self._tail: asyncio.Task[None] | None = None
         self._started = False
         self._closed = False
@@ -593,7 +593,10 @@ class Ledger:
                     del self._waiters[job_id]
 
     def _notify_waiters(self, env: Envelope) -> None:
-        if env.seq > self._seen_seq:
+        # Only a contiguous run of seqs moves the mark: when another process
+        # wrote in between, the seqs before this one are not seen yet, and
+        # the tail must read them (or their waiters would wait forever).
+        if env.seq == self._seen_seq + 1:
             self._seen_seq = env.seq
         waiters = self._waiters.get(env.stream)
         if waiters:

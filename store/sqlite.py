@@ -331,6 +331,16 @@ def _head_of(row: Sequence[Any] | None) -> Head:
     return Head(seq, digest)
 
 
+def _checkpoint_of(value: Any) -> int:
+    """The read model's checkpoint from its stored text (0 if there is none)."""
+    if value is None:
+        return 0
+    try:
+        return int(value)
+    except (TypeError, ValueError) as exc:
+        raise CorruptionError(f"the read model's checkpoint is damaged: {value!r}") from exc
+
+
 def _head(conn: sqlite3.Connection) -> Head:
     row = conn.execute(_SELECT_HEAD).fetchone()
     return _head_of(row)
@@ -596,8 +606,15 @@ class SqliteLog:
     async def _catch_up(self) -> None:
         """Fold log entries past the read model's checkpoint (a file written by a
         crashed older version, or a read model deleted by hand)."""
-        head = await self.head()
-        checkpoint = await self.checkpoint()
+        # One statement, one snapshot: read apart, another process's commit
+        # could fall between the two and look like a checkpoint past the head.
+        (seq, digest, value), *_ = await self._fetchall(
+            "SELECT (SELECT seq FROM events ORDER BY seq DESC LIMIT 1),"
+            " (SELECT hash FROM events ORDER BY seq DESC LIMIT 1),"
+            " (SELECT value FROM meta WHERE key = 'checkpoint')"
+        )
+        head = _head_of(None if seq is None else (seq, digest))
+        checkpoint = _checkpoint_of(value)
         if checkpoint == head.seq:
             return
         if checkpoint > head.seq:
@@ -693,13 +710,7 @@ class SqliteLog:
 
     async def checkpoint(self) -> int:
         rows = await self._fetchall("SELECT value FROM meta WHERE key = 'checkpoint'")
-        if not rows:
-            return 0
-        try:
-            return int(rows[0][0])
-        except (TypeError, ValueError) as exc:
-            damaged = rows[0][0]
-            raise CorruptionError(f"the read model's checkpoint is damaged: {damaged!r}") from exc
+        return _checkpoint_of(rows[0][0] if rows else None)
 
     async def _rows_after(self, after: int, limit: int) -> list[Any]:
         return await self._fetchall(

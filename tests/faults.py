@@ -35,7 +35,8 @@ CHILD_JOBS = 24
 
 class Work(JobWorker):
     """Reports progress once, performs its side effect (a line in the sink:
-    job id and attempt, fsynced) and completes: every crash point is on its way."""
+    job id, attempt and process, fsynced) and completes: every crash point is
+    on its way."""
 
     job_types = ("work",)
     concurrency = 4
@@ -48,7 +49,7 @@ class Work(JobWorker):
 
     async def execute(self, job: Job, ctx: JobContext) -> dict[str, Any]:
         await ctx.progress(50, stage="half")
-        _append(self.sink, f"{job.id} {ctx.attempt}\n")
+        _append(self.sink, f"{job.id} {ctx.attempt} {os.getpid()}\n")
         return {"n": job.params["n"]}
 
 

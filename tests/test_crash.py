@@ -81,3 +81,33 @@ async def test_a_job_that_kills_its_worker_ends_failed_after_its_attempts(
         assert types.count("job.started") == 3 and types.count("job.lease_expired") == 3
         assert types[-1] == "job.lease_expired"
         assert (await ledger.verify()).ok
+
+
+async def test_workers_in_several_processes_claim_each_job_once(tmp_path: Path) -> None:
+    """Several processes on one file (issue 6, items 6 and 7): three worker
+    processes race for the same 120 jobs; each job is claimed and run exactly
+    once, every job completes, and no process sees an error (no "database is
+    locked" reaches a caller)."""
+    import asyncio
+    import sys
+
+    db = tmp_path / "shared.db"
+    async with jobledger.open(db) as ledger:
+        jobs = [await ledger.submit("work", {"n": n}) for n in range(120)]
+    workers = [
+        await asyncio.create_subprocess_exec(
+            sys.executable, faults.__file__, str(db), str(tmp_path), "0",
+            stderr=asyncio.subprocess.PIPE,
+        )
+        for _ in range(3)
+    ]  # fmt: skip
+    for worker in workers:
+        _, stderr = await asyncio.wait_for(worker.communicate(), 120)
+        assert worker.returncode == 0, stderr.decode()
+    runs = [line.split() for line in (tmp_path / "sink").read_text().splitlines()]
+    assert sorted(job_id for job_id, _, _ in runs) == sorted(job.id for job in jobs)  # once each
+    assert {attempt for _, attempt, _ in runs} == {"1"}  # each on its first attempt
+    assert len({pid for _, _, pid in runs}) >= 2  # the processes did race for them
+    async with jobledger.open(db) as ledger:
+        assert {job.status for job in (await ledger.list(limit=200)).jobs} == {"completed"}
+        assert (await ledger.verify()).ok
