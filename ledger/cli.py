@@ -743,24 +743,23 @@ async def _import(args: argparse.Namespace, out: Console) -> int:
 # -- the parser --------------------------------------------------------------
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1: {value}")
-    return value
+def _integer(least: int, why: str) -> Callable[[str], int]:
+    """An argparse type: an integer of at least ``least`` (``why`` says what else)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if value < least:
+            raise argparse.ArgumentTypeError(f"{why}: {value}")
+        return value
+
+    return parse
 
 
-def _seq(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"a seq is never negative: {value}")
-    return value
+_positive = _integer(1, "must be at least 1")
+_seq = _integer(0, "a seq is never negative")
 
 
 def _moment(text: str) -> datetime:

@@ -20,7 +20,6 @@ import subprocess
 import sys
 from collections import Counter
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +89,7 @@ async def child(db: str, workdir: str, jobs: int) -> None:
                 )
             )
             _append(acks, "".join(f"{k} {j.id}\n" for k, j in zip(keys, submitted, strict=True)))
+            print("acked", flush=True)  # the parent's cue: a group is acknowledged
             done.extend(submitted)
         for job in done:
             await ledger.wait(job.id, timeout=60)
@@ -169,13 +169,13 @@ async def kill_soak(db: Path, workdir: Path, kills: int, seed: int) -> dict[str,
     rng = random.Random(seed)
     for _ in range(kills):
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, __file__, str(db), str(workdir), str(CHILD_JOBS)
-        )
-        _, acked_before = records(workdir)
-        target = len(acked_before) + 4 * rng.randint(0, CHILD_JOBS // 4 - 1)
-        # A condition in another process's file: polled, there is no event to await.
-        while proc.returncode is None and len(records(workdir)[1]) < target:  # noqa: ASYNC110
-            await asyncio.sleep(0.002)
+            sys.executable, __file__, str(db), str(workdir), str(CHILD_JOBS),
+            stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        assert proc.stdout is not None
+        for _ in range(rng.randint(0, CHILD_JOBS // 4 - 1)):  # groups to let through
+            if not await proc.stdout.readline():
+                break  # the child ended first
         if proc.returncode is None:
             proc.kill()
         await proc.wait()
@@ -282,7 +282,8 @@ POISON_EXIT_CODE = 13
 
 
 async def poison_child(db: str) -> None:
-    """Submit the poison job (once: an idempotency key) and wait for it to end."""
+    """Submit the poison job (once: an idempotency key) and wait for it to end.
+    A later child's sweeper expires the lease a dead one left, when it runs out."""
     retry = jobledger.RetryPolicy(base_delay=0.05, max_delay=0.1)
     async with jobledger.open(db, workers=[Poison()], sweep_interval=0.05) as ledger:
         job = await ledger.submit("poison", idempotency_key="poison", max_retries=2, retry=retry)
@@ -297,17 +298,6 @@ def run_poison_child(db: Path) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=120,
     )
-
-
-async def lease_run_out(db: Path) -> None:
-    """Wait (on the file, as a new process would see it) until no lease is live."""
-    while True:
-        async with jobledger.open(db, sweep_interval=3600) as ledger:
-            jobs = (await ledger.list()).jobs
-        now = datetime.now(UTC)
-        if not any(j.lease and j.status == "running" and j.lease.expires_at > now for j in jobs):
-            return
-        await asyncio.sleep(0.05)
 
 
 if __name__ == "__main__":

@@ -53,8 +53,9 @@ async def test_the_invariants_catch_a_lost_acknowledgement_and_a_stray_job(
 async def test_kill_9_at_random_moments_loses_nothing_and_every_job_ends(tmp_path: Path) -> None:
     """kill -9 soak (issue 6, item 2), the quick subset: three kills."""
     figures = await kill_soak(tmp_path / "soak.db", tmp_path, kills=3, seed=6)
+    # (kill_soak itself checks the invariants after each kill, that every job
+    # ended, and that repeats stay within one per job running at each kill.)
     assert figures["kills"] == 3 and figures["jobs"] >= 3
-    assert figures["executions"] >= figures["jobs"] - figures["extra"]
 
 
 async def test_a_job_that_kills_its_worker_ends_failed_after_its_attempts(
@@ -71,7 +72,6 @@ async def test_a_job_that_kills_its_worker_ends_failed_after_its_attempts(
             break
         assert result.returncode == faults.POISON_EXIT_CODE, result.stderr
         deaths += 1
-        await faults.lease_run_out(db)
     assert deaths == 3  # max_retries=2: three attempts, each killed its process
     async with jobledger.open(db) as ledger:
         (job,) = (await ledger.list()).jobs
