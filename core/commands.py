@@ -20,6 +20,7 @@ from typing import Annotated, Any
 
 import msgspec
 
+from .annotations import Annotation, BodyOperation
 from .errors import ValidationError
 from .models import RetryPolicy, User
 
@@ -45,6 +46,8 @@ __all__ = [
     "JobSuspend",
     "MarkCreate",
     "MarkDelete",
+    "MarkUpdateBody",
+    "ResourceCreate",
     "field_error",
     "validate_command",
 ]
@@ -58,6 +61,10 @@ Text = Annotated[str, msgspec.Meta(max_length=MAX_TEXT_LENGTH)]
 Percent = Annotated[float, msgspec.Meta(ge=0.0, le=100.0)]
 Count = Annotated[int, msgspec.Meta(ge=0)]
 Attempt = Annotated[int, msgspec.Meta(ge=1)]
+Digest = Annotated[str, msgspec.Meta(pattern=r"^sha256:[0-9a-f]{64}$")]
+MediaType = Annotated[
+    str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9.+-]{0,63}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$")
+]
 Version = Annotated[int, msgspec.Meta(ge=0)]
 Priority = Annotated[int, msgspec.Meta(ge=-(2**31), le=2**31 - 1)]
 Seconds = Annotated[float, msgspec.Meta(gt=0.0, le=365 * 24 * 3600.0)]
@@ -212,11 +219,12 @@ class AssetCreate(Command, frozen=True, kw_only=True, tag="asset:create"):
 
 
 class MarkCreate(Command, frozen=True, kw_only=True, tag="mark:create"):
-    """Create a mark on a resource; if ``job_id`` is set, ``attempt`` must be its current one."""
+    """Create a mark on a resource: a W3C annotation whose target is
+    ``resource_id``. If ``job_id`` is set, ``attempt`` must be its current one."""
 
     mark_id: Id
     resource_id: Id
-    annotation: dict[str, Any]
+    annotation: Annotation
     job_id: Id | None = None
     attempt: Attempt | None = None
 
@@ -225,6 +233,30 @@ class MarkDelete(Command, frozen=True, kw_only=True, tag="mark:delete"):
     """Delete a mark."""
 
     mark_id: Id
+
+
+class MarkUpdateBody(Command, frozen=True, kw_only=True, tag="mark:update-body"):
+    """Change a mark's body by ``operations`` (add, remove, replace), applied in
+    order, all or none. If ``job_id`` is set, ``attempt`` must be its current one."""
+
+    mark_id: Id
+    operations: Annotated[list[BodyOperation], msgspec.Meta(min_length=1, max_length=256)]
+    job_id: Id | None = None
+    attempt: Attempt | None = None
+
+
+class ResourceCreate(Command, frozen=True, kw_only=True, tag="resource:create"):
+    """Record a document whose content is already stored under ``digest``
+    (``sha256:`` and 64 hex digits). If ``job_id`` is set, a running job's
+    ``attempt`` made it."""
+
+    resource_id: Id
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
+    media_type: MediaType
+    digest: Digest
+    size: Count
+    job_id: Id | None = None
+    attempt: Attempt | None = None
 
 
 AnyCommand = (
@@ -244,6 +276,8 @@ AnyCommand = (
     | AssetCreate
     | MarkCreate
     | MarkDelete
+    | MarkUpdateBody
+    | ResourceCreate
 )
 
 COMMAND_TYPES: dict[str, type[Command]] = {
@@ -255,11 +289,11 @@ MAX_COMMAND_BYTES = 1 << 20
 """The largest command, as JSON, the Stower accepts (1 MiB)."""
 
 MAX_DEPTH = 32
-"""The deepest nesting of a free-form value (params, result, checkpoint,
-annotation): at most this many mappings and lists inside one another, the
+"""The deepest nesting of a free-form value (params, result, checkpoint):
+at most this many mappings and lists inside one another, the
 value itself included."""
 
-_FREE_FORM = ("params", "result", "checkpoint", "annotation")
+_FREE_FORM = ("params", "result", "checkpoint")
 _SCALARS = (str, int, bool, type(None))
 
 _encoder = msgspec.json.Encoder()

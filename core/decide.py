@@ -2,10 +2,11 @@
 
 ``decide(command, state, now)`` returns the events a command produces, or
 raises a typed error; it reads nothing but its arguments. ``evolve_job``,
-``evolve_mark`` and ``evolve_asset`` fold one envelope into the entity it
-belongs to. A :class:`Projection` folds a whole log into jobs, marks and
-assets; the Stower, the stores' ``rebuild`` and ``replay`` all use these same
-functions, so the read model and a replay cannot drift apart.
+``evolve_mark``, ``evolve_asset`` and ``evolve_resource`` fold one envelope
+into the entity it belongs to. A :class:`Projection` folds a whole log into
+jobs, marks, assets and resources; the Stower, the stores' ``rebuild`` and
+``replay`` all use these same functions, so the read model and a replay
+cannot drift apart.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Protocol
 
 import msgspec
 
+from .annotations import apply_body_operations
 from .commands import (
     AssetCreate,
     Command,
@@ -36,6 +38,8 @@ from .commands import (
     JobSuspend,
     MarkCreate,
     MarkDelete,
+    MarkUpdateBody,
+    ResourceCreate,
 )
 from .errors import (
     ConcurrencyConflict,
@@ -65,10 +69,12 @@ from .events import (
     JobSuspended,
     JobSuspendRequested,
     JobTimedOut,
+    MarkBodyUpdated,
     MarkCreated,
     MarkDeleted,
+    ResourceCreated,
 )
-from .models import Asset, Job, Lease, Mark, Progress, RetryPolicy
+from .models import Asset, Job, Lease, Mark, Progress, Resource, RetryPolicy
 from .status import JobStatus, can_transition
 
 __all__ = [
@@ -80,6 +86,7 @@ __all__ = [
     "evolve_asset",
     "evolve_job",
     "evolve_mark",
+    "evolve_resource",
     "key_of",
     "retry_delay",
     "targets",
@@ -109,15 +116,18 @@ class Lookup(Protocol):
 
 
 def targets(command: Command) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
-    """The job ids, mark ids and asset ids ``decide`` will look up for ``command``."""
+    """The job ids and mark ids ``decide`` will look up for ``command``, and the
+    streams it begins (an asset's or a resource's, whose ids must be unused)."""
     job_id: str | None = getattr(command, "job_id", None)
     mark_id: str | None = getattr(command, "mark_id", None)
-    asset_id: str | None = getattr(command, "asset_id", None)
-    return (
-        (job_id,) if job_id else (),
-        (mark_id,) if mark_id else (),
-        (asset_id,) if asset_id else (),
+    begins = (
+        (command.asset_id,)
+        if isinstance(command, AssetCreate)
+        else (command.resource_id,)
+        if isinstance(command, ResourceCreate)
+        else ()
     )
+    return ((job_id,) if job_id else (), (mark_id,) if mark_id else (), begins)
 
 
 def retry_delay(policy: RetryPolicy, retry: int, job_id: str) -> float:
@@ -209,6 +219,10 @@ def decide(command: Command, state: Lookup, now: datetime) -> list[AnyEvent]:
             if mark is None:
                 raise NotFound("mark", command.mark_id)
             return [MarkDeleted(mark_id=mark.id, resource_id=mark.resource_id)]
+        case MarkUpdateBody():
+            return _update_mark_body(command, state)
+        case ResourceCreate():
+            return _create_resource(command, state)
         case AssetCreate():
             if state.version(command.asset_id) > 0:
                 raise ValidationError("this id is already used", field="asset_id")
@@ -259,19 +273,62 @@ def _create(command: JobCreate, state: Lookup) -> list[AnyEvent]:
 def _create_mark(command: MarkCreate, state: Lookup) -> list[AnyEvent]:
     if state.version(command.mark_id) > 0:
         raise ValidationError("this id is already used", field="mark_id")
-    if command.job_id is not None:
-        job = _require_job(state, command.job_id)
-        if command.attempt is None:
-            raise ValidationError("required with job_id", field="attempt")
-        _require_running(job, command.attempt, JobStatus.RUNNING, command)
+    command.annotation.check(command.resource_id)
+    _require_attempt_of(state, command.job_id, command.attempt, command)
     return [
         MarkCreated(
             mark_id=command.mark_id,
             resource_id=command.resource_id,
-            annotation=command.annotation,
+            annotation=msgspec.to_builtins(command.annotation),
             job_id=command.job_id,
         )
     ]
+
+
+def _update_mark_body(command: MarkUpdateBody, state: Lookup) -> list[AnyEvent]:
+    mark = state.mark(command.mark_id)
+    if mark is None:
+        raise NotFound("mark", command.mark_id)
+    _require_attempt_of(state, command.job_id, command.attempt, command)
+    apply_body_operations(mark.annotation.get("body", []), command.operations)  # raises if not
+    return [
+        MarkBodyUpdated(
+            mark_id=mark.id,
+            resource_id=mark.resource_id,
+            operations=command.operations,
+            job_id=command.job_id,
+        )
+    ]
+
+
+def _create_resource(command: ResourceCreate, state: Lookup) -> list[AnyEvent]:
+    if state.version(command.resource_id) > 0:
+        raise ValidationError("this id is already used", field="resource_id")
+    _require_attempt_of(state, command.job_id, command.attempt, command)
+    return [
+        ResourceCreated(
+            resource_id=command.resource_id,
+            name=command.name,
+            media_type=command.media_type,
+            digest=command.digest,
+            size=command.size,
+            job_id=command.job_id,
+        )
+    ]
+
+
+def _require_attempt_of(
+    state: Lookup, job_id: str | None, attempt: int | None, command: Command
+) -> None:
+    """For a command a job may send on its own behalf: if it names ``job_id``,
+    the job must be running its ``attempt`` (so a worker that lost its lease
+    cannot act for the job any more)."""
+    if job_id is None:
+        return
+    job = _require_job(state, job_id)
+    if attempt is None:
+        raise ValidationError("required with job_id", field="attempt")
+    _require_running(job, attempt, JobStatus.RUNNING, command)
 
 
 def _decide_job(command: Command, job: Job, now: datetime) -> list[AnyEvent]:
@@ -645,6 +702,11 @@ def evolve_mark(mark: Mark | None, env: Envelope) -> Mark | None:
         )
     if isinstance(event, MarkDeleted):
         return None
+    if isinstance(event, MarkBodyUpdated) and mark is not None:
+        body = apply_body_operations(mark.annotation.get("body", []), event.operations)
+        return msgspec.structs.replace(
+            mark, annotation={**mark.annotation, "body": body}, version=env.version
+        )
     return mark
 
 
@@ -666,6 +728,24 @@ def evolve_asset(asset: Asset | None, env: Envelope) -> Asset | None:
     return asset
 
 
+def evolve_resource(resource: Resource | None, env: Envelope) -> Resource | None:
+    """Fold one resource event into its resource."""
+    event = env.data
+    if isinstance(event, ResourceCreated):
+        return Resource(
+            id=event.resource_id,
+            name=event.name,
+            media_type=event.media_type,
+            digest=event.digest,
+            size=event.size,
+            job_id=event.job_id,
+            created_by=env.actor,
+            created_at=env.time,
+            created_seq=env.seq,
+        )
+    return resource
+
+
 def key_of(job: Job) -> tuple[str, str | None, str]:
     """The scope of a job's idempotency key: its user, its tenant, the key."""
     assert job.idempotency_key is not None
@@ -673,7 +753,7 @@ def key_of(job: Job) -> tuple[str, str | None, str]:
 
 
 class Projection:
-    """Jobs, marks and assets folded from a sequence of envelopes, in memory.
+    """Jobs, marks, assets and resources folded from a sequence of envelopes, in memory.
 
     Used by replay, rebuild and the in-memory store; it is also a
     :class:`Lookup`. ``apply`` must see the envelopes in ``seq`` order. Not
@@ -684,6 +764,7 @@ class Projection:
         self.jobs: dict[str, Job] = {}
         self.marks: dict[str, Mark] = {}
         self.assets: dict[str, Asset] = {}
+        self.resources: dict[str, Resource] = {}
         self.versions: dict[str, int] = {}
         self.keys: dict[tuple[str, str | None, str], str] = {}
         self.seq = 0
@@ -726,6 +807,10 @@ class Projection:
             asset = evolve_asset(self.assets.get(stream), env)
             if asset is not None:
                 self.assets[stream] = asset
+        elif kind == "resource":
+            resource = evolve_resource(self.resources.get(stream), env)
+            if resource is not None:
+                self.resources[stream] = resource
         self.versions[stream] = env.version
         self.seq = env.seq
 

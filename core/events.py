@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 
 import msgspec
 
+from .annotations import BodyOperation
 from .models import RetryPolicy, User
 
 __all__ = [
@@ -49,9 +50,12 @@ __all__ = [
     "JobSuspendRequested",
     "JobSuspended",
     "JobTimedOut",
+    "MarkBodyUpdated",
     "MarkCreated",
     "MarkDeleted",
     "MarkEvent",
+    "ResourceCreated",
+    "ResourceEvent",
     "Upcaster",
     "chain_hash",
     "decode_event",
@@ -61,7 +65,7 @@ __all__ = [
 
 class Event(msgspec.Struct, frozen=True, kw_only=True, gc=False, tag_field="type"):
     """Base of all events. Each concrete event has a ``stream`` property: the id
-    of the job or mark it belongs to.
+    of the job, mark, asset or resource it belongs to.
 
     ``schema_version`` is the version of the event type's shape: 1 until the
     shape changes (see :class:`EventSchemas`)."""
@@ -219,6 +223,14 @@ class MarkDeleted(MarkEvent, frozen=True, kw_only=True, tag="mark.deleted"):
     """The mark is gone from its resource."""
 
 
+class MarkBodyUpdated(MarkEvent, frozen=True, kw_only=True, tag="mark.body_updated"):
+    """The mark's body changed by ``operations``, applied in order (by the
+    job ``job_id``, if a job changed it)."""
+
+    operations: list[BodyOperation]
+    job_id: str | None = None
+
+
 class AssetEvent(Event, frozen=True, kw_only=True):
     """Base of the events in an asset's stream."""
 
@@ -237,6 +249,27 @@ class AssetCreated(AssetEvent, frozen=True, kw_only=True, tag="asset.created"):
     url: str | None = None
     storage_path: str
     size: int
+
+
+class ResourceEvent(Event, frozen=True, kw_only=True):
+    """Base of the events in a resource's stream."""
+
+    resource_id: str
+
+    @property
+    def stream(self) -> str:
+        return self.resource_id
+
+
+class ResourceCreated(ResourceEvent, frozen=True, kw_only=True, tag="resource.created"):
+    """A document was stored: its ``name``, ``media_type``, and the ``digest``
+    and ``size`` of its content (made by the job ``job_id``, if a job made it)."""
+
+    name: str
+    media_type: str
+    digest: str
+    size: int
+    job_id: str | None = None
 
 
 AnyEvent = (
@@ -259,7 +292,9 @@ AnyEvent = (
     | JobDeleted
     | MarkCreated
     | MarkDeleted
+    | MarkBodyUpdated
     | AssetCreated
+    | ResourceCreated
 )
 
 EVENT_TYPES: dict[str, type[Event]] = {cls.__struct_config__.tag: cls for cls in AnyEvent.__args__}

@@ -13,7 +13,17 @@ import msgspec
 
 from .status import JobStatus, is_terminal
 
-__all__ = ["SYSTEM_USER", "Asset", "Job", "Lease", "Mark", "Progress", "RetryPolicy", "User"]
+__all__ = [
+    "SYSTEM_USER",
+    "Asset",
+    "Job",
+    "Lease",
+    "Mark",
+    "Progress",
+    "Resource",
+    "RetryPolicy",
+    "User",
+]
 
 
 class User(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defaults=True):
@@ -139,7 +149,9 @@ class Job(msgspec.Struct, frozen=True, kw_only=True, gc=False):
 class Mark(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """An annotation on a resource (a document), usually made by a job.
 
-    ``annotation`` is the annotation's content as JSON-compatible data;
+    ``annotation`` is the W3C annotation's content as stored (the JSON form of
+    :class:`~jobledger.core.annotations.Annotation`; free-form JSON in marks
+    written before annotations were W3C);
     ``job_id`` names the job that made it, if any; ``created_seq`` is the log
     position of ``mark.created`` and orders a resource's marks.
     """
@@ -153,6 +165,23 @@ class Mark(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     version: int
     created_seq: int
 
+    @property
+    def motivation(self) -> str | None:
+        """Why the mark was made (W3C motivation: ``highlighting``, ``commenting`` …)."""
+        value = self.annotation.get("motivation")
+        return value if isinstance(value, str) else None
+
+    @property
+    def exact(self) -> str | None:
+        """The text the mark quotes (its ``TextQuoteSelector``), if it has one."""
+        target = self.annotation.get("target")
+        selectors = target.get("selector", []) if isinstance(target, dict) else []
+        for selector in selectors:
+            if isinstance(selector, dict) and selector.get("type") == "TextQuoteSelector":
+                exact = selector.get("exact")
+                return exact if isinstance(exact, str) else None
+        return None
+
 
 class Asset(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """A file a job produced: where it is (``url``, ``storage_path`` relative to
@@ -164,6 +193,23 @@ class Asset(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     url: str | None = None
     storage_path: str
     size: int
+    created_by: str
+    created_at: datetime
+    created_seq: int
+
+
+class Resource(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """A document jobledger stores (for example one a generation job wrote):
+    its ``name``, ``media_type``, and the ``digest`` (``sha256:…``) and
+    ``size`` (bytes) of its content, kept content-addressed beside the log.
+    ``job_id`` names the job that made it, if a job did."""
+
+    id: str
+    name: str
+    media_type: str
+    digest: str
+    size: int
+    job_id: str | None = None
     created_by: str
     created_at: datetime
     created_seq: int

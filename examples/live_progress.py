@@ -10,6 +10,7 @@ and the stream never skips or repeats one, even while jobs run.
 from __future__ import annotations
 
 import asyncio
+import re
 import sys
 from typing import Any
 
@@ -29,9 +30,13 @@ class SentenceCounter(jobledger.JobWorker):
 
     async def execute(self, job: jobledger.Job, ctx: jobledger.JobContext) -> dict[str, Any]:
         resource = job.params["resource"]
-        sentences = [s.strip() for s in TEXTS[resource].split(".") if s.strip()]
+        text = TEXTS[resource]
+        sentences = [m for m in re.finditer(r"[^.]+\.", text) if m.group().strip()]
         for number, sentence in enumerate(sentences, start=1):
-            await ctx.create_mark(resource, {"exact": sentence, "motivation": "tagging"})
+            mark = jobledger.Annotation.on_text(
+                resource, text, sentence.start(), sentence.end(), motivation="tagging"
+            )
+            await ctx.create_mark(resource, mark)
             await ctx.progress(processed=number, total=len(sentences), stage="counting")
         return {"sentences": len(sentences)}
 
@@ -61,7 +66,7 @@ async def main(path: str) -> None:
         for job in jobs:
             done = await ledger.get(job.id, user="alice")
             print(done.params["resource"], done.status, done.result)
-        print("marks on doc-1:", [m.annotation["exact"] for m in await ledger.marks("doc-1")])
+        print("marks on doc-1:", [m.exact for m in await ledger.marks("doc-1")])
         print("log verified:", (await ledger.verify()).ok)
 
 

@@ -59,6 +59,8 @@ from rich.progress_bar import ProgressBar
 from rich.text import Text
 
 from jobledger.core import (
+    Agent,
+    Annotation,
     Envelope,
     InvalidTransition,
     Job,
@@ -78,6 +80,7 @@ from jobledger.core import (
     JobType,
     MarkCreated,
     RetryPolicy,
+    TextualBody,
     ValidationError,
 )
 from jobledger.store import VerifyReport
@@ -383,18 +386,15 @@ class HighlightWorker(_DemoWorker):
                     found += 1
                     await ctx.create_mark(
                         doc,
-                        {
-                            "motivation": "highlighting",
-                            "keyword": keyword,
-                            "creator": job.user.id,
-                            "target": {
-                                "source": doc,
-                                "selector": [
-                                    {"type": "TextPositionSelector", "start": start, "end": cursor},
-                                    {"type": "TextQuoteSelector", "exact": sentence},
-                                ],
-                            },
-                        },
+                        Annotation.on_text(
+                            doc,
+                            text,
+                            start,
+                            cursor,
+                            motivation="highlighting",
+                            body=[TextualBody(value=keyword, purpose="tagging")],
+                            creator=Agent.person(job.user),
+                        ),
                     )
             await ctx.progress(
                 processed=done, total=len(parts), stage="scanning", message=f"{found} highlights"

@@ -41,9 +41,12 @@ from reactivex.disposable import Disposable
 
 from jobledger.core import (
     SYSTEM_USER,
+    Annotation,
     Asset,
+    BodyOperation,
     Clock,
     Command,
+    ContentStore,
     Envelope,
     IdFactory,
     Job,
@@ -58,9 +61,14 @@ from jobledger.core import (
     JobType,
     LedgerClosed,
     Mark,
+    MarkCreate,
+    MarkDelete,
+    MarkUpdateBody,
     NotFound,
     Projection,
     Registry,
+    Resource,
+    ResourceCreate,
     RetryPolicy,
     SystemClock,
     User,
@@ -68,15 +76,19 @@ from jobledger.core import (
     WaitTimeout,
     evolve_job,
     get_logger,
+    to_jsonld,
     to_ms,
 )
 from jobledger.eventbus import BusStatistics, EventBus, Reply
 from jobledger.store import (
+    ContentFolder,
     EventLog,
     Head,
+    MemoryContent,
     MemoryLog,
     SqliteLog,
     VerifyReport,
+    content_folder_for,
     export_log,
     import_log,
     replay,
@@ -210,8 +222,10 @@ class Ledger:
         job_types: Sequence[JobType] = (),
         queues: Mapping[str, int] | None = None,
         sweep_interval: float = 1.0,
+        content: ContentStore | None = None,
     ) -> None:
         self._log = log
+        self._content: ContentStore = content or MemoryContent()
         self._clock = clock or SystemClock()
         self._ids = IdFactory()
         self._registry = Registry(job_types)
@@ -237,6 +251,7 @@ class Ledger:
                 poll_interval=poll_interval,
                 capacity=self._capacity,
                 registry=self._registry,
+                content=self._content,
             )
             for w in workers
         ]
@@ -539,10 +554,118 @@ class Ledger:
         await self.get(job_id, user=user)
         return await self._log.assets_of(job_id)
 
+    # -- marks and resources (the application's to guard: no user) ------
+
     async def marks(self, resource_id: str) -> builtins.list[Mark]:
         """The live marks of a resource, in creation order."""
         self._check_open()
         return await self._log.marks_of(resource_id)
+
+    async def mark(self, mark_id: str) -> Mark:
+        """One live mark; ``NotFound`` if there is none."""
+        self._check_open()
+        found = await self._log.get_mark(mark_id)
+        if found is None:
+            raise NotFound("mark", mark_id)
+        return found
+
+    async def annotations(
+        self, resource_id: str, *, base: str = "urn:jobledger:mark:"
+    ) -> builtins.list[dict[str, Any]]:
+        """The live marks of a resource as W3C annotation documents (JSON-LD),
+        in creation order; each ``id`` is ``base`` and the mark's id."""
+        return [to_jsonld(m, base=base) for m in await self.marks(resource_id)]
+
+    async def create_mark(
+        self,
+        resource_id: str,
+        annotation: Annotation,
+        *,
+        actor: str = "system",
+        mark_id: str | None = None,
+    ) -> Mark:
+        """Create a mark made by the application rather than a job (``actor``
+        is recorded as who made it), and return it as committed. ``ValidationError`` if the
+        annotation does not target ``resource_id`` or its selectors disagree."""
+        self._check_open()
+        mark_id = mark_id or self._ids.make("mark", to_ms(self._clock.now()))
+        await self._bus.send(
+            MarkCreate(
+                mark_id=mark_id,
+                resource_id=resource_id,
+                annotation=annotation,
+                actor=actor,
+            )
+        )
+        return await self.mark(mark_id)
+
+    async def update_mark_body(
+        self, mark_id: str, operations: Sequence[BodyOperation], *, actor: str = "system"
+    ) -> Mark:
+        """Change a mark's body by ``operations`` (add, remove, replace), all or
+        none, and return the mark as committed. ``NotFound`` for a missing
+        mark; ``ValidationError`` for an operation that does not apply."""
+        self._check_open()
+        await self._bus.send(
+            MarkUpdateBody(mark_id=mark_id, operations=list(operations), actor=actor)
+        )
+        return await self.mark(mark_id)
+
+    async def delete_mark(self, mark_id: str, *, actor: str = "system") -> None:
+        """Delete a mark; ``NotFound`` if there is none."""
+        self._check_open()
+        await self._bus.send(MarkDelete(mark_id=mark_id, actor=actor))
+
+    async def create_resource(
+        self,
+        name: str,
+        content: bytes | str,
+        *,
+        media_type: str = "text/markdown",
+        actor: str = "system",
+        resource_id: str | None = None,
+    ) -> Resource:
+        """Store ``content`` (text is UTF-8 encoded) as a new resource and return
+        it as committed. The content is stored durably before the resource is
+        logged, in the ledger's content folder (``DATABASE.content``)."""
+        self._check_open()
+        data = content.encode() if isinstance(content, str) else content
+        digest = await self._content.put(data)
+        resource_id = resource_id or self._ids.make("res", to_ms(self._clock.now()))
+        await self._bus.send(
+            ResourceCreate(
+                resource_id=resource_id,
+                name=name,
+                media_type=media_type,
+                digest=digest,
+                size=len(data),
+                actor=actor,
+            )
+        )
+        return await self.resource(resource_id)
+
+    async def resource(self, resource_id: str) -> Resource:
+        """A resource jobledger stores; ``NotFound`` if there is none."""
+        self._check_open()
+        found = await self._log.get_resource(resource_id)
+        if found is None:
+            raise NotFound("resource", resource_id)
+        return found
+
+    async def resources(self, *, after_seq: int = 0, limit: int = 100) -> builtins.list[Resource]:
+        """Resources oldest first, ``limit`` (1-10,000) of them after ``after_seq``
+        (the ``created_seq`` of the last one of the page before)."""
+        self._check_open()
+        if not 1 <= limit <= 10_000:
+            raise ValidationError("must be 1-10000", field="limit")
+        return await self._log.list_resources(after_seq=after_seq, limit=limit)
+
+    async def content(self, resource_id: str) -> bytes:
+        """A resource's content, checked against its digest (``CorruptionError``
+        if it no longer matches; ``NotFound`` if the resource or its content is
+        missing)."""
+        found = await self.resource(resource_id)
+        return await self._content.get(found.digest)
 
     async def wait(
         self,
@@ -901,13 +1024,16 @@ async def open(
     ``stop_timeout`` seconds) when the block exits. ``job_types`` fills the
     registry; ``queues`` caps how many jobs of each named queue run at once
     in this process; ``sweep_interval`` is how often lost leases and
-    timeouts are looked for.
+    timeouts are looked for. Resources' content lives in a folder beside
+    the file (``PATH.content``), or in memory with the log.
     """
     store: EventLog
+    content: ContentStore
     if path is None or str(path) == ":memory:":
-        store = MemoryLog()
+        store, content = MemoryLog(), MemoryContent()
     else:
         store = SqliteLog(path, synchronous=synchronous)
+        content = ContentFolder(content_folder_for(path))
     ledger = Ledger(
         store,
         workers=workers,
@@ -919,6 +1045,7 @@ async def open(
         job_types=job_types,
         queues=queues,
         sweep_interval=sweep_interval,
+        content=content,
     )
     await ledger.start()
     try:

@@ -2,6 +2,7 @@
 with its read model, replay and verification. Imports only ``jobledger.core``."""
 
 from .audit import LogLine, export_log, import_log, replay, verify
+from .content import ContentFolder, MemoryContent, content_folder_for
 from .memory import MemoryLog
 from .protocol import (
     Changes,
@@ -19,17 +20,20 @@ from .sqlite import SCHEMA_VERSION, SqliteLog
 __all__ = [
     "SCHEMA_VERSION",
     "Changes",
+    "ContentFolder",
     "EventLog",
     "Head",
     "Loaded",
     "LogLine",
     "LogWriter",
+    "MemoryContent",
     "MemoryLog",
     "Problem",
     "Record",
     "SqliteLog",
     "StaleWrite",
     "VerifyReport",
+    "content_folder_for",
     "export_log",
     "import_log",
     "replay",

@@ -21,6 +21,7 @@ from jobledger.core import (
     JobStatus,
     Mark,
     Projection,
+    Resource,
     StorageError,
     expired,
     pending_order,
@@ -225,6 +226,14 @@ class MemoryLog:
     async def assets_of(self, job_id: str) -> list[Asset]:
         return self._model.assets_of(job_id)
 
+    async def get_resource(self, resource_id: str) -> Resource | None:
+        return self._model.resources.get(resource_id)
+
+    async def list_resources(self, *, after_seq: int = 0, limit: int = 100) -> list[Resource]:
+        found = [r for r in self._model.resources.values() if r.created_seq > after_seq]
+        found.sort(key=lambda r: r.created_seq)
+        return found[:limit]
+
     async def replay(
         self, *, until_seq: int | None = None, until: datetime | None = None
     ) -> Projection:
@@ -246,6 +255,7 @@ class MemoryLog:
         copy.jobs = dict(self._model.jobs)
         copy.marks = dict(self._model.marks)
         copy.assets = dict(self._model.assets)
+        copy.resources = dict(self._model.resources)
         copy.versions = dict(self._model.versions)
         copy.keys = dict(self._model.keys)
         copy.seq = self._model.seq

@@ -23,6 +23,7 @@ from jobledger.core import (
     JobStatus,
     Mark,
     Projection,
+    Resource,
     StorageError,
     ValidationError,
 )
@@ -88,6 +89,7 @@ class Changes(msgspec.Struct, kw_only=True):
     marks: list[Mark] = msgspec.field(default_factory=list)
     deleted_marks: list[str] = msgspec.field(default_factory=list)
     assets: list[Asset] = msgspec.field(default_factory=list)
+    resources: list[Resource] = msgspec.field(default_factory=list)
 
 
 class Loaded(msgspec.Struct, frozen=True, kw_only=True):
@@ -254,6 +256,12 @@ class EventLog(Protocol):
 
     async def marks_of(self, resource_id: str) -> list[Mark]:
         """The live marks of a resource, oldest first."""
+        ...
+
+    async def get_resource(self, resource_id: str) -> Resource | None: ...
+
+    async def list_resources(self, *, after_seq: int = 0, limit: int = 100) -> list[Resource]:
+        """Resources oldest first (by ``created_seq``), after ``after_seq``."""
         ...
 
     async def snapshot(self) -> Projection:

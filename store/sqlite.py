@@ -43,6 +43,7 @@ from jobledger.core import (
     JobStatus,
     Mark,
     Projection,
+    Resource,
     StorageError,
     decode_event,
     get_logger,
@@ -55,7 +56,7 @@ __all__ = ["NETWORK_FILESYSTEMS", "SCHEMA_VERSION", "SqliteLog", "filesystem_of"
 
 log = get_logger("store")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """The schema this code writes. Older files are migrated on open."""
 
 # Each step takes the schema from version i to i+1. Never edit a released
@@ -122,6 +123,14 @@ _MIGRATIONS: tuple[str, ...] = (
     );
     INSERT INTO meta (key, value) VALUES ('checkpoint', '0');
     """,
+    """
+    CREATE TABLE resources (
+        id          TEXT    PRIMARY KEY,
+        created_seq INTEGER NOT NULL,
+        doc         BLOB    NOT NULL
+    );
+    CREATE INDEX resources_created ON resources (created_seq);
+    """,
 )
 
 _INSERT_EVENT = (
@@ -138,6 +147,7 @@ _SELECT_BY_KEY = (
     " AND idempotency_key = ?"
 )
 _INSERT_ASSET = "INSERT INTO assets (id, job_id, created_seq, doc) VALUES (?,?,?,?)"
+_INSERT_RESOURCE = "INSERT INTO resources (id, created_seq, doc) VALUES (?,?,?)"
 _UPSERT_MARK = (
     "INSERT OR REPLACE INTO marks (id, resource_id, job_id, created_seq, doc) VALUES (?,?,?,?,?)"
 )
@@ -151,6 +161,7 @@ _encode = msgspec.json.Encoder().encode
 _job_decoder = msgspec.json.Decoder(Job)
 _mark_decoder = msgspec.json.Decoder(Mark)
 _asset_decoder = msgspec.json.Decoder(Asset)
+_resource_decoder = msgspec.json.Decoder(Resource)
 _time_encoder = msgspec.json.Encoder()
 
 
@@ -261,6 +272,17 @@ def _decode_mark(doc: bytes) -> Mark:
         return _mark_decoder.decode(doc)
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise CorruptionError(f"mark row does not decode: {exc}") from exc
+
+
+def _resource_row(resource: Resource) -> tuple[Any, ...]:
+    return (resource.id, resource.created_seq, _encode(resource))
+
+
+def _decode_resource(doc: bytes) -> Resource:
+    try:
+        return _resource_decoder.decode(doc)
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        raise CorruptionError(f"resource row does not decode: {exc}") from exc
 
 
 def _decode_asset(doc: bytes) -> Asset:
@@ -494,6 +516,7 @@ class _SqliteWriter:
         self.stage(_UPSERT_MARK, [_mark_row(m) for m in changes.marks])
         self.stage("DELETE FROM marks WHERE id = ?", [(m,) for m in changes.deleted_marks])
         self.stage(_INSERT_ASSET, [_asset_row(a) for a in changes.assets])
+        self.stage(_INSERT_RESOURCE, [_resource_row(r) for r in changes.resources])
         self.stage(_SET_CHECKPOINT, [(str(records[-1].envelope.seq),)])
         await self._flush_if_large()
 
@@ -897,6 +920,17 @@ class SqliteLog:
         )
         return [_decode_mark(r[0]) for r in rows]
 
+    async def get_resource(self, resource_id: str) -> Resource | None:
+        rows = await self._fetchall("SELECT doc FROM resources WHERE id = ?", (resource_id,))
+        return _decode_resource(rows[0][0]) if rows else None
+
+    async def list_resources(self, *, after_seq: int = 0, limit: int = 100) -> list[Resource]:
+        rows = await self._fetchall(
+            "SELECT doc FROM resources WHERE created_seq > ? ORDER BY created_seq LIMIT ?",
+            (after_seq, limit),
+        )
+        return [_decode_resource(r[0]) for r in rows]
+
     async def integrity(self) -> list[str]:
         rows = await self._fetchall("PRAGMA integrity_check")
         found = [str(row[0]) for row in rows]
@@ -913,6 +947,9 @@ class SqliteLog:
         for (doc,) in await self._fetchall("SELECT doc FROM assets"):
             asset = _decode_asset(doc)
             model.assets[asset.id] = asset
+        for (doc,) in await self._fetchall("SELECT doc FROM resources"):
+            resource = _decode_resource(doc)
+            model.resources[resource.id] = resource
         model.seq = await self.checkpoint()
         return model
 
@@ -925,11 +962,12 @@ class SqliteLog:
             async for env in self.scan():
                 model.apply(env)
                 count += 1
-            for table in ("jobs", "marks", "assets"):
+            for table in ("jobs", "marks", "assets", "resources"):
                 writer.stage(f"DELETE FROM {table}", [()])
             writer.stage(_UPSERT_JOB, [_job_row(j) for j in model.jobs.values()])
             writer.stage(_UPSERT_MARK, [_mark_row(m) for m in model.marks.values()])
             writer.stage(_INSERT_ASSET, [_asset_row(a) for a in model.assets.values()])
+            writer.stage(_INSERT_RESOURCE, [_resource_row(r) for r in model.resources.values()])
             writer.stage(_SET_CHECKPOINT, [(str(model.seq),)])
         log.info("read model rebuilt", events=count, jobs=len(model.jobs))
         return count

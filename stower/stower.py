@@ -52,6 +52,7 @@ from jobledger.core import (
     JobProgress,
     LedgerClosed,
     Mark,
+    Resource,
     StorageError,
     SystemClock,
     ValidationError,
@@ -61,6 +62,7 @@ from jobledger.core import (
     evolve_asset,
     evolve_job,
     evolve_mark,
+    evolve_resource,
     get_logger,
     key_of,
     targets,
@@ -110,7 +112,7 @@ class _BatchState:
     ) -> None:
         self.jobs = jobs
         self.marks = marks
-        self.assets: dict[str, Asset] = {}
+        self.created: dict[str, Asset | Resource] = {}  # assets and resources: made once
         self.versions = versions
         self.keys = keys
         self.dirty: set[tuple[str, str]] = set()  # (kind, id) of what this batch changed
@@ -132,18 +134,22 @@ class _BatchState:
                 else:
                     changes.marks.append(mark)
             else:
-                changes.assets.append(self.assets[key])
+                made = self.created[key]
+                if isinstance(made, Asset):
+                    changes.assets.append(made)
+                else:
+                    changes.resources.append(made)
         return changes
 
-    def entry(self, kind: str, key: str) -> tuple[Job | Mark | Asset | None, int]:
+    def entry(self, kind: str, key: str) -> tuple[Job | Mark | Asset | Resource | None, int]:
         """What the cache keeps for ``(kind, key)``: the entity (or ``None``) and
         its stream's version."""
-        value: Job | Mark | Asset | None = (
+        value: Job | Mark | Asset | Resource | None = (
             self.jobs[key]
             if kind == "job"
             else self.marks[key]
             if kind == "mark"
-            else self.assets.get(key)
+            else self.created.get(key)
         )
         return value, self.versions.get(key, 0)
 
@@ -537,9 +543,9 @@ class Stower:
                 continue
             if isinstance(command, JobCreate) and command.idempotency_key is not None:
                 plan.keys.append((command.user.id, command.user.tenant, command.idempotency_key))
-            job_ids, mark_ids, asset_ids = targets(command)
-            if asset_ids:
-                plan.new_streams.extend(asset_ids)
+            job_ids, mark_ids, begins = targets(command)
+            if begins:
+                plan.new_streams.extend(begins)
             for key in job_ids:
                 if key not in plan.jobs and key not in plan.missing_jobs:
                     cached = cache.get(("job", key))
@@ -644,9 +650,9 @@ class Stower:
         elif kind == "mark":
             state.marks[key] = evolve_mark(state.marks.get(key), env)
         else:
-            asset = evolve_asset(None, env)
-            assert asset is not None
-            state.assets[key] = asset
+            made = evolve_asset(None, env) if kind == "asset" else evolve_resource(None, env)
+            assert made is not None
+            state.created[key] = made
         state.versions[key] = env.version
         state.dirty.add((kind, key))
 

@@ -88,3 +88,12 @@ def create(job_id: str, job_type: str = "t", user: str = "alice", **kw: Any) -> 
     return jobledger.JobCreate(
         job_id=job_id, job_type=job_type, user=jobledger.User(id=user), actor=user, **kw
     )
+
+
+def note(resource_id: str, text: str = "a note") -> jobledger.Annotation:
+    """A W3C comment on the whole of ``resource_id`` saying ``text``."""
+    return jobledger.Annotation(
+        motivation="commenting",
+        target=jobledger.Target(source=resource_id),
+        body=[jobledger.TextualBody(value=text)],
+    )

@@ -52,6 +52,14 @@ class Work(JobWorker):
         return {"n": job.params["n"]}
 
 
+def _note(text: str) -> jobledger.Annotation:
+    return jobledger.Annotation(
+        motivation="commenting",
+        target=jobledger.Target(source="doc"),
+        body=[jobledger.TextualBody(value=text)],
+    )
+
+
 def _append(path: str, text: str) -> None:
     """Append ``text`` to ``path`` and fsync it: on disk before going on."""
     with open(path, "a") as file:
@@ -202,7 +210,7 @@ class Echo(JobWorker):
 
     async def execute(self, job: Job, ctx: JobContext) -> dict[str, Any]:
         await ctx.progress(50)
-        await ctx.create_mark("doc", {"n": job.params["n"]})
+        await ctx.create_mark("doc", _note(f"n={job.params['n']}"))
         return {"n": job.params["n"]}
 
 

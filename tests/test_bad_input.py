@@ -18,15 +18,17 @@ from jobledger.core import (
     MAX_COMMAND_BYTES,
     MAX_DEPTH,
     AssetCreate,
+    BodyAdd,
     Command,
     JobCreate,
     JobledgerError,
+    TextualBody,
     User,
     ValidationError,
 )
 from jobledger.store import MemoryLog, SqliteLog
 
-from .conftest import create, running
+from .conftest import create, note, running
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -41,8 +43,10 @@ PLAUSIBLE: dict[str, Any] = {
     "result": {"ok": True}, "error": "e", "error_type": "E", "retryable": True,
     "timed_out": False, "reason": "lease", "asset_id": "a1", "asset_type": "image",
     "url": None, "storage_path": "thumbs/a.png", "size": 1, "mark_id": "m1",
-    "resource_id": "doc", "annotation": {"x": 1}, "actor": "system",
-    "correlation_id": None, "causation_id": None,
+    "resource_id": "doc", "annotation": note("doc"), "actor": "system",
+    "correlation_id": None, "causation_id": None, "name": "a.md", "media_type": "text/markdown",
+    "digest": "sha256:" + "0" * 64,
+    "operations": [BodyAdd(item=TextualBody(value="more", purpose="commenting"))],
 }  # fmt: skip
 
 

@@ -36,6 +36,8 @@ from jobledger.core import (
     validate_command,
 )
 
+from .conftest import note
+
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 
@@ -163,25 +165,28 @@ def test_ids_are_never_reused_even_after_a_delete() -> None:
     with pytest.raises(ValidationError) as caught:
         decide(JobCreate(job_id="j1", job_type="t", user=User(id="u")), model, NOW)
     assert caught.value.field == "job_id"
-    fold(model, MarkCreate(mark_id="m1", resource_id="doc", annotation={}))
+    fold(model, MarkCreate(mark_id="m1", resource_id="doc", annotation=note("doc")))
     fold(model, MarkDelete(mark_id="m1"))
     assert "m1" not in model.marks
     with pytest.raises(ValidationError):
-        decide(MarkCreate(mark_id="m1", resource_id="doc", annotation={}), model, NOW)
+        decide(MarkCreate(mark_id="m1", resource_id="doc", annotation=note("doc")), model, NOW)
 
 
 def test_a_mark_made_by_a_job_needs_its_current_attempt() -> None:
     model = started(Projection())
     with pytest.raises(ValidationError):
-        decide(MarkCreate(mark_id="m", resource_id="d", annotation={}, job_id="j1"), model, NOW)
+        decide(
+            MarkCreate(mark_id="m", resource_id="d", annotation=note("d"), job_id="j1"), model, NOW
+        )
     with pytest.raises(StaleAttempt):
         decide(
-            MarkCreate(mark_id="m", resource_id="d", annotation={}, job_id="j1", attempt=2),
+            MarkCreate(mark_id="m", resource_id="d", annotation=note("d"), job_id="j1", attempt=2),
             model,
             NOW,
         )
     fold(
-        model, MarkCreate(mark_id="m", resource_id="d", annotation={"a": 1}, job_id="j1", attempt=1)
+        model,
+        MarkCreate(mark_id="m", resource_id="d", annotation=note("d"), job_id="j1", attempt=1),
     )
     assert [m.id for m in model.marks_of("d")] == ["m"]
 

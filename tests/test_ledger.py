@@ -16,7 +16,7 @@ from reactivex import operators as ops
 import jobledger
 from jobledger import Envelope, Job, JobContext, JobWorker
 
-from .conftest import eventually
+from .conftest import eventually, note
 
 
 class Echo(JobWorker):
@@ -29,7 +29,8 @@ class Echo(JobWorker):
         steps = int(job.params.get("steps", 2))
         for step in range(1, steps + 1):
             await ctx.progress(processed=step, total=steps, stage="echoing")
-            await ctx.create_mark(job.params.get("resource", "doc"), {"step": step})
+            resource = job.params.get("resource", "doc")
+            await ctx.create_mark(resource, note(resource, f"step {step}"))
         if job.params.get("fail"):
             raise ValueError(f"asked to fail after {steps} steps")
         return {"steps": steps, "text": job.params.get("text", "")}
@@ -61,7 +62,7 @@ async def test_a_submitted_job_is_processed_and_completed_with_its_result(db_pat
         assert {e.actor for e in history[1:]} == {"worker:Echo"}
         assert {e.correlation_id for e in history} == {job.id}
         marks = await ledger.marks("doc")
-        assert [m.annotation for m in marks] == [{"step": 1}, {"step": 2}, {"step": 3}]
+        assert [m.annotation["body"][0]["value"] for m in marks] == ["step 1", "step 2", "step 3"]
         assert {m.job_id for m in marks} == {job.id}
         everything = [e async for e in ledger.events()]
         assert [e.seq for e in everything] == list(range(1, len(everything) + 1))

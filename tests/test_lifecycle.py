@@ -27,7 +27,7 @@ from jobledger import (
 )
 from jobledger.core import retry_delay
 
-from .conftest import eventually
+from .conftest import eventually, note
 
 FAST_RETRY = RetryPolicy(base_delay=1.0, max_delay=4.0, jitter=False)
 
@@ -751,7 +751,9 @@ async def test_coalesced_progress_keeps_the_last_checkpoint(db_path: Path) -> No
 
 async def test_a_job_and_a_mark_cannot_share_an_id(db_path: Path) -> None:
     async with jobledger.open(db_path) as ledger:
-        await ledger.send(jobledger.MarkCreate(mark_id="x", resource_id="doc", annotation={}))
+        await ledger.send(
+            jobledger.MarkCreate(mark_id="x", resource_id="doc", annotation=note("doc"))
+        )
         with pytest.raises(jobledger.NotFound):
             await ledger.send(jobledger.JobCancel(job_id="x"))
         with pytest.raises(jobledger.ValidationError):

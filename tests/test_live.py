@@ -12,7 +12,7 @@ import pytest
 import jobledger
 from jobledger import Job, JobContext, JobWorker
 
-from .conftest import eventually
+from .conftest import eventually, note
 
 
 async def submit_many(ledger: jobledger.Ledger, count: int, job_type: str = "t") -> None:
@@ -87,7 +87,7 @@ class Marker(JobWorker):
     job_types = ("a",)
 
     async def execute(self, job: Job, ctx: JobContext) -> Any:
-        await ctx.create_mark("doc", {"by": job.id})
+        await ctx.create_mark("doc", note("doc", job.id))
         return None
 
 

@@ -111,6 +111,8 @@ from jobledger.eventbus import EventBus, Reply
 from jobledger.store import EventLog, MemoryLog, SqliteLog, replay, verify
 from jobledger.stower import Stower
 
+from .conftest import note
+
 # -- pools ---------------------------------------------------------------------
 
 JOB_IDS = ("j1", "j2", "x")  # named by a str JobRef
@@ -368,7 +370,7 @@ class NewMark:
         return MarkCreate(
             mark_id=self.mark_id,
             resource_id=self.resource_id,
-            annotation={"body": "note"},
+            annotation=note(self.resource_id),
             job_id=job_id,
             attempt=attempt,
         )

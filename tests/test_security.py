@@ -39,11 +39,13 @@ SCOPED_PATHS = {"list", "events", "observe"}
 # Paths that create: the job belongs to the user given.
 OWNING_PATHS = {"submit"}
 # The embedding application's own paths: no user, trusted to see everything
-# (docs/architecture.md, decision c). Resources (marks) are the application's
-# to guard.
+# (docs/architecture.md, decision c). Resources and their marks are the
+# application's to guard (docs/marks.md).
 APPLICATION_PATHS = {
     "aclose", "cleanup", "digest", "export_log", "head", "import_log", "job_types", "marks",
     "rebuild", "register", "replay", "send", "start", "statistics", "verify",
+    "mark", "annotations", "create_mark", "update_mark_body", "delete_mark",
+    "create_resource", "resource", "resources", "content",
 }  # fmt: skip
 PROPERTIES = {"bus", "clock", "path"}
 

@@ -7,6 +7,7 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from jobledger.core import (
@@ -20,7 +21,7 @@ from jobledger.core import (
 )
 from jobledger.store import SCHEMA_VERSION, MemoryLog, SqliteLog, replay, verify
 
-from .conftest import Engine, create, running
+from .conftest import Engine, create, note, running
 
 
 async def test_an_empty_log(engine: Engine) -> None:
@@ -117,14 +118,14 @@ async def test_list_filters_and_pages_newest_first(engine: Engine) -> None:
 async def test_marks_belong_to_their_resource_in_creation_order(engine: Engine) -> None:
     for mark_id in ("m3", "m1", "m2"):
         await engine.bus.send(
-            MarkCreate(mark_id=mark_id, resource_id="doc", annotation={"k": mark_id})
+            MarkCreate(mark_id=mark_id, resource_id="doc", annotation=note("doc", mark_id))
         )
-    await engine.bus.send(MarkCreate(mark_id="x", resource_id="other", annotation={}))
+    await engine.bus.send(MarkCreate(mark_id="x", resource_id="other", annotation=note("other")))
     await engine.bus.send(MarkDelete(mark_id="m1"))
     assert [m.id for m in await engine.log.marks_of("doc")] == ["m3", "m2"]
     assert await engine.log.get_mark("m1") is None
     mark = await engine.log.get_mark("m3")
-    assert mark is not None and mark.annotation == {"k": "m3"}
+    assert mark is not None and mark.annotation == msgspec.to_builtins(note("doc", "m3"))
 
 
 async def test_rebuild_and_replay_equal_the_read_model(engine: Engine) -> None:
@@ -132,7 +133,7 @@ async def test_rebuild_and_replay_equal_the_read_model(engine: Engine) -> None:
         await engine.bus.send(create(f"j{i}"))
     for i in range(0, 20, 2):
         await engine.bus.send(JobStart(job_id=f"j{i}", worker="w", expected_version=1))
-    await engine.bus.send(MarkCreate(mark_id="m", resource_id="d", annotation={}))
+    await engine.bus.send(MarkCreate(mark_id="m", resource_id="d", annotation=note("d")))
     before = await engine.log.snapshot()
     replayed = await replay(engine.log)
     assert replayed.jobs == before.jobs

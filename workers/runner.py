@@ -30,6 +30,7 @@ import structlog
 from jobledger.core import (
     Clock,
     ConcurrencyConflict,
+    ContentStore,
     Envelope,
     IdFactory,
     InvalidTransition,
@@ -128,6 +129,7 @@ class WorkerRunner:
         poll_interval: float = 1.0,
         capacity: QueueCapacity | None = None,
         registry: Registry | None = None,
+        content: ContentStore | None = None,
     ) -> None:
         if poll_interval <= 0:
             raise ValueError("poll_interval must be positive")
@@ -139,6 +141,7 @@ class WorkerRunner:
         self._poll_interval = poll_interval
         self._capacity = capacity or QueueCapacity()
         self._registry = registry or Registry()
+        self._content = content
         self._capacity.on_release(self.wake)
         self._types = tuple(worker.job_types)
         self._type_set = frozenset(self._types)
@@ -352,6 +355,7 @@ class WorkerRunner:
             lease_seconds=self.worker.lease_seconds,
             progress_interval=self.worker.progress_interval,
             on_stop=lambda: alarm.ring("stop"),
+            content=self._content,
         )
         self._contexts[job.id] = ctx
         self._alarms[job.id] = alarm

@@ -25,22 +25,28 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import msgspec
 import structlog
 
 from jobledger.core import (
+    Annotation,
     AssetCreate,
+    BodyOperation,
     Clock,
+    ContentStore,
     IdFactory,
     Job,
     JobHeartbeat,
     JobProgress,
     MarkCreate,
+    MarkUpdateBody,
+    ResourceCreate,
     ValidationError,
     evolve_job,
+    field_error,
     get_logger,
     to_ms,
 )
@@ -98,8 +104,10 @@ class JobContext:
         lease_seconds: float = 60.0,
         progress_interval: float = 0.0,
         on_stop: Callable[[], None] | None = None,
+        content: ContentStore | None = None,
     ) -> None:
         self._job = job
+        self._content = content
         self._on_stop = on_stop
         self._worker = worker
         self._bus = bus
@@ -244,15 +252,22 @@ class JobContext:
         )
 
     async def create_mark(
-        self, resource_id: str, annotation: Mapping[str, Any], *, mark_id: str | None = None
+        self,
+        resource_id: str,
+        annotation: Annotation | Mapping[str, Any],
+        *,
+        mark_id: str | None = None,
     ) -> str:
-        """Create a mark on ``resource_id`` for this job; returns the mark's id."""
+        """Create a mark on ``resource_id`` for this job; returns the mark's id
+        once it is in the log. ``annotation`` is a W3C :class:`Annotation` (or
+        its JSON form) targeting ``resource_id``; anything else is a
+        ``ValidationError``."""
         mark_id = mark_id or self._ids.make("mark", to_ms(self._clock.now()))
         await self._bus.send(
             MarkCreate(
                 mark_id=mark_id,
                 resource_id=resource_id,
-                annotation=dict(annotation),
+                annotation=_as_annotation(annotation),
                 job_id=self._job.id,
                 attempt=self._job.attempt,
                 actor=self.actor,
@@ -260,6 +275,54 @@ class JobContext:
             )
         )
         return mark_id
+
+    async def update_mark_body(self, mark_id: str, operations: Sequence[BodyOperation]) -> None:
+        """Change the body of mark ``mark_id`` by ``operations`` (all or none),
+        for this job's attempt. An operation that does not apply (adding what is
+        there, removing what is not) is a ``ValidationError``; a missing mark
+        is ``NotFound``."""
+        await self._bus.send(
+            MarkUpdateBody(
+                mark_id=mark_id,
+                operations=list(operations),
+                job_id=self._job.id,
+                attempt=self._job.attempt,
+                actor=self.actor,
+                correlation_id=self._job.id,
+            )
+        )
+
+    async def create_resource(
+        self,
+        name: str,
+        content: bytes | str,
+        *,
+        media_type: str = "text/markdown",
+        resource_id: str | None = None,
+    ) -> str:
+        """Store ``content`` (text is UTF-8 encoded) as a new resource made by
+        this job, and return its id once ``resource.created`` is in the log.
+        The content is stored durably first, so a resource in the log always
+        has its content."""
+        if self._content is None:
+            raise ValidationError("this runner was given no content store (a Ledger gives one)")
+        data = content.encode() if isinstance(content, str) else content
+        digest = await self._content.put(data)
+        resource_id = resource_id or self._ids.make("res", to_ms(self._clock.now()))
+        await self._bus.send(
+            ResourceCreate(
+                resource_id=resource_id,
+                name=name,
+                media_type=media_type,
+                digest=digest,
+                size=len(data),
+                job_id=self._job.id,
+                attempt=self._job.attempt,
+                actor=self.actor,
+                correlation_id=self._job.id,
+            )
+        )
+        return resource_id
 
     async def create_asset(
         self,
@@ -288,6 +351,15 @@ class JobContext:
             )
         )
         return asset_id
+
+
+def _as_annotation(annotation: Annotation | Mapping[str, Any]) -> Annotation:
+    if isinstance(annotation, Annotation):
+        return annotation
+    try:
+        return msgspec.convert(annotation, Annotation)
+    except msgspec.ValidationError as exc:
+        raise field_error(exc, prefix="annotation") from exc
 
 
 class JobWorker(ABC):

@@ -1,0 +1,35 @@
+"""Where resources' content lives: a content-addressed store.
+
+Content is named by its digest (``sha256:`` and 64 hex digits of its SHA-256),
+so the same bytes are stored once, a name never changes meaning, and what is
+read back can be checked against its name. The log records a resource's
+digest (``resource.created``); the bytes live in a :class:`ContentStore`
+(``jobledger.store.ContentFolder``: a folder beside the database).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Protocol
+
+__all__ = ["ContentStore", "digest_of"]
+
+
+def digest_of(data: bytes) -> str:
+    """The content digest of ``data``: ``sha256:`` and its hex SHA-256."""
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+class ContentStore(Protocol):
+    """Content by digest.
+
+    ``put`` stores ``data`` durably before it returns its digest (so a
+    ``resource:create`` sent after it never names missing content) and is
+    idempotent. ``get`` returns exactly the bytes stored under ``digest``:
+    ``NotFound`` if there are none, ``CorruptionError`` if what is stored no
+    longer matches its digest.
+    """
+
+    async def put(self, data: bytes) -> str: ...
+
+    async def get(self, digest: str) -> bytes: ...
