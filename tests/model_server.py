@@ -174,7 +174,7 @@ class ModelServer:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="fake-model-server", daemon=True
+            target=self._server.serve_forever, args=(0.02,), name="fake-model-server", daemon=True
         )
         self._thread.start()
         host, port = self._server.server_address[:2]

@@ -376,6 +376,12 @@ def _kind_of(entity_type: str) -> str | None:
     return _KINDS.get(re.sub(r"[^a-z]", "", entity_type.lower()))
 
 
+def _one_space(gap: str) -> bool:
+    """Whether ``gap`` separates two words of one name: one space, tab or
+    line break (a hard-wrapped line), not a blank line."""
+    return gap in (" ", "\t", "\n", " \n", "\n ")
+
+
 def _name_runs(text: str) -> Iterator[tuple[list[tuple[int, int, str]], str]]:
     """Runs of capitalised words (with connectors such as ``of`` between
     them): ([(start, end, word), ...], the word just before the run if only a
@@ -392,8 +398,10 @@ def _name_runs(text: str) -> Iterator[tuple[list[tuple[int, int, str]], str]]:
         while j < len(words):
             gap = text[words[j - 1][1] : words[j][0]]
             previous = words[j - 1][2].lower()
-            joinable = gap == " " or (
-                gap == ". " and (previous in _HONORIFICS or len(previous) == 1)
+            joinable = _one_space(gap) or (
+                gap[:1] == "."
+                and _one_space(gap[1:])
+                and (previous in _HONORIFICS or len(previous) == 1)
             )
             candidate = words[j][2]
             if not joinable or candidate in _CALENDAR:
@@ -402,7 +410,7 @@ def _name_runs(text: str) -> Iterator[tuple[list[tuple[int, int, str]], str]]:
                 candidate.lower() in _CONNECTORS
                 and j + 1 < len(words)
                 and words[j + 1][2][0].isupper()
-                and text[words[j][1] : words[j + 1][0]] == " "
+                and _one_space(text[words[j][1] : words[j + 1][0]])
             ):
                 run.append(words[j])
             else:
@@ -410,7 +418,7 @@ def _name_runs(text: str) -> Iterator[tuple[list[tuple[int, int, str]], str]]:
             j += 1
         while run[-1][2].lower() in _CONNECTORS:
             run.pop()
-        adjacent = i > 0 and text[words[i - 1][1] : words[i][0]] == " "
+        adjacent = i > 0 and _one_space(text[words[i - 1][1] : words[i][0]])
         yield run, words[i - 1][2].lower() if adjacent else ""
         i = j
 
@@ -463,12 +471,12 @@ _ASSESSMENT_TONES = {
     "balanced": "",
 }
 _COMMENT_TEMPLATES = {
-    "scholarly": "This passage bears on {terms}, which the text returns to {count} times; "
-    "it merits a close reading.",
-    "explanatory": "This sentence is about {terms}, a theme the text mentions {count} times.",
+    "scholarly": "This passage bears on {terms}; “{top}” recurs {count} times in the text, "
+    "so it merits a close reading.",
+    "explanatory": "This sentence is about {terms}; the text mentions “{top}” {count} times.",
     "conversational": "Worth noticing: this is where the text talks about {terms} — "
-    "it comes up {count} times.",
-    "technical": "Key statement on {terms} ({count} occurrences in the text).",
+    "“{top}” comes up {count} times.",
+    "technical": "Key statement on {terms} (“{top}”: {count} occurrences in the text).",
 }
 
 
@@ -643,8 +651,9 @@ class OfflineClient:
         out: list[tuple[Span, str]] = []
         for sentence in chosen:
             terms = reading.top_terms(sentence)
-            count = max((reading.frequency[_stem(t)] for t in terms), default=0)
-            comment = template.format(terms=_quoted(terms), count=count)
+            top = terms[0] if terms else ""
+            count = reading.frequency[_stem(top)]
+            comment = template.format(terms=_quoted(terms), top=top, count=count)
             focus = sorted(set(reading.words(sentence)) & reading.focus)
             if focus:
                 names = _quoted([reading.surface.get(w, w) for w in focus[:3]])
