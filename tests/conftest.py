@@ -4,7 +4,7 @@ the real Stower. Nothing of ours is mocked."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -15,6 +15,8 @@ import jobledger
 from jobledger.eventbus import EventBus
 from jobledger.store import EventLog, MemoryLog, SqliteLog
 from jobledger.stower import Stower
+
+from .model_server import ModelServer
 
 
 @pytest.fixture
@@ -97,3 +99,10 @@ def note(resource_id: str, text: str = "a note") -> jobledger.Annotation:
         target=jobledger.Target(source=resource_id),
         body=[jobledger.TextualBody(value=text)],
     )
+
+
+@pytest.fixture
+def model_server() -> Iterator[ModelServer]:
+    """A fake OpenAI-compatible server on a free local port (tests/model_server.py)."""
+    with ModelServer() as server:
+        yield server

@@ -53,6 +53,7 @@ from jobledger.core import (
     evolve_job,
     get_logger,
 )
+from jobledger.core.errors import InferenceError
 from jobledger.core.faults import crash_point
 from jobledger.eventbus import EventBus, Subscription
 
@@ -469,7 +470,7 @@ class WorkerRunner:
             return JobFail(
                 error=(str(error) or type(error).__name__)[:_MAX_ERROR],
                 error_type=type(error).__name__[:200],
-                retryable=not isinstance(error, NonRetryableError),
+                retryable=_retryable(error),
                 **common,
             )
         value = execution.result()
@@ -577,3 +578,12 @@ class WorkerRunner:
             report_errors=counts["report_errors"],
             polls=counts["polls"],
         )
+
+
+def _retryable(error: BaseException) -> bool:
+    """Whether a job whose ``execute`` raised ``error`` may be retried: not for
+    a :class:`NonRetryableError`, nor an ``InferenceError`` the model's reply
+    marked final (a wrong key, a malformed request, an unusable reply)."""
+    if isinstance(error, NonRetryableError):
+        return False
+    return not (isinstance(error, InferenceError) and not error.retryable)

@@ -11,7 +11,8 @@ How ``execute`` ends decides how the job ends:
 - it returns a dict, a msgspec Struct or ``None``: **completed** with that result;
 - it returns :class:`PartialResult`: **partial**, with a result and an error;
 - it raises :class:`SkipJob`: **skipped**, with the reason;
-- it raises :class:`NonRetryableError`: **failed** at once, no retry;
+- it raises :class:`NonRetryableError`, or an ``InferenceError`` with
+  ``retryable=False``: **failed** at once, no retry;
 - it raises anything else: the attempt **failed**; retried if the job has
   retries left (``job.retry_scheduled``), else **failed**;
 - it runs past the job's timeout: cancelled by the runner; retried, else **timed_out**;
