@@ -161,6 +161,10 @@ def _unscripted(prompt: str) -> Reply:
     return http_error(500, f"no reply was scripted for {prompt[:60]!r}")
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 128  # many clients connecting at once are queued, not refused
+
+
 class ModelServer:
     """The fake server; a context manager (see the module docstring)."""
 
@@ -171,7 +175,7 @@ class ModelServer:
         self._lock = threading.Lock()
         self._released = threading.Event()
         self.requests: list[Recorded] = []
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server = _Server(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, args=(0.02,), name="fake-model-server", daemon=True
@@ -229,6 +233,7 @@ class ModelServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body leave at once
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)

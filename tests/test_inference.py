@@ -150,6 +150,8 @@ async def test_configuration_comes_from_the_environment_jobledger_names_first(
     [
         ({"model": "m"}, "base_url"),
         ({"base_url": "ftp://h/v1", "model": "m"}, "base_url"),
+        ({"base_url": "http://[::1/v1", "model": "m"}, "base_url"),
+        ({"base_url": "http:///v1", "model": "m"}, "base_url"),
         ({"base_url": "http://h/v1"}, "model"),
         ({"base_url": "http://h/v1", "model": "m", "timeout": 0}, "timeout"),
         ({"base_url": "http://h/v1", "model": "m", "max_retries": -1}, "max_retries"),
@@ -348,6 +350,10 @@ async def test_a_shared_http_client_is_left_open(model_server: ModelServer, slee
         async with client_for(model_server, sleeps, http_client=shared) as client:
             assert await client.generate_text("say ping", max_tokens=5, temperature=0) == "pong"
         assert not shared.is_closed
+    borrowing = client_for(model_server, sleeps, http_client=shared)
+    with pytest.raises(InferenceError) as caught:
+        await borrowing.generate_text("say ping", max_tokens=5, temperature=0)
+    assert not caught.value.retryable and "closed" in str(caught.value)
 
 
 async def test_rules_match_the_prompt_before_the_queue(model_server: ModelServer) -> None:

@@ -190,8 +190,14 @@ class OpenAIClient:
                 "no model server: pass base_url or set JOBLEDGER_MODEL_URL (or OPENAI_BASE_URL)",
                 field="base_url",
             )
-        if not url.startswith(("http://", "https://")):
-            raise ValidationError(f"must be an http(s) URL, got {url!r}", field="base_url")
+        try:
+            parsed = httpx.URL(url)
+        except httpx.InvalidURL as exc:
+            raise ValidationError(f"{url!r} is not a URL: {exc}", field="base_url") from exc
+        if parsed.scheme not in ("http", "https") or not parsed.host:
+            raise ValidationError(
+                f"must be an http(s) URL with a host, got {url!r}", field="base_url"
+            )
         chosen = model or env.get("JOBLEDGER_MODEL") or env.get("OPENAI_MODEL")
         if not chosen:
             raise ValidationError(
@@ -259,7 +265,7 @@ class OpenAIClient:
         _check_request(max_tokens, temperature)
         if not isinstance(prompt, str):
             raise ValidationError("must be a str", field="prompt")
-        if self._closed:
+        if self._closed or self._http.is_closed:
             raise InferenceError(f"{self!r} is closed", retryable=False)
         payload = {
             "model": self.model,

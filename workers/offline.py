@@ -348,6 +348,7 @@ _PLACE_WORDS = _word_set(
     sea bay valley street avenue road park kingdom republic province region district desert
     forest gulf coast peninsula canyon"""
 )
+_ARTICLES = _word_set("the a an this that these those")
 _PLACE_CUES = _word_set("in at from near to across into toward towards")
 _KINDS = {
     "person": "person",
@@ -426,7 +427,9 @@ def _name_runs(text: str) -> Iterator[tuple[list[tuple[int, int, str]], str]]:
 def _classify(words: list[str], before: str, lowercase: frozenset[str]) -> tuple[int, str | None]:
     """(how many leading words to drop, the kind of the name or None).
     ``lowercase`` holds the words the text also uses in lower case: a run made
-    only of capitalised ordinary words (a title, a sentence start) is no name."""
+    only of capitalised ordinary words (a title, a sentence start) is no name;
+    nor is a run after an article (``the Analytical Engine``) without an
+    organization or place word."""
     drop = 0
     while drop < len(words) and words[drop].lower() in _STOPWORDS:
         drop += 1
@@ -442,7 +445,7 @@ def _classify(words: list[str], before: str, lowercase: frozenset[str]) -> tuple
         return drop, "location"
     if lowered[0] in _HONORIFICS and len(name) >= 2:
         return drop, "person"
-    if any(w in lowercase for w in lowered if w not in _CONNECTORS):
+    if before in _ARTICLES or any(w in lowercase for w in lowered if w not in _CONNECTORS):
         return drop, None
     if drop == 0 and before in _PLACE_CUES:
         return drop, "location"
@@ -623,8 +626,9 @@ class OfflineClient:
                     end -= 1
                 claim(start, end, kind)
         if {"person", "organization", "location"} & wanted.keys():
+            prose = _URL.sub(" ", _EMAIL.sub(" ", text))
             lowercase = frozenset(
-                m.group() for m in _NAME_WORD.finditer(text) if m.group()[0].islower()
+                m.group() for m in _NAME_WORD.finditer(prose) if m.group()[0].islower()
             )
             for run, before in _name_runs(text):
                 drop, kind = _classify([w for _, _, w in run], before, lowercase)
