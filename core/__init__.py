@@ -70,6 +70,7 @@ from .decide import (
 from .errors import (
     ConcurrencyConflict,
     CorruptionError,
+    InferenceError,
     InternalError,
     InvalidTransition,
     JobledgerError,
@@ -162,6 +163,7 @@ __all__ = [
     "Event",
     "EventSchemas",
     "IdFactory",
+    "InferenceError",
     "InternalError",
     "InvalidTransition",
     "Job",

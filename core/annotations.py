@@ -126,10 +126,11 @@ class TextualBody(_W3C, frozen=True, kw_only=True, tag_field="type", tag="Textua
 
 
 class SpecificResource(_W3C, frozen=True, kw_only=True, tag_field="type", tag="SpecificResource"):
-    """A link from the annotation to another resource (``source``)."""
+    """A link from the annotation to another resource (``source``), usually
+    with ``purpose="linking"``."""
 
     source: _Iri
-    purpose: Motivation | None = "linking"
+    purpose: Motivation | None = None
 
 
 Body = TextualBody | SpecificResource

@@ -1,0 +1,496 @@
+"""The six annotation workers (issue 7), on the real ledger: against a fake
+OpenAI-compatible server on loopback (real HTTP, recorded replies) and
+against the offline client."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+import jobledger
+from jobledger.workers import (
+    ANNOTATION_JOB_TYPES,
+    FolderFetcher,
+    InferenceClient,
+    OfflineClient,
+    OpenAIClient,
+    annotation_workers,
+    locate,
+    parse_passages,
+)
+
+from .model_server import ModelServer, answer, malformed, truncated
+
+TEXT = (
+    "Ada Lovelace wrote the first published program in 1843. "
+    "She worked with Charles Babbage on the Analytical Engine in London. "
+    "The study shows that her notes describe loops and conditional branches. "
+    "However, critics argue that Babbage wrote earlier programs. "
+    "Because her notes were published, they should count as the first program.\n"
+)
+NO_WAIT = jobledger.RetryPolicy(base_delay=0.0, jitter=False)
+ALICE = jobledger.User(id="alice", name="Alice", email="alice@kb.example", domain="kb.example")
+
+STAGES = {
+    "highlight-annotation": ["fetching", "analyzing", "creating"],
+    "comment-annotation": ["fetching", "analyzing", "creating"],
+    "assessment-annotation": ["fetching", "analyzing", "creating"],
+    "reference-annotation": ["fetching", "analyzing", "creating"],
+}
+PARAMS: dict[str, dict[str, Any]] = {
+    "highlight-annotation": {"resourceId": "ada", "density": 4},
+    "comment-annotation": {"resourceId": "ada", "tone": "explanatory"},
+    "assessment-annotation": {"resourceId": "ada", "tone": "balanced", "language": "en"},
+    "tag-annotation": {"resourceId": "ada", "schemaId": "argument-toulmin"},
+    "reference-annotation": {"resourceId": "ada", "entityTypes": ["Person", "Location"]},
+}
+
+
+@pytest.fixture
+def documents(tmp_path: Path) -> Path:
+    folder = tmp_path / "documents"
+    folder.mkdir()
+    (folder / "ada.md").write_text(TEXT)
+    return folder
+
+
+@asynccontextmanager
+async def kb(
+    db: Path, documents: Path, client: InferenceClient | None = None
+) -> AsyncIterator[jobledger.Ledger]:
+    workers = annotation_workers(FolderFetcher(documents), client)
+    async with jobledger.open(
+        db, workers=workers, job_types=ANNOTATION_JOB_TYPES, poll_interval=0.01
+    ) as ledger:
+        yield ledger
+
+
+async def run(
+    ledger: jobledger.Ledger, job_type: str, params: dict[str, Any], **kw: Any
+) -> jobledger.Job:
+    job = await ledger.submit(job_type, params, user=ALICE, **kw)
+    return await ledger.wait(job.id, timeout=30)
+
+
+async def commands_of(ledger: jobledger.Ledger, job_id: str) -> list[str]:
+    """The event types a job caused, in log order (its own and its marks')."""
+    return [
+        e.type if e.type != "job.progressed" else f"progress:{e.data.stage}"  # type: ignore[attr-defined]
+        async for e in ledger.events()
+        if e.correlation_id == job_id
+    ]
+
+
+def check_w3c(document: dict[str, Any], text: str, resource_id: str) -> None:
+    """A W3C annotation document whose selectors match ``text`` exactly."""
+    assert document["@context"] == "http://www.w3.org/ns/anno.jsonld"
+    assert document["type"] == "Annotation"
+    assert document["id"].startswith("urn:jobledger:mark:")
+    assert document["created"].endswith("Z")
+    assert document["motivation"] in jobledger.core.MOTIVATIONS
+    target = document["target"]
+    assert target["source"] == resource_id
+    selectors = {s["type"]: s for s in target["selector"]}
+    position, quote = selectors["TextPositionSelector"], selectors["TextQuoteSelector"]
+    assert text[position["start"] : position["end"]] == quote["exact"]
+    assert text[: position["start"]].endswith(quote.get("prefix", ""))
+    assert text[position["end"] :].startswith(quote.get("suffix", ""))
+    assert document["creator"] == {
+        "id": "https://kb.example/users/alice",
+        "type": "Person",
+        "name": "Alice",
+        "email": "mailto:alice@kb.example",
+    }
+    assert document["generator"]["type"] == "Software"
+
+
+# -- offline ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("job_type", sorted(PARAMS))
+async def test_each_worker_marks_the_document_offline_in_one_order(
+    db_path: Path, documents: Path, job_type: str
+) -> None:
+    async with kb(db_path, documents) as ledger:
+        done = await run(ledger, job_type, PARAMS[job_type])
+        assert done.status is jobledger.JobStatus.COMPLETED, done.error
+        assert done.result is not None
+        assert done.result["offline"] is True
+        assert done.result["generator"] == "jobledger-offline"
+        marks = await ledger.marks("ada")
+        assert len(marks) == done.result["created"] == done.result["found"] > 0
+        assert {m.job_id for m in marks} == {done.id}
+        stages = STAGES.get(job_type) or (
+            ["fetching"] + ["analyzing"] * 4 + ["creating"]  # one pass per Toulmin category
+        )
+        assert await commands_of(ledger, done.id) == [
+            "job.created",
+            "job.started",
+            *(f"progress:{stage}" for stage in stages),
+            *["mark.created"] * len(marks),
+            "job.completed",
+        ]
+        for document in await ledger.annotations("ada"):
+            check_w3c(document, TEXT, "ada")
+            assert "jobledger-offline" in document["generator"]["name"]
+
+
+async def test_offline_bodies_say_what_each_worker_found(db_path: Path, documents: Path) -> None:
+    async with kb(db_path, documents) as ledger:
+        for job_type in ("comment-annotation", "tag-annotation", "reference-annotation"):
+            await run(ledger, job_type, PARAMS[job_type])
+        by_motivation: dict[str, list[dict[str, Any]]] = {}
+        for document in await ledger.annotations("ada"):
+            by_motivation.setdefault(document["motivation"], []).append(document)
+        for comment in by_motivation["commenting"]:
+            [body] = comment["body"]
+            assert body["purpose"] == "commenting" and body["value"]
+        for tag in by_motivation["tagging"]:
+            assert [b["purpose"] for b in tag["body"]] == ["tagging", "classifying"]
+            assert tag["body"][1]["value"] == "argument-toulmin"
+        people = {
+            r["target"]["selector"][1]["exact"]
+            for r in by_motivation["linking"]
+            if r["body"][0]["value"] == "Person"
+        }
+        assert {"Ada Lovelace", "Charles Babbage"} <= people
+
+
+async def test_params_are_checked_at_submit(db_path: Path, documents: Path) -> None:
+    async with kb(db_path, documents) as ledger:
+        with pytest.raises(jobledger.ValidationError) as refused:
+            await ledger.submit("highlight-annotation", {"resourceId": "ada", "density": 0})
+        assert refused.value.field == "params.density"
+        with pytest.raises(jobledger.ValidationError):
+            await ledger.submit("reference-annotation", {"resourceId": "ada", "entityTypes": []})
+        assert await ledger.head() == 0
+
+
+async def test_a_missing_document_or_an_unknown_schema_fails_with_the_reason(
+    db_path: Path, documents: Path
+) -> None:
+    async with kb(db_path, documents) as ledger:
+        missing = await run(ledger, "highlight-annotation", {"resourceId": "nope"})
+        assert missing.status is jobledger.JobStatus.FAILED
+        assert missing.error_type == "NotFound" and "nope" in (missing.error or "")
+        unknown = await run(ledger, "tag-annotation", {"resourceId": "ada", "schemaId": "x"})
+        assert unknown.status is jobledger.JobStatus.FAILED
+        assert "unknown tag schema 'x'" in (unknown.error or "")
+        escape = await run(ledger, "highlight-annotation", {"resourceId": "..passwd"})
+        assert escape.status is jobledger.JobStatus.FAILED
+        assert escape.error_type == "ValidationError"
+        assert await ledger.marks("ada") == []
+
+
+# -- against a model server --------------------------------------------------------
+
+
+def passages(*items: tuple[str, int, int] | tuple[str, int, int, str]) -> str:
+    return json.dumps(
+        [
+            {"exact": i[0], "start": i[1], "end": i[2], **({"text": i[3]} if len(i) > 3 else {})}
+            for i in items
+        ]
+    )
+
+
+def span(exact: str) -> tuple[str, int, int]:
+    start = TEXT.index(exact)
+    return exact, start, start + len(exact)
+
+
+@asynccontextmanager
+async def model(server: ModelServer) -> AsyncIterator[OpenAIClient]:
+    async with OpenAIClient(base_url=server.url, model="fake-model", max_retries=0) as client:
+        yield client
+
+
+async def test_a_model_reply_becomes_marks_with_offsets_checked_and_corrected(
+    db_path: Path, documents: Path, model_server: ModelServer
+) -> None:
+    first = span("Ada Lovelace wrote the first published program in 1843.")
+    wrong = ("Analytical Engine", 3, 20)  # right quote, wrong offsets: corrected
+    reply = "```json\n" + passages(first, wrong) + "\n```"
+    model_server.queue(answer(reply))
+    async with model(model_server) as client, kb(db_path, documents, client) as ledger:
+        done = await run(ledger, "highlight-annotation", {"resourceId": "ada", "density": 1})
+        assert done.status is jobledger.JobStatus.COMPLETED
+        assert done.result == {
+            "resourceId": "ada",
+            "found": 2,
+            "created": 2,
+            "corrected": 1,
+            "unmatched": 0,
+            "byLabel": {},
+            "generator": "fake-model",
+            "offline": False,
+        }
+        assert [m.exact for m in await ledger.marks("ada")] == [first[0], "Analytical Engine"]
+        for document in await ledger.annotations("ada"):
+            check_w3c(document, TEXT, "ada")
+    [request] = model_server.requests
+    assert request.body["model"] == "fake-model"
+    assert request.body["max_tokens"] == 2048
+    assert TEXT in request.prompt
+
+
+async def test_a_reply_that_is_not_json_fails_the_job_and_marks_nothing(
+    db_path: Path, documents: Path, model_server: ModelServer
+) -> None:
+    model_server.queue(answer("I found several interesting passages!"), malformed())
+    async with model(model_server) as client, kb(db_path, documents, client) as ledger:
+        prose = await run(ledger, "comment-annotation", {"resourceId": "ada"}, max_retries=0)
+        assert prose.status is jobledger.JobStatus.FAILED
+        assert prose.error_type == "InferenceError"
+        assert "not a JSON list of passages" in (prose.error or "")
+        broken = await run(ledger, "assessment-annotation", {"resourceId": "ada"})
+        assert broken.status is jobledger.JobStatus.FAILED
+        assert broken.error_type == "InferenceError"
+        assert "is not valid JSON" in (broken.error or "")
+        assert await ledger.marks("ada") == []
+
+
+async def test_a_reply_that_is_not_json_is_asked_again_when_retries_are_left(
+    db_path: Path, documents: Path, model_server: ModelServer
+) -> None:
+    model_server.queue(answer("Sorry, here you go:"), answer(passages(span("Ada Lovelace"))))
+    async with model(model_server) as client, kb(db_path, documents, client) as ledger:
+        done = await run(ledger, "highlight-annotation", {"resourceId": "ada"}, retry=NO_WAIT)
+        assert done.status is jobledger.JobStatus.COMPLETED
+        assert (done.attempt, done.failures) == (2, 1)
+        assert [m.exact for m in await ledger.marks("ada")] == ["Ada Lovelace"]
+
+
+async def test_a_truncated_reply_keeps_whole_passages_and_ends_partial(
+    db_path: Path, documents: Path, model_server: ModelServer
+) -> None:
+    whole = (*span("She worked with Charles Babbage"), "A collaborator.")
+    cut = passages(whole, (*span("The study shows"), "Evidence."))[:-30]
+    model_server.queue(truncated(cut))
+    async with model(model_server) as client, kb(db_path, documents, client) as ledger:
+        done = await run(ledger, "comment-annotation", {"resourceId": "ada"})
+        assert done.status is jobledger.JobStatus.PARTIAL
+        assert "cut at max_tokens (2048)" in (done.error or "")
+        assert done.result is not None and done.result["created"] == 1
+        [mark] = await ledger.marks("ada")
+        assert mark.exact == "She worked with Charles Babbage"
+        assert mark.annotation["body"] == [
+            {"type": "TextualBody", "value": "A collaborator.", "purpose": "commenting"}
+        ]
+
+
+async def test_a_passage_not_in_the_text_is_reported_not_dropped(
+    db_path: Path, documents: Path, model_server: ModelServer
+) -> None:
+    real = (*span("Charles Babbage"), "Person")
+    invented = ("Grace Hopper", 10, 22, "Person")
+    not_asked = (*span("London"), "Organization")
+    model_server.queue(answer(passages(real, invented, not_asked)))
+    params = {"resourceId": "ada", "entityTypes": ["Person", "Location"]}
+    async with model(model_server) as client, kb(db_path, documents, client) as ledger:
+        done = await run(ledger, "reference-annotation", params)
+        assert done.status is jobledger.JobStatus.PARTIAL
+        assert done.error is not None and "2 of 3 passages are not in the text" in done.error
+        assert "'Grace Hopper'" in done.error
+        assert done.result is not None
+        assert (done.result["found"], done.result["created"], done.result["unmatched"]) == (3, 1, 2)
+        assert done.result["byLabel"] == {"Person": 1}
+
+
+async def test_the_tag_worker_asks_once_per_category_and_goes_on_past_a_failure(
+    db_path: Path, documents: Path, model_server: ModelServer
+) -> None:
+    model_server.on("'Claim'", answer(passages(span("they should count as the first program"))))
+    model_server.on("'Evidence'", answer("no idea"))
+    model_server.on("'Warrant'", answer("[]"))
+    model_server.on("'Rebuttal'", answer(passages(span("However, critics argue"))))
+    params = {"resourceId": "ada", "schemaId": "argument-toulmin"}
+    async with model(model_server) as client, kb(db_path, documents, client) as ledger:
+        done = await run(ledger, "tag-annotation", params)
+        assert done.status is jobledger.JobStatus.PARTIAL
+        assert "category Evidence" in (done.error or "")
+        assert done.result is not None
+        assert done.result["byLabel"] == {"Claim": 1, "Rebuttal": 1}
+        progress = [
+            e.data.message  # type: ignore[attr-defined]
+            for e in await ledger.history(done.id)
+            if e.type == "job.progressed" and e.data.stage == "analyzing"  # type: ignore[attr-defined]
+        ]
+        assert progress == [f"category {n} of 4: {c}" for n, c in enumerate(
+            ["Claim", "Evidence", "Warrant", "Rebuttal"], start=1
+        )]  # fmt: skip
+    assert len(model_server.requests) == 4
+
+
+# -- generation ----------------------------------------------------------------
+
+
+async def test_generation_creates_a_resource_and_links_the_reference_to_it(
+    db_path: Path, documents: Path
+) -> None:
+    async with kb(db_path, documents) as ledger:
+        references = await run(ledger, "reference-annotation", PARAMS["reference-annotation"])
+        assert references.status is jobledger.JobStatus.COMPLETED
+        reference = next(m for m in await ledger.marks("ada") if m.exact == "Charles Babbage")
+        params = {
+            "title": "Charles Babbage",
+            "prompt": "Who he was and what he built",
+            "sourceResourceId": "ada",
+            "referenceMarkId": reference.id,
+        }
+        done = await run(ledger, "generation", params)
+        assert done.status is jobledger.JobStatus.COMPLETED, done.error
+        assert done.result is not None and done.result["linkedMarkId"] == reference.id
+        resource = await ledger.resource(done.result["resourceId"])
+        assert (resource.name, resource.job_id) == ("Charles Babbage", done.id)
+        content = await ledger.content(resource.id)
+        assert content.decode().startswith("# Charles Babbage")
+        assert resource.size == len(content) == done.result["size"]
+        linked = await ledger.mark(reference.id)
+        assert linked.annotation["body"][-1] == {
+            "type": "SpecificResource",
+            "source": resource.id,
+            "purpose": "linking",
+        }
+        assert await commands_of(ledger, done.id) == [
+            "job.created",
+            "job.started",
+            "progress:fetching",
+            "progress:generating",
+            "progress:creating",
+            "resource.created",
+            "progress:linking",
+            "mark.body_updated",
+            "job.completed",
+        ]
+
+
+async def test_concurrent_generations_each_link_their_own_resource(
+    db_path: Path, documents: Path
+) -> None:
+    async with kb(db_path, documents) as ledger:
+        await run(ledger, "reference-annotation", PARAMS["reference-annotation"])
+        references = await ledger.marks("ada")
+        assert len(references) >= 3
+        jobs = await asyncio.gather(
+            *(
+                ledger.submit(
+                    "generation",
+                    {
+                        "title": f"About {m.exact}",
+                        "referenceMarkId": m.id,
+                        "sourceResourceId": "ada",
+                    },
+                    user=ALICE,
+                )
+                for m in references
+            )
+        )
+        done = [await ledger.wait(j.id, timeout=30) for j in jobs]
+        for job, reference in zip(done, references, strict=True):
+            assert job.status is jobledger.JobStatus.COMPLETED
+            assert job.result is not None
+            resource = await ledger.resource(job.result["resourceId"])
+            assert resource.job_id == job.id and resource.name == f"About {reference.exact}"
+            [link] = (await ledger.mark(reference.id)).annotation["body"][1:]
+            assert link["source"] == resource.id
+
+
+async def test_a_truncated_generation_is_stored_and_ends_partial(
+    db_path: Path, documents: Path, model_server: ModelServer
+) -> None:
+    model_server.queue(truncated("# Babbage\n\nCharles Babbage was an English"))
+    async with model(model_server) as client, kb(db_path, documents, client) as ledger:
+        done = await run(ledger, "generation", {"title": "Babbage"})
+        assert done.status is jobledger.JobStatus.PARTIAL
+        assert "cut at max_tokens" in (done.error or "")
+        assert done.result is not None
+        stored = await ledger.content(done.result["resourceId"])
+        assert stored == b"# Babbage\n\nCharles Babbage was an English"
+
+
+# -- projections ----------------------------------------------------------------
+
+
+async def test_marks_and_resources_survive_a_restart_and_equal_a_replay(
+    db_path: Path, documents: Path
+) -> None:
+    async with kb(db_path, documents) as ledger:
+        for job_type, params in PARAMS.items():
+            await run(ledger, job_type, params)
+        reference = (await ledger.marks("ada"))[-1]
+        await run(ledger, "generation", {"title": "T", "referenceMarkId": reference.id})
+        before = await ledger.annotations("ada")
+        resources = await ledger.resources()
+    async with jobledger.open(db_path) as ledger:
+        assert await ledger.annotations("ada") == before
+        assert await ledger.resources() == resources
+        replayed = await ledger.replay()
+        assert sorted(replayed.marks) == sorted(m.id for m in await ledger.marks("ada"))
+        assert replayed.marks[reference.id] == await ledger.mark(reference.id)
+        assert list(replayed.resources.values()) == resources
+        assert (await ledger.verify()).ok
+        assert await ledger.rebuild() > 0
+        assert await ledger.annotations("ada") == before
+
+
+# -- the parts -------------------------------------------------------------------
+
+
+def test_locate_prefers_the_given_offsets_then_the_nearest_occurrence() -> None:
+    text = "a cat, a dog, a cat"
+    assert locate(text, "a cat", 14, 19) == (14, 19)
+    assert locate(text, "a cat", 12, 17) == (14, 19)
+    assert locate(text, "a cat", 1, 6) == (0, 5)
+    assert locate(text, "a  dog,\na", None, None) == (7, 15)
+    assert locate(text, "a cow", 0, 5) is None
+    assert locate(text, "a cat", -5, -0) == (0, 5)
+
+
+def test_parse_passages_takes_fences_and_salvages_a_cut_list() -> None:
+    fenced = '```json\n[{"exact": "a", "start": 0, "end": 1}, {"start": 2}, 7]\n```'
+    assert parse_passages(fenced, truncated=False) == (
+        [{"exact": "a", "start": 0, "end": 1}],
+        2,
+        False,
+    )
+    cut = '[{"exact": "a"}, {"exact": "b", "start": 1}, {"exact": "c", "st'
+    assert parse_passages(cut, truncated=True) == (
+        [{"exact": "a"}, {"exact": "b", "start": 1}],
+        0,
+        True,
+    )
+    with pytest.raises(jobledger.core.errors.InferenceError):
+        parse_passages(cut, truncated=False)
+    with pytest.raises(jobledger.core.errors.InferenceError):
+        parse_passages('{"exact": "a"}', truncated=False)
+
+
+async def test_the_folder_fetcher_reads_documents_and_refuses_escapes(documents: Path) -> None:
+    fetcher = FolderFetcher(documents)
+    assert await fetcher.fetch("ada") == TEXT
+    for bad in ("../ada", ".hidden", "a/b", ""):
+        with pytest.raises(jobledger.ValidationError):
+            await fetcher.fetch(bad)
+    with pytest.raises(jobledger.NotFound):
+        await fetcher.fetch("missing")
+    (documents / "latin1.txt").write_bytes("caf\xe9".encode("latin-1"))
+    with pytest.raises(jobledger.ValidationError):
+        await fetcher.fetch("latin1")
+
+
+def test_every_job_type_has_its_worker_and_params() -> None:
+    workers = annotation_workers(FolderFetcher("."), OfflineClient())
+    assert sorted(t for w in workers for t in w.job_types) == sorted(
+        t.name for t in ANNOTATION_JOB_TYPES
+    )
+    for job_type in ANNOTATION_JOB_TYPES:
+        assert job_type.params is not None and job_type.result is not None
+        assert msgspec.json.schema(job_type.params)
