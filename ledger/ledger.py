@@ -953,10 +953,11 @@ class Ledger:
 
     async def verify(self, *, digest: Head | None = None) -> VerifyReport:
         """Check the hash chain, the sequence and the read model against a
-        replay, on one consistent view of the log; with a ``digest`` (from
+        replay, on one consistent view of the log, and that every resource's
+        content is there and matches its digest; with a ``digest`` (from
         ``digest()``, kept elsewhere), also that the log still holds it."""
         self._check_open()
-        return await verify(self._log, digest=digest)
+        return await verify(self._log, digest=digest, content=self._content)
 
     async def digest(self) -> Head:
         """The head (``seq`` and ``hash``) to keep outside the database:

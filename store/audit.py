@@ -13,8 +13,12 @@ import msgspec
 
 from jobledger.core import (
     GENESIS_HASH,
+    ContentStore,
+    CorruptionError,
     Envelope,
+    NotFound,
     Projection,
+    Resource,
     ValidationError,
     chain_hash,
     decode_event,
@@ -62,17 +66,21 @@ async def replay(
     return await log.replay(until_seq=until_seq, until=until)
 
 
-async def verify(log: EventLog, *, digest: Head | None = None) -> VerifyReport:
+async def verify(
+    log: EventLog, *, digest: Head | None = None, content: ContentStore | None = None
+) -> VerifyReport:
     """Walk the whole log and compare it with the read model, both as they
     were at one instant (writes may go on meanwhile).
 
     See :func:`verify_view` for what is reported.
     """
     async with log.frozen() as view:
-        return await verify_view(view, digest=digest)
+        return await verify_view(view, digest=digest, content=content)
 
 
-async def verify_view(log: EventLog, *, digest: Head | None = None) -> VerifyReport:
+async def verify_view(
+    log: EventLog, *, digest: Head | None = None, content: ContentStore | None = None
+) -> VerifyReport:
     """Walk the whole log and compare it with the read model.
 
     Reports, each with its ``seq``: damage the storage itself finds (pages,
@@ -84,7 +92,10 @@ async def verify_view(log: EventLog, *, digest: Head | None = None) -> VerifyRep
     model differs from a fresh replay (named by the ``seq`` of the last event
     of its stream; 0 if the log has none). With a ``digest`` (a head taken
     earlier and kept elsewhere), a log whose entry at the digest's ``seq``
-    has another hash, or that ends before it, is reported too.
+    has another hash, or that ends before it, is reported too. With a
+    ``content`` store, every resource whose content is missing or no longer
+    matches its digest is reported (kind ``content``, at the ``seq`` of its
+    ``resource.created``).
     """
     problems: list[Problem] = [
         Problem(seq=0, kind="integrity", detail=finding) for finding in await log.integrity()
@@ -159,6 +170,7 @@ async def verify_view(log: EventLog, *, digest: Head | None = None) -> VerifyRep
         ("job", stored.jobs, model.jobs),
         ("mark", stored.marks, model.marks),
         ("asset", stored.assets, model.assets),
+        ("resource", stored.resources, model.resources),
     )
     for kind, mine, theirs in entities:
         for key in sorted(mine.keys() | theirs.keys()):
@@ -171,7 +183,26 @@ async def verify_view(log: EventLog, *, digest: Head | None = None) -> VerifyRep
                         detail=f"{kind} {key!r} differs from replay",
                     )
                 )
+    if content is not None:
+        problems.extend(await _check_content(content, model.resources.values()))
     return VerifyReport(head=Head(head.seq, head.hash), events=count, problems=tuple(problems))
+
+
+async def _check_content(content: ContentStore, resources: Iterable[Resource]) -> list[Problem]:
+    found: list[Problem] = []
+    for resource in sorted(resources, key=lambda r: r.created_seq):
+        try:
+            await content.get(resource.digest)
+        except NotFound:
+            detail = f"resource {resource.id!r}: its content {resource.digest[:20]}… is missing"
+        except CorruptionError:
+            detail = (
+                f"resource {resource.id!r}: its content no longer matches {resource.digest[:20]}…"
+            )
+        else:
+            continue
+        found.append(Problem(seq=resource.created_seq, kind="content", detail=detail))
+    return found
 
 
 async def export_log(log: EventLog, after: int = 0) -> AsyncIterator[bytes]:
