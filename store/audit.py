@@ -252,12 +252,7 @@ async def import_log(
             if len(batch) > IMPORT_CHUNK:  # the last of it goes with the read model
                 await writer.append(batch[:-1], Changes())
                 batch = batch[-1:]
-        changes = Changes(
-            jobs=list(model.jobs.values()),
-            marks=list(model.marks.values()),
-            assets=list(model.assets.values()),
-        )
-        await writer.append(batch, changes)
+        await writer.append(batch, Changes.of(model))
     return count
 
 

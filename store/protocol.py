@@ -91,6 +91,16 @@ class Changes(msgspec.Struct, kw_only=True):
     assets: list[Asset] = msgspec.field(default_factory=list)
     resources: list[Resource] = msgspec.field(default_factory=list)
 
+    @classmethod
+    def of(cls, model: Projection) -> Changes:
+        """Every row of ``model``: a whole read model, as a rebuild writes it."""
+        return cls(
+            jobs=list(model.jobs.values()),
+            marks=list(model.marks.values()),
+            assets=list(model.assets.values()),
+            resources=list(model.resources.values()),
+        )
+
 
 class Loaded(msgspec.Struct, frozen=True, kw_only=True):
     """What a write transaction read for a batch: the head as of the

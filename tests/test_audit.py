@@ -251,3 +251,37 @@ async def test_a_log_written_by_version_1_still_imports_and_replays_the_same(
         assert state_json(await ledger.replay()) == expected
         async with ledger._log.frozen() as view:
             assert state_json(await view.snapshot()) == expected
+
+
+async def test_a_log_written_with_w3c_marks_and_resources_still_imports_the_same(
+    tmp_path: Path,
+) -> None:
+    """tests/fixtures/log-v2.ndjson holds the event types added after v1 (W3C
+    marks, body updates, resources); never regenerated, like log-v1. Its
+    resources' content is not part of the log: verify names each as missing
+    until the content folder is copied along."""
+    from .fixtures.make_log_v2 import ADDED, state_json
+
+    lines = (FIXTURES / "log-v2.ndjson").read_bytes().splitlines(keepends=True)
+    assert ADDED == ADDED_AFTER_V1 | {"mark.created"}
+    assert ADDED <= {msgspec.json.decode(line)["type"] for line in lines}
+    async with jobledger.open(tmp_path / "from-v2.db") as ledger:
+        assert await ledger.import_log(lines) == len(lines)
+        assert [line async for line in ledger.export_log()] == lines
+        expected = (FIXTURES / "log-v2.state.json").read_bytes().strip()
+        assert state_json(await ledger.replay()) == expected
+        report = await ledger.verify()
+        assert [(p.kind, p.seq) for p in report.problems] == [("content", 4), ("content", 8)]
+        await ledger.create_resource("again", b"# Ada\n")  # the content arrives
+        await ledger.create_resource("again too", "plain notes")
+        assert (await ledger.verify()).ok
+        [mark] = await ledger.annotations("doc")
+        assert mark["body"] == [
+            {"type": "TextualBody", "value": "Person", "purpose": "tagging"},
+            {
+                "type": "TextualBody",
+                "value": "A programmer.",
+                "purpose": "commenting",
+                "language": "en",
+            },
+        ]
