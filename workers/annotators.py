@@ -445,26 +445,21 @@ class _Found(msgspec.Struct, kw_only=True):
         self.marks.append((where[0], where[1], body, label))
 
 
-class _AnnotationWorker(JobWorker):
-    """What the five passage-finding workers share: read the params and the
-    document, find passages (with the model or offline), check them, mark
-    them, and report what happened. Every stage report is sent (no
+class _ModelWorker(JobWorker):
+    """What the six workers share: a document fetcher, an inference client
+    (offline by default) and its settings. Every stage report is sent (no
     throttling: there are a handful per job)."""
 
     progress_interval = 0.0
-
-    params_type: ClassVar[type[msgspec.Struct]]
-    motivation: ClassVar[Motivation]
-    max_tokens: int
-    temperature: float
+    default_temperature: ClassVar[float] = 0.3
 
     def __init__(
         self,
-        fetcher: ContentFetcher,
+        fetcher: ContentFetcher | None,
         client: InferenceClient | None = None,
         *,
         max_tokens: int = 2048,
-        temperature: float = 0.3,
+        temperature: float | None = None,
         name: str | None = None,
         concurrency: int | None = None,
     ) -> None:
@@ -472,12 +467,27 @@ class _AnnotationWorker(JobWorker):
         self.fetcher = fetcher
         self.client: InferenceClient = client if client is not None else OfflineClient()
         self.max_tokens = max_tokens
-        self.temperature = temperature
+        self.temperature = self.default_temperature if temperature is None else temperature
 
     @property
     def offline(self) -> OfflineClient | None:
         """The offline client, when that is what this worker uses."""
         return self.client if isinstance(self.client, OfflineClient) else None
+
+    async def fetch(self, resource_id: str) -> str:
+        """The text of ``resource_id``, from the fetcher."""
+        if self.fetcher is None:
+            raise NonRetryableError(f"{self.name} was given no fetcher to read documents with")
+        return await self.fetcher.fetch(resource_id)
+
+
+class _AnnotationWorker(_ModelWorker):
+    """What the five passage-finding workers share: read the params and the
+    document, find passages (with the model or offline), check them, mark
+    them, and report what happened."""
+
+    params_type: ClassVar[type[msgspec.Struct]]
+    motivation: ClassVar[Motivation]
 
     def generator(self) -> Agent:
         """The W3C software agent recorded on this worker's marks."""
@@ -486,7 +496,7 @@ class _AnnotationWorker(JobWorker):
     async def execute(self, job: Job, ctx: JobContext) -> dict[str, Any] | PartialResult:
         params: Any = _params(job, self.params_type)
         await ctx.progress(10, stage="fetching", message=f"reading {params.resource_id}")
-        text = await self.fetcher.fetch(params.resource_id)
+        text = await self.fetch(params.resource_id)
         found = await self.find(text, params, ctx)
         total = len(found.marks)
         await ctx.progress(60, stage="creating", message=f"{total} marks", processed=0, total=total)
@@ -728,7 +738,7 @@ class TagWorker(_AnnotationWorker):
         *,
         schemas: Mapping[str, TagSchema] = TAG_SCHEMAS,
         max_tokens: int = 2048,
-        temperature: float = 0.3,
+        temperature: float | None = None,
         name: str | None = None,
         concurrency: int | None = None,
     ) -> None:
@@ -823,7 +833,7 @@ class ReferenceWorker(_AnnotationWorker):
         return found
 
 
-class GenerationWorker(JobWorker):
+class GenerationWorker(_ModelWorker):
     """``generation``: write a new document, store it as a resource, and link
     the reference mark that asked for it.
 
@@ -836,36 +846,18 @@ class GenerationWorker(JobWorker):
     partial, saying so. Result: :class:`GenerationResult`."""
 
     job_types = ("generation",)
-    progress_interval = 0.0
-
-    def __init__(
-        self,
-        fetcher: ContentFetcher | None = None,
-        client: InferenceClient | None = None,
-        *,
-        max_tokens: int = 2048,
-        temperature: float = 0.7,
-        name: str | None = None,
-        concurrency: int | None = None,
-    ) -> None:
-        super().__init__(name=name, concurrency=concurrency)
-        self.fetcher = fetcher
-        self.client: InferenceClient = client if client is not None else OfflineClient()
-        self.max_tokens = max_tokens
-        self.temperature = temperature
+    default_temperature = 0.7
 
     async def execute(self, job: Job, ctx: JobContext) -> dict[str, Any] | PartialResult:
         params = _params(job, GenerationParams)
         source = ""
         if params.source_resource_id is not None:
-            if self.fetcher is None:
-                raise NonRetryableError("this generation worker has no fetcher for sources")
             await ctx.progress(10, stage="fetching", message=f"reading {params.source_resource_id}")
-            source = await self.fetcher.fetch(params.source_resource_id)
+            source = await self.fetch(params.source_resource_id)
         await ctx.progress(30, stage="generating", message=params.title)
         cut = False
-        if isinstance(self.client, OfflineClient):
-            content = self.client.generate_document(
+        if self.offline is not None:
+            content = self.offline.generate_document(
                 params.title, params.prompt, source, params.language
             )
         else:
@@ -891,7 +883,7 @@ class GenerationWorker(JobWorker):
                 size=len(content.encode()),
                 linked_mark_id=linked,
                 generator=self.client.name,
-                offline=isinstance(self.client, OfflineClient),
+                offline=self.offline is not None,
             )
         )
         if cut:
