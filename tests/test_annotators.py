@@ -17,6 +17,7 @@ import pytest
 import jobledger
 from jobledger.workers import (
     ANNOTATION_JOB_TYPES,
+    TAG_SCHEMAS,
     FolderFetcher,
     InferenceClient,
     OfflineClient,
@@ -494,3 +495,22 @@ def test_every_job_type_has_its_worker_and_params() -> None:
     for job_type in ANNOTATION_JOB_TYPES:
         assert job_type.params is not None and job_type.result is not None
         assert msgspec.json.schema(job_type.params)
+
+
+def test_the_offline_tagger_finds_the_words_a_schema_names_by_their_stem() -> None:
+    # The schemas named stems ("conclu", "observ") that the offline method,
+    # which matches whole words, never found: "In conclusion" tagged nothing.
+    client = OfflineClient()
+    imrad = TAG_SCHEMAS["scientific-imrad"].categories
+    legal = TAG_SCHEMAS["legal-irac"].categories
+
+    def tagged(text: str, categories: dict[str, jobledger.workers.TagCategory]) -> list[str]:
+        rules = {name: list(c.keywords) for name, c in categories.items()}
+        return [category for _, category in client.tags(text, rules)]
+
+    text = "Our motivation was clear. We observed it twice. In conclusion, it holds."
+    assert tagged(text, imrad) == ["Introduction", "Results", "Discussion"]
+    assert tagged("The court decided. Clause 2 provides a remedy.", legal) == [
+        "Conclusion",
+        "Rule",
+    ]
