@@ -514,3 +514,23 @@ def test_the_offline_tagger_finds_the_words_a_schema_names_by_their_stem() -> No
         "Conclusion",
         "Rule",
     ]
+
+
+async def test_generation_for_a_missing_reference_mark_stores_one_document_and_ends_partial(
+    db_path: Path, documents: Path
+) -> None:
+    # It failed with NotFound after the resource was stored, so each of its
+    # two retries stored another copy: three resources, no result.
+    async with kb(db_path, documents) as ledger:
+        params = {"title": "Babbage", "referenceMarkId": "mark_gone"}
+        done = await run(ledger, "generation", params, retry=NO_WAIT)
+        assert done.status is jobledger.JobStatus.PARTIAL
+        assert done.attempt == 1
+        [resource] = await ledger.resources()
+        assert done.result is not None
+        assert done.result["resourceId"] == resource.id
+        assert done.result["linkedMarkId"] is None
+        assert done.error == (
+            f"the reference mark mark_gone does not exist; the document is stored as "
+            f"{resource.id}, linked from no mark"
+        )

@@ -855,7 +855,9 @@ class GenerationWorker(JobWorker):
     names the resource id returned for *this* job's ``resource:create``: each
     reply is matched to its own command, never taken from whichever reply
     comes first. A reply cut at ``max_tokens`` is stored and the job ends
-    partial, saying so. Result: :class:`GenerationResult`."""
+    partial, saying so; so does a reference mark that does not exist (the
+    document stays stored, unlinked, rather than stored again by a retry).
+    Result: :class:`GenerationResult`."""
 
     job_types = ("generation",)
     progress_interval = 0.0
@@ -901,11 +903,19 @@ class GenerationWorker(JobWorker):
         name = params.title
         resource_id = await ctx.create_resource(name, content, media_type="text/markdown")
         linked = None
+        problems: list[str] = []
         if params.reference_mark_id is not None:
             await ctx.progress(90, stage="linking", message=params.reference_mark_id)
             link = SpecificResource(source=resource_id, purpose="linking")
-            await ctx.update_mark_body(params.reference_mark_id, [BodyAdd(item=link)])
-            linked = params.reference_mark_id
+            try:
+                await ctx.update_mark_body(params.reference_mark_id, [BodyAdd(item=link)])
+                linked = params.reference_mark_id
+            except NotFound:
+                # The document is stored: a retry would only store another copy.
+                problems.append(
+                    f"the reference mark {params.reference_mark_id} does not exist; "
+                    f"the document is stored as {resource_id}, linked from no mark"
+                )
         result: dict[str, Any] = msgspec.to_builtins(
             GenerationResult(
                 resource_id=resource_id,
@@ -917,11 +927,13 @@ class GenerationWorker(JobWorker):
             )
         )
         if cut:
-            return PartialResult(
-                result=result,
-                error=f"the model's reply was cut at max_tokens ({self.max_tokens}); "
+            problems.insert(
+                0,
+                f"the model's reply was cut at max_tokens ({self.max_tokens}); "
                 "the document is stored as far as it got",
             )
+        if problems:
+            return PartialResult(result=result, error="; ".join(problems))
         return result
 
 
