@@ -152,9 +152,9 @@ async def annotate(ledger: jobledger.Ledger) -> list[jobledger.Job]:
         }
     generation = await submit(ledger, "generation", page)
     done.append(generation)
-    if generation.result is not None:
-        page_id = generation.result["resourceId"]
-        done.append(await submit(ledger, "highlight-annotation", {"resourceId": page_id}))
+    # The page it wrote, read back from the ledger (the document again if none was).
+    page_id = generation.result["resourceId"] if generation.result else DOCUMENT
+    done.append(await submit(ledger, "highlight-annotation", {"resourceId": page_id}))
     others = [d for d in SCHEMAS if d != DOCUMENT]
     tags = [
         submit(ledger, "tag-annotation", {"resourceId": d, "schemaId": SCHEMAS[d]}) for d in others
