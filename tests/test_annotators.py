@@ -17,6 +17,7 @@ import pytest
 import jobledger
 from jobledger.workers import (
     ANNOTATION_JOB_TYPES,
+    TAG_SCHEMAS,
     FolderFetcher,
     InferenceClient,
     OfflineClient,
@@ -494,3 +495,42 @@ def test_every_job_type_has_its_worker_and_params() -> None:
     for job_type in ANNOTATION_JOB_TYPES:
         assert job_type.params is not None and job_type.result is not None
         assert msgspec.json.schema(job_type.params)
+
+
+def test_the_offline_tagger_finds_the_words_a_schema_names_by_their_stem() -> None:
+    # The schemas named stems ("conclu", "observ") that the offline method,
+    # which matches whole words, never found: "In conclusion" tagged nothing.
+    client = OfflineClient()
+    imrad = TAG_SCHEMAS["scientific-imrad"].categories
+    legal = TAG_SCHEMAS["legal-irac"].categories
+
+    def tagged(text: str, categories: dict[str, jobledger.workers.TagCategory]) -> list[str]:
+        rules = {name: list(c.keywords) for name, c in categories.items()}
+        return [category for _, category in client.tags(text, rules)]
+
+    text = "Our motivation was clear. We observed it twice. In conclusion, it holds."
+    assert tagged(text, imrad) == ["Introduction", "Results", "Discussion"]
+    assert tagged("The court decided. Clause 2 provides a remedy.", legal) == [
+        "Conclusion",
+        "Rule",
+    ]
+
+
+async def test_generation_for_a_missing_reference_mark_stores_one_document_and_ends_partial(
+    db_path: Path, documents: Path
+) -> None:
+    # It failed with NotFound after the resource was stored, so each of its
+    # two retries stored another copy: three resources, no result.
+    async with kb(db_path, documents) as ledger:
+        params = {"title": "Babbage", "referenceMarkId": "mark_gone"}
+        done = await run(ledger, "generation", params, retry=NO_WAIT)
+        assert done.status is jobledger.JobStatus.PARTIAL
+        assert done.attempt == 1
+        [resource] = await ledger.resources()
+        assert done.result is not None
+        assert done.result["resourceId"] == resource.id
+        assert done.result["linkedMarkId"] is None
+        assert done.error == (
+            f"the reference mark mark_gone does not exist; the document is stored as "
+            f"{resource.id}, linked from no mark"
+        )

@@ -1,4 +1,5 @@
-"""Every Python block in the README and in docs/ runs, as a user would run it."""
+"""Every Python block in the README and in docs/ (and its subfolders) runs, as a user
+would run it."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ BLOCK = re.compile(r"^```python\n(.*?)^```", re.DOTALL | re.MULTILINE)
 
 def _blocks() -> list[tuple[str, str]]:
     found = []
-    for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+    for page in [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]:
         for number, match in enumerate(BLOCK.finditer(page.read_text()), start=1):
             found.append((f"{page.relative_to(ROOT)}#{number}", match.group(1)))
     return found

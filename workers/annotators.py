@@ -243,7 +243,9 @@ class GenerationResult(msgspec.Struct, frozen=True, kw_only=True, rename="camel"
 
 class TagCategory(msgspec.Struct, frozen=True, kw_only=True):
     """A structural role: what it means (for the model's prompt) and the words
-    that signal it (for the offline method)."""
+    that signal it (for the offline method: whole words, case-insensitive, a
+    plural ``s``/``es`` allowed; ``re:`` starts a regular expression, as
+    :meth:`~jobledger.workers.offline.OfflineClient.tags` reads them)."""
 
     description: str
     keywords: tuple[str, ...]
@@ -266,7 +268,14 @@ TAG_SCHEMAS: Mapping[str, TagSchema] = {
             categories={
                 "Introduction": TagCategory(
                     description="background, motivation and the question asked",
-                    keywords=("question", "problem", "background", "motivat", "aim", "known"),
+                    keywords=(
+                        "question",
+                        "problem",
+                        "background",
+                        r"re:\bmotivat\w*",
+                        "aim",
+                        "known",
+                    ),
                 ),
                 "Methods": TagCategory(
                     description="how the study was done",
@@ -274,11 +283,18 @@ TAG_SCHEMAS: Mapping[str, TagSchema] = {
                 ),
                 "Results": TagCategory(
                     description="what was found",
-                    keywords=("result", "found", "show", "increase", "decrease", "observ"),
+                    keywords=("result", "found", "show", "increase", "decrease", r"re:\bobserv\w*"),
                 ),
                 "Discussion": TagCategory(
                     description="what the findings mean, limits, what next",
-                    keywords=("suggest", "mean", "limit", "implicat", "future", "conclu"),
+                    keywords=(
+                        "suggest",
+                        "mean",
+                        "limit",
+                        r"re:\bimplicat\w*",
+                        "future",
+                        r"re:\bconclu\w*",
+                    ),
                 ),
             },
         ),
@@ -292,7 +308,7 @@ TAG_SCHEMAS: Mapping[str, TagSchema] = {
                 ),
                 "Rule": TagCategory(
                     description="the law that governs it",
-                    keywords=("law", "statute", "rule", "held", "section", "provid"),
+                    keywords=("law", "statute", "rule", "held", "section", r"re:\bprovid\w*"),
                 ),
                 "Application": TagCategory(
                     description="the rule applied to the facts",
@@ -300,7 +316,13 @@ TAG_SCHEMAS: Mapping[str, TagSchema] = {
                 ),
                 "Conclusion": TagCategory(
                     description="the answer to the issue",
-                    keywords=("conclu", "thus", "accordingly", "decid", "outcome"),
+                    keywords=(
+                        r"re:\bconclu\w*",
+                        "thus",
+                        "accordingly",
+                        r"re:\bdecid\w*",
+                        "outcome",
+                    ),
                 ),
             },
         ),
@@ -843,7 +865,9 @@ class GenerationWorker(_ModelWorker):
     names the resource id returned for *this* job's ``resource:create``: each
     reply is matched to its own command, never taken from whichever reply
     comes first. A reply cut at ``max_tokens`` is stored and the job ends
-    partial, saying so. Result: :class:`GenerationResult`."""
+    partial, saying so; so does a reference mark that does not exist (the
+    document stays stored, unlinked, rather than stored again by a retry).
+    Result: :class:`GenerationResult`."""
 
     job_types = ("generation",)
     default_temperature = 0.7
@@ -871,11 +895,19 @@ class GenerationWorker(_ModelWorker):
         name = params.title
         resource_id = await ctx.create_resource(name, content, media_type="text/markdown")
         linked = None
+        problems: list[str] = []
         if params.reference_mark_id is not None:
             await ctx.progress(90, stage="linking", message=params.reference_mark_id)
             link = SpecificResource(source=resource_id, purpose="linking")
-            await ctx.update_mark_body(params.reference_mark_id, [BodyAdd(item=link)])
-            linked = params.reference_mark_id
+            try:
+                await ctx.update_mark_body(params.reference_mark_id, [BodyAdd(item=link)])
+                linked = params.reference_mark_id
+            except NotFound:
+                # The document is stored: a retry would only store another copy.
+                problems.append(
+                    f"the reference mark {params.reference_mark_id} does not exist; "
+                    f"the document is stored as {resource_id}, linked from no mark"
+                )
         result: dict[str, Any] = msgspec.to_builtins(
             GenerationResult(
                 resource_id=resource_id,
@@ -887,11 +919,13 @@ class GenerationWorker(_ModelWorker):
             )
         )
         if cut:
-            return PartialResult(
-                result=result,
-                error=f"the model's reply was cut at max_tokens ({self.max_tokens}); "
+            problems.insert(
+                0,
+                f"the model's reply was cut at max_tokens ({self.max_tokens}); "
                 "the document is stored as far as it got",
             )
+        if problems:
+            return PartialResult(result=result, error="; ".join(problems))
         return result
 
 
