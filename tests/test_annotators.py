@@ -181,6 +181,7 @@ async def test_a_missing_document_or_an_unknown_schema_fails_with_the_reason(
         missing = await run(ledger, "highlight-annotation", {"resourceId": "nope"})
         assert missing.status is jobledger.JobStatus.FAILED
         assert missing.error_type == "NotFound" and "nope" in (missing.error or "")
+        assert missing.attempt == 1  # two retries allowed, none taken: asking again cannot help
         unknown = await run(ledger, "tag-annotation", {"resourceId": "ada", "schemaId": "x"})
         assert unknown.status is jobledger.JobStatus.FAILED
         assert "unknown tag schema 'x'" in (unknown.error or "")
@@ -229,6 +230,7 @@ async def test_a_model_reply_becomes_marks_with_offsets_checked_and_corrected(
             "created": 2,
             "corrected": 1,
             "unmatched": 0,
+            "rejected": 0,
             "byLabel": {},
             "generator": "fake-model",
             "offline": False,
@@ -298,10 +300,14 @@ async def test_a_passage_not_in_the_text_is_reported_not_dropped(
     async with model(model_server) as client, kb(db_path, documents, client) as ledger:
         done = await run(ledger, "reference-annotation", params)
         assert done.status is jobledger.JobStatus.PARTIAL
-        assert done.error is not None and "2 of 3 passages are not in the text" in done.error
-        assert "'Grace Hopper'" in done.error
+        assert done.error == (
+            "1 of 3 passages are not in the text (no mark made): 'Grace Hopper'; "
+            "1 of 3 passages came without an entity type of those asked for (no mark made): "
+            "'London'"
+        )
         assert done.result is not None
-        assert (done.result["found"], done.result["created"], done.result["unmatched"]) == (3, 1, 2)
+        counts = [done.result[k] for k in ("found", "created", "unmatched", "rejected")]
+        assert counts == [3, 1, 1, 1]
         assert done.result["byLabel"] == {"Person": 1}
 
 

@@ -63,7 +63,7 @@ from jobledger.core import (
 from jobledger.core.errors import InferenceError
 
 from .inference import InferenceClient
-from .offline import OfflineClient
+from .offline import ExtractiveMethods, OfflineClient
 from .worker import JobContext, JobWorker, NonRetryableError, PartialResult
 
 __all__ = [
@@ -212,7 +212,9 @@ class AnnotationResult(msgspec.Struct, frozen=True, kw_only=True, rename="camel"
     ``found``: passages the model (or the offline method) gave; ``created``:
     marks made; ``corrected``: passages whose offsets were wrong but whose
     quote was found in the text; ``unmatched``: passages whose quote is not
-    in the text (no mark); ``by_label``: marks per category or entity type
+    in the text (no mark); ``rejected``: passages that came without what the
+    job needs (a comment, an assessment, an entity type of those asked for;
+    no mark); ``by_label``: marks per category or entity type
     (tag and reference jobs); ``generator``: the client that found them;
     ``offline``: True when no model ran."""
 
@@ -221,6 +223,7 @@ class AnnotationResult(msgspec.Struct, frozen=True, kw_only=True, rename="camel"
     created: int
     corrected: int = 0
     unmatched: int = 0
+    rejected: int = 0
     by_label: dict[str, int] = {}
     generator: str
     offline: bool
@@ -446,6 +449,7 @@ class _Found(msgspec.Struct, kw_only=True):
     found: int = 0
     corrected: int = 0
     unmatched: list[str] = msgspec.field(default_factory=list)
+    rejected: list[str] = msgspec.field(default_factory=list)
     problems: list[str] = msgspec.field(default_factory=list)
 
     def add(
@@ -492,9 +496,11 @@ class _ModelWorker(JobWorker):
         self.temperature = self.default_temperature if temperature is None else temperature
 
     @property
-    def offline(self) -> OfflineClient | None:
-        """The offline client, when that is what this worker uses."""
-        return self.client if isinstance(self.client, OfflineClient) else None
+    def offline(self) -> ExtractiveMethods | None:
+        """The client's extractive methods, when it runs no model (``offline``
+        and offering :class:`~jobledger.workers.offline.ExtractiveMethods`)."""
+        client = self.client
+        return client if client.offline and isinstance(client, ExtractiveMethods) else None
 
     async def fetch(self, resource_id: str) -> str:
         """The text of ``resource_id``, from the fetcher."""
@@ -510,6 +516,7 @@ class _AnnotationWorker(_ModelWorker):
 
     params_type: ClassVar[type[msgspec.Struct]]
     motivation: ClassVar[Motivation]
+    needs: ClassVar[str] = "a body"  # what a passage from the model must carry, for messages
 
     def generator(self) -> Agent:
         """The W3C software agent recorded on this worker's marks."""
@@ -544,17 +551,21 @@ class _AnnotationWorker(_ModelWorker):
             created=total,
             corrected=found.corrected,
             unmatched=len(found.unmatched),
+            rejected=len(found.rejected),
             by_label=by_label,
             generator=self.client.name,
             offline=self.offline is not None,
         )
         problems = list(found.problems)
-        if found.unmatched:
-            quotes = ", ".join(_snippet(q, 40) for q in found.unmatched[:3])
-            problems.append(
-                f"{len(found.unmatched)} of {found.found} passages are not in the text "
-                f"(no mark made): {quotes}"
-            )
+        for passages, why in (
+            (found.unmatched, "are not in the text"),
+            (found.rejected, f"came without {self.needs}"),
+        ):
+            if passages:
+                quotes = ", ".join(_snippet(q, 40) for q in passages[:3])
+                problems.append(
+                    f"{len(passages)} of {found.found} passages {why} (no mark made): {quotes}"
+                )
         data: dict[str, Any] = msgspec.to_builtins(result)
         if problems:
             return PartialResult(result=data, error="; ".join(problems))
@@ -567,7 +578,7 @@ class _AnnotationWorker(_ModelWorker):
     async def ask(self, text: str, task: str, item: str, found: _Found, to_body: _BodyOf) -> None:
         """Ask the model for passages of ``text`` and add them to ``found``;
         ``to_body`` makes a passage's body and label from its ``text`` field
-        (``None``: the passage is unusable, counted unmatched)."""
+        (``None``: the passage lacks what the job needs, counted rejected)."""
         prompt = (
             f"{task}\n\n"
             "Answer with a JSON list only, no prose. Each element is an object with "
@@ -590,7 +601,7 @@ class _AnnotationWorker(_ModelWorker):
             made = to_body(passage.get("text"))
             if made is None:
                 found.found += 1
-                found.unmatched.append(passage["exact"])
+                found.rejected.append(passage["exact"])
                 continue
             start, end = _int(passage.get("start")), _int(passage.get("end"))
             found.add(text, passage["exact"], start, end, *made)
@@ -678,6 +689,7 @@ class CommentWorker(_AnnotationWorker):
     job_types = ("comment-annotation",)
     params_type = CommentParams
     motivation = "commenting"
+    needs = "a comment"
 
     async def find(self, text: str, params: Any, ctx: JobContext) -> _Found:
         await ctx.progress(30, stage="analyzing", message="choosing passages to comment on")
@@ -711,6 +723,7 @@ class AssessmentWorker(_AnnotationWorker):
     job_types = ("assessment-annotation",)
     params_type = AssessmentParams
     motivation = "assessing"
+    needs = "an assessment"
 
     async def find(self, text: str, params: Any, ctx: JobContext) -> _Found:
         await ctx.progress(30, stage="analyzing", message="assessing claims")
@@ -785,7 +798,7 @@ class TagWorker(_AnnotationWorker):
         if unknown:
             raise NonRetryableError(f"{schema.id} has no categories {unknown}")
         found = _Found()
-        failed: list[str] = []
+        failed: list[InferenceError] = []
         for number, name in enumerate(names, start=1):
             await ctx.progress(
                 20 + 40 * (number - 1) / len(names),
@@ -808,10 +821,12 @@ class TagWorker(_AnnotationWorker):
             try:
                 await self.ask(text, task, "", found, _fixed(body, name))
             except InferenceError as exc:
-                failed.append(name)
+                failed.append(exc)
                 found.problems.append(f"category {name}: {exc}")
-        if failed and len(failed) == len(names):
-            raise InferenceError("; ".join(found.problems), retryable=True)
+        if failed and len(failed) == len(names):  # retryable if any pass may do better
+            raise InferenceError(
+                "; ".join(found.problems), retryable=any(e.retryable for e in failed)
+            )
         return found
 
 
@@ -823,11 +838,12 @@ class ReferenceWorker(_AnnotationWorker):
     yet (a generation job, or the application, adds one with
     ``mark:update-body``). Offsets are validated against the text and
     corrected when the quote is found elsewhere. A passage of a type that was
-    not asked for is counted unmatched."""
+    not asked for is counted rejected."""
 
     job_types = ("reference-annotation",)
     params_type = ReferenceParams
     motivation = "linking"
+    needs = "an entity type of those asked for"
 
     async def find(self, text: str, params: Any, ctx: JobContext) -> _Found:
         types = list(params.entity_types)

@@ -582,8 +582,10 @@ class WorkerRunner:
 
 def _retryable(error: BaseException) -> bool:
     """Whether a job whose ``execute`` raised ``error`` may be retried: not for
-    a :class:`NonRetryableError`, nor an ``InferenceError`` the model's reply
-    marked final (a wrong key, a malformed request, an unusable reply)."""
-    if isinstance(error, NonRetryableError):
+    a :class:`NonRetryableError`, a ``ValidationError`` or ``NotFound`` (bad or
+    missing input, such as a document that is not there: asking again gives
+    the same answer), nor an ``InferenceError`` the model's reply marked final
+    (a wrong key, a malformed request, an unusable reply)."""
+    if isinstance(error, NonRetryableError | ValidationError | NotFound):
         return False
     return not (isinstance(error, InferenceError) and not error.retryable)
