@@ -494,3 +494,37 @@ def test_every_job_type_has_its_worker_and_params() -> None:
     for job_type in ANNOTATION_JOB_TYPES:
         assert job_type.params is not None and job_type.result is not None
         assert msgspec.json.schema(job_type.params)
+
+
+def test_the_schema_keywords_that_are_stems_match_their_words_offline() -> None:
+    """Regression: stems such as ``observ`` or ``conclu`` were whole-word
+    keywords to the offline method, so they never matched ``observed`` or
+    ``conclusion``; they are prefixes now."""
+    from jobledger.workers import TAG_SCHEMAS
+
+    text = (
+        "Our motivation came from clinics. "
+        "An effect was observed in week two. "
+        "We conclude that the implications are modest."
+    )
+    imrad = TAG_SCHEMAS["scientific-imrad"].categories
+    client = OfflineClient()
+    tagged = {
+        name: [span.exact for span, _ in client.tags(text, {name: list(category.keywords)})]
+        for name, category in imrad.items()
+    }
+    assert tagged == {
+        "Introduction": ["Our motivation came from clinics."],
+        "Methods": [],
+        "Results": ["An effect was observed in week two."],
+        "Discussion": ["We conclude that the implications are modest."],
+    }
+    irac = TAG_SCHEMAS["legal-irac"].categories
+    ruling = "The statute provides a defence. The court decided it applies."
+    assert [
+        span.exact for span, _ in client.tags(ruling, {"Rule": list(irac["Rule"].keywords)})
+    ] == ["The statute provides a defence."]
+    assert [
+        span.exact
+        for span, _ in client.tags(ruling, {"Conclusion": list(irac["Conclusion"].keywords)})
+    ] == ["The court decided it applies."]

@@ -186,11 +186,11 @@ def test_demo_runs_the_jobs_and_verifies(
     assert {job.user.id for job in jobs} == {"alice", "bob"}
     # The bundled documents are stored as resources; the marks are on them.
     assert [r.id for r in resources_in(db)] == list(SAMPLES)
-    assert [m.job_id for m in marks_in(db, "nap-recall")] == [tag.id] * 13
+    assert [m.job_id for m in marks_in(db, "nap-recall")] == [tag.id] * 14
     people = [m.exact for m in marks_in(db, "analytical-engine") if m.job_id == reference.id]
     assert {"Ada Byron", "Charles Babbage", "London", "IBM"} <= set(people)
     assert "Marks on analytical-engine (analytical-engine.md): 13" in out
-    assert "Marks on nap-recall (nap-recall.md): 13" in out
+    assert "Marks on nap-recall (nap-recall.md): 14" in out
     assert asyncio.run(_verify(db)).ok
 
 
@@ -283,7 +283,7 @@ def test_demo_shows_every_ending(demo_run: tuple[Path, str]) -> None:
     assert retried[0].result["byLabel"] == {
         "Introduction": 2,
         "Methods": 5,
-        "Results": 2,
+        "Results": 3,
         "Discussion": 4,
     }
     history = history_of(db, retried[0].id)
@@ -359,7 +359,7 @@ def test_demo_shows_every_ending(demo_run: tuple[Path, str]) -> None:
     assert any(f"mark {linked.id} linked to {written}" in line for line in lines_of(generation))
     # The summary counts every ending and says why each unhappy one happens.
     assert "jobs: 11 — 7 completed, 1 failed, 1 cancelled, 1 partial, 1 skipped; 1 retried" in out
-    assert "marks created: 48" in out
+    assert "marks created: 49" in out
     assert "retried after 0.2 s and completes on attempt 2" in out
     assert f"jobledger history {retried[0].id}" in out
     assert f"jobledger history {cancelled.id}" in out
@@ -367,7 +367,7 @@ def test_demo_shows_every_ending(demo_run: tuple[Path, str]) -> None:
     # Then the marks per document, the written document, and who made them.
     assert "Marks on analytical-engine (analytical-engine.md): 15" in out
     assert "Marks on four-day-week (four-day-week.md): 20" in out
-    assert "Marks on nap-recall (nap-recall.md): 13" in out
+    assert "Marks on nap-recall (nap-recall.md): 14" in out
     assert "Marks on boulangerie" not in out
     (row,) = lines_with(out, "tagging: Person; → ")
     assert row.split()[:3] == ["linking", "76–85", "Ada"]
@@ -1090,7 +1090,7 @@ async def test_run_demo_returns_a_report(tmp_path: Path) -> None:
     assert [job.attempt for job in report.jobs] == [1, 1, 2, *[1] * 9]
     assert report.verify.ok
     assert report.events == report.new_events == report.verify.events
-    assert report.marks == 48
+    assert report.marks == 49
     assert (report.generator, report.offline) == ("jobledger-offline", True)
     assert report.path == str(tmp_path / "r.db")
     documents = {d.resource.id: d for d in report.documents}
@@ -1099,7 +1099,7 @@ async def test_run_demo_returns_a_report(tmp_path: Path) -> None:
         "analytical-engine": 15,
         "boulangerie": 0,
         "four-day-week": 20,
-        "nap-recall": 13,
+        "nap-recall": 14,
         report.jobs[7].result["resourceId"]: 0,  # type: ignore[index]
     }
     assert sum(len(d.marks) for d in report.documents) == report.marks

@@ -243,7 +243,8 @@ class GenerationResult(msgspec.Struct, frozen=True, kw_only=True, rename="camel"
 
 class TagCategory(msgspec.Struct, frozen=True, kw_only=True):
     """A structural role: what it means (for the model's prompt) and the words
-    that signal it (for the offline method)."""
+    that signal it (for the offline method: whole words, or a regular
+    expression after ``re:``, as :meth:`OfflineClient.tags` takes them)."""
 
     description: str
     keywords: tuple[str, ...]
@@ -266,7 +267,14 @@ TAG_SCHEMAS: Mapping[str, TagSchema] = {
             categories={
                 "Introduction": TagCategory(
                     description="background, motivation and the question asked",
-                    keywords=("question", "problem", "background", "motivat", "aim", "known"),
+                    keywords=(
+                        "question",
+                        "problem",
+                        "background",
+                        r"re:\bmotivat\w*",
+                        "aim",
+                        "known",
+                    ),
                 ),
                 "Methods": TagCategory(
                     description="how the study was done",
@@ -274,11 +282,18 @@ TAG_SCHEMAS: Mapping[str, TagSchema] = {
                 ),
                 "Results": TagCategory(
                     description="what was found",
-                    keywords=("result", "found", "show", "increase", "decrease", "observ"),
+                    keywords=("result", "found", "show", "increase", "decrease", r"re:\bobserv\w*"),
                 ),
                 "Discussion": TagCategory(
                     description="what the findings mean, limits, what next",
-                    keywords=("suggest", "mean", "limit", "implicat", "future", "conclu"),
+                    keywords=(
+                        "suggest",
+                        "mean",
+                        "limit",
+                        r"re:\bimplicat\w*",
+                        "future",
+                        r"re:\bconclu\w*",
+                    ),
                 ),
             },
         ),
@@ -292,7 +307,7 @@ TAG_SCHEMAS: Mapping[str, TagSchema] = {
                 ),
                 "Rule": TagCategory(
                     description="the law that governs it",
-                    keywords=("law", "statute", "rule", "held", "section", "provid"),
+                    keywords=("law", "statute", "rule", "held", "section", r"re:\bprovid\w*"),
                 ),
                 "Application": TagCategory(
                     description="the rule applied to the facts",
@@ -300,7 +315,13 @@ TAG_SCHEMAS: Mapping[str, TagSchema] = {
                 ),
                 "Conclusion": TagCategory(
                     description="the answer to the issue",
-                    keywords=("conclu", "thus", "accordingly", "decid", "outcome"),
+                    keywords=(
+                        r"re:\bconclu\w*",
+                        "thus",
+                        "accordingly",
+                        r"re:\bdecid\w*",
+                        "outcome",
+                    ),
                 ),
             },
         ),
