@@ -1,5 +1,5 @@
-"""The ``jobledger`` command line: run the demo, look into a log file, follow
-it live, check it, and move it between files.
+"""The ``jobledger`` command line: run the demo, look into a log file (its
+jobs, marks and resources), follow it live, check it, and move it between files.
 
 ::
 
@@ -7,6 +7,9 @@ it live, check it, and move it between files.
     jobledger list [--db PATH] [--user U] [--status S] [--type T] [--limit N]
     jobledger show JOB_ID [--db PATH]
     jobledger history JOB_ID [--db PATH]
+    jobledger marks RESOURCE [--db PATH] [--jsonld]
+    jobledger resources [--db PATH] [--limit N]
+    jobledger content RESOURCE [--db PATH]
     jobledger tail [JOB_ID] [--db PATH] [--type T] [--after SEQ] [--count N]
     jobledger replay [--db PATH] [--until-seq SEQ | --until TIME]
     jobledger verify [--db PATH] [--digest SEQ:HASH]
@@ -15,7 +18,8 @@ it live, check it, and move it between files.
     jobledger import FILE [--db PATH]
 
 Exit codes: 0 success; 1 a jobledger error (an unknown job, a damaged file,
-a failed verification, a refused import); 2 a usage error or a missing file.
+a failed verification, a refused import, an unknown resource); 2 a usage
+error or a missing file.
 Only ``demo`` and ``import`` create a log file; every other command refuses
 a path that does not exist.
 """
@@ -57,14 +61,25 @@ from jobledger.core import (
     JobStarted,
     JobStatus,
     JobTimedOut,
+    Mark,
+    MarkBodyUpdated,
     MarkCreated,
     NotFound,
+    Resource,
+    ResourceCreated,
     StorageError,
     ValidationError,
 )
-from jobledger.store import Head, Problem, VerifyReport
+from jobledger.store import ContentFolder, Head, Problem, VerifyReport, content_folder_for
 
-from .demo import DEFAULT_JOBS, DEFAULT_PAUSE, STATUS_STYLE, DemoReport, run_demo
+from .demo import (
+    DEFAULT_JOBS,
+    DEFAULT_PAUSE,
+    STATUS_STYLE,
+    DemoReport,
+    body_values,
+    run_demo,
+)
 from .ledger import open as open_ledger
 
 __all__ = ["main"]
@@ -214,6 +229,62 @@ def _jobs_table(jobs: Sequence[Job], *, title: str | None = None, detailed: bool
     return table
 
 
+def _span(mark: Mark) -> str:
+    """``start–end`` of a mark's ``TextPositionSelector``; ``-`` if it has none
+    (a mark on a whole resource)."""
+    target = mark.annotation.get("target")
+    for selector in target.get("selector", []) if isinstance(target, dict) else []:
+        if isinstance(selector, dict) and selector.get("type") == "TextPositionSelector":
+            return f"{selector.get('start')}–{selector.get('end')}"
+    return "-"
+
+
+def _marks_table(marks: Sequence[Mark], *, title: str | None = None, ids: bool = True) -> Table:
+    """A table of marks: motivation, span, quoted text and body values; with
+    ``ids``, first the mark's id with the job that made it under it."""
+    table = Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, title_justify="left")
+    if ids:
+        table.add_column("mark / job", no_wrap=True)
+    table.add_column("motivation", no_wrap=True)
+    table.add_column("span", justify="right", no_wrap=True)
+    table.add_column("quoted text", overflow="fold", ratio=3)
+    table.add_column("body", overflow="fold", ratio=2, min_width=36)
+    for mark in marks:
+        quote = " ".join((mark.exact or "").split())
+        # The demo's tables (no ids) keep to a line a mark.
+        joiner, limit = ("\n", 90) if ids else ("; ", 60)
+        row: list[Text | str] = [
+            Text(mark.motivation or "-"),
+            _span(mark),
+            Text(_cut(quote, limit) if quote else "-"),
+            Text(joiner.join(body_values(mark.annotation)) or "-"),
+        ]
+        if ids:
+            row = [Text(f"{mark.id}\n{mark.job_id or mark.created_by}"), *row]
+        table.add_row(*row)
+    return table
+
+
+def _resources_table(resources: Sequence[Resource]) -> Table:
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False)
+    table.add_column("resource", no_wrap=True)
+    table.add_column("name", overflow="fold")
+    table.add_column("media type", no_wrap=True)
+    table.add_column("bytes", justify="right", no_wrap=True)
+    table.add_column("made by", no_wrap=True)
+    table.add_column("created (UTC)", no_wrap=True)
+    for resource in resources:
+        table.add_row(
+            Text(resource.id),
+            Text(resource.name),
+            Text(resource.media_type),
+            str(resource.size),
+            Text(resource.job_id or resource.created_by),
+            _when(resource.created_at)[:19],
+        )
+    return table
+
+
 def _summarize_event(env: Envelope) -> str:
     """A one-line, human summary of an envelope's data (for ``history`` and ``tail``)."""
     data = env.data
@@ -259,7 +330,13 @@ def _summarize_event(env: Envelope) -> str:
         then = f"retry at {_when(data.retry_at)}" if data.retry_at else "no retries left"
         return f"attempt {data.attempt}, {then}"
     if isinstance(data, MarkCreated):
-        return f"mark {data.mark_id} on {data.resource_id}"
+        motivation = data.annotation.get("motivation", "?")
+        return f"mark {data.mark_id} on {data.resource_id} ({motivation})"
+    if isinstance(data, MarkBodyUpdated):
+        ops = ", ".join(_json(msgspec.to_builtins(op)) for op in data.operations)
+        return _cut(f"mark {data.mark_id}: {ops}", 100)
+    if isinstance(data, ResourceCreated):
+        return f"{data.name!r}, {data.media_type}, {data.size} bytes, {data.digest[:19]}…"
     # An event type this CLI does not know yet: show its fields.
     fields = {k: v for k, v in msgspec.to_builtins(data).items() if k not in {"type", "job_id"}}
     return _json(fields, 80)
@@ -357,6 +434,7 @@ def _print_demo_report(report: DemoReport, out: Console) -> None:
     out.print(_tally(report))
     for note in _notes(report.jobs):
         out.print(Text(f"({note})", "dim"), soft_wrap=True)
+    _print_documents(report, out)
     out.print(
         Text(f"events in the log: {report.events} ({report.new_events} appended by this run)")
     )
@@ -387,8 +465,59 @@ def _print_demo_report(report: DemoReport, out: Console) -> None:
     out.print(Text("inspect it with:"))
     commands = [f"jobledger list --db {db}"]
     commands += [f"jobledger history {example} --db {db}" for example in examples]
+    marked = [d.resource.id for d in report.documents if d.marks]
+    if marked:
+        commands.append(f"jobledger marks {marked[0]} --db {db} [--jsonld]")
+    commands.append(f"jobledger resources --db {db}")
+    written = [d.resource.id for d in report.documents if d.resource.job_id is not None]
+    if written:
+        commands.append(f"jobledger content {written[0]} --db {db}")
     for command in commands:
         out.print(Text(f"  {command}", "bold"), soft_wrap=True)
+
+
+def _print_documents(report: DemoReport, out: Console) -> None:
+    """The marks this run made, per document; the resources it wrote; and
+    which client made them (the offline one: no model ran)."""
+    marks = {mark.id: (document, mark) for document in report.documents for mark in document.marks}
+    for document in report.documents:
+        resource = document.resource
+        if document.marks:
+            title = f"Marks on {resource.id} ({resource.name}): {len(document.marks)}"
+            out.print()
+            out.print(_marks_table(document.marks, title=title, ids=False))
+        if resource.job_id is None:
+            continue
+        out.print()
+        out.print(
+            Text(
+                f"Written by job {resource.job_id}: {resource.id} {resource.name!r} "
+                f"({resource.size} bytes, {resource.media_type})",
+                "bold",
+            ),
+            soft_wrap=True,
+        )
+        for where, mark in marks.values():
+            if f"→ {resource.id}" in body_values(mark.annotation):
+                out.print(
+                    Text(f"linked from mark {mark.id} on {where.resource.id}: {mark.exact!r}"),
+                    soft_wrap=True,
+                )
+        lines = document.content.splitlines()
+        for line in lines[:8]:
+            out.print(Text(f"  │ {line}", "dim"), soft_wrap=True)
+        if len(lines) > 8:
+            out.print(Text(f"  │ … ({len(lines) - 8} more lines)", "dim"))
+    if report.offline:
+        out.print()
+        out.print(
+            Text(
+                f"offline: these marks and documents were made by {report.generator}, "
+                "the offline client: no model ran (docs/models.md says how to use one)",
+                "bold",
+            ),
+            soft_wrap=True,
+        )
 
 
 def _tally(report: DemoReport) -> Text:
@@ -412,19 +541,29 @@ def _notes(jobs: Sequence[Job]) -> list[str]:
     def some(test: Callable[[Job], bool]) -> bool:
         return any(test(job) for job in jobs)
 
-    if some(lambda j: j.status == JobStatus.FAILED and j.job_type == "summarize"):
-        notes.append("the summarize job on doc-blank fails on purpose: the document is blank")
-    if some(lambda j: j.job_type == "fetch" and j.attempt > 1):
+    if some(lambda j: j.status == JobStatus.FAILED and j.error_type == "NotFound"):
         notes.append(
-            "the fetch job's server drops its first attempt: it is retried after 0.2 s "
-            "and completes on attempt 2"
+            "the highlight job on lost-chapter fails on purpose: no such document was stored "
+            "(and it has no retries)"
+        )
+    if some(lambda j: j.job_type == "tag-annotation" and j.attempt > 1):
+        notes.append(
+            "the tag job on nap-recall loses its connection to the document store on its "
+            "first read: it is retried after 0.2 s and completes on attempt 2"
         )
     if some(lambda j: j.status == JobStatus.CANCELLED):
         notes.append("the index job is cancelled by its owner once it has made some progress")
     if some(lambda j: j.status == JobStatus.PARTIAL):
-        notes.append("the digest job cannot read 2 of its 5 sources: it ends partial")
+        notes.append(
+            "the digest job cannot read lost-chapter, one of its 3 sources: it ends partial"
+        )
     if some(lambda j: j.status == JobStatus.SKIPPED):
-        notes.append("the readability job skips doc-boulangerie: it is French, not English")
+        notes.append("the readability job skips boulangerie: it is French, not English")
+    if some(lambda j: j.job_type == "generation" and j.status == JobStatus.COMPLETED):
+        notes.append(
+            "the generation job writes a document about the first person the reference job "
+            "found, and links that reference mark to it"
+        )
     return notes
 
 
@@ -516,6 +655,57 @@ async def _history(args: argparse.Namespace, out: Console) -> int:
         )
     out.print(table)
     out.print(Text(f"{len(events)} event(s)"))
+    return 0
+
+
+# -- marks and resources -----------------------------------------------------
+
+
+def _write_out(data: bytes) -> None:
+    """Write ``data`` to standard output as is; ``_OutputClosed`` if its reader went away."""
+    try:
+        sys.stdout.flush()
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+    except BrokenPipeError:
+        _silence(sys.stdout)
+        raise _OutputClosed from None
+
+
+async def _marks(args: argparse.Namespace, out: Console) -> int:
+    async with open_ledger(_existing(args.db)) as ledger:
+        if args.jsonld:
+            documents = await ledger.annotations(args.resource)
+        else:
+            marks = await ledger.marks(args.resource)
+    if args.jsonld:
+        _write_out(msgspec.json.format(msgspec.json.encode(documents), indent=2) + b"\n")
+        return 0
+    if not marks:
+        out.print(Text(f"no marks on {args.resource!r} in {args.db}", "dim"), soft_wrap=True)
+        return 0
+    out.print(_marks_table(marks, title=f"Marks on {args.resource}"))
+    out.print(Text(f"{len(marks)} mark(s), in order of creation"))
+    return 0
+
+
+async def _resources(args: argparse.Namespace, out: Console) -> int:
+    async with open_ledger(_existing(args.db)) as ledger:
+        found = await ledger.resources(limit=min(args.limit + 1, 10_000))
+    if not found:
+        out.print(Text(f"no resources in {args.db}", "dim"), soft_wrap=True)
+        return 0
+    shown = found[: args.limit]
+    out.print(_resources_table(shown))
+    more = "; more exist (raise --limit)" if len(found) > len(shown) else ""
+    out.print(Text(f"{len(shown)} resource(s), oldest first{more}"))
+    return 0
+
+
+async def _content(args: argparse.Namespace, out: Console) -> int:
+    async with open_ledger(_existing(args.db)) as ledger:
+        data = await ledger.content(args.resource)
+    _write_out(data)
     return 0
 
 
@@ -728,6 +918,10 @@ async def _import(args: argparse.Namespace, out: Console) -> int:
         try:
             async with open_ledger(args.db) as ledger:
                 count = await ledger.import_log(lines)
+                if args.content is not None:
+                    await ContentFolder(args.content).copy_to(
+                        ContentFolder(content_folder_for(args.db))
+                    )
                 report = await ledger.verify()
         except BaseException:
             if created:  # the import is all or nothing: so is the file it made
@@ -803,10 +997,12 @@ def _parser() -> argparse.ArgumentParser:
     demo = commands.add_parser(
         "demo",
         help="run demo jobs with live progress, then summarize and verify the log",
-        description="Run a batch of demo jobs (word counts, highlights, checksums, "
-        "summaries, fetches, an index, a digest, readability scores) for users alice and "
-        "bob on an SQLite log file. On purpose, one job fails, one is retried after a "
-        "failed first attempt, one is cancelled midway, one ends partial and one is skipped.",
+        description="Run the six annotation workers (highlight, comment, assessment, tag, "
+        "reference and generation) with the offline client (no model runs) on bundled "
+        "sample documents, for users alice and bob, on an SQLite log file; then list the "
+        "marks per document and the document the generation job wrote. On purpose, one job "
+        "fails, one is retried after a failed first attempt, one is cancelled midway, one "
+        "ends partial and one is skipped.",
     )
     demo.add_argument("--db", default=_DEMO_DB, help=f"the log file (default: {_DEMO_DB})")
     demo.add_argument(
@@ -848,9 +1044,42 @@ def _parser() -> argparse.ArgumentParser:
     history.add_argument("job_id", metavar="JOB_ID")
     history.add_argument("--db", default=_DEFAULT_DB, help=db_help)
 
+    _add_mark_commands(commands, db_help)
     _add_live_commands(commands, db_help)
     _add_audit_commands(commands, db_help)
     return parser
+
+
+def _add_mark_commands(commands: Any, db_help: str) -> None:
+    marks = commands.add_parser(
+        "marks",
+        help="list a resource's marks (W3C annotations), or print them as JSON-LD",
+        description="List the live marks of RESOURCE in order of creation: motivation, "
+        "span, quoted text, body and the job that made each. With --jsonld, print them "
+        "as one JSON array of W3C Web Annotation documents instead.",
+    )
+    marks.add_argument("resource", metavar="RESOURCE", help="the resource (document) id")
+    marks.add_argument("--db", default=_DEFAULT_DB, help=db_help)
+    marks.add_argument(
+        "--jsonld",
+        action="store_true",
+        help="print a JSON array of W3C annotation documents (JSON-LD)",
+    )
+
+    listing = commands.add_parser("resources", help="list the resources (documents), oldest first")
+    listing.add_argument("--db", default=_DEFAULT_DB, help=db_help)
+    listing.add_argument(
+        "--limit",
+        type=_integer(1, "must be 1-10000"),
+        default=100,
+        help="at most this many (default: 100)",
+    )
+
+    content = commands.add_parser(
+        "content", help="print a resource's content, checked against its digest"
+    )
+    content.add_argument("resource", metavar="RESOURCE", help="the resource id")
+    content.add_argument("--db", default=_DEFAULT_DB, help=db_help)
 
 
 def _add_live_commands(commands: Any, db_help: str) -> None:
@@ -921,6 +1150,13 @@ def _add_audit_commands(commands: Any, db_help: str) -> None:
         default=_DEFAULT_DB,
         help=f"the log file (default: {_DEFAULT_DB}); created if missing, it must be empty",
     )
+    load.add_argument(
+        "--content",
+        type=Path,
+        metavar="DIR",
+        help="the content folder of the exported log (OLD.db.content): its resources' "
+        "content is copied in, checked against the digests",
+    )
 
 
 _COMMANDS = {
@@ -928,6 +1164,9 @@ _COMMANDS = {
     "list": _list,
     "show": _show,
     "history": _history,
+    "marks": _marks,
+    "resources": _resources,
+    "content": _content,
     "tail": _tail,
     "replay": _replay,
     "verify": _verify,

@@ -1,45 +1,48 @@
-"""The demo behind ``jobledger demo``: a few workers doing small, real work on
-bundled sample texts, a mixed batch of jobs for two users, and a live view of
-the log while they run.
+"""The demo behind ``jobledger demo``: the six annotation workers of
+:mod:`jobledger.workers.annotators` on bundled sample documents, with the
+offline client (no model runs), for two users, with a live view of the log.
 
-The workers:
+The bundled documents (package data, ``jobledger/samples/*.md``; see
+:data:`SAMPLES`) are stored in the ledger as resources with their file's
+stem as id: ``analytical-engine`` (a short history of computing),
+``nap-recall`` (a structured scientific abstract, for the ``scientific-imrad``
+tag schema), ``four-day-week`` (an argument essay, for ``argument-toulmin``)
+and ``boulangerie`` (a short text in French). The workers read them back
+through a :class:`DemoFetcher`, which waits a little per read and drops the
+connection on the first read of ``nap-recall``: that job is retried and
+completes on attempt 2.
 
-- :class:`WordCountWorker` (``word-count``) counts the words of a document
-  sentence by sentence, reporting ``processed``/``total`` sentences;
-- :class:`HighlightWorker` (``highlight``) scans a document for sentences with
-  given keywords and creates one mark per hit on the document;
-- :class:`ChecksumWorker` (``checksum``) hashes a document chunk by chunk
-  (SHA-256), reporting ``processed``/``total`` chunks;
-- :class:`SummarizeWorker` (``summarize``) picks a document's lead sentence,
-  and raises on a document with no sentences (``doc-blank``), so every demo
-  batch of four or more jobs shows a failed job;
-- :class:`FetchWorker` (``fetch``) "downloads" a document chunk by chunk from a
-  server that drops the connection on the first ``flaky_attempts`` attempts;
-  the demo submits one with ``max_retries=2`` and a short retry policy, so it
-  fails once, is retried, and completes on attempt 2;
-- :class:`IndexWorker` (``index``) builds a word index of several documents,
-  one sentence per step, and stops when asked (``ctx.stopping``); the demo
+The batch (:func:`run_demo`) runs highlight, reference, tag, comment and
+assessment jobs on the documents, then a generation job that writes a new
+resource about a person the reference job found and links that reference
+mark to it. So that every way a job can end is shown, it also has a job on a
+document that does not exist (``failed``) and three small demo workers:
+
+- :class:`IndexWorker` (``index``) builds a word index of the documents, one
+  sentence per step, and stops when asked (``ctx.stopping``); the demo
   cancels it as its owner once it has made some progress;
 - :class:`DigestWorker` (``digest``) gathers the lead sentences of several
-  sources; some are unreadable, so it returns a :class:`PartialResult`;
+  sources; one is missing, so it returns a :class:`PartialResult`;
 - :class:`ReadabilityWorker` (``readability``) scores English text (Flesch
   reading ease) and raises :class:`SkipJob` for a document in another
-  language (the bundled ``doc-boulangerie`` is French).
+  language (``boulangerie`` is French).
 
 The job types are registered (:data:`JOB_TYPES`, with params Structs), so bad
-params are refused at submit. Each step pauses ``pause`` seconds (the work
-itself takes microseconds), so a person can watch the progress bars move.
+params are refused at submit. The small workers pause ``pause`` seconds per
+step and the fetcher a few times that per read (the work itself takes
+microseconds), so a person can watch the progress bars move.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import os
 import re
-from collections.abc import Mapping, Sequence
+import shutil
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from importlib import resources as package_files
 from pathlib import Path
 from types import MappingProxyType
 from typing import Annotated, Any, ClassVar, NamedTuple, TypeVar
@@ -59,8 +62,7 @@ from rich.progress_bar import ProgressBar
 from rich.text import Text
 
 from jobledger.core import (
-    Agent,
-    Annotation,
+    BodyAdd,
     Envelope,
     InvalidTransition,
     Job,
@@ -78,13 +80,27 @@ from jobledger.core import (
     JobStatus,
     JobTimedOut,
     JobType,
+    Mark,
+    MarkBodyUpdated,
     MarkCreated,
+    NotFound,
+    Resource,
+    ResourceCreated,
     RetryPolicy,
-    TextualBody,
+    SpecificResource,
     ValidationError,
 )
-from jobledger.store import VerifyReport
-from jobledger.workers import JobContext, JobWorker, NonRetryableError, PartialResult, SkipJob
+from jobledger.store import VerifyReport, content_folder_for
+from jobledger.workers import (
+    ANNOTATION_JOB_TYPES,
+    JobContext,
+    JobWorker,
+    NonRetryableError,
+    OfflineClient,
+    PartialResult,
+    SkipJob,
+    annotation_workers,
+)
 
 from .ledger import Ledger
 from .ledger import open as open_ledger
@@ -95,30 +111,27 @@ __all__ = [
     "JOB_TYPES",
     "SAMPLES",
     "STATUS_STYLE",
-    "ChecksumParams",
-    "ChecksumWorker",
+    "DemoDocument",
+    "DemoFetcher",
     "DemoReport",
     "DigestParams",
     "DigestWorker",
     "DocParams",
-    "FetchParams",
-    "FetchWorker",
-    "HighlightParams",
-    "HighlightWorker",
     "IndexParams",
     "IndexWorker",
     "ReadabilityWorker",
-    "SummarizeWorker",
-    "WordCountWorker",
+    "body_values",
     "run_demo",
 ]
 
 DEFAULT_PAUSE = 0.08
-"""Seconds each demo worker waits between two steps of its work."""
+"""Seconds each small demo worker waits between two steps of its work (the
+fetcher waits three times that per read)."""
 
-DEFAULT_JOBS = 10
-"""How many jobs a demo run submits unless told otherwise (enough for every
-ending: completed, retried, failed, cancelled, partial and skipped)."""
+DEFAULT_JOBS = 11
+"""How many jobs a demo run submits unless told otherwise: the six annotation
+job types, and every ending (completed, retried, failed, cancelled, partial
+and skipped)."""
 
 STATUS_STYLE: Mapping[JobStatus, str] = MappingProxyType(
     {
@@ -149,63 +162,20 @@ _GLYPH: Mapping[JobStatus, str] = MappingProxyType(
     }
 )
 
-SAMPLES: Mapping[str, str] = {
-    "doc-rivers": (
-        "A river is a long argument between water and stone. "
-        "Over centuries the water wins, cutting valleys that later travellers mistake "
-        "for permanent features of the land. "
-        "Every bend in a river records a flood that nobody wrote down. "
-        "Engineers straighten rivers to move ships faster, and the water slowly tries "
-        "to bend them back. "
-        "Where a river meets the sea it drops the silt it carried, building deltas "
-        "grain by grain. "
-        "Farmers have followed rivers since the first fields were sown, trusting the "
-        "water to return each spring."
-    ),
-    "doc-bees": (
-        "A honey bee colony is a single household of tens of thousands. "
-        "The queen lays the eggs, sometimes two thousand in a summer day, while workers "
-        "build comb, nurse larvae and guard the entrance of the hive. "
-        "Foragers report where flowers grow by dancing on the comb, and the angle of "
-        "the dance points toward the sun. "
-        "When the hive grows crowded, the old queen leaves with half the workers to "
-        "found a new home. "
-        "Beekeepers read a hive by its sound as much as by its look. "
-        "A calm hive hums, and a queenless one roars."
-    ),
-    "doc-ledgers": (
-        "The oldest ledgers were clay tablets listing sheep, grain and beer. "
-        "Double-entry bookkeeping, described in print in Venice in 1494, made every "
-        "record appear twice, once as a debit and once as a credit. "
-        "A ledger is trusted because nothing in it is erased: a mistake is corrected "
-        "by a new entry that reverses the old one. "
-        "Auditors replay the record from the first page to check that the balances "
-        "still hold. "
-        "Modern event logs borrow the same idea, and a hash chain makes a quiet edit "
-        "to an old record impossible to hide. "
-        "The record of what happened is worth more than a snapshot of what is."
-    ),
-    "doc-lighthouse": (
-        "Lighthouse keepers kept a logbook of every night on the rock. "
-        "They wrote down the weather, the ships that passed and the hours the lamp "
-        "was lit. "
-        "The lamp had to turn without stopping from dusk to dawn, so keepers wound "
-        "the clockwork every few hours. "
-        "Fog brought the horn, and a keeper might sound it all night. "
-        "Most lights are automatic now, and the logbooks sit in archives. "
-        "Historians read them to learn how storms and shipping changed over a century."
-    ),
-    "doc-boulangerie": (
-        "Le boulanger se lève bien avant le jour pour allumer le four. "
-        "La pâte a reposé toute la nuit dans le pétrin, sous un linge. "
-        "Il façonne les baguettes une à une et les pose sur la toile. "
-        "Quand le pain sort du four, la croûte chante en refroidissant. "
-        "Les premiers clients attendent déjà devant la porte de la boutique."
-    ),
-    "doc-blank": "   ",
-}
-"""The bundled sample documents, by resource id. ``doc-blank`` is blank and
-``doc-boulangerie`` is in French, on purpose."""
+
+def _load_samples() -> Mapping[str, str]:
+    folder = package_files.files("jobledger").joinpath("samples")
+    found = {
+        entry.name.removesuffix(".md"): entry.read_text(encoding="utf-8")
+        for entry in folder.iterdir()
+        if entry.name.endswith(".md")
+    }
+    return MappingProxyType(dict(sorted(found.items())))
+
+
+SAMPLES: Mapping[str, str] = _load_samples()
+"""The bundled sample documents (``jobledger/samples/ID.md``), by resource id,
+in order of id. ``boulangerie`` is in French, on purpose."""
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 _WORD = re.compile(r"[^\W\d_]+(?:['-][^\W\d_]+)*")
@@ -216,19 +186,14 @@ _FUNCTION_WORDS: Mapping[str, frozenset[str]] = {
 
 
 def _sentences(text: str) -> list[str]:
-    """Split ``text`` into sentences (at ``.``, ``!`` or ``?`` followed by space)."""
-    return [s for s in _SENTENCE_END.split(text.strip()) if s]
+    """Split ``text`` into sentences (at ``.``, ``!`` or ``?`` followed by
+    space), leaving out markdown headings."""
+    prose = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+    return [s for s in _SENTENCE_END.split(prose.strip()) if s]
 
 
 def _words(text: str) -> list[str]:
     return _WORD.findall(text.lower())
-
-
-def _text(doc: str) -> str:
-    """The text of the sample ``doc``; ``ValueError`` for an unknown one."""
-    if doc not in SAMPLES:
-        raise ValueError(f"unknown document {doc!r}; known: {', '.join(sorted(SAMPLES))}")
-    return SAMPLES[doc]
 
 
 def _language(text: str) -> str:
@@ -247,35 +212,74 @@ def _syllables(word: str) -> int:
     return max(1, groups)
 
 
+def body_values(annotation: Mapping[str, Any]) -> list[str]:
+    """What a mark's body says, one string per body item: a ``TextualBody``'s
+    value (with its purpose, if any, as ``purpose: value``), a link as ``→``
+    and its target. A body that is not a W3C list is shown as its JSON."""
+    body = annotation.get("body")
+    if body is None:
+        return []
+    items = body if isinstance(body, list) else [body]
+    values: list[str] = []
+    for item in items:
+        if isinstance(item, dict) and item.get("type") == "TextualBody":
+            purpose = item.get("purpose")
+            value = str(item.get("value", ""))
+            values.append(f"{purpose}: {value}" if purpose else value)
+        elif isinstance(item, dict) and item.get("type") == "SpecificResource":
+            values.append(f"→ {item.get('source')}")
+        else:
+            values.append(msgspec.json.encode(item).decode())
+    return values
+
+
+# -- reading the documents ---------------------------------------------------
+
+
+class DemoFetcher:
+    """The demo's :class:`~jobledger.workers.ContentFetcher`: reads a
+    resource's content (UTF-8) from the ledger it is bound to, as a document
+    store across a network would, waiting ``latency`` seconds per read.
+
+    A read waits until the fetcher is bound (workers start with their ledger,
+    before it can be handed to the fetcher). The first read of each resource
+    in ``flaky`` raises ``ConnectionError`` (a dropped connection: the job's
+    attempt fails and is retried); later reads succeed. Raises ``NotFound``
+    for an unknown resource.
+    """
+
+    def __init__(self, *, latency: float = 0.0, flaky: Collection[str] = ()) -> None:
+        if latency < 0:
+            raise ValueError("latency must not be negative")
+        self.latency = latency
+        self.flaky = set(flaky)
+        self.reads = 0
+        self._ledger: Ledger | None = None
+        self._bound = asyncio.Event()
+
+    def bind(self, ledger: Ledger) -> None:
+        """Read from ``ledger`` from now on."""
+        self._ledger = ledger
+        self._bound.set()
+
+    async def fetch(self, resource_id: str) -> str:
+        await self._bound.wait()
+        assert self._ledger is not None  # set with _bound
+        self.reads += 1
+        await asyncio.sleep(self.latency)
+        if resource_id in self.flaky:
+            self.flaky.discard(resource_id)
+            raise ConnectionError(f"connection reset while reading {resource_id} (a flaky store)")
+        return (await self._ledger.content(resource_id)).decode()
+
+
 # -- params ----------------------------------------------------------------
 
 
 class DocParams(msgspec.Struct, frozen=True, kw_only=True):
-    """Params of ``word-count``, ``summarize`` and ``readability``: one document."""
+    """Params of ``readability``: one document (a resource id)."""
 
     doc: str
-
-
-class HighlightParams(msgspec.Struct, frozen=True, kw_only=True):
-    """Params of ``highlight``: a document and the keywords to mark."""
-
-    doc: str
-    keywords: Annotated[list[str], msgspec.Meta(min_length=1)]
-
-
-class ChecksumParams(msgspec.Struct, frozen=True, kw_only=True):
-    """Params of ``checksum``: a document and how many bytes to hash per step."""
-
-    doc: str
-    chunk: Annotated[int, msgspec.Meta(ge=1)] = 96
-
-
-class FetchParams(msgspec.Struct, frozen=True, kw_only=True):
-    """Params of ``fetch``: a document, and how many first attempts the
-    (simulated) server drops the connection on."""
-
-    doc: str
-    flaky_attempts: Annotated[int, msgspec.Meta(ge=0)] = 0
 
 
 class IndexParams(msgspec.Struct, frozen=True, kw_only=True):
@@ -291,16 +295,13 @@ class DigestParams(msgspec.Struct, frozen=True, kw_only=True):
 
 
 JOB_TYPES: tuple[JobType, ...] = (
-    JobType(name="word-count", description="count a document's words", params=DocParams),
-    JobType(name="highlight", description="mark keyword sentences", params=HighlightParams),
-    JobType(name="checksum", description="SHA-256 of a document", params=ChecksumParams),
-    JobType(name="summarize", description="a document's lead sentence", params=DocParams),
-    JobType(name="fetch", description="download a document (flaky)", params=FetchParams),
+    *ANNOTATION_JOB_TYPES,
     JobType(name="index", description="a word index of documents", params=IndexParams),
     JobType(name="digest", description="lead sentences of sources", params=DigestParams),
     JobType(name="readability", description="Flesch reading ease", params=DocParams),
 )
-"""The demo's job types, registered when the demo opens its ledger."""
+"""The demo's job types, registered when the demo opens its ledger: the six
+annotation job types and the three small ones."""
 
 _P = TypeVar("_P", bound=msgspec.Struct)
 
@@ -314,167 +315,29 @@ def _params(job: Job, kind: type[_P]) -> _P:
         raise NonRetryableError(f"invalid params: {exc}") from exc
 
 
-# -- workers ---------------------------------------------------------------
+# -- the small workers -------------------------------------------------------
 
 
 class _DemoWorker(JobWorker):
-    """A worker that pauses ``pause`` seconds between steps; two jobs at once;
-    every step's progress is reported (no throttling: the demo shows each one)."""
+    """A worker that reads documents through ``fetcher`` and pauses ``pause``
+    seconds between steps; two jobs at once; every step's progress is
+    reported (no throttling: the demo shows each one)."""
 
     concurrency = 2
     progress_interval = 0.0
 
-    def __init__(self, *, pause: float = DEFAULT_PAUSE, name: str | None = None) -> None:
+    def __init__(
+        self, fetcher: DemoFetcher, *, pause: float = DEFAULT_PAUSE, name: str | None = None
+    ) -> None:
         super().__init__(name=name)
         if pause < 0:
             raise ValueError("pause must not be negative")
+        self.fetcher = fetcher
         self.pause = pause
 
     async def step(self) -> None:
         """Wait between two steps of the work, so progress is visible."""
         await asyncio.sleep(self.pause)
-
-
-class WordCountWorker(_DemoWorker):
-    """``word-count``: counts the words of ``params["doc"]``, one sentence per step.
-
-    Result: ``{"doc", "sentences", "words"}``. Raises ``ValueError`` for an
-    unknown document.
-    """
-
-    job_types: ClassVar[tuple[str, ...]] = ("word-count",)
-
-    async def execute(self, job: Job, ctx: JobContext) -> dict[str, Any]:
-        doc = _params(job, DocParams).doc
-        parts = _sentences(_text(doc))
-        words = 0
-        for done, sentence in enumerate(parts, start=1):
-            await self.step()
-            words += len(sentence.split())
-            await ctx.progress(
-                processed=done, total=len(parts), stage="counting", message=f"{words} words"
-            )
-        return {"doc": doc, "sentences": len(parts), "words": words}
-
-
-class HighlightWorker(_DemoWorker):
-    """``highlight``: marks every sentence of ``params["doc"]`` that contains one
-    of ``params["keywords"]`` (case-insensitive, as a word prefix).
-
-    Creates one mark per (sentence, keyword) hit on the document, with a
-    W3C-style annotation (motivation, keyword, text position and quote).
-    Result: ``{"doc", "highlightsFound"}``. Raises ``ValueError`` for an
-    unknown document (no keywords is refused at submit).
-    """
-
-    job_types: ClassVar[tuple[str, ...]] = ("highlight",)
-
-    async def execute(self, job: Job, ctx: JobContext) -> dict[str, Any]:
-        params = _params(job, HighlightParams)
-        doc = params.doc
-        text = _text(doc)
-        patterns = [(k, re.compile(rf"\b{re.escape(k)}", re.IGNORECASE)) for k in params.keywords]
-        parts = _sentences(text)
-        found = 0
-        cursor = 0
-        for done, sentence in enumerate(parts, start=1):
-            await self.step()
-            start = text.find(sentence, cursor)
-            cursor = start + len(sentence)
-            for keyword, pattern in patterns:
-                if pattern.search(sentence):
-                    found += 1
-                    await ctx.create_mark(
-                        doc,
-                        Annotation.on_text(
-                            doc,
-                            text,
-                            start,
-                            cursor,
-                            motivation="highlighting",
-                            body=[TextualBody(value=keyword, purpose="tagging")],
-                            creator=Agent.person(job.user),
-                        ),
-                    )
-            await ctx.progress(
-                processed=done, total=len(parts), stage="scanning", message=f"{found} highlights"
-            )
-        return {"doc": doc, "highlightsFound": found}
-
-
-class ChecksumWorker(_DemoWorker):
-    """``checksum``: the SHA-256 of ``params["doc"]`` (UTF-8), fed
-    ``params["chunk"]`` bytes (default 96) per step.
-
-    Result: ``{"doc", "bytes", "chunks", "sha256"}``. Raises ``ValueError``
-    for an unknown document (a chunk size below 1 is refused at submit).
-    """
-
-    job_types: ClassVar[tuple[str, ...]] = ("checksum",)
-
-    async def execute(self, job: Job, ctx: JobContext) -> dict[str, Any]:
-        params = _params(job, ChecksumParams)
-        doc, chunk = params.doc, params.chunk
-        data = _text(doc).encode()
-        total = max(1, -(-len(data) // chunk))
-        digest = hashlib.sha256()
-        for done in range(1, total + 1):
-            await self.step()
-            digest.update(data[(done - 1) * chunk : done * chunk])
-            await ctx.progress(processed=done, total=total, stage="hashing")
-        return {"doc": doc, "bytes": len(data), "chunks": total, "sha256": digest.hexdigest()}
-
-
-class SummarizeWorker(_DemoWorker):
-    """``summarize``: the lead (first) sentence of ``params["doc"]``, after
-    reading every sentence.
-
-    Result: ``{"doc", "sentences", "summary"}``. Raises ``ValueError`` for a
-    document with no sentences (the bundled ``doc-blank``) or an unknown one.
-    """
-
-    job_types: ClassVar[tuple[str, ...]] = ("summarize",)
-
-    async def execute(self, job: Job, ctx: JobContext) -> dict[str, Any]:
-        doc = _params(job, DocParams).doc
-        text = _text(doc)
-        await self.step()
-        parts = _sentences(text)
-        if not parts:
-            raise ValueError(f"document {doc!r} has no sentences to summarize")
-        for done in range(1, len(parts) + 1):
-            await self.step()
-            await ctx.progress(processed=done, total=len(parts), stage="reading")
-        return {"doc": doc, "sentences": len(parts), "summary": parts[0]}
-
-
-class FetchWorker(_DemoWorker):
-    """``fetch``: "downloads" ``params["doc"]`` ``chunk`` bytes per step from a
-    simulated server that drops the connection halfway through each of the
-    first ``params["flaky_attempts"]`` attempts (``ctx.attempt``).
-
-    A dropped connection raises ``ConnectionError``: the attempt fails and
-    the job is retried if it has retries left. Result: ``{"doc", "bytes",
-    "attempt"}`` (the attempt that succeeded).
-    """
-
-    job_types: ClassVar[tuple[str, ...]] = ("fetch",)
-    chunk = 128
-
-    async def execute(self, job: Job, ctx: JobContext) -> dict[str, Any]:
-        params = _params(job, FetchParams)
-        data = _text(params.doc).encode()
-        total = max(1, -(-len(data) // self.chunk))
-        received = 0
-        for done in range(1, total + 1):
-            await self.step()
-            if ctx.attempt <= params.flaky_attempts and done > total // 2:
-                raise ConnectionError(f"connection reset after {received} bytes (a flaky server)")
-            received += len(data[(done - 1) * self.chunk : done * self.chunk])
-            await ctx.progress(
-                processed=done, total=total, stage="downloading", message=f"{received} bytes"
-            )
-        return {"doc": params.doc, "bytes": received, "attempt": ctx.attempt}
 
 
 class IndexWorker(_DemoWorker):
@@ -484,7 +347,7 @@ class IndexWorker(_DemoWorker):
 
     Checks ``ctx.stopping`` between steps and returns what it has when asked
     to stop (the job then ends ``cancelled``). Result: ``{"docs",
-    "sentences", "terms"}``. Raises ``ValueError`` for an unknown document.
+    "sentences", "terms"}``. Raises ``NotFound`` for an unknown document.
     """
 
     job_types: ClassVar[tuple[str, ...]] = ("index",)
@@ -492,7 +355,7 @@ class IndexWorker(_DemoWorker):
 
     async def execute(self, job: Job, ctx: JobContext) -> dict[str, Any]:
         docs = _params(job, IndexParams).docs
-        sentences = [(doc, s) for doc in docs for s in _sentences(_text(doc))]
+        sentences = [(doc, s) for doc in docs for s in _sentences(await self.fetcher.fetch(doc))]
         index: dict[str, set[str]] = {}
         done = 0
         for doc, sentence in sentences:
@@ -515,9 +378,10 @@ class DigestWorker(_DemoWorker):
     """``digest``: the lead sentence of each of ``params["sources"]``, one
     source per step.
 
-    A source that is unknown or blank is unreadable; if any is, the job ends
-    ``partial`` (a :class:`PartialResult`) with the error ``"k of n sources
-    unreadable"``. Result: ``{"read", "unreadable", "words", "digest"}``.
+    A source that is missing (``NotFound``) or blank is unreadable; if any
+    is, the job ends ``partial`` (a :class:`PartialResult`) with the error
+    ``"k of n sources unreadable: …"``. Result: ``{"read", "unreadable",
+    "words", "digest"}``.
     """
 
     job_types: ClassVar[tuple[str, ...]] = ("digest",)
@@ -529,7 +393,10 @@ class DigestWorker(_DemoWorker):
         words = 0
         for done, source in enumerate(sources, start=1):
             await self.step()
-            parts = _sentences(SAMPLES.get(source, ""))
+            try:
+                parts = _sentences(await self.fetcher.fetch(source))
+            except NotFound:
+                parts = []
             if parts:
                 leads[source] = parts[0]
                 words += sum(len(_words(p)) for p in parts)
@@ -562,15 +429,15 @@ class ReadabilityWorker(_DemoWorker):
 
     Raises :class:`SkipJob` (the job ends ``skipped``) for a document that is
     not in English: the formula's syllable counts only fit English. Result:
-    ``{"doc", "sentences", "words", "syllables", "readingEase"}``.
+    ``{"doc", "sentences", "words", "syllables", "readingEase"}``. Raises
+    ``NotFound`` for an unknown document.
     """
 
     job_types: ClassVar[tuple[str, ...]] = ("readability",)
 
     async def execute(self, job: Job, ctx: JobContext) -> dict[str, Any]:
         doc = _params(job, DocParams).doc
-        text = _text(doc)
-        await self.step()
+        text = await self.fetcher.fetch(doc)
         language = _language(text)
         if language != "English":
             raise SkipJob(f"{doc} is {language}, not English")
@@ -596,69 +463,90 @@ class ReadabilityWorker(_DemoWorker):
 
 
 class _Spec(NamedTuple):
-    """One demo job: its type and params, per-job retry rules, and
-    ``cancel_after``: cancel it (as its owner) once it reports that many steps."""
+    """One demo job: its type and params, per-job retry rules, ``cancel_after``:
+    cancel it (as its owner) once it reports that many steps, and ``link``: a
+    generation job, submitted once the reference job before it has ended,
+    about the first mark of that entity type it made (linked to the new
+    resource)."""
 
     job_type: str
     params: dict[str, Any]
     max_retries: int | None = None
     retry: RetryPolicy | None = None
     cancel_after: int | None = None
+    link: str | None = None
 
 
 _QUICK_RETRY = RetryPolicy(base_delay=0.2, max_delay=0.5, jitter=False)
 """Retry after 0.2 s, then 0.4 s (real time: kept short for the demo)."""
 
+_FLAKY = ("nap-recall",)
+"""The documents whose first read drops the connection."""
+
+_MISSING = "lost-chapter"
+"""A document the demo's jobs ask for that does not exist."""
+
 _BATCH: Sequence[_Spec] = (
-    _Spec("word-count", {"doc": "doc-rivers"}),
-    _Spec("highlight", {"doc": "doc-bees", "keywords": ["hive", "queen"]}),
+    _Spec("highlight-annotation", {"resourceId": "analytical-engine", "density": 2}),
     _Spec(
-        "fetch",
-        {"doc": "doc-ledgers", "flaky_attempts": 1},
+        "reference-annotation",
+        {
+            "resourceId": "analytical-engine",
+            "entityTypes": ["Person", "Location", "Organization", "Date"],
+        },
+    ),
+    _Spec(
+        "tag-annotation",
+        {"resourceId": "nap-recall", "schemaId": "scientific-imrad"},
         max_retries=2,
         retry=_QUICK_RETRY,
     ),
-    _Spec("summarize", {"doc": "doc-blank"}),
+    _Spec("highlight-annotation", {"resourceId": _MISSING}, max_retries=0),
+    _Spec("index", {"docs": list(SAMPLES)}, cancel_after=6),
+    _Spec("digest", {"sources": ["analytical-engine", _MISSING, "four-day-week"]}),
+    _Spec("readability", {"doc": "boulangerie"}),
+    _Spec("generation", {}, link="Person"),
+    _Spec("tag-annotation", {"resourceId": "four-day-week", "schemaId": "argument-toulmin"}),
     _Spec(
-        "index",
-        {"docs": ["doc-rivers", "doc-bees", "doc-ledgers", "doc-lighthouse"]},
-        cancel_after=6,
+        "comment-annotation",
+        {"resourceId": "analytical-engine", "tone": "explanatory", "density": 2},
     ),
     _Spec(
-        "digest",
-        {"sources": ["doc-rivers", "doc-blank", "doc-bees", "doc-atlantis", "doc-lighthouse"]},
+        "assessment-annotation",
+        {"resourceId": "four-day-week", "tone": "balanced", "density": 4},
     ),
-    _Spec("readability", {"doc": "doc-boulangerie"}),
-    _Spec("checksum", {"doc": "doc-ledgers"}),
-    _Spec("highlight", {"doc": "doc-ledgers", "keywords": ["ledger", "record"]}),
-    _Spec("readability", {"doc": "doc-lighthouse"}),
-    _Spec("word-count", {"doc": "doc-lighthouse"}),
-    _Spec("checksum", {"doc": "doc-rivers", "chunk": 64}),
-    _Spec("summarize", {"doc": "doc-lighthouse"}),
-    _Spec("fetch", {"doc": "doc-bees"}),
+    _Spec("readability", {"doc": "four-day-week"}),
 )
 _USERS = ("alice", "bob")
 
 
 def _demo_batch(count: int) -> list[tuple[_Spec, str]]:
     """The first ``count`` demo jobs as ``(spec, user)``: the bundled specs in
-    turn, users alternating ``alice`` and ``bob``. The first ten show every
-    ending: the third fails once and is retried, the fourth fails, the fifth
-    is cancelled midway, the sixth ends partial and the seventh skipped."""
+    turn, users alternating ``alice`` and ``bob``. The first eleven show
+    every job type and every ending: the third fails once and is retried,
+    the fourth fails, the fifth is cancelled midway, the sixth ends partial,
+    the seventh is skipped, the eighth writes and links a new resource."""
     return [(_BATCH[i % len(_BATCH)], _USERS[i % len(_USERS)]) for i in range(count)]
 
 
-def _workers(pause: float) -> list[JobWorker]:
+def _workers(fetcher: DemoFetcher, pause: float) -> list[JobWorker]:
     return [
-        WordCountWorker(pause=pause),
-        HighlightWorker(pause=pause),
-        ChecksumWorker(pause=pause),
-        SummarizeWorker(pause=pause),
-        FetchWorker(pause=pause),
-        IndexWorker(pause=pause),
-        DigestWorker(pause=pause),
-        ReadabilityWorker(pause=pause),
+        *annotation_workers(fetcher, OfflineClient()),
+        IndexWorker(fetcher, pause=pause),
+        DigestWorker(fetcher, pause=pause),
+        ReadabilityWorker(fetcher, pause=pause),
     ]
+
+
+class DemoDocument(msgspec.Struct, frozen=True, kw_only=True):
+    """A document of a demo run: a bundled sample or a resource a generation
+    job of the run wrote, its ``content`` (text), and the ``marks`` this run's
+    jobs made on it as they are at the end (links included), in creation
+    order."""
+
+    resource: Resource
+    content: str
+    marks: tuple[Mark, ...]
 
 
 class DemoReport(msgspec.Struct, frozen=True, kw_only=True):
@@ -667,7 +555,10 @@ class DemoReport(msgspec.Struct, frozen=True, kw_only=True):
     ``jobs`` are this run's jobs in their final (terminal) state, in
     submission order; ``events`` is the number of events in the whole log
     and ``new_events`` how many this run appended; ``marks`` counts the marks
-    this run's jobs created; ``verify`` is the log's verification afterwards.
+    this run's jobs created; ``documents`` are the bundled samples, then the
+    resources this run's jobs wrote; ``generator`` names the inference
+    client the annotation workers used and ``offline`` says no model ran;
+    ``verify`` is the log's verification afterwards.
     """
 
     path: str
@@ -675,6 +566,9 @@ class DemoReport(msgspec.Struct, frozen=True, kw_only=True):
     events: int
     new_events: int
     marks: int
+    documents: tuple[DemoDocument, ...]
+    generator: str
+    offline: bool
     verify: VerifyReport
 
 
@@ -685,6 +579,19 @@ _TYPE_WIDTH = max(len(t.name) for t in JOB_TYPES)
 
 def _short(job_id: str) -> str:
     return "…" + job_id[-8:]
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _quote(annotation: Mapping[str, Any], limit: int = 40) -> str:
+    """The text a mark quotes, in quotes and cut to ``limit``; ``""`` if none."""
+    target = annotation.get("target")
+    for selector in target.get("selector", []) if isinstance(target, dict) else []:
+        if isinstance(selector, dict) and selector.get("type") == "TextQuoteSelector":
+            return repr(_cut(" ".join(str(selector.get("exact", "")).split()), limit))
+    return ""
 
 
 def _compact(value: Any, limit: int = 60) -> str:
@@ -760,7 +667,8 @@ class _Tracker:
             self.progress.update(row.task, **bar)
 
     def handle(self, env: Envelope) -> None:
-        """Show one envelope; events of jobs created before the run are skipped."""
+        """Show one envelope; events of jobs created before the run are skipped;
+        the resources the demo stores itself get a line of their own."""
         self.last_seq = env.seq
         data = env.data
         if isinstance(data, JobCreated):
@@ -776,6 +684,12 @@ class _Tracker:
                 )
             retries = f" (up to {data.max_retries} retries)" if data.max_retries else ""
             self._show(row, env.seq, f"created{retries}")
+            return
+        if isinstance(data, ResourceCreated) and data.job_id is None:
+            self.console.print(
+                Text(f"{env.seq:>5}  {data.resource_id}  stored {data.name} ({data.size} bytes)"),
+                soft_wrap=True,
+            )
             return
         found = self.rows.get(getattr(data, "job_id", None) or "")
         if found is None:
@@ -817,8 +731,25 @@ class _Tracker:
         elif isinstance(data, MarkCreated):
             row.marks += 1
             self.marks += 1
-            keyword = data.annotation.get("keyword", "")
-            self._show(row, seq, f"mark on {data.resource_id} (keyword {keyword!r})")
+            motivation = data.annotation.get("motivation", "?")
+            said = "; ".join(body_values(data.annotation))
+            line = f"mark on {data.resource_id}: {motivation} {_quote(data.annotation)}"
+            self._show(
+                row,
+                seq,
+                f"{line} {_cut(said, 50)}".rstrip(),
+                **({"completed": row.marks} if row.total else {}),
+            )
+        elif isinstance(data, MarkBodyUpdated):
+            links = [
+                op.item.source
+                for op in data.operations
+                if isinstance(op, BodyAdd) and isinstance(op.item, SpecificResource)
+            ]
+            what = f"linked to {', '.join(links)}" if links else "body changed"
+            self._show(row, seq, f"mark {data.mark_id} {what}")
+        elif isinstance(data, ResourceCreated):
+            self._show(row, seq, f"resource {data.resource_id} {data.name!r} ({data.size} bytes)")
         elif isinstance(data, JobRetryScheduled):
             delay = max(0.0, (data.run_at - env.time).total_seconds())
             self._show(
@@ -939,7 +870,8 @@ async def _cancel_midway(ledger: Ledger, job: Job, steps: int) -> None:
 
 def _prepare(path: str | Path, fresh: bool) -> str:
     """The absolute path of the log (or ``":memory:"``); with ``fresh``, delete
-    the file and its ``-wal``/``-shm``/``-journal`` companions first."""
+    the file, its ``-wal``/``-shm``/``-journal`` companions and its content
+    folder (``PATH.content``) first."""
     if str(path) == ":memory:":
         return ":memory:"
     where = os.path.abspath(path)
@@ -948,14 +880,83 @@ def _prepare(path: str | Path, fresh: bool) -> str:
             raise ValidationError(f"{where} is not a file", field="path")
         for suffix in ("", "-wal", "-shm", "-journal"):
             Path(f"{where}{suffix}").unlink(missing_ok=True)
+        shutil.rmtree(content_folder_for(where), ignore_errors=True)
     return where
 
 
-async def _settle(tasks: Sequence[asyncio.Task[None]]) -> None:
+async def _settle(tasks: Sequence[asyncio.Task[Any]]) -> None:
     """Wait for ``tasks``; re-raise the first exception one of them raised."""
     for outcome in await asyncio.gather(*tasks, return_exceptions=True):
         if isinstance(outcome, Exception):
             raise outcome
+
+
+async def _store_samples(ledger: Ledger) -> None:
+    """Store each bundled sample as a resource (its id, ``ID.md``), unless the
+    log already has it (a run appending to an earlier run's log)."""
+    for resource_id, text in SAMPLES.items():
+        try:
+            await ledger.resource(resource_id)
+        except NotFound:
+            await ledger.create_resource(
+                f"{resource_id}.md", text, actor="demo", resource_id=resource_id
+            )
+
+
+def _names(mark: Mark, value: str) -> bool:
+    """Whether ``mark``'s body has a ``TextualBody`` of ``value``."""
+    body = mark.annotation.get("body")
+    return isinstance(body, list) and any(
+        isinstance(item, dict) and item.get("value") == value for item in body
+    )
+
+
+async def _submit_linked(
+    ledger: Ledger, spec: _Spec, user: str, reference: Job | None, timeout: float
+) -> Job:
+    """Submit the generation job of ``spec`` once the ``reference`` job has
+    ended: about the first mark it made of the entity type ``spec.link``,
+    from its document, linking that mark. With no such job or mark, the job
+    writes notes on the bundled samples, linked to nothing."""
+    params: dict[str, Any] = {"title": "Notes on the sample documents"}
+    if reference is not None:
+        ended = await ledger.wait(reference.id, timeout=timeout)
+        source = str(reference.params["resourceId"])
+        params["sourceResourceId"] = source
+        found = [
+            m
+            for m in await ledger.marks(source)
+            if m.job_id == ended.id and spec.link is not None and _names(m, spec.link)
+        ]
+        if found and found[0].exact:
+            name = found[0].exact
+            params["title"] = name
+            params["prompt"] = f"Who was {name}, and what part did they play in this story?"
+            params["referenceMarkId"] = found[0].id
+    return await ledger.submit(
+        spec.job_type, params, user=user, max_retries=spec.max_retries, retry=spec.retry
+    )
+
+
+async def _documents(ledger: Ledger, jobs: Sequence[Job]) -> tuple[DemoDocument, ...]:
+    """The bundled samples and the resources ``jobs`` wrote, with the marks
+    ``jobs`` made on each."""
+    ids = {job.id for job in jobs}
+    written = [
+        str(job.result["resourceId"])
+        for job in jobs
+        if job.job_type == "generation" and job.result and "resourceId" in job.result
+    ]
+    documents: list[DemoDocument] = []
+    for resource_id in (*SAMPLES, *written):
+        documents.append(
+            DemoDocument(
+                resource=await ledger.resource(resource_id),
+                content=(await ledger.content(resource_id)).decode(),
+                marks=tuple(m for m in await ledger.marks(resource_id) if m.job_id in ids),
+            )
+        )
+    return tuple(documents)
 
 
 async def run_demo(
@@ -970,13 +971,17 @@ async def run_demo(
     """Run ``jobs`` demo jobs on the SQLite file ``path`` and return what happened.
 
     Appends to an existing file unless ``fresh``, which first deletes it (and
-    its ``-wal``/``-shm`` files). Registers :data:`JOB_TYPES`; submits the
-    batch (one job with retries, one the demo cancels midway as its owner);
-    progress goes to ``console`` (default: a new stdout console) as live bars
-    when ``live`` is true, else as one plain line per event. Returns once
-    every job is terminal, the view has shown every event up to then, and
-    the log has been verified. Raises ``ValidationError`` for ``jobs < 1`` or
-    a negative ``pause``, and any ``JobledgerError`` the ledger raises (for
+    its ``-wal``/``-shm`` files and its content folder). Registers
+    :data:`JOB_TYPES`; stores the bundled samples as resources (if the log
+    does not have them yet); submits the batch: the annotation jobs with the
+    offline client, one job whose first read fails and is retried, one on a
+    missing document, one the demo cancels midway as its owner, and a
+    generation job once the reference job before it has ended. Progress goes
+    to ``console`` (default: a new stdout console) as live bars when
+    ``live`` is true, else as one plain line per event. Returns once every
+    job is terminal, the view has shown every event up to then, and the log
+    has been verified. Raises ``ValidationError`` for ``jobs < 1`` or a
+    negative ``pause``, and any ``JobledgerError`` the ledger raises (for
     example ``StorageError`` for a file that is not a jobledger log).
     """
     if not isinstance(jobs, int) or jobs < 1:
@@ -986,14 +991,25 @@ async def run_demo(
     console = console or Console()
     where = _prepare(path, fresh)
     batch = _demo_batch(jobs)
+    client = OfflineClient()
+    fetcher = DemoFetcher(latency=3 * pause, flaky=_FLAKY)
     # A short poll: a retry comes due 0.2 s after its failure, and the workers
     # find due retries by polling.
     async with open_ledger(
-        where, workers=_workers(pause), job_types=JOB_TYPES, poll_interval=0.05
+        where, workers=_workers(fetcher, pause), job_types=JOB_TYPES, poll_interval=0.05
     ) as ledger:
+        fetcher.bind(ledger)
         start = await ledger.head()
         console.print(
             Text(f"jobledger demo: {jobs} jobs for alice and bob on {where} (log head {start})"),
+            soft_wrap=True,
+        )
+        console.print(
+            Text(
+                f"offline: the annotation workers use the offline client ({client.name}); "
+                "no model runs, passages are picked by plain extractive rules",
+                "bold",
+            ),
             soft_wrap=True,
         )
         progress = (
@@ -1009,12 +1025,23 @@ async def run_demo(
             else None
         )
         tracker = _Tracker(console=console, progress=progress)
-        cancellers: list[asyncio.Task[None]] = []
+        helpers: list[asyncio.Task[Any]] = []
+        # Generous: as if every job ran alone, a few dozen steps each.
+        budget = 30.0 + len(batch) * 30 * (pause + 0.01)
         with progress if progress is not None else contextlib.nullcontext():
             follower = asyncio.create_task(_follow(ledger, start, tracker))
             try:
-                submitted: list[Job] = []
+                await _store_samples(ledger)
+                pending: list[Job | asyncio.Task[Job]] = []
+                reference: Job | None = None
                 for spec, user in batch:
+                    if spec.link is not None:
+                        linked = asyncio.create_task(
+                            _submit_linked(ledger, spec, user, reference, budget)
+                        )
+                        helpers.append(linked)
+                        pending.append(linked)
+                        continue
                     job = await ledger.submit(
                         spec.job_type,
                         spec.params,
@@ -1022,27 +1049,29 @@ async def run_demo(
                         max_retries=spec.max_retries,
                         retry=spec.retry,
                     )
-                    submitted.append(job)
+                    pending.append(job)
+                    if spec.job_type == "reference-annotation":
+                        reference = job
                     if spec.cancel_after is not None:
-                        cancellers.append(
+                        helpers.append(
                             asyncio.create_task(_cancel_midway(ledger, job, spec.cancel_after))
                         )
-                # Generous: as if every job ran alone, a few dozen steps each.
-                budget = 30.0 + len(submitted) * 30 * (pause + 0.01)
+                submitted = [p if isinstance(p, Job) else await p for p in pending]
                 final = await asyncio.gather(
                     *(ledger.wait(job.id, timeout=budget) for job in submitted)
                 )
-                await _settle(cancellers)
+                await _settle(helpers)
                 tracker.stop_at = await ledger.head()
                 if tracker.done:
                     follower.cancel()
                 # The follower stops by itself once it has shown the head.
                 await _settle([follower])
             finally:
-                for task in (*cancellers, follower):
+                for task in (*helpers, follower):
                     if not task.done():
                         task.cancel()
-                await asyncio.gather(*cancellers, follower, return_exceptions=True)
+                await asyncio.gather(*helpers, follower, return_exceptions=True)
+        documents = await _documents(ledger, final)
         head = await ledger.head()
         report = await ledger.verify()
     return DemoReport(
@@ -1051,5 +1080,8 @@ async def run_demo(
         events=head,
         new_events=head - start,
         marks=tracker.marks,
+        documents=documents,
+        generator=client.name,
+        offline=client.offline,
         verify=report,
     )

@@ -15,7 +15,14 @@ import re
 import tempfile
 from pathlib import Path
 
-from jobledger.core import CorruptionError, NotFound, StorageError, ValidationError, digest_of
+from jobledger.core import (
+    ContentStore,
+    CorruptionError,
+    NotFound,
+    StorageError,
+    ValidationError,
+    digest_of,
+)
 
 __all__ = ["ContentFolder", "MemoryContent", "content_folder_for"]
 
@@ -63,6 +70,23 @@ class ContentFolder:
         if digest_of(data) != digest:
             raise CorruptionError(f"the content stored as {digest} no longer matches it")
         return data
+
+    def digests(self) -> list[str]:
+        """The digests stored here, sorted (files whose names are not digests,
+        such as a temporary file a crash left, are not content)."""
+        if not self.root.is_dir():
+            return []
+        found = (f"sha256:{p.name}" for p in self.root.glob("sha256/*/*") if p.is_file())
+        return sorted(d for d in found if _DIGEST.match(d))
+
+    async def copy_to(self, target: ContentStore) -> int:
+        """Put every content stored here into ``target`` (checking each against
+        its digest first: ``CorruptionError`` for one that no longer matches);
+        returns how many."""
+        digests = self.digests()
+        for digest in digests:
+            await target.put(await self.get(digest))
+        return len(digests)
 
     @staticmethod
     def _write(path: Path, data: bytes) -> None:

@@ -540,3 +540,37 @@ async def test_generation_for_a_missing_reference_mark_stores_one_document_and_e
             f"the reference mark mark_gone does not exist; the document is stored as "
             f"{resource.id}, linked from no mark"
         )
+
+
+def test_the_schema_keywords_that_are_stems_match_their_words_offline() -> None:
+    """Regression: stems such as ``observ`` or ``conclu`` were whole-word
+    keywords to the offline method, so they never matched ``observed`` or
+    ``conclusion``; they are prefixes now."""
+    from jobledger.workers import TAG_SCHEMAS
+
+    text = (
+        "Our motivation came from clinics. "
+        "An effect was observed in week two. "
+        "We conclude that the implications are modest."
+    )
+    imrad = TAG_SCHEMAS["scientific-imrad"].categories
+    client = OfflineClient()
+    tagged = {
+        name: [span.exact for span, _ in client.tags(text, {name: list(category.keywords)})]
+        for name, category in imrad.items()
+    }
+    assert tagged == {
+        "Introduction": ["Our motivation came from clinics."],
+        "Methods": [],
+        "Results": ["An effect was observed in week two."],
+        "Discussion": ["We conclude that the implications are modest."],
+    }
+    irac = TAG_SCHEMAS["legal-irac"].categories
+    ruling = "The statute provides a defence. The court decided it applies."
+    assert [
+        span.exact for span, _ in client.tags(ruling, {"Rule": list(irac["Rule"].keywords)})
+    ] == ["The statute provides a defence."]
+    assert [
+        span.exact
+        for span, _ in client.tags(ruling, {"Conclusion": list(irac["Conclusion"].keywords)})
+    ] == ["The court decided it applies."]

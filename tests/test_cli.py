@@ -11,10 +11,12 @@ import contextlib
 import io
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
 import threading
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,16 +28,17 @@ from jobledger.cli import main
 from jobledger.demo import (
     DEFAULT_JOBS,
     JOB_TYPES,
-    ChecksumWorker,
+    SAMPLES,
+    DemoFetcher,
     DigestWorker,
-    FetchWorker,
-    HighlightWorker,
     IndexWorker,
     ReadabilityWorker,
-    SummarizeWorker,
-    WordCountWorker,
     run_demo,
 )
+from jobledger.store import content_folder_for
+from jobledger.workers import ANNOTATION_JOB_TYPES
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(autouse=True)
@@ -96,13 +99,39 @@ async def _replay(db: Path, until_seq: int) -> jobledger.Projection:
 
 
 def copy_of(db: Path, to: Path) -> Path:
-    """A copy of the log ``db`` at ``to`` (SQLite's backup: the WAL is included)."""
+    """A copy of the log ``db`` at ``to`` (SQLite's backup: the WAL is
+    included), with its content folder."""
     with (
         contextlib.closing(sqlite3.connect(db)) as source,
         contextlib.closing(sqlite3.connect(to)) as target,
     ):
         source.backup(target)
+    shutil.copytree(content_folder_for(db), content_folder_for(to))
     return to
+
+
+async def _marks(db: Path, resource_id: str) -> list[jobledger.Mark]:
+    async with jobledger.open(db) as ledger:
+        return await ledger.marks(resource_id)
+
+
+def marks_in(db: Path, resource_id: str) -> list[jobledger.Mark]:
+    """The live marks of ``resource_id`` in ``db``, in creation order."""
+    return asyncio.run(_marks(db, resource_id))
+
+
+async def _annotations(db: Path, resource_id: str) -> list[dict[str, object]]:
+    async with jobledger.open(db) as ledger:
+        return await ledger.annotations(resource_id)
+
+
+async def _resources(db: Path) -> list[jobledger.Resource]:
+    async with jobledger.open(db) as ledger:
+        return await ledger.resources()
+
+
+def resources_in(db: Path) -> list[jobledger.Resource]:
+    return asyncio.run(_resources(db))
 
 
 def lines_with(out: str, needle: str) -> list[str]:
@@ -131,25 +160,40 @@ def test_demo_runs_the_jobs_and_verifies(
     db = tmp_path / "demo.db"
     assert main(["demo", "--db", str(db), "--no-live", "--jobs", "4"]) == 0
     out = capsys.readouterr().out
-    assert "completed" in out
-    assert "failed" in out
+    assert "offline: the annotation workers use the offline client (jobledger-offline)" in out
+    assert "no model runs" in out
+    assert "no model ran" in out
     assert "verify: ok" in out
     assert str(db) in out
     assert f"jobledger list --db {db}" in out
-    jobs = jobs_in(db)
+    assert f"jobledger marks analytical-engine --db {db} [--jsonld]" in out
+    assert f"jobledger resources --db {db}" in out
+    jobs = jobs_in(db)[::-1]  # in submission order
     assert len(jobs) == 4
     assert all(job.is_terminal for job in jobs)
     for job in jobs:
         assert job.id in out
-    by_type = {job.job_type: job for job in jobs}
-    assert set(by_type) == {"word-count", "highlight", "fetch", "summarize"}
-    assert by_type["fetch"].status == "completed"
-    assert by_type["fetch"].attempt == 2
-    assert by_type["summarize"].status == "failed"
-    assert "no sentences" in (by_type["summarize"].error or "")
-    assert by_type["word-count"].status == "completed"
-    assert by_type["word-count"].result == {"doc": "doc-rivers", "sentences": 6, "words": 89}
+    assert [(j.job_type, j.status, j.attempt) for j in jobs] == [
+        ("highlight-annotation", "completed", 1),
+        ("reference-annotation", "completed", 1),
+        ("tag-annotation", "completed", 2),
+        ("highlight-annotation", "failed", 1),
+    ]
+    highlight, reference, tag, missing = jobs
+    assert highlight.result is not None
+    assert highlight.result["offline"] is True
+    assert highlight.result["generator"] == "jobledger-offline"
+    assert highlight.result["created"] == 2
+    assert missing.error_type == "NotFound"
+    assert missing.error == "resource 'lost-chapter' not found"
     assert {job.user.id for job in jobs} == {"alice", "bob"}
+    # The bundled documents are stored as resources; the marks are on them.
+    assert [r.id for r in resources_in(db)] == list(SAMPLES)
+    assert [m.job_id for m in marks_in(db, "nap-recall")] == [tag.id] * 14
+    people = [m.exact for m in marks_in(db, "analytical-engine") if m.job_id == reference.id]
+    assert {"Ada Byron", "Charles Babbage", "London", "IBM"} <= set(people)
+    assert "Marks on analytical-engine (analytical-engine.md): 13" in out
+    assert "Marks on nap-recall (nap-recall.md): 14" in out
     assert asyncio.run(_verify(db)).ok
 
 
@@ -159,17 +203,22 @@ def test_demo_plain_lines_follow_the_log(
     db = tmp_path / "demo.db"
     assert main(["demo", "--db", str(db), "--no-live", "--jobs", "2", "--pause", "0"]) == 0
     out = capsys.readouterr().out
-    lines = [line for line in out.splitlines() if "  job_" in line]
-    word_count = next(j for j in jobs_in(db) if j.job_type == "word-count")
-    mine = [line for line in lines if word_count.id in line]
+    highlight = next(j for j in jobs_in(db) if j.job_type == "highlight-annotation")
+    mine = [line for line in out.splitlines() if f"  {highlight.id}  " in line]
     assert [line.split()[4] for line in mine] == [
         "created",
         "started",
-        *["progress"] * 6,
+        *["progress"] * 3,
+        "mark",
+        "mark",
         "completed",
     ]
-    # Every event of the run is shown once, in seq order.
-    assert [int(line.split()[0]) for line in lines] == list(range(1, len(lines) + 1))
+    assert "mark on analytical-engine: highlighting 'Babbage showed his guests" in mine[5]
+    # Every event of the run is shown once, in seq order: first the four
+    # bundled documents as they are stored, then the jobs'.
+    numbered = [line for line in out.splitlines() if line[:5].strip().isdigit()]
+    assert [int(line.split()[0]) for line in numbered] == list(range(1, len(numbered) + 1))
+    assert [line.split()[1:3] for line in numbered[:4]] == [[rid, "stored"] for rid in SAMPLES]
 
 
 def test_demo_appends_unless_fresh(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -178,13 +227,33 @@ def test_demo_appends_unless_fresh(tmp_path: Path, capsys: pytest.CaptureFixture
     assert main(args) == 0
     assert main(args) == 0
     assert len(jobs_in(db)) == 4
+    assert len(resources_in(db)) == len(SAMPLES)  # stored once
     out = capsys.readouterr().out
     assert "(log head 0)" in out
     assert "appended by this run" in out
+    # The second run lists only its own marks.
+    assert out.count("Marks on analytical-engine (analytical-engine.md): 13") == 2
+    assert len(marks_in(db, "analytical-engine")) == 26
     assert main([*args, "--fresh"]) == 0
     assert len(jobs_in(db)) == 2
+    assert len(marks_in(db, "analytical-engine")) == 13
     assert "(log head 0)" in capsys.readouterr().out
     assert asyncio.run(_verify(db)).ok
+
+
+def test_demo_fresh_removes_the_old_content_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "demo.db"
+    args = ["demo", "--db", str(db), "--no-live", "--jobs", "1", "--pause", "0"]
+    assert main(args) == 0
+    stray = tmp_path / "demo.db.content" / "stray"
+    stray.write_text("left by an older run")
+    assert main([*args, "--fresh"]) == 0
+    assert not stray.exists()
+    assert (tmp_path / "demo.db.content").is_dir()
+    assert main(["content", "analytical-engine", "--db", str(db)]) == 0
+    assert capsys.readouterr().out.endswith(SAMPLES["analytical-engine"])
 
 
 def test_demo_defaults_to_a_file_in_the_current_directory(
@@ -197,20 +266,29 @@ def test_demo_defaults_to_a_file_in_the_current_directory(
 
 
 def test_demo_shows_every_ending(demo_run: tuple[Path, str]) -> None:
-    """The default batch retries one job, cancels one midway, and ends one
-    partial and one skipped, besides the completed ones and the failed one."""
+    """The default batch runs the six annotation job types, retries one job,
+    cancels one midway, and ends one partial and one skipped, besides the
+    completed ones and the failed one."""
     db, out = demo_run
     jobs = jobs_in(db)
     assert len(jobs) == DEFAULT_JOBS
+    assert {t.name for t in ANNOTATION_JOB_TYPES} <= {j.job_type for j in jobs}
     statuses = [job.status for job in jobs]
     for status in ("completed", "failed", "cancelled", "partial", "skipped"):
         assert status in statuses, status
 
     retried = [j for j in jobs if j.status == "completed" and j.attempt == 2]
-    assert [j.job_type for j in retried] == ["fetch"]
+    assert [j.job_type for j in retried] == ["tag-annotation"]
+    assert retried[0].params["resourceId"] == "nap-recall"
     assert retried[0].max_retries == 2
     assert retried[0].retry == jobledger.RetryPolicy(base_delay=0.2, max_delay=0.5, jitter=False)
-    assert retried[0].result == {"doc": "doc-ledgers", "bytes": 588, "attempt": 2}
+    assert retried[0].result is not None
+    assert retried[0].result["byLabel"] == {
+        "Introduction": 2,
+        "Methods": 5,
+        "Results": 3,
+        "Discussion": 4,
+    }
     history = history_of(db, retried[0].id)
     first_try = history[: history.index("job.retry_scheduled") + 1]
     assert first_try[:2] == ["job.created", "job.started"]
@@ -218,6 +296,13 @@ def test_demo_shows_every_ending(demo_run: tuple[Path, str]) -> None:
     second_try = history[len(first_try) :]
     assert second_try[0] == "job.started"
     assert second_try[-1] == "job.completed"
+
+    (failed,) = [j for j in jobs if j.status == "failed"]
+    assert (failed.job_type, failed.params["resourceId"]) == (
+        "highlight-annotation",
+        "lost-chapter",
+    )
+    assert failed.max_retries == 0
 
     (cancelled,) = [j for j in jobs if j.status == "cancelled"]
     assert cancelled.job_type == "index"
@@ -232,13 +317,37 @@ def test_demo_shows_every_ending(demo_run: tuple[Path, str]) -> None:
 
     (partial,) = [j for j in jobs if j.status == "partial"]
     assert partial.job_type == "digest"
-    assert partial.error == "2 of 5 sources unreadable: doc-blank, doc-atlantis"
+    assert partial.error == "1 of 3 sources unreadable: lost-chapter"
     assert partial.result is not None
-    assert partial.result["unreadable"] == ["doc-blank", "doc-atlantis"]
+    assert partial.result["unreadable"] == ["lost-chapter"]
 
     (skipped,) = [j for j in jobs if j.status == "skipped"]
     assert skipped.job_type == "readability"
-    assert skipped.error == "doc-boulangerie is French, not English"
+    assert skipped.error == "boulangerie is French, not English"
+
+    # The generation job wrote a resource and linked the reference mark to it.
+    (generation,) = [j for j in jobs if j.job_type == "generation"]
+    (reference,) = [j for j in jobs if j.job_type == "reference-annotation"]
+    assert generation.status == "completed"
+    assert generation.params["sourceResourceId"] == "analytical-engine"
+    assert generation.result is not None
+    written = generation.result["resourceId"]
+    assert generation.result["resourceName"] == "Ada Byron"
+    assert generation.result["offline"] is True
+    (linked,) = [
+        m for m in marks_in(db, "analytical-engine") if m.id == generation.result["linkedMarkId"]
+    ]
+    assert (linked.job_id, linked.exact, linked.motivation) == (
+        reference.id,
+        "Ada Byron",
+        "linking",
+    )
+    assert linked.annotation["body"] == [
+        {"type": "TextualBody", "value": "Person", "purpose": "tagging"},
+        {"type": "SpecificResource", "source": written, "purpose": "linking"},
+    ]
+    (resource,) = [r for r in resources_in(db) if r.job_id is not None]
+    assert (resource.id, resource.name, resource.job_id) == (written, "Ada Byron", generation.id)
 
     # The plain lines show the lifecycle as it happens.
     def lines_of(job: jobledger.Job) -> list[str]:
@@ -250,11 +359,27 @@ def test_demo_shows_every_ending(demo_run: tuple[Path, str]) -> None:
     assert lines_of(cancelled)[-1].split()[4] == "cancelled"
     assert lines_of(partial)[-1].split()[4] == "partial:"
     assert lines_of(skipped)[-1].split()[4] == "skipped:"
+    assert any(f"mark {linked.id} linked to {written}" in line for line in lines_of(generation))
     # The summary counts every ending and says why each unhappy one happens.
-    assert "jobs: 10 — 6 completed, 1 failed, 1 cancelled, 1 partial, 1 skipped; 1 retried" in out
+    assert "jobs: 11 — 7 completed, 1 failed, 1 cancelled, 1 partial, 1 skipped; 1 retried" in out
+    assert "marks created: 49" in out
     assert "retried after 0.2 s and completes on attempt 2" in out
     assert f"jobledger history {retried[0].id}" in out
     assert f"jobledger history {cancelled.id}" in out
+    assert f"jobledger content {written}" in out
+    # Then the marks per document, the written document, and who made them.
+    assert "Marks on analytical-engine (analytical-engine.md): 15" in out
+    assert "Marks on four-day-week (four-day-week.md): 20" in out
+    assert "Marks on nap-recall (nap-recall.md): 14" in out
+    assert "Marks on boulangerie" not in out
+    (row,) = lines_with(out, "tagging: Person; → ")
+    assert row.split()[:3] == ["linking", "76–85", "Ada"]
+    toulmin = [line for line in lines_with(out, "argument-toulmin") if line.split()[0] == "tagging"]
+    assert len(toulmin) == 17
+    assert f"Written by job {generation.id}: {written} 'Ada Byron'" in out
+    assert f"linked from mark {linked.id} on analytical-engine: 'Ada Byron'" in out
+    assert "│ # Ada Byron" in out
+    assert "made by jobledger-offline, the offline client: no model ran" in out
 
 
 def test_list_shows_the_jobs(demo_db: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -281,9 +406,9 @@ def test_list_filters(demo_db: Path, capsys: pytest.CaptureFixture[str]) -> None
     out = capsys.readouterr().out
     assert {j.user.id for j in jobs if j.id in out} == {"alice"}
 
-    assert main(["list", "--db", str(demo_db), "--type", "checksum"]) == 0
+    assert main(["list", "--db", str(demo_db), "--type", "comment-annotation"]) == 0
     out = capsys.readouterr().out
-    assert {j.job_type for j in jobs if j.id in out} == {"checksum"}
+    assert {j.job_type for j in jobs if j.id in out} == {"comment-annotation"}
 
     assert main(["list", "--db", str(demo_db), "--limit", "1"]) == 0
     out = capsys.readouterr().out
@@ -295,16 +420,16 @@ def test_list_filters(demo_db: Path, capsys: pytest.CaptureFixture[str]) -> None
 
 
 def test_show_prints_the_job(demo_db: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    job = next(j for j in jobs_in(demo_db) if j.params.get("doc") == "doc-bees")
-    assert job.job_type == "highlight"
+    job = next(j for j in jobs_in(demo_db) if j.job_type == "comment-annotation")
     assert main(["show", job.id, "--db", str(demo_db)]) == 0
     out = capsys.readouterr().out
     assert job.id in out
-    assert "highlight" in out
+    assert "comment-annotation" in out
     assert "completed" in out
-    assert '"keywords":["hive","queen"]' in out
-    assert '"highlightsFound":7' in out
-    assert "6/6" in out
+    assert '"resourceId":"analytical-engine"' in out
+    assert '"tone":"explanatory"' in out
+    assert '"found":2,"created":2' in out
+    assert "0/2 60% creating 2 marks" in out  # the last report: then the marks
 
 
 def test_show_prints_the_error_of_a_failed_job(
@@ -314,19 +439,21 @@ def test_show_prints_the_error_of_a_failed_job(
     assert main(["show", job.id, "--db", str(demo_db)]) == 0
     out = capsys.readouterr().out
     assert "failed" in out
-    assert "document 'doc-blank' has no sentences to summarize" in out
+    assert "resource 'lost-chapter' not found" in out
+    assert "1 (max retries 0)" in out
 
 
 def test_history_lists_the_events_in_order(
     demo_db: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    job = next(j for j in jobs_in(demo_db) if j.job_type == "checksum")
+    job = next(j for j in jobs_in(demo_db) if j.job_type == "comment-annotation")
     assert main(["history", job.id, "--db", str(demo_db)]) == 0
     out = capsys.readouterr().out
     types = [word for word in out.split() if word.startswith("job.")]
-    assert types == ["job.created", "job.started", *["job.progressed"] * 7, "job.completed"]
-    assert "worker:ChecksumWorker" in out
-    assert "10 event(s)" in out
+    assert types == ["job.created", "job.started", *["job.progressed"] * 3, "job.completed"]
+    assert "worker:CommentWorker" in out
+    assert "10% fetching reading analytical-engine" in out
+    assert "6 event(s)" in out
 
 
 def test_history_of_a_retried_job(demo_db: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -335,8 +462,9 @@ def test_history_of_a_retried_job(demo_db: Path, capsys: pytest.CaptureFixture[s
     out = capsys.readouterr().out
     assert "job.retry_scheduled" in out
     assert "attempt 1 failed (ConnectionError: connection reset" in out
+    assert "while reading nap-recall (a flaky store)" in out
     assert "(in 0.20 s)" in out
-    assert "attempt 2 claimed by FetchWorker" in out
+    assert "attempt 2 claimed by TagWorker" in out
     assert main(["show", job.id, "--db", str(demo_db)]) == 0
     out = capsys.readouterr().out
     assert "2 (max retries 2)" in out
@@ -347,8 +475,8 @@ def test_show_prints_a_partial_job(demo_db: Path, capsys: pytest.CaptureFixture[
     assert main(["show", job.id, "--db", str(demo_db)]) == 0
     out = capsys.readouterr().out
     assert "partial" in out
-    assert "2 of 5 sources unreadable" in out
-    assert '"unreadable":["doc-blank","doc-atlantis"]' in out
+    assert "1 of 3 sources unreadable: lost-chapter" in out
+    assert '"unreadable":["lost-chapter"]' in out
 
 
 def test_history_of_a_failed_job(demo_db: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -356,8 +484,8 @@ def test_history_of_a_failed_job(demo_db: Path, capsys: pytest.CaptureFixture[st
     assert main(["history", job.id, "--db", str(demo_db)]) == 0
     out = capsys.readouterr().out
     types = [word for word in out.split() if word.startswith("job.")]
-    assert types == ["job.created", "job.started", "job.failed"]
-    assert "ValueError" in out
+    assert types == ["job.created", "job.started", "job.progressed", "job.failed"]
+    assert "NotFound: resource 'lost-chapter'" in out
 
 
 def test_history_shows_the_attempt_of_each_event(
@@ -374,17 +502,118 @@ def test_history_shows_the_attempt_of_each_event(
         *created.split()[2:4],
         "alice",
         "-",
-        "fetch",
+        "tag-annotation",
         "for",
     ]
     started = lines_with(out, "job.started")
     assert [line.split()[4:6] for line in started] == [
-        ["worker:FetchWorker", "1"],
-        ["worker:FetchWorker", "2"],
+        ["worker:TagWorker", "1"],
+        ["worker:TagWorker", "2"],
     ]
     assert lines_with(out, "job.retry_scheduled")[0].split()[5:8] == ["1", "attempt", "1"]
     (completed,) = lines_with(out, "job.completed")
     assert completed.split()[5:8] == ["2", "attempt", "2,"]
+
+
+# -- marks, resources and content -------------------------------------------------
+
+
+def test_marks_lists_a_resources_marks(demo_db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    marks = marks_in(demo_db, "analytical-engine")
+    assert main(["marks", "analytical-engine", "--db", str(demo_db)]) == 0
+    out = capsys.readouterr().out
+    assert "Marks on analytical-engine" in out
+    assert out.endswith(f"{len(marks)} mark(s), in order of creation\n")
+    lines = out.splitlines()
+    rows = [next(i for i, line in enumerate(lines) if m.id in line) for m in marks]
+    assert [lines[i].split()[:3] for i in rows] == [[m.id, m.motivation, _span(m)] for m in marks]
+    # Under each mark's id, the job that made it.
+    assert [lines[i + 1].split()[0] for i in rows] == [m.job_id for m in marks]
+    assert sorted({m.motivation for m in marks}) == ["commenting", "highlighting", "linking"]
+    (ada,) = [m for m in marks if m.exact == "Ada Byron"]
+    ada_row = out[out.index(ada.id) :]
+    assert "tagging: Person" in ada_row
+    written = next(r for r in resources_in(demo_db) if r.job_id is not None)
+    assert f"→ {written.id}" in ada_row
+
+
+def _span(mark: jobledger.Mark) -> str:
+    position = mark.annotation["target"]["selector"][0]
+    return f"{position['start']}–{position['end']}"
+
+
+def test_marks_as_jsonld(demo_db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["marks", "four-day-week", "--db", str(demo_db), "--jsonld"]) == 0
+    documents = json.loads(capsys.readouterr().out)
+    assert documents == asyncio.run(_annotations(demo_db, "four-day-week"))
+    assert len(documents) == 20
+    text = SAMPLES["four-day-week"]
+    for document in documents:
+        assert document["@context"] == "http://www.w3.org/ns/anno.jsonld"
+        assert document["type"] == "Annotation"
+        assert document["target"]["source"] == "four-day-week"
+        position, quote = document["target"]["selector"]
+        assert text[position["start"] : position["end"]] == quote["exact"]
+        assert document["generator"]["name"].endswith("with jobledger-offline")
+    assert {d["motivation"] for d in documents} == {"assessing", "tagging"}
+
+
+def test_marks_of_a_resource_without_marks(
+    demo_db: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["marks", "boulangerie", "--db", str(demo_db)]) == 0
+    assert capsys.readouterr().out == f"no marks on 'boulangerie' in {demo_db}\n"
+    assert main(["marks", "boulangerie", "--db", str(demo_db), "--jsonld"]) == 0
+    assert capsys.readouterr().out == "[]\n"
+
+
+def test_resources_lists_the_documents(demo_db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    resources = resources_in(demo_db)
+    assert main(["resources", "--db", str(demo_db)]) == 0
+    out = capsys.readouterr().out
+    rows = [next(line for line in out.splitlines() if r.id in line) for r in resources]
+    assert [row.split()[:5] for row in rows] == [
+        [r.id, r.name, "text/markdown", str(r.size), r.job_id or "demo"]
+        for r in resources
+        if " " not in r.name
+    ] + [[resources[-1].id, "Ada", "Byron", "text/markdown", str(resources[-1].size)]]
+    assert out.endswith("5 resource(s), oldest first\n")
+    assert main(["resources", "--db", str(demo_db), "--limit", "2"]) == 0
+    out = capsys.readouterr().out
+    assert [r.id for r in resources if r.id in out] == [r.id for r in resources[:2]]
+    assert out.endswith("2 resource(s), oldest first; more exist (raise --limit)\n")
+
+
+def test_content_prints_the_bytes(
+    demo_db: Path, capsysbinary: pytest.CaptureFixture[bytes]
+) -> None:
+    assert main(["content", "nap-recall", "--db", str(demo_db)]) == 0
+    assert capsysbinary.readouterr().out == SAMPLES["nap-recall"].encode()
+    written = next(r for r in resources_in(demo_db) if r.job_id is not None)
+    assert main(["content", written.id, "--db", str(demo_db)]) == 0
+    data = capsysbinary.readouterr().out
+    assert len(data) == written.size
+    assert data.startswith(b"# Ada Byron\n")
+
+
+def test_content_of_an_unknown_or_damaged_resource_is_exit_1(
+    demo_db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["content", "nope", "--db", str(demo_db)]) == 1
+    captured = capsys.readouterr()
+    assert captured.err == f"jobledger: error: resource 'nope' not found in {demo_db}\n"
+    assert captured.out == ""
+    db = copy_of(demo_db, tmp_path / "copy.db")
+    [stored] = [
+        p
+        for p in Path(f"{db}.content").rglob("*")
+        if p.is_file() and p.read_bytes() == SAMPLES["boulangerie"].encode()
+    ]
+    stored.write_bytes(b"edited")
+    assert main(["content", "boulangerie", "--db", str(db)]) == 1
+    captured = capsys.readouterr()
+    assert captured.err.startswith("jobledger: error: CorruptionError: ")
+    assert captured.out == ""
 
 
 # -- tail ----------------------------------------------------------------------
@@ -400,20 +629,34 @@ def test_tail_catches_up_from_a_seq_and_stops_after_count(
     for line, env in zip(lines, first, strict=True):
         assert line.split()[0] == str(env.seq)
         assert line.split()[3:6] == [env.type, env.stream, env.actor]
-    assert lines[0].split()[6:] == ["word-count", "for", "alice,", "params", '{"doc":"doc-rivers"}']
+    digest = first[0].data.digest  # type: ignore[attr-defined]
+    assert lines[0].split()[3:] == [
+        "resource.created",
+        "analytical-engine",
+        "demo",
+        "'analytical-engine.md',",
+        "text/markdown,",
+        f"{len(SAMPLES['analytical-engine'].encode())}",
+        "bytes,",
+        f"{digest[:19]}…",
+    ]
 
     assert main(["tail", "--db", str(demo_db), "--after", "5", "--count", "2"]) == 0
     assert [int(line.split()[0]) for line in capsys.readouterr().out.splitlines()] == [6, 7]
 
 
 def test_tail_of_one_job_type(demo_db: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    (job,) = [j for j in jobs_in(demo_db) if j.job_type == "fetch"]
-    events = envelopes_in(demo_db, job.id)
-    argv = ["tail", "--db", str(demo_db), "--type", "fetch", "--after", "0"]
+    """A job type's events are its jobs' and their marks'."""
+    (job,) = [j for j in jobs_in(demo_db) if j.job_type == "comment-annotation"]
+    events = [e for e in envelopes_in(demo_db) if getattr(e.data, "job_id", None) == job.id]
+    marks = [e.stream for e in events if e.type == "mark.created"]
+    assert len(marks) == 2
+    argv = ["tail", "--db", str(demo_db), "--type", "comment-annotation", "--after", "0"]
     assert main([*argv, "--count", str(len(events))]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [int(line.split()[0]) for line in lines] == [env.seq for env in events]
-    assert {line.split()[4] for line in lines} == {job.id}
+    assert {line.split()[4] for line in lines} == {job.id, *marks}
+    assert "(commenting)" in lines_with("\n".join(lines), "mark.created")[0]
 
 
 def test_tail_of_an_ended_job_stops_at_its_end(
@@ -448,11 +691,13 @@ def test_tail_of_a_job_on_a_terminal_shows_its_progress_bar(
     demo_db: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("TTY_COMPATIBLE", "1")
-    job = next(j for j in jobs_in(demo_db) if j.job_type == "checksum")
+    job = next(j for j in jobs_in(demo_db) if j.job_type == "comment-annotation")
     assert main(["tail", job.id, "--db", str(demo_db), "--after", "0"]) == 0
     out = capsys.readouterr().out
     assert "job.completed" in out
-    bar = [line for line in out.splitlines() if line.strip().startswith(job.id)][-1]
+    # The bar is redrawn in place: after a carriage return, a clear-line code.
+    frames = [frame.removeprefix("\x1b[2K") for frame in out.replace("\r", "\n").split("\n")]
+    bar = [frame for frame in frames if frame.startswith(job.id)][-1]
     assert "━" in bar
     assert bar.rstrip().endswith("100%")
 
@@ -475,8 +720,10 @@ async def test_tail_follows_a_job_as_another_ledger_runs_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     db = tmp_path / "live.db"
+    text = SAMPLES["four-day-week"]
     async with jobledger.open(db, job_types=JOB_TYPES) as ledger:
-        job = await ledger.submit("word-count", {"doc": "doc-rivers"}, user="alice")
+        await ledger.create_resource("essay.md", text, resource_id="essay")
+        job = await ledger.submit("readability", {"doc": "essay"}, user="alice")
     out = _Watched("job.created")
     monkeypatch.setattr(sys, "stdout", out)
     tail = asyncio.ensure_future(
@@ -485,14 +732,18 @@ async def test_tail_follows_a_job_as_another_ledger_runs_it(
     # The tail has shown the pending job and waits for more: now run it.
     assert await asyncio.to_thread(out.seen.wait, 30)
     assert not tail.done()
-    async with jobledger.open(db, workers=[WordCountWorker(pause=0)]) as ledger:
+    fetcher = DemoFetcher()
+    async with jobledger.open(db, workers=[ReadabilityWorker(fetcher, pause=0)]) as ledger:
+        fetcher.bind(ledger)
         done = await ledger.wait(job.id, timeout=30)
     assert done.status == "completed"
+    assert done.result is not None
+    assert fetcher.reads == 1
     assert await asyncio.wait_for(tail, 30) == 0  # it ends by itself, at the job's end
     lines = out.getvalue().splitlines()
     assert [line.split()[3] for line in lines] == await _history(db, job.id)
     assert lines[-1].split()[3] == "job.completed"
-    assert '"words":89' in lines[-1]
+    assert f'"words":{done.result["words"]}' in lines[-1]
 
 
 # -- replay --------------------------------------------------------------------
@@ -508,7 +759,7 @@ def test_replay_shows_the_state_at_a_seq(demo_db: Path, capsys: pytest.CaptureFi
     out = capsys.readouterr().out
     assert f"Jobs at seq {retry.seq}, in order of creation" in out
     (row,) = lines_with(out, job.id)
-    assert row.split()[:5] == [job.id, "fetch", "alice", "pending", "2/5"]
+    assert row.split()[:5] == [job.id, "tag-annotation", "alice", "pending", "10%"]
     assert out.endswith(
         f"{len(then.jobs)} job(s), {len(then.marks)} mark(s), {len(then.assets)} asset(s) "
         f"at seq {retry.seq} (the log's head is {head})\n"
@@ -520,7 +771,7 @@ def test_replay_shows_the_state_at_a_seq(demo_db: Path, capsys: pytest.CaptureFi
     assert main(["replay", "--db", str(demo_db)]) == 0
     out = capsys.readouterr().out
     (row,) = lines_with(out, job.id)
-    assert row.split()[:5] == [job.id, "fetch", "alice", "completed", "2"]
+    assert row.split()[:5] == [job.id, "tag-annotation", "alice", "completed", "2"]
     assert f"{DEFAULT_JOBS} job(s), " in out
     assert f"at seq {head} (the log's head is {head})" in out
 
@@ -659,7 +910,11 @@ def test_import_rebuilds_the_log_in_a_new_file(
     capsys.readouterr()
     db = tmp_path / "copy.db"
     head = digest_of(demo_db)
-    assert main(["import", str(export), "--db", str(db)]) == 0
+    bare = str(tmp_path / "bare.db")
+    assert main(["import", str(export), "--db", bare]) == 1  # the content is not in the log
+    assert "is missing" in capsys.readouterr().out
+    content = str(content_folder_for(demo_db))
+    assert main(["import", str(export), "--db", str(db), "--content", content]) == 0
     assert capsys.readouterr().out == f"imported {head.seq} events; verify: ok\n"
     assert digest_of(db) == head
     assert jobs_in(db) == jobs_in(demo_db)
@@ -684,7 +939,8 @@ def test_import_reads_standard_input(
     capsys.readouterr()
     with export.open("rb") as stdin:
         monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(stdin))
-        assert main(["import", "-", "--db", str(tmp_path / "piped.db")]) == 0
+        content = str(content_folder_for(demo_db))
+        assert main(["import", "-", "--db", str(tmp_path / "piped.db"), "--content", content]) == 0
     assert capsys.readouterr().out.endswith("; verify: ok\n")
     assert digest_of(tmp_path / "piped.db") == digest_of(demo_db)
 
@@ -754,6 +1010,9 @@ def test_import_into_a_file_that_is_not_a_log(
         ["list"],
         ["show", "job_x"],
         ["history", "job_x"],
+        ["marks", "doc"],
+        ["resources"],
+        ["content", "doc"],
         ["tail"],
         ["tail", "job_x"],
         ["replay"],
@@ -822,58 +1081,107 @@ async def test_run_demo_returns_a_report(tmp_path: Path) -> None:
     report = await run_demo(tmp_path / "r.db", jobs=12, pause=0, console=Console(file=output))
     assert "jobledger demo: 12 jobs" in output.getvalue()
     assert [(job.job_type, job.status) for job in report.jobs] == [
-        ("word-count", "completed"),
-        ("highlight", "completed"),
-        ("fetch", "completed"),
-        ("summarize", "failed"),
+        ("highlight-annotation", "completed"),
+        ("reference-annotation", "completed"),
+        ("tag-annotation", "completed"),
+        ("highlight-annotation", "failed"),
         ("index", "cancelled"),
         ("digest", "partial"),
         ("readability", "skipped"),
-        ("checksum", "completed"),
-        ("highlight", "completed"),
+        ("generation", "completed"),
+        ("tag-annotation", "completed"),
+        ("comment-annotation", "completed"),
+        ("assessment-annotation", "completed"),
         ("readability", "completed"),
-        ("word-count", "completed"),
-        ("checksum", "completed"),
     ]
     assert [job.attempt for job in report.jobs] == [1, 1, 2, *[1] * 9]
     assert report.verify.ok
     assert report.events == report.new_events == report.verify.events
-    assert report.marks == 13  # 7 hits in doc-bees, 6 in doc-ledgers
+    assert report.marks == 49
+    assert (report.generator, report.offline) == ("jobledger-offline", True)
     assert report.path == str(tmp_path / "r.db")
+    documents = {d.resource.id: d for d in report.documents}
+    assert list(documents)[:4] == list(SAMPLES)
+    assert {rid: len(d.marks) for rid, d in documents.items()} == {
+        "analytical-engine": 15,
+        "boulangerie": 0,
+        "four-day-week": 20,
+        "nap-recall": 14,
+        report.jobs[7].result["resourceId"]: 0,  # type: ignore[index]
+    }
+    assert sum(len(d.marks) for d in report.documents) == report.marks
+    for rid, text in SAMPLES.items():
+        assert documents[rid].content == text
+        for mark in documents[rid].marks:
+            # Every quote is the text at its span.
+            [position, quote] = mark.annotation["target"]["selector"]
+            assert text[position["start"] : position["end"]] == quote["exact"] == mark.exact
+    written = report.documents[-1]
+    assert written.resource.job_id == report.jobs[7].id
+    assert written.content.startswith("# Ada Byron\n")
+    assert "no model wrote it" in written.content
+    assert report.jobs[11].result is not None
+    assert report.jobs[11].result["doc"] == "four-day-week"
 
 
 def test_the_demo_workers_declare_their_types() -> None:
-    assert WordCountWorker().job_types == ("word-count",)
-    assert HighlightWorker().job_types == ("highlight",)
-    assert ChecksumWorker().job_types == ("checksum",)
-    assert SummarizeWorker(pause=0).job_types == ("summarize",)
-    assert FetchWorker().job_types == ("fetch",)
-    assert IndexWorker().job_types == ("index",)
-    assert DigestWorker().job_types == ("digest",)
-    assert ReadabilityWorker().job_types == ("readability",)
+    fetcher = DemoFetcher()
+    assert IndexWorker(fetcher).job_types == ("index",)
+    assert DigestWorker(fetcher).job_types == ("digest",)
+    assert ReadabilityWorker(fetcher, pause=0).job_types == ("readability",)
     with pytest.raises(ValueError, match="pause"):
-        WordCountWorker(pause=-1)
-    workers = (
-        WordCountWorker,
-        HighlightWorker,
-        ChecksumWorker,
-        SummarizeWorker,
-        FetchWorker,
-        IndexWorker,
-        DigestWorker,
-        ReadabilityWorker,
-    )
-    assert sorted(t.name for t in JOB_TYPES) == sorted(w.job_types[0] for w in workers)
+        IndexWorker(fetcher, pause=-1)
+    with pytest.raises(ValueError, match="latency"):
+        DemoFetcher(latency=-1)
+    assert [t.name for t in JOB_TYPES] == [
+        *(t.name for t in ANNOTATION_JOB_TYPES),
+        "index",
+        "digest",
+        "readability",
+    ]
 
 
 async def test_the_demo_job_types_check_params_at_submit() -> None:
     async with jobledger.open(job_types=JOB_TYPES) as ledger:
-        with pytest.raises(jobledger.ValidationError, match="keywords"):
-            await ledger.submit("highlight", {"doc": "doc-bees", "keywords": []})
-        with pytest.raises(jobledger.ValidationError, match="chunk"):
-            await ledger.submit("checksum", {"doc": "doc-bees", "chunk": 0})
-        job = await ledger.submit("checksum", {"doc": "doc-bees"})
-        assert job.params == {"doc": "doc-bees", "chunk": 96}
+        with pytest.raises(jobledger.ValidationError, match="docs"):
+            await ledger.submit("index", {"docs": []})
+        with pytest.raises(jobledger.ValidationError, match="doc"):
+            await ledger.submit("readability", {})
+        with pytest.raises(jobledger.ValidationError, match="density"):
+            await ledger.submit("highlight-annotation", {"resourceId": "x", "density": 0})
+        job = await ledger.submit("tag-annotation", {"resourceId": "x", "schemaId": "legal-irac"})
+        assert job.params == {"resourceId": "x", "schemaId": "legal-irac", "categories": None}
+
+
+async def test_the_demo_fetcher_reads_the_ledger_and_drops_the_first_flaky_read() -> None:
+    fetcher = DemoFetcher(flaky=["a"])
+    async with jobledger.open() as ledger:
+        await ledger.create_resource("a.md", "Alpha.", resource_id="a")
+        reading = asyncio.ensure_future(fetcher.fetch("a"))
+        await asyncio.sleep(0)  # one turn of the loop (not a wait for time): it starts
+        assert not reading.done()
+        fetcher.bind(ledger)
+        with pytest.raises(ConnectionError, match="connection reset while reading a"):
+            await reading
+        assert await fetcher.fetch("a") == "Alpha."
+        with pytest.raises(jobledger.NotFound):
+            await fetcher.fetch("b")
+    assert fetcher.reads == 3
+
+
+def test_the_samples_are_package_data() -> None:
+    """Every bundled document is in the wheel: pyproject's package-data
+    takes ``samples/*.md`` of the ``jobledger`` package."""
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert "samples/*.md" in config["tool"]["setuptools"]["package-data"]["jobledger"]
+    files = sorted(p.stem for p in (ROOT / "ledger" / "samples").glob("*.md"))
+    assert (
+        files
+        == list(SAMPLES)
+        == ["analytical-engine", "boulangerie", "four-day-week", "nap-recall"]
+    )
+    for text in SAMPLES.values():
+        assert text.startswith("# ") and text.endswith("\n")
 
 
 def test_the_console_script_runs(tmp_path: Path) -> None:
