@@ -12,14 +12,17 @@ acknowledgement that did not happen.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import random
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -300,8 +303,253 @@ def run_poison_child(db: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+# -- several processes: fencing, load, clocks (issue 6, items 6, 7 and 9) -----
+
+CLOCK_OFFSET_ENV = "JOBLEDGER_TEST_CLOCK_OFFSET"
+"""The environment variable that sets a child's wall clock off the real one,
+in seconds (negative: behind): two processes with different wall clocks."""
+
+
+class OffsetClock(jobledger.SystemClock):
+    """The real clock with its wall clock ``offset`` seconds off; its monotonic
+    clock and its sleeps are the real ones."""
+
+    def __init__(self, offset: float) -> None:
+        self.offset = timedelta(seconds=offset)
+
+    def now(self) -> datetime:
+        return super().now() + self.offset
+
+
+def child_clock() -> OffsetClock:
+    """The clock of a child process: off by ``$JOBLEDGER_TEST_CLOCK_OFFSET`` seconds."""
+    return OffsetClock(float(os.environ.get(CLOCK_OFFSET_ENV, "0")))
+
+
+def _log_warnings() -> None:
+    """Show jobledger's warnings on stderr: the parent asserts it stays empty
+    where nothing may go wrong (a storage error the tail logged, say)."""
+    logging.basicConfig(level=logging.WARNING, format="%(name)s %(levelname)s %(message)s")
+
+
+async def _line_from_parent() -> str:
+    """The next line the parent writes on stdin (read in a thread: the loop
+    runs on). The parent always writes one, or closes stdin."""
+    return await asyncio.to_thread(sys.stdin.readline)
+
+
+def spawn(db: Path, mode: str, *args: str, offset: float = 0.0) -> subprocess.Popen[str]:
+    """Start a child of ``mode`` on ``db`` with pipes for its stdin, stdout and
+    stderr, its wall clock ``offset`` seconds off."""
+    env = {k: v for k, v in os.environ.items() if k != "JOBLEDGER_CRASH"}
+    env[CLOCK_OFFSET_ENV] = repr(offset)
+    return subprocess.Popen(
+        [sys.executable, __file__, str(db), mode, *args],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+async def read_line(proc: subprocess.Popen[str], timeout: float = 60) -> list[str]:
+    """The child's next line on stdout, split; ``[]`` at its end."""
+    assert proc.stdout is not None
+    return (await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), timeout)).split()
+
+
+def tell(proc: subprocess.Popen[str], line: str = "go") -> None:
+    """Write a cue line to the child's stdin."""
+    assert proc.stdin is not None
+    proc.stdin.write(line + "\n")
+    proc.stdin.flush()
+
+
+async def ended(proc: subprocess.Popen[str], timeout: float = 60) -> tuple[str, str]:
+    """Close the child's stdin, wait for it to exit; its remaining stdout and stderr."""
+    out, err = await asyncio.to_thread(proc.communicate, timeout=timeout)
+    return out, err
+
+
+def stop_all(procs: list[subprocess.Popen[str]]) -> None:
+    """Kill and reap the children still running (after a failed check)."""
+    for proc in procs:
+        if proc.poll() is None:
+            os.kill(
+                proc.pid, signal.SIGCONT
+            )  # (a stopped process is killed too, but reap it promptly)
+            proc.kill()
+        proc.communicate()
+
+
+# Item 6: a worker paused (SIGSTOP) past its lease, resumed (SIGCONT).
+
+FENCED = "fenced"
+FENCE_LEASE = 1.0
+"""The paused worker's lease, seconds: short, so the test waits little."""
+
+LATE_COMMANDS = (
+    "progress", "heartbeat", "mark", "asset", "complete", "partial", "skip", "fail",
+    "cancel", "suspend",
+)  # fmt: skip
+"""Everything a worker can send for its job: after the lease is lost, each must be refused."""
+
+
+class Pausable(JobWorker):
+    """Claims a ``fenced`` job under a short lease, says so on stdout, and hands
+    the job to a task that waits for the parent's cue (given once the process
+    was paused past its lease and resumed) and then tries every change a
+    worker can make to its job. That task is shielded: it goes on when the
+    runner cancels ``execute`` on finding the lease lost, as a handler that
+    ignores cancellation would (the worst case for fencing)."""
+
+    job_types = (FENCED,)
+    lease_seconds = FENCE_LEASE
+    progress_interval = 0.0
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ledger: jobledger.Ledger | None = None
+        self.finished = asyncio.Event()
+
+    async def execute(self, job: Job, ctx: JobContext) -> dict[str, Any]:
+        late = asyncio.ensure_future(self._late(job, ctx))
+        print(f"claimed {job.id} {ctx.attempt}", flush=True)  # the parent's cue to pause us
+        await asyncio.shield(late)
+        return {"by": "paused"}
+
+    async def _late(self, job: Job, ctx: JobContext) -> None:
+        await _line_from_parent()  # resumed, long past the lease
+        assert self.ledger is not None
+        send = self.ledger.send
+        common: dict[str, Any] = {
+            "job_id": job.id,
+            "attempt": ctx.attempt,
+            "actor": ctx.actor,
+            "correlation_id": job.id,
+        }
+        tries: dict[str, Callable[[], Awaitable[object]]] = {
+            "progress": lambda: ctx.progress(90, stage="late"),
+            "heartbeat": ctx.heartbeat,
+            "mark": lambda: ctx.create_mark("late-doc", {"by": "paused"}),
+            "asset": lambda: ctx.create_asset("thumb", f"late/{job.id}.png", 10),
+            "complete": lambda: send(jobledger.JobComplete(result={"by": "paused"}, **common)),
+            "partial": lambda: send(jobledger.JobPartial(result={}, error="late", **common)),
+            "skip": lambda: send(jobledger.JobSkip(reason="late", **common)),
+            "fail": lambda: send(jobledger.JobFail(error="late", **common)),
+            "cancel": lambda: send(jobledger.JobCancel(**common)),
+            "suspend": lambda: send(jobledger.JobSuspend(**common)),
+        }
+        for name in LATE_COMMANDS:
+            try:
+                await tries[name]()
+                print(f"late {name} accepted", flush=True)
+            except JobledgerError as exc:
+                print(f"late {name} {type(exc).__name__}", flush=True)
+        self.finished.set()
+
+
+async def paused_child(db: str) -> None:
+    """Run a :class:`Pausable` worker until its late commands are answered;
+    then print its runner's refused reports (``stats report_errors``)."""
+    worker = Pausable()
+    async with jobledger.open(
+        db, workers=[worker], clock=child_clock(), poll_interval=0.05
+    ) as ledger:
+        worker.ledger = ledger
+        await worker.finished.wait()
+    print(f"stats {ledger.statistics().workers[0].report_errors}", flush=True)
+
+
+class Successor(JobWorker):
+    """The worker that gets the job once the paused one lost it: makes a mark,
+    then holds the job until released."""
+
+    job_types = (FENCED,)
+    lease_seconds = 30.0
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def execute(self, job: Job, ctx: JobContext) -> dict[str, Any]:
+        await ctx.create_mark("doc", {"by": "successor"})
+        self.started.set()
+        await self.release.wait()
+        return {"by": "successor"}
+
+
+async def pause_past_the_lease(db: Path, *, successor_done: bool) -> dict[str, Any]:
+    """A worker process claims a job and is paused (SIGSTOP) past its lease;
+    this process's sweeper expires the lease and its worker claims the job
+    again (attempt 2). The paused process is resumed (SIGCONT) while attempt 2
+    runs, or, with ``successor_done``, after it completed, and tries every
+    change a worker can make: each must be refused with ``StaleAttempt`` (or
+    ``InvalidTransition`` once the job has ended) and write nothing, and the
+    job ends as attempt 2 made it. Returns the figures: the late commands and
+    their answers, the paused runner's refused reports."""
+    rules = jobledger.JobType(name=FENCED, suspendable=True)
+    retry = jobledger.RetryPolicy(base_delay=0.01, max_delay=0.01, jitter=False)
+    async with jobledger.open(db, job_types=[rules]) as ledger:
+        job = await ledger.submit(FENCED, max_retries=1, retry=retry)
+    paused = spawn(db, "paused")
+    try:
+        assert await read_line(paused) == ["claimed", job.id, "1"]
+        os.kill(paused.pid, signal.SIGSTOP)
+        _, status = await asyncio.to_thread(os.waitpid, paused.pid, os.WUNTRACED)
+        assert os.WIFSTOPPED(status)  # it is stopped now: it can renew nothing
+        successor = Successor()
+        async with jobledger.open(
+            db, workers=[successor], sweep_interval=0.05, poll_interval=0.05
+        ) as ledger:
+            # The lease runs out; the sweeper expires it; attempt 2 is claimed here.
+            await asyncio.wait_for(successor.started.wait(), 30)
+            if successor_done:
+                successor.release.set()
+                await ledger.wait(job.id, timeout=30)
+            refusal = "InvalidTransition" if successor_done else "StaleAttempt"
+            os.kill(paused.pid, signal.SIGCONT)
+            tell(paused)
+            answers = [await read_line(paused) for _ in LATE_COMMANDS]
+            assert answers == [["late", name, refusal] for name in LATE_COMMANDS], answers
+            out, err = await ended(paused)
+            assert paused.returncode == 0, err
+            (refused_reports,) = (int(line.split()[1]) for line in out.splitlines())
+            assert refused_reports >= 1  # the runner's own last report was refused too
+            successor.release.set()
+            done = await ledger.wait(job.id, timeout=30)
+            assert done.status == "completed" and done.result == {"by": "successor"}
+            assert (done.attempt, done.failures) == (2, 1)
+            history = [(env.type, env.actor) for env in await ledger.history(job.id)]
+            expired = history.index(("job.lease_expired", "system:sweeper"))
+            assert history[expired + 1 :] == [
+                ("job.started", "worker:Successor"),
+                ("job.completed", "worker:Successor"),
+            ], history
+            log = [env async for env in ledger.events()]
+            lost_at = next(env.seq for env in log if env.type == "job.lease_expired")
+            late = [env for env in log if env.seq > lost_at and env.actor == "worker:Pausable"]
+            assert not late, late  # nothing the paused worker sent after losing the job
+            assert [m.annotation for m in await ledger.marks("doc")] == [{"by": "successor"}]
+            assert await ledger.marks("late-doc") == [] and await ledger.assets(job.id) == []
+            assert (await ledger.verify()).ok
+    finally:
+        stop_all([paused])
+    return {"late": len(answers), "refusal": refusal, "refused_reports": refused_reports}
+
+
+PROCESS_CHILDREN: dict[str, Callable[..., Awaitable[None]]] = {
+    "paused": paused_child,
+}
+"""The children of this section, by the mode named on their command line."""
+
+
 if __name__ == "__main__":
     if sys.argv[2] == "poison":
         asyncio.run(poison_child(sys.argv[1]))
+    elif sys.argv[2] in PROCESS_CHILDREN:
+        asyncio.run(PROCESS_CHILDREN[sys.argv[2]](sys.argv[1], *sys.argv[3:]))
     else:
         asyncio.run(child(sys.argv[1], sys.argv[2], int(sys.argv[3])))
