@@ -20,8 +20,9 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -540,8 +541,268 @@ async def pause_past_the_lease(db: Path, *, successor_done: bool) -> dict[str, A
     return {"late": len(answers), "refusal": refusal, "refused_reports": refused_reports}
 
 
+# Item 6: claims raced by many tasks in several processes.
+
+
+async def claimer_child(db: str, tasks: str, index: str) -> None:
+    """Read the pending jobs, say ``ready``, wait for the parent's cue, then
+    claim them from ``tasks`` tasks at once, each task going through every
+    job one claim at a time (naming the version read), each in its own order
+    (rotated by the task and the process's ``index``) so the processes' small
+    batches interleave; print one ``claim <job id> <outcome>`` line per
+    claim: ``won`` or the error's type."""
+    async with jobledger.open(db, clock=child_clock(), sweep_interval=3600) as ledger:
+        pending = [job for job in (await ledger.list(limit=10_000)).jobs if job.status == "pending"]
+        print("ready", flush=True)
+        await _line_from_parent()
+        lines: list[str] = []
+
+        async def claim_all(n: int) -> None:
+            shift = (n * 7 + int(index) * 3) % len(pending)
+            for job in pending[shift:] + pending[:shift]:
+                try:
+                    await ledger.send(
+                        jobledger.JobStart(
+                            job_id=job.id,
+                            worker=f"{os.getpid()}-{n}",
+                            expected_version=job.version,
+                            lease_seconds=3600,
+                        )
+                    )
+                except JobledgerError as exc:
+                    lines.append(f"claim {job.id} {type(exc).__name__}\n")
+                else:
+                    lines.append(f"claim {job.id} won\n")
+
+        await asyncio.gather(*(claim_all(n) for n in range(int(tasks))))
+        print("".join(lines), end="", flush=True)
+
+
+async def claim_race(db: Path, *, processes: int, tasks: int, jobs: int) -> dict[str, int]:
+    """``processes`` processes each claim every one of ``jobs`` pending jobs
+    from ``tasks`` tasks, all at once: exactly one claim wins each job, every
+    other one is a ``ConcurrencyConflict``, the log holds one ``job.started``
+    per job, naming the winner. Returns the figures: claims, wins, conflicts,
+    and how many processes won some."""
+    async with jobledger.open(db) as ledger:
+        ids = {(await ledger.submit("raced", {"n": n})).id for n in range(jobs)}
+    claimers = [spawn(db, "claimer", str(tasks), str(n)) for n in range(processes)]
+    try:
+        for claimer in claimers:
+            assert await read_line(claimer) == ["ready"]
+        for claimer in claimers:
+            tell(claimer)
+        outcomes: Counter[str] = Counter()
+        winners: dict[str, list[str]] = {job_id: [] for job_id in ids}
+        for claimer in claimers:
+            out, err = await ended(claimer)
+            assert claimer.returncode == 0 and not err, err
+            for line in out.splitlines():
+                _, job_id, outcome = line.split()
+                outcomes[outcome] += 1
+                if outcome == "won":
+                    winners[job_id].append(str(claimer.pid))
+    finally:
+        stop_all(claimers)
+    assert sum(outcomes.values()) == processes * tasks * jobs
+    assert all(len(won) == 1 for won in winners.values()), winners  # exactly one claim each
+    assert set(outcomes) <= {"won", "ConcurrencyConflict"}, outcomes
+    async with jobledger.open(db, sweep_interval=3600) as ledger:
+        for job_id, (pid,) in winners.items():
+            started = [env for env in await ledger.history(job_id) if env.type == "job.started"]
+            assert len(started) == 1 and started[0].data.worker.startswith(f"{pid}-")  # type: ignore[union-attr]
+        assert (await ledger.verify()).ok
+    return {
+        "claims": sum(outcomes.values()),
+        "wins": outcomes["won"],
+        "conflicts": outcomes["ConcurrencyConflict"],
+        "winning_processes": len({pid for (pid,) in winners.values()}),
+    }
+
+
+# Item 7: submitters, workers and subscribers in separate processes, under load.
+
+END = "end"
+"""The job type of the sentinel the parent submits last: subscribers stop at it."""
+
+
+class Busy(JobWorker):
+    """Reports progress twice, makes a mark, writes its side effect (job id,
+    attempt, process) to the sink, completes: several events per job."""
+
+    job_types = ("busy",)
+    concurrency = 4
+    lease_seconds = 30.0  # (under load on two cores a heartbeat may come late)
+    progress_interval = 0.0
+
+    def __init__(self, sink: str) -> None:
+        super().__init__()
+        self.sink = sink
+
+    async def execute(self, job: Job, ctx: JobContext) -> dict[str, Any]:
+        await ctx.progress(30, stage="one")
+        await ctx.create_mark(f"res-{job.params['n']}", {"job": job.id})
+        await ctx.progress(60, stage="two")
+        _append(self.sink, f"{job.id} {ctx.attempt} {os.getpid()}\n")
+        return {"n": job.params["n"]}
+
+
+async def submitter_child(db: str, workdir: str, count: str) -> None:
+    """Submit ``count`` ``busy`` jobs in groups of four, recording what was
+    sent and acknowledged (as :func:`child` does); then exit."""
+    _log_warnings()
+    sent, acks = str(Path(workdir) / "sent"), str(Path(workdir) / "acks")
+    async with jobledger.open(db, clock=child_clock(), poll_interval=0.05) as ledger:
+        for start in range(0, int(count), 4):
+            keys = [f"{os.getpid()}-{n}" for n in range(start, min(int(count), start + 4))]
+            _append(sent, "".join(f"{key}\n" for key in keys))
+            submitted = await asyncio.gather(
+                *(ledger.submit("busy", {"n": key}, idempotency_key=key) for key in keys)
+            )
+            _append(acks, "".join(f"{k} {j.id}\n" for k, j in zip(keys, submitted, strict=True)))
+
+
+async def worker_child(db: str, workdir: str) -> None:
+    """Run a :class:`Busy` worker until the parent says stop."""
+    _log_warnings()
+    sink = str(Path(workdir) / "sink")
+    async with jobledger.open(
+        db, workers=[Busy(sink)], clock=child_clock(), poll_interval=0.05
+    ) as ledger:
+        print("ready", flush=True)
+        await _line_from_parent()
+        stats = ledger.statistics().workers[0]
+    print(f"stats {stats.claimed} {stats.lost_claims}", flush=True)
+
+
+async def subscriber_child(db: str, out: str, kind: str) -> None:
+    """Follow the log with ``events(follow=True)`` from the start (``kind``
+    ``events``) or with ``observe()`` live only (``observe``) until the
+    sentinel job is created; write ``seq event_id`` of every envelope seen,
+    in the order seen, to ``out``. Prints ``ready <head>`` once subscribed
+    (an observer sees everything after that head, at least)."""
+    _log_warnings()
+    seen: list[jobledger.Envelope] = []
+    async with jobledger.open(db, clock=child_clock(), poll_interval=0.05) as ledger:
+        head = await ledger.head()
+        if kind == "events":
+            print(f"ready {head}", flush=True)
+            async for env in ledger.events(follow=True):
+                seen.append(env)
+                if env.type == "job.created" and env.data.job_type == END:  # type: ignore[union-attr]
+                    break
+        else:
+            done = asyncio.Event()
+            failed: list[Exception] = []
+
+            def on_next(env: jobledger.Envelope) -> None:
+                seen.append(env)
+                if env.type == "job.created" and env.data.job_type == END:  # type: ignore[union-attr]
+                    done.set()
+
+            def on_error(exc: Exception) -> None:
+                failed.append(exc)
+                done.set()
+
+            subscription = ledger.observe().subscribe(on_next=on_next, on_error=on_error)
+            print(f"ready {head}", flush=True)
+            await done.wait()
+            subscription.dispose()
+            if failed:
+                raise failed[0]
+    _append(out, "".join(f"{env.seq} {env.event_id}\n" for env in seen))
+
+
+async def load(
+    db: Path,
+    workdir: Path,
+    *,
+    submitters: int,
+    jobs: int,
+    workers: int,
+    offsets: Sequence[float] = (),
+) -> dict[str, Any]:
+    """Item 7: ``submitters`` processes submit ``jobs`` jobs each while
+    ``workers`` worker processes run them and two subscriber processes (one
+    ``events(follow=True)``, one ``observe()``) follow the log. Every process
+    exits cleanly with nothing on stderr (no ``database is locked``, no raw
+    ``sqlite3`` error, no warning), each subscriber saw every event after it
+    subscribed exactly once, in ``seq`` order, equal to the log read
+    afterwards; no job was claimed twice (one ``job.started`` each, one run
+    in the sink, attempt 1); every invariant holds. ``offsets`` sets the
+    wall clocks of the worker processes off (item 9). Returns the figures."""
+    started = time.perf_counter()
+    subscribers = [
+        spawn(db, "subscriber", str(workdir / f"seen-{kind}"), kind)
+        for kind in ("events", "observe")
+    ]
+    others: list[subprocess.Popen[str]] = []
+    try:
+        heads = {}
+        for kind, subscriber in zip(("events", "observe"), subscribers, strict=True):
+            ready, head = await read_line(subscriber)
+            assert ready == "ready"
+            heads[kind] = int(head)
+        working = [
+            spawn(db, "worker", str(workdir), offset=offsets[n % len(offsets)] if offsets else 0.0)
+            for n in range(workers)
+        ]
+        others.extend(working)
+        for worker in working:
+            assert await read_line(worker) == ["ready"]
+        submitting = [spawn(db, "submitter", str(workdir), str(jobs)) for _ in range(submitters)]
+        others.extend(submitting)
+        for submitter in submitting:
+            _, err = await ended(submitter)
+            assert submitter.returncode == 0 and not err, err
+        _, acked = records(workdir)
+        assert len(acked) == submitters * jobs
+        async with jobledger.open(db, poll_interval=0.05, sweep_interval=3600) as ledger:
+            for job_id in acked.values():
+                assert (await ledger.wait(job_id, timeout=120)).status == "completed"
+            claims = []
+            for worker in working:
+                tell(worker, "stop")
+                out, err = await ended(worker)
+                assert worker.returncode == 0 and not err, err
+                claims.append(int(out.split()[1]))
+            _append(str(workdir / "sent"), f"{END}\n")
+            sentinel = await ledger.submit(END, idempotency_key=END)  # the subscribers stop at it
+            _append(str(workdir / "acks"), f"{END} {sentinel.id}\n")
+            for subscriber in subscribers:
+                _, err = await ended(subscriber)
+                assert subscriber.returncode == 0 and not err, err
+            log = [f"{env.seq} {env.event_id}" async for env in ledger.events()]
+            started_per_job = Counter(
+                [env.stream async for env in ledger.events(types=["job.started"])]
+            )
+    finally:
+        stop_all(subscribers + others)
+    assert (workdir / "seen-events").read_text().splitlines() == log  # all of it, once, in order
+    observed = (workdir / "seen-observe").read_text().splitlines()
+    first = int(observed[0].split()[0])
+    assert first <= heads["observe"] + 1 and observed == log[first - 1 :]
+    assert set(started_per_job.values()) == {1} and len(started_per_job) == len(acked)
+    runs = [line.split() for line in (workdir / "sink").read_text().splitlines()]
+    assert sorted(job_id for job_id, _, _ in runs) == sorted(acked.values())  # each ran once
+    assert {attempt for _, attempt, _ in runs} == {"1"}
+    events = await check_invariants(db, *records(workdir))
+    return {
+        "processes": len(subscribers) + workers + submitters,
+        "jobs": len(acked),
+        "events": events,
+        "claims_per_worker": claims,
+        "observed": len(observed),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+
+
 PROCESS_CHILDREN: dict[str, Callable[..., Awaitable[None]]] = {
     "paused": paused_child,
+    "claimer": claimer_child,
+    "submitter": submitter_child,
+    "worker": worker_child,
+    "subscriber": subscriber_child,
 }
 """The children of this section, by the mode named on their command line."""
 

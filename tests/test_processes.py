@@ -25,3 +25,19 @@ async def test_a_worker_paused_past_its_lease_cannot_change_the_job_it_lost(
         tmp_path / "fenced.db", successor_done=successor_done
     )
     assert figures["late"] == len(faults.LATE_COMMANDS)
+
+
+async def test_claims_raced_by_many_tasks_in_several_processes_win_once_each(
+    tmp_path: Path,
+) -> None:
+    """Item 6: three processes, eight tasks each, claim the same 20 jobs at once."""
+    figures = await faults.claim_race(tmp_path / "race.db", processes=3, tasks=8, jobs=20)
+    assert figures["wins"] == 20 and figures["conflicts"] == 3 * 8 * 20 - 20
+
+
+async def test_subscribers_in_other_processes_see_every_event_once_in_order_under_load(
+    tmp_path: Path,
+) -> None:
+    """Item 7: two submitter, two worker and two subscriber processes on one file."""
+    figures = await faults.load(tmp_path / "load.db", tmp_path, submitters=2, jobs=40, workers=2)
+    assert figures["jobs"] == 80 and figures["observed"] > 0
