@@ -33,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgspec
@@ -257,7 +257,10 @@ class Stower:
     task; ``stop()`` stops taking commands, finishes those already in the
     mailbox, and ends the task. If the task dies of an unexpected error, the
     Stower logs it, answers every waiting command with ``LedgerClosed`` and
-    calls ``on_crash`` (the owner's cue to stop).
+    calls ``on_crash`` (the owner's cue to stop). ``on_commit``, if given,
+    is called with each batch's envelopes once they are committed, before
+    they are published (the sweeper watches leases from that moment); it
+    must not block or raise.
     """
 
     def __init__(
@@ -271,6 +274,7 @@ class Stower:
         max_batch: int = 1_000,
         cache_size: int = 10_000,
         on_crash: Any = None,
+        on_commit: Callable[[Sequence[Envelope]], None] | None = None,
     ) -> None:
         if mailbox_size < 1 or max_batch < 1:
             raise ValueError("mailbox_size and max_batch must be at least 1")
@@ -283,6 +287,7 @@ class Stower:
         self._max_batch = max_batch
         self._cache = _Cache(cache_size)
         self._on_crash = on_crash
+        self._on_commit = on_commit
         self._head = Head(0, "")
         self._task: asyncio.Task[None] | None = None
         self._subscription: Subscription | None = None
@@ -446,6 +451,8 @@ class Stower:
             self._events += len(envelopes)
         for kind, key in state.dirty:
             self._cache.put((kind, key), state.entry(kind, key))
+        if self._on_commit is not None and envelopes:
+            self._on_commit(envelopes)
         self._bus.publish(envelopes)
         crash_point("stower.before_answer")
         self._answer(batch, outcomes)
