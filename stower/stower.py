@@ -465,7 +465,9 @@ class Stower:
         (taken as new), decide without reading and commit on the condition
         that the head has not moved and those ids are new. ``None`` when the
         batch does not qualify or the condition failed: then nothing was
-        written, and the batch goes the loading path."""
+        written, and the batch goes the loading path. A batch that writes
+        nothing and refuses something checks the head after deciding (a
+        read, no lock): refusals made on a stale cache are not answered."""
         plan = self._plan(commands)
         if not plan.known(commands):
             return None
@@ -487,6 +489,12 @@ class Stower:
                     raise StaleWrite("a create taken for new was refused")  # decide it on facts
                 if records:
                     await writer.append(records, state.changes())
+            # Refused on the cache, and nothing written whose commit would have
+            # checked the head: if another process appended since, the cache
+            # may be stale, and the refusals wrong.
+            refused = any(isinstance(o, BaseException) for o in outcomes)
+            if not records and refused and await self._log.head() != self._head:
+                raise StaleWrite("the head moved: decide the refusals on facts")
         except StaleWrite:
             self._cache.clear()
             self._stale_writes += 1

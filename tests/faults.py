@@ -12,6 +12,7 @@ acknowledgement that did not happen.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
 import random
@@ -648,11 +649,14 @@ class Busy(JobWorker):
 
 
 async def submitter_child(db: str, workdir: str, count: str) -> None:
-    """Submit ``count`` ``busy`` jobs in groups of four, recording what was
-    sent and acknowledged (as :func:`child` does); then exit."""
+    """Say ``ready``, wait for the parent's cue, submit ``count`` ``busy`` jobs
+    in groups of four, recording what was sent and acknowledged (as
+    :func:`child` does); then exit."""
     _log_warnings()
     sent, acks = str(Path(workdir) / "sent"), str(Path(workdir) / "acks")
     async with jobledger.open(db, clock=child_clock(), poll_interval=0.05) as ledger:
+        print("ready", flush=True)
+        await _line_from_parent()
         for start in range(0, int(count), 4):
             keys = [f"{os.getpid()}-{n}" for n in range(start, min(int(count), start + 4))]
             _append(sent, "".join(f"{key}\n" for key in keys))
@@ -729,35 +733,46 @@ async def load(
     ``sqlite3`` error, no warning), each subscriber saw every event after it
     subscribed exactly once, in ``seq`` order, equal to the log read
     afterwards; no job was claimed twice (one ``job.started`` each, one run
-    in the sink, attempt 1); every invariant holds. ``offsets`` sets the
-    wall clocks of the worker processes off (item 9). Returns the figures."""
+    in the sink, attempt 1); every invariant holds.
+
+    Item 9: ``offsets`` sets the wall clocks of the workers and submitters
+    off (in turn, seconds): no live lease is expired by a process whose clock
+    runs ahead, and the order of everything is the order of ``seq``, never of
+    the times recorded. Every process is open before the first job is
+    submitted (a process opening trusts its wall clock for the leases it
+    finds past their expiry). Returns the figures."""
     started = time.perf_counter()
-    subscribers = [
-        spawn(db, "subscriber", str(workdir / f"seen-{kind}"), kind)
-        for kind in ("events", "observe")
-    ]
-    others: list[subprocess.Popen[str]] = []
+
+    def offset(n: int) -> float:
+        return offsets[n % len(offsets)] if offsets else 0.0
+
+    procs: list[subprocess.Popen[str]] = []
     try:
-        heads = {}
-        for kind, subscriber in zip(("events", "observe"), subscribers, strict=True):
-            ready, head = await read_line(subscriber)
-            assert ready == "ready"
-            heads[kind] = int(head)
-        working = [
-            spawn(db, "worker", str(workdir), offset=offsets[n % len(offsets)] if offsets else 0.0)
-            for n in range(workers)
-        ]
-        others.extend(working)
-        for worker in working:
-            assert await read_line(worker) == ["ready"]
-        submitting = [spawn(db, "submitter", str(workdir), str(jobs)) for _ in range(submitters)]
-        others.extend(submitting)
-        for submitter in submitting:
-            _, err = await ended(submitter)
-            assert submitter.returncode == 0 and not err, err
-        _, acked = records(workdir)
-        assert len(acked) == submitters * jobs
-        async with jobledger.open(db, poll_interval=0.05, sweep_interval=3600) as ledger:
+        async with jobledger.open(db, poll_interval=0.05) as ledger:
+            subscribers = [
+                spawn(db, "subscriber", str(workdir / f"seen-{kind}"), kind)
+                for kind in ("events", "observe")
+            ]
+            working = [spawn(db, "worker", str(workdir), offset=offset(n)) for n in range(workers)]
+            submitting = [
+                spawn(db, "submitter", str(workdir), str(jobs), offset=offset(n + 1))
+                for n in range(submitters)
+            ]
+            procs = subscribers + working + submitting
+            heads = {}
+            for kind, subscriber in zip(("events", "observe"), subscribers, strict=True):
+                ready, head = await read_line(subscriber)
+                assert ready == "ready"
+                heads[kind] = int(head)
+            for proc in working + submitting:
+                assert await read_line(proc) == ["ready"]
+            for submitter in submitting:
+                tell(submitter)
+            for submitter in submitting:
+                _, err = await ended(submitter)
+                assert submitter.returncode == 0 and not err, err
+            _, acked = records(workdir)
+            assert len(acked) == submitters * jobs
             for job_id in acked.values():
                 assert (await ledger.wait(job_id, timeout=120)).status == "completed"
             claims = []
@@ -772,28 +787,112 @@ async def load(
             for subscriber in subscribers:
                 _, err = await ended(subscriber)
                 assert subscriber.returncode == 0 and not err, err
-            log = [f"{env.seq} {env.event_id}" async for env in ledger.events()]
-            started_per_job = Counter(
-                [env.stream async for env in ledger.events(types=["job.started"])]
-            )
+            log = [env async for env in ledger.events()]
+            listed = (await ledger.list(limit=10_000)).jobs
     finally:
-        stop_all(subscribers + others)
-    assert (workdir / "seen-events").read_text().splitlines() == log  # all of it, once, in order
+        stop_all(procs)
+    lines = [f"{env.seq} {env.event_id}" for env in log]
+    assert (workdir / "seen-events").read_text().splitlines() == lines  # all, once, in order
     observed = (workdir / "seen-observe").read_text().splitlines()
     first = int(observed[0].split()[0])
-    assert first <= heads["observe"] + 1 and observed == log[first - 1 :]
+    assert first <= heads["observe"] + 1 and observed == lines[first - 1 :]
+    started_per_job = Counter(env.stream for env in log if env.type == "job.started")
     assert set(started_per_job.values()) == {1} and len(started_per_job) == len(acked)
+    assert not [env for env in log if env.type == "job.lease_expired"]
     runs = [line.split() for line in (workdir / "sink").read_text().splitlines()]
-    assert sorted(job_id for job_id, _, _ in runs) == sorted(acked.values())  # each ran once
-    assert {attempt for _, attempt, _ in runs} == {"1"}
+    assert sorted(job_id for job_id, _, _ in runs) == sorted(acked.values())
+    assert {attempt for _, attempt, _ in runs} == {"1"}  # each ran once, on its first attempt
+    # The order is seq's: list() is by submission (created_seq), whatever the times say.
+    assert [job.created_seq for job in listed] == sorted(
+        (job.created_seq for job in listed), reverse=True
+    )
+    backwards = sum(1 for a, b in itertools.pairwise(log) if b.time < a.time)
     events = await check_invariants(db, *records(workdir))
     return {
-        "processes": len(subscribers) + workers + submitters,
+        "processes": len(procs),
         "jobs": len(acked),
         "events": events,
         "claims_per_worker": claims,
         "observed": len(observed),
+        "times_going_back": backwards,
         "seconds": round(time.perf_counter() - started, 1),
+    }
+
+
+# Item 9: a worker process whose wall clock is off.
+
+
+class Holder(JobWorker):
+    """Says ``claimed <job id> <attempt>`` and holds the job (renewing its
+    lease) until the parent's cue."""
+
+    job_types = ("held",)
+    progress_interval = 0.0
+
+    async def execute(self, job: Job, ctx: JobContext) -> dict[str, Any]:
+        print(f"claimed {job.id} {ctx.attempt}", flush=True)
+        await _line_from_parent()
+        return {"by": os.getpid()}
+
+
+async def holder_child(db: str, lease_seconds: str) -> None:
+    """Run a :class:`Holder` with leases of ``lease_seconds`` until its job ends."""
+    worker = Holder()
+    worker.lease_seconds = float(lease_seconds)
+    async with jobledger.open(db, workers=[worker], clock=child_clock()) as ledger:
+        (job,) = (await ledger.list()).jobs
+        await ledger.wait(job.id, timeout=60)
+
+
+async def skewed_worker(
+    db: Path, offset: float, *, dies: bool, lease: float = 1.0
+) -> dict[str, Any]:
+    """A worker process whose wall clock is ``offset`` seconds off holds a job
+    under ``lease``-second leases while this process (the real clock) sweeps
+    every 0.05 s. Alive, the worker keeps its lease through several renewals
+    however far off its clock is, and completes the job on its first attempt.
+    Killed (``dies``), its job is recovered here once this process's wall
+    clock has passed the expiry the worker recorded: a worker whose clock
+    runs ahead by H is recovered H late (and one behind, as soon as this
+    sweeper has watched its last lease for its length). Returns the figures."""
+    async with jobledger.open(db, sweep_interval=0.05, poll_interval=0.05) as ledger:
+        job = await ledger.submit("held", max_retries=1)
+        holder = spawn(db, "holder", repr(lease), offset=offset)
+        try:
+            assert await read_line(holder) == ["claimed", job.id, "1"]
+            started = time.perf_counter()
+            if dies:
+                holder.kill()
+                back = await ledger.wait(job.id, until=["pending"], timeout=60)
+                assert (back.attempt, back.error_type) == (1, "LeaseExpired")
+            else:
+                renewals = 0
+                async for env in ledger.events(follow=True, job_id=job.id):
+                    renewals += env.type == "job.lease_renewed"
+                    if renewals == 3:  # three renewals: the sweeper had every chance
+                        break
+                tell(holder)
+                done = await ledger.wait(job.id, timeout=60)
+                assert (done.status, done.attempt, done.failures) == ("completed", 1, 0)
+                _, err = await ended(holder)
+                assert holder.returncode == 0, err
+            waited = time.perf_counter() - started
+            history = await ledger.history(job.id)
+        finally:
+            stop_all([holder])
+    leases = [env for env in history if env.type in ("job.started", "job.lease_renewed")]
+    last_expiry: datetime = leases[-1].data.lease_expires_at  # type: ignore[union-attr]
+    expiries = [env for env in history if env.type == "job.lease_expired"]
+    if dies:
+        (expired,) = expiries
+        assert expired.time >= last_expiry  # never before the recorded expiry, on our clock
+    else:
+        assert not expiries
+    return {
+        "offset": offset,
+        "dies": dies,
+        "renewals": len(leases) - 1,
+        "seconds": round(waited, 2),
     }
 
 
@@ -803,6 +902,7 @@ PROCESS_CHILDREN: dict[str, Callable[..., Awaitable[None]]] = {
     "submitter": submitter_child,
     "worker": worker_child,
     "subscriber": subscriber_child,
+    "holder": holder_child,
 }
 """The children of this section, by the mode named on their command line."""
 

@@ -134,3 +134,57 @@ async def test_a_dead_lease_is_expired_after_its_length_whatever_the_wall_clock_
         assert (back.status, back.error_type, back.failures) == ("pending", "LeaseExpired", 1)
         expired = (await ledger.history(job.id))[-1]
         assert expired.type == "job.lease_expired" and expired.time >= job.lease.expires_at  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("offset", [-3600.0, 3600.0], ids=["behind", "ahead"])
+async def test_a_worker_whose_clock_is_an_hour_off_keeps_its_live_lease(
+    tmp_path: Path, offset: float
+) -> None:
+    """Item 9, out of process: a worker an hour behind (or ahead) of the
+    process sweeping every 0.05 s keeps its 1 s lease through three renewals."""
+    figures = await faults.skewed_worker(tmp_path / "skew.db", offset, dies=False)
+    assert figures["renewals"] >= 3
+
+
+async def test_a_dead_worker_whose_clock_ran_ahead_is_recovered_once_its_expiry_passes(
+    tmp_path: Path,
+) -> None:
+    """Item 9, out of process: killed holding a 0.5 s lease, a worker whose
+    clock ran 1.5 s ahead is recovered once the sweeping process's wall clock
+    has passed the expiry it recorded: late by the offset, never lost."""
+    figures = await faults.skewed_worker(tmp_path / "dead.db", 1.5, dies=True, lease=0.5)
+    assert figures["seconds"] >= 1.5
+
+
+async def test_processes_with_clocks_hours_apart_under_load_keep_order_and_leases(
+    tmp_path: Path,
+) -> None:
+    """Items 7 and 9: the load with workers and submitters an hour behind
+    and ahead: no lease expired, each job run once, every subscriber in
+    ``seq`` order, though the recorded times go back and forth."""
+    figures = await faults.load(
+        tmp_path / "skew.db", tmp_path, submitters=2, jobs=20, workers=2, offsets=[-3600, 3600]
+    )
+    assert figures["jobs"] == 40 and figures["times_going_back"] > 0
+
+
+async def test_a_command_refused_on_a_stale_cache_is_decided_again_on_the_log(
+    db_path: Path,
+) -> None:
+    """Defect found by item 9: a Stower decided on its cache and, when it
+    refused every command of a batch, wrote nothing and so never checked that
+    no other process had appended. A job this process submitted (cached as
+    pending) and another process claimed could then never be completed,
+    renewed or expired from this process: the sweeper's expiries were refused
+    as "not running" for ever. Two ledgers on one file stand for the two
+    processes (each has its own Stower and cache)."""
+    async with jobledger.open(db_path) as here, jobledger.open(db_path) as there:
+        job = await here.submit("work")  # cached here as pending
+        await there.send(
+            jobledger.JobStart(job_id=job.id, worker="there", expected_version=job.version)
+        )
+        (completed,) = await here.send(jobledger.JobComplete(job_id=job.id, attempt=1))
+        assert completed.type == "job.completed"
+        with pytest.raises(jobledger.InvalidTransition):  # a refusal on facts stands
+            await here.send(jobledger.JobComplete(job_id=job.id, attempt=1))
+        assert (await there.get(job.id)).status == "completed"
