@@ -369,20 +369,29 @@ def tell(proc: subprocess.Popen[str], line: str = "go") -> None:
 
 
 async def ended(proc: subprocess.Popen[str], timeout: float = 60) -> tuple[str, str]:
-    """Close the child's stdin, wait for it to exit; its remaining stdout and stderr."""
-    out, err = await asyncio.to_thread(proc.communicate, timeout=timeout)
+    """Close the child's stdin, wait for it to exit; its remaining stdout and
+    stderr. (Read through the pipes' own buffers, which ``read_line`` may
+    have filled ahead: ``communicate`` would read past them.)"""
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    proc.stdin.close()
+    out, err = await asyncio.wait_for(
+        asyncio.gather(asyncio.to_thread(proc.stdout.read), asyncio.to_thread(proc.stderr.read)),
+        timeout,
+    )
+    await asyncio.wait_for(asyncio.to_thread(proc.wait), timeout)
     return out, err
 
 
 def stop_all(procs: list[subprocess.Popen[str]]) -> None:
-    """Kill and reap the children still running (after a failed check)."""
+    """Kill the children still running (after a failed check), reap them and
+    close their pipes."""
     for proc in procs:
         if proc.poll() is None:
-            os.kill(
-                proc.pid, signal.SIGCONT
-            )  # (a stopped process is killed too, but reap it promptly)
-            proc.kill()
-        proc.communicate()
+            proc.kill()  # (a stopped process is killed too)
+        proc.wait()
+        for pipe in (proc.stdin, proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
 
 
 # Item 6: a worker paused (SIGSTOP) past its lease, resumed (SIGCONT).
