@@ -13,13 +13,13 @@ A lease is not taken away on the wall clock's word alone. Wall clocks jump
 processes may disagree; a lease's length is a duration, and durations are
 measured on the monotonic clock. So the sweeper watches every lease it sees
 (from the log at each sweep, and as its own process's claims and heartbeats
-are committed: :meth:`Sweeper.committed`), and expires one only when both its wall clock says the
-recorded expiry has passed and it has watched that very lease (same attempt,
-same expiry) unrenewed for the lease's length as the log records it (the
-expiry minus the job's last event time, both written by the worker's
-process) on its monotonic clock. The first sweep, on open, has watched
-nothing: it trusts the wall clock for leases already past their expiry (the
-jobs of a process that died before this one opened).
+are committed: :meth:`Sweeper.committed`), and expires one only when both
+its wall clock says the recorded expiry has passed and it has watched that
+very lease (same attempt, same expiry) unrenewed for the lease's length as
+the log records it (the expiry minus the job's last event time, both written
+by the worker's process) on its monotonic clock. The first sweep, on open,
+has watched nothing: it trusts the wall clock for leases already past their
+expiry (the jobs of a process that died before this one opened).
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ class SweeperStatistics(msgspec.Struct, frozen=True, kw_only=True):
 class Sweeper:
     """Expires jobs every ``interval`` seconds of ``clock`` time, ``batch`` at
     a time, reading up to ``watch_limit`` running jobs a sweep (beyond that,
-    a sweep sees an arbitrary part of them, the next sweep the rest)."""
+    each sweep sees only some of them)."""
 
     def __init__(
         self,
