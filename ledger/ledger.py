@@ -231,6 +231,7 @@ class Ledger:
         self._registry = Registry(job_types)
         self._capacity = QueueCapacity(queues)
         self._bus = EventBus(max_in_flight=mailbox_size)
+        self._sweeper = Sweeper(self._bus, log, clock=self._clock, interval=sweep_interval)
         self._stower = Stower(
             log,
             self._bus,
@@ -239,8 +240,8 @@ class Ledger:
             mailbox_size=mailbox_size,
             max_batch=max_batch,
             on_crash=self._on_stower_crash,
+            on_commit=self._sweeper.committed,
         )
-        self._sweeper = Sweeper(self._bus, log, clock=self._clock, interval=sweep_interval)
         self._runners = [
             WorkerRunner(
                 w,

@@ -33,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgspec
@@ -263,7 +263,10 @@ class Stower:
     task; ``stop()`` stops taking commands, finishes those already in the
     mailbox, and ends the task. If the task dies of an unexpected error, the
     Stower logs it, answers every waiting command with ``LedgerClosed`` and
-    calls ``on_crash`` (the owner's cue to stop).
+    calls ``on_crash`` (the owner's cue to stop). ``on_commit``, if given,
+    is called with each batch's envelopes once they are committed, before
+    they are published (the sweeper watches leases from that moment); it
+    must not block or raise.
     """
 
     def __init__(
@@ -277,6 +280,7 @@ class Stower:
         max_batch: int = 1_000,
         cache_size: int = 10_000,
         on_crash: Any = None,
+        on_commit: Callable[[Sequence[Envelope]], None] | None = None,
     ) -> None:
         if mailbox_size < 1 or max_batch < 1:
             raise ValueError("mailbox_size and max_batch must be at least 1")
@@ -289,6 +293,7 @@ class Stower:
         self._max_batch = max_batch
         self._cache = _Cache(cache_size)
         self._on_crash = on_crash
+        self._on_commit = on_commit
         self._head = Head(0, "")
         self._task: asyncio.Task[None] | None = None
         self._subscription: Subscription | None = None
@@ -452,6 +457,8 @@ class Stower:
             self._events += len(envelopes)
         for kind, key in state.dirty:
             self._cache.put((kind, key), state.entry(kind, key))
+        if self._on_commit is not None and envelopes:
+            self._on_commit(envelopes)
         self._bus.publish(envelopes)
         crash_point("stower.before_answer")
         self._answer(batch, outcomes)
@@ -464,7 +471,9 @@ class Stower:
         (taken as new), decide without reading and commit on the condition
         that the head has not moved and those ids are new. ``None`` when the
         batch does not qualify or the condition failed: then nothing was
-        written, and the batch goes the loading path."""
+        written, and the batch goes the loading path. A batch that writes
+        nothing and refuses something checks the head after deciding (a
+        read, no lock): refusals made on a stale cache are not answered."""
         plan = self._plan(commands)
         if not plan.known(commands):
             return None
@@ -486,6 +495,12 @@ class Stower:
                     raise StaleWrite("a create taken for new was refused")  # decide it on facts
                 if records:
                     await writer.append(records, state.changes())
+            # Refused on the cache, and nothing written whose commit would have
+            # checked the head: if another process appended since, the cache
+            # may be stale, and the refusals wrong.
+            refused = any(isinstance(o, BaseException) for o in outcomes)
+            if not records and refused and await self._log.head() != self._head:
+                raise StaleWrite("the head moved: decide the refusals on facts")
         except StaleWrite:
             self._cache.clear()
             self._stale_writes += 1

@@ -7,17 +7,36 @@ batches, and leaves the decision to ``decide`` (which checks the lease and
 the deadline again against the Stower's clock, so a heartbeat that lands
 first wins). On open the ledger sweeps once before its workers start: the
 Go seed's "resume jobs on server start".
+
+A lease is not taken away on the wall clock's word alone. Wall clocks jump
+(a step of NTP, a virtual machine resumed) and, with an injected clock, two
+processes may disagree; a lease's length is a duration, and durations are
+measured on the monotonic clock. So the sweeper watches every lease it sees
+(from the log at each sweep, and as its own process's claims and heartbeats
+are committed: :meth:`Sweeper.committed`), and expires one only when both
+its wall clock says the recorded expiry has passed and it has watched that
+very lease (same attempt, same expiry) unrenewed for the lease's length as
+the log records it (the expiry minus the job's last event time, both written
+by the worker's process) on its monotonic clock. The first sweep, on open,
+has watched nothing: it trusts the wall clock for leases already past their
+expiry (the jobs of a process that died before this one opened).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import NamedTuple
 
 import msgspec
 
 from jobledger.core import (
     Clock,
+    Envelope,
+    Job,
     JobExpire,
     JobledgerError,
     LedgerClosed,
@@ -33,6 +52,23 @@ log = get_logger("sweeper")
 
 ACTOR = "system:sweeper"
 
+_END_OF_TIME = datetime(9999, 1, 1, tzinfo=UTC)  # every lease expires before it
+_LEASE_EVENTS = ("job.started", "job.lease_renewed")
+
+
+class _Watched(NamedTuple):
+    """A lease as the sweeper watches it: which one (``attempt``,
+    ``expires_at``), since when (``since``, monotonic seconds), and how long
+    it lasts (``length``, seconds, as the log records it)."""
+
+    attempt: int
+    expires_at: datetime
+    since: float
+    length: float
+
+    def ran_out(self, monotonic: float) -> bool:
+        return monotonic - self.since >= self.length
+
 
 class SweeperStatistics(msgspec.Struct, frozen=True, kw_only=True):
     """The sweeper's counters: sweeps made, jobs expired, expiries refused
@@ -45,7 +81,9 @@ class SweeperStatistics(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Sweeper:
-    """Expires jobs every ``interval`` seconds of ``clock`` time, ``batch`` at a time."""
+    """Expires jobs every ``interval`` seconds of ``clock`` time, ``batch`` at
+    a time, reading up to ``watch_limit`` running jobs a sweep (beyond that,
+    each sweep sees only some of them)."""
 
     def __init__(
         self,
@@ -55,62 +93,101 @@ class Sweeper:
         clock: Clock | None = None,
         interval: float = 1.0,
         batch: int = 500,
+        watch_limit: int = 10_000,
     ) -> None:
-        if interval <= 0 or batch < 1:
-            raise ValueError("interval must be positive and batch at least 1")
+        if interval <= 0 or batch < 1 or watch_limit < 1:
+            raise ValueError("interval must be positive, batch and watch_limit at least 1")
         self._bus = bus
         self._log = log
         self._clock = clock or SystemClock()
         self._interval = interval
         self._batch = batch
+        self._watch_limit = watch_limit
         self._task: asyncio.Task[None] | None = None
+        self._watched: dict[str, _Watched] = {}
         self._sweeps = 0
         self._expired = 0
         self._refused = 0
 
     async def sweep(self) -> int:
-        """Expire every job that is due now, in batches; return how many were expired."""
+        """Expire every job that is due now (see the module's docstring), in
+        batches; return how many were expired."""
+        first = self._sweeps == 0
         self._sweeps += 1
+        running = await self._log.expiring(_END_OF_TIME, self._watch_limit)
+        now, monotonic = self._clock.now(), self._clock.monotonic()
+        commands = [
+            command
+            for job in running
+            if (command := self._due(job, now, monotonic, first=first)) is not None
+        ]
+        if len(running) < self._watch_limit:  # all of them: forget the ended ones
+            seen = {job.id for job in running}
+            self._watched = {k: v for k, v in self._watched.items() if k in seen}
         total = 0
-        while True:
-            jobs = await self._log.expiring(self._clock.now(), self._batch)
-            if not jobs:
-                return total
-            now = self._clock.now()
-            commands = []
-            for job in jobs:
-                assert job.lease is not None
-                deadline = job.deadline
-                reason = "lease" if job.lease.expires_at <= now else "timeout"
-                if reason == "timeout" and (deadline is None or deadline > now):
-                    continue
-                commands.append(
-                    JobExpire(
-                        job_id=job.id,
-                        attempt=job.attempt,
-                        reason=reason,
-                        actor=ACTOR,
-                        correlation_id=job.id,
-                    )
+        for start in range(0, len(commands), self._batch):
+            total += await self._expire(commands[start : start + self._batch])
+        return total
+
+    def _due(self, job: Job, now: datetime, monotonic: float, *, first: bool) -> JobExpire | None:
+        """The expiry of ``job`` if it is due at ``now``; watches its lease."""
+        lease = job.lease
+        if lease is None:  # (a running job always holds one)
+            return None
+        watched = self._watched.get(job.id)
+        if watched is None or (watched.attempt, watched.expires_at) != (
+            job.attempt,
+            lease.expires_at,
+        ):
+            # New since the last sweep (or running on open): watched from now.
+            # On open, a lease already past its expiry ran out before we came.
+            since = -math.inf if first and lease.expires_at <= now else monotonic
+            length = max(0.0, (lease.expires_at - job.updated_at).total_seconds())
+            watched = _Watched(job.attempt, lease.expires_at, since, length)
+            self._watched[job.id] = watched
+        if lease.expires_at <= now and watched.ran_out(monotonic):
+            reason = "lease"
+        elif job.deadline is not None and job.deadline <= now:
+            reason = "timeout"
+        else:
+            return None
+        return JobExpire(
+            job_id=job.id, attempt=job.attempt, reason=reason, actor=ACTOR, correlation_id=job.id
+        )
+
+    def committed(self, envelopes: Sequence[Envelope]) -> None:
+        """Watch the leases that claims and heartbeats committed in this
+        process give, from the moment of the commit (the Stower calls this
+        before it publishes them). Never blocks."""
+        for env in envelopes:
+            if env.type not in _LEASE_EVENTS:
+                continue
+            attempt = getattr(env.data, "attempt", None)
+            expires_at = getattr(env.data, "lease_expires_at", None)
+            if isinstance(attempt, int) and isinstance(expires_at, datetime):
+                length = max(0.0, (expires_at - env.time).total_seconds())
+                self._watched[env.stream] = _Watched(
+                    attempt, expires_at, self._clock.monotonic(), length
                 )
-            results = await asyncio.gather(
-                *(self._bus.send(c) for c in commands), return_exceptions=True
-            )
-            done = 0
-            for command, result in zip(commands, results, strict=True):
-                if isinstance(result, LedgerClosed):
-                    raise result
-                if isinstance(result, JobledgerError):
-                    self._refused += 1  # renewed, reported or expired meanwhile
-                elif isinstance(result, BaseException):
-                    raise result
-                else:
-                    done += 1
-                    log.info("job expired", job_id=command.job_id, reason=command.reason)
-            self._expired += done
-            total += done
-            if len(jobs) < self._batch or done == 0:
-                return total
+
+    async def _expire(self, commands: list[JobExpire]) -> int:
+        """Send ``commands`` at once; return how many were accepted."""
+        results = await asyncio.gather(
+            *(self._bus.send(c) for c in commands), return_exceptions=True
+        )
+        done = 0
+        for command, result in zip(commands, results, strict=True):
+            if isinstance(result, LedgerClosed):
+                raise result
+            if isinstance(result, JobledgerError):
+                self._refused += 1  # renewed, reported or expired meanwhile
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                done += 1
+                log.info("job expired", job_id=command.job_id, reason=command.reason)
+        self._expired += done
+        return done
 
     async def start(self) -> None:
         """Start sweeping every ``interval``."""

@@ -2,7 +2,8 @@
 suite's quick subset. Run from the repository root::
 
     python tests/battery.py                      # the default counts
-    python tests/battery.py --hits 1,2,3,5,8,13 --kills 50 --flips 1000 --seed 7
+    python tests/battery.py --hits 1,2,3,5,8,13 --kills 50 --flips 1000 --seed 7 \
+        --pauses 20 --races 10 --load-jobs 300 --skews=-3600,-60,60,3600
 
 Prints a table and writes the figures as JSON (``--json``). Exits 1 if any
 invariant fails (the failing check is printed).
@@ -60,12 +61,99 @@ async def flips(count: int, seed: int) -> dict[str, int]:
         return await faults.flip_many(Path(tmp), count, seed)
 
 
+async def pauses(count: int) -> dict[str, Any]:
+    """Item 6: a worker paused past its lease ``count`` times, resumed while
+    the new attempt runs and after it ended, in turn."""
+    refused: dict[str, int] = {}
+    late = 0
+    for n in range(count):
+        with tempfile.TemporaryDirectory() as tmp:
+            figures = await faults.pause_past_the_lease(
+                Path(tmp) / "f.db", successor_done=n % 2 == 1
+            )
+        late += figures["late"]
+        refused[figures["refusal"]] = refused.get(figures["refusal"], 0) + figures["late"]
+    return {"pauses": count, "late_commands": late, "refused": refused}
+
+
+async def races(rounds: int) -> dict[str, Any]:
+    """Item 6: ``rounds`` claim races, 4 processes × 8 tasks for 50 jobs each."""
+    totals = {"claims": 0, "wins": 0, "conflicts": 0, "rounds_won_by_several": 0}
+    for _ in range(rounds):
+        with tempfile.TemporaryDirectory() as tmp:
+            figures = await faults.claim_race(Path(tmp) / "r.db", processes=4, tasks=8, jobs=50)
+        for key in ("claims", "wins", "conflicts"):
+            totals[key] += figures[key]
+        totals["rounds_won_by_several"] += figures["winning_processes"] > 1
+    return {"rounds": rounds, **totals}
+
+
+async def loads(jobs: int, skews: list[int]) -> dict[str, Any]:
+    """Item 7 (and 9): 3 submitters × ``jobs`` jobs, 3 workers, 2 subscribers;
+    once with every clock right, once with the workers' and submitters'
+    clocks off by ``skews`` seconds in turn."""
+    runs = {}
+    for name, offsets in (("clocks agree", []), ("clocks off", skews)):
+        with tempfile.TemporaryDirectory() as tmp:
+            runs[name] = await faults.load(
+                Path(tmp) / "l.db", Path(tmp), submitters=3, jobs=jobs, workers=3, offsets=offsets
+            )
+    return runs
+
+
+async def skews(offsets: list[int]) -> list[dict[str, Any]]:
+    """Item 9: a live worker with its clock off by each of ``offsets``
+    seconds keeps its lease; a dead one (ahead by at most 3 s, to keep the
+    wait short) is recovered once its recorded expiry has passed here."""
+    runs = [
+        await _skewed(offset, dies=False) for offset in offsets
+    ]  # fmt: skip
+    runs += [await _skewed(offset, dies=True) for offset in (-3600.0, 1.0, 3.0)]
+    return runs
+
+
+async def _skewed(offset: float, *, dies: bool) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        return await faults.skewed_worker(Path(tmp) / "s.db", offset, dies=dies, lease=1.0)
+
+
+def process_rows(table: Table, figures: dict[str, Any]) -> None:
+    """The rows of items 6, 7 and 9."""
+    paused, raced = figures["pauses"], figures["races"]
+    table.add_row(
+        "paused past the lease",
+        f"{paused['pauses']} SIGSTOP/SIGCONT: {paused['late_commands']} late commands, "
+        f"refused {paused['refused']}; none wrote anything; each job ended as its "
+        "new attempt made it",
+    )
+    table.add_row(
+        "claim races",
+        f"{raced['rounds']} rounds, {raced['claims']} claims: {raced['wins']} won (one per job), "
+        f"{raced['conflicts']} ConcurrencyConflict; {raced['rounds_won_by_several']} rounds won "
+        "by several processes",
+    )
+    for name, run in figures["loads"].items():
+        table.add_row(
+            f"processes under load ({name})",
+            f"{run['processes']} processes, {run['jobs']} jobs, {run['events']} events in "
+            f"{run['seconds']} s; each subscriber saw all once in seq order; claims per worker "
+            f"{run['claims_per_worker']}; recorded times went back {run['times_going_back']} times",
+        )
+    for run in figures["skews"]:
+        fate = "dead, recovered" if run["dies"] else f"alive, {run['renewals']} renewals"
+        table.add_row(f"clock {run['offset']:+g} s", f"{fate} after {run['seconds']} s")
+
+
 async def main(args: argparse.Namespace, console: Console) -> dict[str, Any]:
     figures: dict[str, Any] = {}
     started = time.perf_counter()
     figures["crash_sweep"] = await crash_sweep(args.hits)
     figures["kill_soak"] = await soak(args.kills, args.seed)
     figures["flips"] = await flips(args.flips, args.seed)
+    figures["pauses"] = await pauses(args.pauses)
+    figures["races"] = await races(args.races)
+    figures["loads"] = await loads(args.load_jobs, args.skews)
+    figures["skews"] = await skews(args.skews)
     figures["seconds"] = round(time.perf_counter() - started, 1)
     table = Table(title="jobledger reliability battery")
     table.add_column("part")
@@ -86,6 +174,7 @@ async def main(args: argparse.Namespace, console: Console) -> dict[str, Any]:
         "flipped bytes",
         f"{sum(figures['flips'].values())} flips: {outcomes}; none read silently wrong",
     )
+    process_rows(table, figures)
     console.print(table)
     console.print(f"total {figures['seconds']} s")
     return figures
@@ -101,6 +190,10 @@ if __name__ == "__main__":
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--flips", type=int, default=200)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--pauses", type=int, default=6)
+    parser.add_argument("--races", type=int, default=3)
+    parser.add_argument("--load-jobs", type=int, default=100)
+    parser.add_argument("--skews", type=_counts, default=[-3600, 3600])
     parser.add_argument("--json", type=Path, default=Path(tempfile.gettempdir()) / "battery.json")
     arguments = parser.parse_args()
     console = Console()
