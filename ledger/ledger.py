@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import os
 from collections import deque
 from collections.abc import (
     AsyncGenerator,
@@ -264,6 +265,7 @@ class Ledger:
         self._tail: asyncio.Task[None] | None = None
         self._started = False
         self._closed = False
+        self._pid = os.getpid()
 
     # -- lifecycle -------------------------------------------------------
 
@@ -274,6 +276,7 @@ class Ledger:
         if self._started:
             raise RuntimeError("the ledger is already started")
         self._started = True
+        self._pid = os.getpid()
         await self._log.open()
         try:
             await self._stower.start()
@@ -300,6 +303,8 @@ class Ledger:
         if self._closed:
             return
         self._closed = True
+        if self._pid != os.getpid():
+            return  # a forked child: the parent's tasks and file are not ours to stop
         try:
             if self._tail is not None:
                 self._tail.cancel()
@@ -338,6 +343,13 @@ class Ledger:
     def _check_open(self) -> None:
         if self._closed or not self._started:
             raise LedgerClosed("the ledger is not open")
+        if self._pid != os.getpid():
+            # A child made by fork: the parent's tasks and connections do not
+            # run here (a call would wait forever). The child opens its own.
+            raise LedgerClosed(
+                f"this ledger was opened in process {self._pid}, not in this one "
+                f"({os.getpid()}, a fork): open the log again here"
+            )
 
     # -- writing ---------------------------------------------------------
 

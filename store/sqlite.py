@@ -15,7 +15,16 @@ the read of the head is one hop; every statement of the batch, the
 checkpoint and ``COMMIT`` is another; loading what the cache lacks adds one.
 
 Settings: WAL, ``synchronous=FULL`` by default (``NORMAL`` is an opt-in that
-may lose the last commits on power loss but never corrupts), a busy timeout.
+may lose the last commits on power loss but never corrupts), a busy timeout,
+and a ``journal_size_limit``: once a checkpoint has let the WAL start over,
+the file is cut back to ``wal_size_limit`` bytes (a long reader can make it
+grow past that meanwhile). ``close`` checkpoints the WAL and truncates it
+(``wal_checkpoint(TRUNCATE)``) unless another connection is reading.
+
+A process made by ``fork`` must open its own log: the parent's connections
+are never used there (a call raises ``StorageError``) and never closed there
+(SQLite may checkpoint stale pages when a connection inherited from another
+process is closed), see ``_disown_in_child``.
 """
 
 from __future__ import annotations
@@ -23,7 +32,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import os
 import sqlite3
+import weakref
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -52,12 +63,16 @@ from jobledger.core.faults import crash_point
 
 from .protocol import Changes, Head, Loaded, Record, Scope, StaleWrite
 
-__all__ = ["NETWORK_FILESYSTEMS", "SCHEMA_VERSION", "SqliteLog", "filesystem_of"]
+__all__ = ["NETWORK_FILESYSTEMS", "SCHEMA_VERSION", "WAL_SIZE_LIMIT", "SqliteLog", "filesystem_of"]
 
 log = get_logger("store")
 
 SCHEMA_VERSION = 2
 """The schema this code writes. Older files are migrated on open."""
+
+WAL_SIZE_LIMIT = 8 * 1024 * 1024
+"""Bytes to which the WAL file is cut back when it starts over after a
+checkpoint (SQLite's ``journal_size_limit``)."""
 
 # Each step takes the schema from version i to i+1. Never edit a released
 # step: add a new one.
@@ -315,13 +330,14 @@ class _WriteConnection:
     async def call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, self._run, fn)
 
-    async def open(self, path: str, busy_ms: int, synchronous: str) -> None:
+    async def open(self, path: str, busy_ms: int, synchronous: str, wal_limit: int) -> None:
         def connect() -> None:
             conn = sqlite3.connect(path, isolation_level=None)
             try:
                 conn.execute(f"PRAGMA busy_timeout = {busy_ms}")
                 conn.execute("PRAGMA journal_mode = WAL")
                 conn.execute(f"PRAGMA synchronous = {synchronous}")
+                conn.execute(f"PRAGMA journal_size_limit = {wal_limit}")
             except BaseException:
                 conn.close()
                 raise
@@ -330,16 +346,39 @@ class _WriteConnection:
         await asyncio.get_running_loop().run_in_executor(self._executor, connect)
 
     async def close(self) -> None:
-        """Close the connection and end the thread, even if cancelled while waiting."""
+        """Checkpoint the WAL and truncate it if no other connection is reading
+        (without waiting for one), close the connection and end the thread,
+        even if cancelled while waiting."""
 
         def close() -> None:
             if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+                try:
+                    _truncate_wal(self._conn)
+                finally:
+                    self._conn.close()
+                    self._conn = None
 
         done = self._executor.submit(close)  # queued after any work in flight
         self._executor.shutdown(wait=False)
         await asyncio.wrap_future(done)
+
+
+def _truncate_wal(conn: sqlite3.Connection) -> None:
+    """``wal_checkpoint(TRUNCATE)`` without waiting: where another connection
+    is reading, or the disk fails, the WAL stays as it is (a later checkpoint
+    takes it); that is logged, not raised."""
+    try:
+        (busy_ms,) = conn.execute("PRAGMA busy_timeout").fetchone()
+        conn.execute("PRAGMA busy_timeout = 0")
+        try:
+            busy, frames, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        finally:
+            conn.execute(f"PRAGMA busy_timeout = {busy_ms}")
+    except sqlite3.Error as exc:
+        log.warning("checkpoint on close failed; the WAL stays", error=str(exc))
+        return
+    if busy:
+        log.info("WAL not truncated on close: another connection is reading", frames=frames)
 
 
 def _head_of(row: Sequence[Any] | None) -> Head:
@@ -527,6 +566,12 @@ class SqliteLog:
     ``synchronous`` is ``"FULL"`` (default: every acknowledged commit survives
     power loss) or ``"NORMAL"`` (faster; the last commits may be lost on power
     loss, the file is never corrupted). ``busy_timeout`` is in seconds.
+    ``wal_size_limit`` is the size in bytes the WAL file is cut back to once
+    a checkpoint lets it start over.
+
+    An open log belongs to the process that opened it: in a child made by
+    ``fork`` every call raises ``StorageError`` and ``close`` lets go of it
+    without touching the file; the child opens its own.
     """
 
     def __init__(
@@ -536,6 +581,7 @@ class SqliteLog:
         synchronous: Literal["FULL", "NORMAL"] = "FULL",
         busy_timeout: float = 10.0,
         read_chunk: int = 5000,
+        wal_size_limit: int = WAL_SIZE_LIMIT,
     ) -> None:
         if synchronous not in ("FULL", "NORMAL"):
             raise ValueError("synchronous must be 'FULL' or 'NORMAL'")
@@ -543,9 +589,11 @@ class SqliteLog:
         self._synchronous = synchronous
         self._busy_ms = int(busy_timeout * 1000)
         self._read_chunk = read_chunk
+        self._wal_limit = int(wal_size_limit)
         self._writer: _WriteConnection | None = None
         self._reader: aiosqlite.Connection | None = None
         self._write_lock = asyncio.Lock()
+        self._pid = os.getpid()  # the process whose connections these are
 
     @property
     def path(self) -> str:
@@ -577,9 +625,11 @@ class SqliteLog:
         if self._writer is not None:
             return
         self._warn_if_networked()
+        self._pid = os.getpid()
+        _OPEN.add(self)
         try:
             self._writer = _WriteConnection()
-            await self._writer.open(self._path, self._busy_ms, self._synchronous)
+            await self._writer.open(self._path, self._busy_ms, self._synchronous, self._wal_limit)
             await self._writer.call(self._migrate)
             self._reader = await self._connect()
             await self._catch_up()
@@ -652,6 +702,8 @@ class SqliteLog:
         connection's thread is told to stop, so none keeps the process alive."""
         reader, writer = self._reader, self._writer
         self._reader = self._writer = None
+        if self._pid != os.getpid():
+            return  # the parent's connections, disowned at the fork: let them be
         try:
             if reader is not None:
                 try:
@@ -670,12 +722,31 @@ class SqliteLog:
     def _conn(self) -> _WriteConnection:
         if self._writer is None:
             raise StorageError("the log is not open")
+        self._check_process()
         return self._writer
 
     def _read_conn(self) -> aiosqlite.Connection:
         if self._reader is None:
             raise StorageError("the log is not open")
+        self._check_process()
         return self._reader
+
+    def _check_process(self) -> None:
+        if self._pid != os.getpid():
+            raise StorageError(
+                f"{self._path} was opened in process {self._pid}; this is process "
+                f"{os.getpid()} (a fork): open the log again here"
+            )
+
+    def _disown(self) -> None:
+        """In a forked child: keep the parent's connections from ever being
+        closed here (``_disown_in_child``)."""
+        import ctypes
+
+        reader, writer = self._reader, self._writer
+        for conn in (getattr(reader, "_connection", None), writer and writer._conn):
+            if conn is not None:
+                ctypes.pythonapi.Py_IncRef(ctypes.py_object(conn))
 
     # -- writing ---------------------------------------------------------
 
@@ -710,6 +781,7 @@ class SqliteLog:
             raise _storage_error(exc, f"cannot open a view of {self._path}: {exc}") from exc
         view = SqliteLog(self._path, read_chunk=self._read_chunk)
         view._reader = conn
+        _OPEN.add(view)
         try:
             await conn.execute("BEGIN")
             await conn.execute_fetchall("SELECT value FROM meta WHERE key = 'checkpoint'")
@@ -971,3 +1043,23 @@ class SqliteLog:
             writer.stage(_SET_CHECKPOINT, [(str(model.seq),)])
         log.info("read model rebuilt", events=count, jobs=len(model.jobs))
         return count
+
+
+_OPEN: weakref.WeakSet[SqliteLog] = weakref.WeakSet()
+"""Every log opened in this process (and every ``frozen`` view)."""
+
+
+def _disown_in_child() -> None:
+    """Run in the child after ``os.fork``: the parent's SQLite connections are
+    not the child's. SQLite forbids using them, or even closing them, there:
+    its locks belong to the parent, and closing the last connection of a
+    process may checkpoint the WAL it knew at the fork over newer pages and
+    delete the WAL. So each one is kept alive (never finalized, so never
+    closed) for the child's life, and every call on a log opened before the
+    fork raises ``StorageError`` (``_check_process``)."""
+    for opened in list(_OPEN):
+        opened._disown()
+    _OPEN.clear()
+
+
+os.register_at_fork(after_in_child=_disown_in_child)

@@ -47,6 +47,7 @@ from jobledger.core import (
     LedgerClosed,
     NotFound,
     Registry,
+    StorageError,
     SystemClock,
     ValidationError,
     convert_params,
@@ -250,7 +251,14 @@ class WorkerRunner:
                 await self._slot_free.wait()
                 continue
             self._wake.clear()
-            claimed = await self._claim(free)
+            try:
+                claimed = await self._claim(free)
+            except StorageError as exc:
+                # The disk failed (full, an I/O error): nothing was claimed, or
+                # a claim is in doubt. Try again at the next poll.
+                log.warning("claiming failed; trying again", worker=self.name, error=str(exc))
+                await self._nap(self._poll_interval)
+                continue
             for job in claimed:
                 crash_point("runner.after_claim")
                 task = asyncio.get_running_loop().create_task(
@@ -333,6 +341,9 @@ class WorkerRunner:
                     self._counts["lost"] += 1  # another worker claimed it first
                     continue
                 if isinstance(reply, ValidationError):  # e.g. not due yet on the Stower's clock
+                    continue
+                if isinstance(reply, StorageError):  # rolled back: not claimed
+                    log.warning("a claim failed", job_id=job.id, error=str(reply))
                     continue
                 raise reply
             started: Job | None = job
@@ -509,6 +520,11 @@ class WorkerRunner:
             self._counts["heartbeats"] += 1
         except LedgerClosed:
             return  # the ledger is closing: the runner is being stopped too
+        except StorageError as exc:
+            # Not refused: the disk failed (full, an I/O error). The lease holds
+            # until it runs out; the next beat tries again.
+            log.warning("heartbeat failed", job_id=ctx.job.id, error=str(exc))
+            return
         except JobledgerError as exc:
             # StaleAttempt (another attempt owns the job) or InvalidTransition
             # (it was expired or ended elsewhere): the lease is lost.
