@@ -57,10 +57,11 @@ class Work(JobWorker):
         return {"n": job.params["n"]}
 
 
-def _note(text: str) -> jobledger.Annotation:
+def _note(text: str, resource_id: str = "doc") -> jobledger.Annotation:
+    """A W3C comment saying ``text`` on the whole of ``resource_id``."""
     return jobledger.Annotation(
         motivation="commenting",
-        target=jobledger.Target(source="doc"),
+        target=jobledger.Target(source=resource_id),
         body=[jobledger.TextualBody(value=text)],
     )
 
@@ -451,7 +452,7 @@ class Pausable(JobWorker):
         tries: dict[str, Callable[[], Awaitable[object]]] = {
             "progress": lambda: ctx.progress(90, stage="late"),
             "heartbeat": ctx.heartbeat,
-            "mark": lambda: ctx.create_mark("late-doc", {"by": "paused"}),
+            "mark": lambda: ctx.create_mark("late-doc", _note("paused", "late-doc")),
             "asset": lambda: ctx.create_asset("thumb", f"late/{job.id}.png", 10),
             "complete": lambda: send(jobledger.JobComplete(result={"by": "paused"}, **common)),
             "partial": lambda: send(jobledger.JobPartial(result={}, error="late", **common)),
@@ -494,7 +495,7 @@ class Successor(JobWorker):
         self.release = asyncio.Event()
 
     async def execute(self, job: Job, ctx: JobContext) -> dict[str, Any]:
-        await ctx.create_mark("doc", {"by": "successor"})
+        await ctx.create_mark("doc", _note("successor"))
         self.started.set()
         await self.release.wait()
         return {"by": "successor"}
@@ -551,7 +552,8 @@ async def pause_past_the_lease(db: Path, *, successor_done: bool) -> dict[str, A
             lost_at = next(env.seq for env in log if env.type == "job.lease_expired")
             late = [env for env in log if env.seq > lost_at and env.actor == "worker:Pausable"]
             assert not late, late  # nothing the paused worker sent after losing the job
-            assert [m.annotation for m in await ledger.marks("doc")] == [{"by": "successor"}]
+            marks = await ledger.marks("doc")
+            assert [m.annotation["body"][0]["value"] for m in marks] == ["successor"]
             assert await ledger.marks("late-doc") == [] and await ledger.assets(job.id) == []
             assert (await ledger.verify()).ok
     finally:
@@ -659,7 +661,8 @@ class Busy(JobWorker):
 
     async def execute(self, job: Job, ctx: JobContext) -> dict[str, Any]:
         await ctx.progress(30, stage="one")
-        await ctx.create_mark(f"res-{job.params['n']}", {"job": job.id})
+        resource = f"res-{job.params['n']}"
+        await ctx.create_mark(resource, _note(job.id, resource))
         await ctx.progress(60, stage="two")
         _append(self.sink, f"{job.id} {ctx.attempt} {os.getpid()}\n")
         return {"n": job.params["n"]}
