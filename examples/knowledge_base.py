@@ -27,7 +27,6 @@ from typing import Any
 import jobledger
 from jobledger.workers import (
     ANNOTATION_JOB_TYPES,
-    ContentFetcher,
     FolderFetcher,
     InferenceClient,
     OfflineClient,
@@ -45,26 +44,6 @@ SCHEMAS = {
 ALICE = jobledger.User(id="alice", name="Alice", email="alice@kb.example", domain="kb.example")
 JOBS = 5 + 1 + 1 + (len(SCHEMAS) - 1)  # five kinds of marks, a page, its highlights, tags
 ENDS = {"job.completed", "job.partial", "job.failed", "job.skipped", "job.cancelled"}
-
-
-class KnowledgeBaseFetcher:
-    """The workers' documents: the ledger's own resources (ids ``res_…``, such
-    as the pages generation jobs write), else the folder."""
-
-    def __init__(self, folder: ContentFetcher) -> None:
-        self.folder = folder
-        self.ledger: jobledger.Ledger | None = None
-
-    async def fetch(self, resource_id: str) -> str:
-        if self.ledger is not None and resource_id.startswith("res_"):
-            data = await self.ledger.content(resource_id)
-            try:
-                return data.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise jobledger.ValidationError(
-                    f"resource {resource_id} is not UTF-8 text", field="resource_id"
-                ) from exc
-        return await self.folder.fetch(resource_id)
 
 
 def make_client() -> InferenceClient:
@@ -175,7 +154,8 @@ async def list_marks(ledger: jobledger.Ledger, resource_id: str, name: str) -> N
 
 async def main(path: str) -> None:
     print("documents:", ", ".join(sorted(p.stem for p in DOCUMENTS.glob("*.md"))))
-    fetcher = KnowledgeBaseFetcher(FolderFetcher(DOCUMENTS))
+    # The ledger's own resources (the pages generation jobs write), else the folder.
+    fetcher = jobledger.LedgerFetcher(fallback=FolderFetcher(DOCUMENTS))
     async with AsyncExitStack() as stack:
         client = make_client()
         if isinstance(client, OpenAIClient):
@@ -186,7 +166,7 @@ async def main(path: str) -> None:
                 path, workers=annotation_workers(fetcher, client), job_types=ANNOTATION_JOB_TYPES
             )
         )
-        fetcher.ledger = ledger
+        fetcher.bind(ledger)
         follower = asyncio.create_task(follow(ledger, await ledger.head()))
         jobs = await annotate(ledger)
         await follower

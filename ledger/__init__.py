@@ -98,6 +98,7 @@ from jobledger.workers import (
     WorkerStatistics,
 )
 
+from .fetcher import LedgerFetcher
 from .ledger import JobPage, Ledger, LedgerStatistics, open
 
 __version__ = "0.1.0"
@@ -151,6 +152,7 @@ __all__ = [
     "Lease",
     "Ledger",
     "LedgerClosed",
+    "LedgerFetcher",
     "LedgerStatistics",
     "LogLine",
     "ManualClock",

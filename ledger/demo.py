@@ -102,6 +102,7 @@ from jobledger.workers import (
     annotation_workers,
 )
 
+from .fetcher import LedgerFetcher
 from .ledger import Ledger
 from .ledger import open as open_ledger
 
@@ -236,41 +237,31 @@ def body_values(annotation: Mapping[str, Any]) -> list[str]:
 # -- reading the documents ---------------------------------------------------
 
 
-class DemoFetcher:
-    """The demo's :class:`~jobledger.workers.ContentFetcher`: reads a
-    resource's content (UTF-8) from the ledger it is bound to, as a document
-    store across a network would, waiting ``latency`` seconds per read.
+class DemoFetcher(LedgerFetcher):
+    """The demo's fetcher: a :class:`~jobledger.LedgerFetcher` (the samples
+    are stored as the ledger's resources) that behaves like a document store
+    across a network, waiting ``latency`` seconds per read.
 
-    A read waits until the fetcher is bound (workers start with their ledger,
-    before it can be handed to the fetcher). The first read of each resource
-    in ``flaky`` raises ``ConnectionError`` (a dropped connection: the job's
-    attempt fails and is retried); later reads succeed. Raises ``NotFound``
-    for an unknown resource.
+    The first read of each resource in ``flaky`` raises ``ConnectionError``
+    (a dropped connection: the job's attempt fails and is retried); later
+    reads succeed. ``reads`` counts the reads.
     """
 
     def __init__(self, *, latency: float = 0.0, flaky: Collection[str] = ()) -> None:
         if latency < 0:
             raise ValueError("latency must not be negative")
+        super().__init__()
         self.latency = latency
         self.flaky = set(flaky)
         self.reads = 0
-        self._ledger: Ledger | None = None
-        self._bound = asyncio.Event()
-
-    def bind(self, ledger: Ledger) -> None:
-        """Read from ``ledger`` from now on."""
-        self._ledger = ledger
-        self._bound.set()
 
     async def fetch(self, resource_id: str) -> str:
-        await self._bound.wait()
-        assert self._ledger is not None  # set with _bound
         self.reads += 1
         await asyncio.sleep(self.latency)
         if resource_id in self.flaky:
             self.flaky.discard(resource_id)
             raise ConnectionError(f"connection reset while reading {resource_id} (a flaky store)")
-        return (await self._ledger.content(resource_id)).decode()
+        return await super().fetch(resource_id)
 
 
 # -- params ----------------------------------------------------------------

@@ -307,3 +307,27 @@ def test_a_mark_from_before_w3c_exports_as_a_describing_annotation() -> None:
         }
     ]
     assert (legacy.exact, legacy.motivation) == (None, None)
+
+
+async def test_the_ledger_fetcher_reads_resources_then_falls_back(tmp_path: Path) -> None:
+    folder = tmp_path / "documents"
+    folder.mkdir()
+    (folder / "notes.md").write_text("from the folder")
+    fetcher = jobledger.LedgerFetcher(fallback=jobledger.workers.FolderFetcher(folder))
+    async with jobledger.open(tmp_path / "f.db") as ledger:
+        reading = asyncio.ensure_future(fetcher.fetch("notes"))
+        await ledger.head()  # the loop runs the read meanwhile
+        assert not reading.done()  # a read waits until the fetcher is bound
+        fetcher.bind(ledger)
+        assert await reading == "from the folder"
+        stored = await ledger.create_resource("r.md", "from the ledger")
+        binary = await ledger.create_resource("b.bin", b"\xff\xfe", media_type="application/x-b")
+        assert await fetcher.fetch(stored.id) == "from the ledger"
+        with pytest.raises(jobledger.ValidationError):
+            await fetcher.fetch(binary.id)
+        with pytest.raises(jobledger.NotFound):
+            await fetcher.fetch("nowhere")
+        alone = jobledger.LedgerFetcher()
+        alone.bind(ledger)
+        with pytest.raises(jobledger.NotFound):
+            await alone.fetch("notes")  # no fallback: only the ledger's resources
