@@ -52,7 +52,7 @@ from .commands import (
     field_error,
     validate_command,
 )
-from .content import ContentStore, digest_of
+from .content import ContentStore, content_bytes, digest_of
 from .decide import (
     DEFAULT_RETRY,
     Lookup,
@@ -242,6 +242,7 @@ __all__ = [
     "can_transition",
     "chain_hash",
     "check_storage_path",
+    "content_bytes",
     "convert_params",
     "decide",
     "decode_event",

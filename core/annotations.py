@@ -289,6 +289,8 @@ def apply_body_operations(
     operation does not apply (adding an item that is there, removing or
     replacing one that is not), naming the operation's index.
     """
+    if not isinstance(body, list):  # a free-form mark from before W3C
+        raise ValidationError("the mark's body is not a list of W3C bodies", field="body")
     items = list(body)
     for index, operation in enumerate(operations):
         step = msgspec.to_builtins(operation)

@@ -12,7 +12,23 @@ from __future__ import annotations
 import hashlib
 from typing import Protocol
 
-__all__ = ["ContentStore", "digest_of"]
+from .errors import ValidationError
+
+__all__ = ["ContentStore", "content_bytes", "digest_of"]
+
+
+def content_bytes(content: object) -> bytes:
+    """A resource's content as bytes: ``bytes`` as they are, text as UTF-8.
+    Anything else, or text that has no UTF-8 form (a lone surrogate), is a
+    ``ValidationError`` naming ``content``."""
+    if isinstance(content, bytes | bytearray | memoryview):
+        return bytes(content)
+    if isinstance(content, str):
+        try:
+            return content.encode()
+        except UnicodeEncodeError as exc:
+            raise ValidationError(f"text with no UTF-8 form: {exc}", field="content") from exc
+    raise ValidationError(f"must be bytes or text, not {type(content).__name__}", field="content")
 
 
 def digest_of(data: bytes) -> str:

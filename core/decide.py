@@ -43,6 +43,7 @@ from .commands import (
 )
 from .errors import (
     ConcurrencyConflict,
+    CorruptionError,
     InvalidTransition,
     NotFound,
     StaleAttempt,
@@ -580,7 +581,10 @@ def evolve_job(job: Job | None, env: Envelope) -> Job | None:
                 status=JobStatus.RUNNING,
                 attempt=event.attempt,
                 lease=Lease(
-                    worker=event.worker, attempt=event.attempt, expires_at=event.lease_expires_at
+                    worker=event.worker,
+                    attempt=event.attempt,
+                    expires_at=event.lease_expires_at,
+                    granted_at=env.time,
                 ),
                 started_at=env.time,
                 **touched,
@@ -600,7 +604,9 @@ def evolve_job(job: Job | None, env: Envelope) -> Job | None:
             )
             return _replace(job, progress=progress, **touched)
         case JobLeaseRenewed():
-            lease = job.lease and _replace(job.lease, expires_at=event.lease_expires_at)
+            lease = job.lease and _replace(
+                job.lease, expires_at=event.lease_expires_at, granted_at=env.time
+            )
             return _replace(job, lease=lease, **touched)
         case JobCompleted():
             return _finish(
@@ -703,7 +709,12 @@ def evolve_mark(mark: Mark | None, env: Envelope) -> Mark | None:
     if isinstance(event, MarkDeleted):
         return None
     if isinstance(event, MarkBodyUpdated) and mark is not None:
-        body = apply_body_operations(mark.annotation.get("body", []), event.operations)
+        try:
+            body = apply_body_operations(mark.annotation.get("body", []), event.operations)
+        except ValidationError as exc:  # decided before it was written: the log is damaged
+            raise CorruptionError(
+                f"{env.type} at seq {env.seq} does not apply to mark {mark.id!r}: {exc}"
+            ) from exc
         return msgspec.structs.replace(
             mark, annotation={**mark.annotation, "body": body}, version=env.version
         )

@@ -76,12 +76,17 @@ class RetryPolicy(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defa
     jitter: bool = True
 
 
-class Lease(msgspec.Struct, frozen=True, kw_only=True, gc=False):
-    """A running job's claim: which worker holds it, for which attempt, until when."""
+class Lease(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defaults=True):
+    """A running job's claim: which worker holds it, for which attempt, until
+    when; ``granted_at`` is when that expiry was granted (the claim or the
+    last heartbeat), on the clock of the process that granted it, so
+    ``expires_at - granted_at`` is the lease's length whatever other clocks
+    say."""
 
     worker: str
     attempt: int
     expires_at: datetime
+    granted_at: datetime | None = None
 
 
 class Job(msgspec.Struct, frozen=True, kw_only=True, gc=False):

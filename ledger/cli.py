@@ -115,7 +115,7 @@ class _MissingLog(Exception):
 
 
 class _MissingFile(Exception):
-    """The file to import does not exist (exit code 2)."""
+    """A file or folder to import does not exist (exit code 2)."""
 
 
 class _OutputClosed(Exception):
@@ -913,6 +913,8 @@ def _discard(db: str) -> None:
 
 
 async def _import(args: argparse.Namespace, out: Console) -> int:
+    if args.content is not None and not args.content.is_dir():
+        raise _MissingFile(args.content)
     with _reading(args.file) as lines:
         created = _new_log(args.db)
         try:
@@ -937,15 +939,15 @@ async def _import(args: argparse.Namespace, out: Console) -> int:
 # -- the parser --------------------------------------------------------------
 
 
-def _integer(least: int, why: str) -> Callable[[str], int]:
-    """An argparse type: an integer of at least ``least`` (``why`` says what else)."""
+def _integer(least: int, why: str, most: int | None = None) -> Callable[[str], int]:
+    """An argparse type: an integer from ``least`` to ``most`` (``why`` says what else)."""
 
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-        if value < least:
+        if value < least or (most is not None and value > most):
             raise argparse.ArgumentTypeError(f"{why}: {value}")
         return value
 
@@ -1070,7 +1072,7 @@ def _add_mark_commands(commands: Any, db_help: str) -> None:
     listing.add_argument("--db", default=_DEFAULT_DB, help=db_help)
     listing.add_argument(
         "--limit",
-        type=_integer(1, "must be 1-10000"),
+        type=_integer(1, "must be 1-10000", 10_000),
         default=100,
         help="at most this many (default: 100)",
     )

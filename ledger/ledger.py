@@ -75,10 +75,13 @@ from jobledger.core import (
     User,
     ValidationError,
     WaitTimeout,
+    content_bytes,
+    digest_of,
     evolve_job,
     get_logger,
     to_jsonld,
     to_ms,
+    validate_command,
 )
 from jobledger.eventbus import BusStatistics, EventBus, Reply
 from jobledger.store import (
@@ -642,20 +645,19 @@ class Ledger:
         it as committed. The content is stored durably before the resource is
         logged, in the ledger's content folder (``DATABASE.content``)."""
         self._check_open()
-        data = content.encode() if isinstance(content, str) else content
-        digest = await self._content.put(data)
-        resource_id = resource_id or self._ids.make("res", to_ms(self._clock.now()))
-        await self._bus.send(
-            ResourceCreate(
-                resource_id=resource_id,
-                name=name,
-                media_type=media_type,
-                digest=digest,
-                size=len(data),
-                actor=actor,
-            )
+        data = content_bytes(content)
+        command = ResourceCreate(
+            resource_id=resource_id or self._ids.make("res", to_ms(self._clock.now())),
+            name=name,
+            media_type=media_type,
+            digest=digest_of(data),
+            size=len(data),
+            actor=actor,
         )
-        return await self.resource(resource_id)
+        validate_command(command)  # a malformed one stores no content
+        await self._content.put(data)
+        await self._bus.send(command)
+        return await self.resource(command.resource_id)
 
     async def resource(self, resource_id: str) -> Resource:
         """A resource jobledger stores; ``NotFound`` if there is none."""

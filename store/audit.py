@@ -16,9 +16,11 @@ from jobledger.core import (
     ContentStore,
     CorruptionError,
     Envelope,
+    JobledgerError,
     NotFound,
     Projection,
     Resource,
+    StorageError,
     ValidationError,
     chain_hash,
     decode_event,
@@ -147,7 +149,10 @@ async def verify_view(
                     detail=f"hash {env.hash[:16]}… where the digest has {digest.hash[:16]}…",
                 )
             )
-        model.apply(env)
+        try:
+            model.apply(env)
+        except JobledgerError as exc:  # an event that does not fold (edited or invented)
+            problems.append(Problem(seq=env.seq, kind="fold", detail=str(exc)))
     if digest is not None and digest.seq > model.seq:
         problems.append(
             Problem(
@@ -191,14 +196,17 @@ async def verify_view(
 async def _check_content(content: ContentStore, resources: Iterable[Resource]) -> list[Problem]:
     found: list[Problem] = []
     for resource in sorted(resources, key=lambda r: r.created_seq):
+        name = f"resource {resource.id!r}: its content {resource.digest[:20]}…"
         try:
             await content.get(resource.digest)
         except NotFound:
-            detail = f"resource {resource.id!r}: its content {resource.digest[:20]}… is missing"
+            detail = f"{name} is missing"
         except CorruptionError:
-            detail = (
-                f"resource {resource.id!r}: its content no longer matches {resource.digest[:20]}…"
-            )
+            detail = f"{name} no longer matches it"
+        except ValidationError:
+            detail = f"resource {resource.id!r}: {resource.digest[:20]!r} is not a content digest"
+        except StorageError as exc:
+            detail = f"{name} cannot be read: {exc}"
         else:
             continue
         found.append(Problem(seq=resource.created_seq, kind="content", detail=detail))

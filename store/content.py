@@ -88,11 +88,12 @@ class ContentFolder:
             await target.put(await self.get(digest))
         return len(digests)
 
-    @staticmethod
-    def _write(path: Path, data: bytes) -> None:
-        if path.exists():  # content-addressed: the same bytes are there already
-            return
+    def _write(self, path: Path, data: bytes) -> None:
         try:
+            if path.exists() and path.read_bytes() == data:
+                return  # content-addressed: the same bytes are there already
+            # (A file there that no longer holds them was damaged: written over.)
+            made = [p for p in (self.root, path.parent.parent, path.parent) if not p.exists()]
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
             try:
@@ -104,13 +105,19 @@ class ContentFolder:
             except BaseException:
                 Path(temporary).unlink(missing_ok=True)
                 raise
-            folder = os.open(path.parent, os.O_RDONLY)
-            try:
-                os.fsync(folder)
-            finally:
-                os.close(folder)
+            # The new name, and each folder made for it, is durable in its parent.
+            for folder in {path.parent, *(p.parent for p in made)}:
+                _fsync_folder(folder)
         except OSError as exc:
             raise StorageError(f"cannot store content in {path.parent}: {exc}") from exc
+
+
+def _fsync_folder(folder: Path) -> None:
+    handle = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(handle)
+    finally:
+        os.close(handle)
 
 
 class MemoryContent:

@@ -74,6 +74,13 @@ class _MemoryWriter:
         self.records.extend(records)
 
 
+def _due_at(job: Job) -> datetime:
+    """When a running job's lease or timeout runs out, whichever is first."""
+    assert job.lease is not None  # (expired() holds: the job runs under a lease)
+    deadline = job.deadline
+    return job.lease.expires_at if deadline is None else min(job.lease.expires_at, deadline)
+
+
 class MemoryLog:
     """An :class:`~jobledger.store.EventLog` held in memory."""
 
@@ -180,7 +187,7 @@ class MemoryLog:
 
     async def expiring(self, now: datetime, limit: int = 500) -> list[Job]:
         found = [j for j in self._model.jobs.values() if expired(j, now)]
-        found.sort(key=lambda j: j.created_seq)
+        found.sort(key=lambda j: (_due_at(j), j.created_seq))
         return found[:limit]
 
     async def finished_before(self, cutoff: datetime, limit: int = 500) -> list[Job]:

@@ -247,7 +247,8 @@ class EventLog(Protocol):
         ...
 
     async def expiring(self, now: datetime, limit: int = 500) -> list[Job]:
-        """Running jobs whose lease expired, or whose timeout passed, by ``now``."""
+        """Running jobs whose lease expired, or whose timeout passed, by ``now``:
+        the ``limit`` that ran out first (soonest lease or timeout first)."""
         ...
 
     async def finished_before(self, cutoff: datetime, limit: int = 500) -> list[Job]:

@@ -956,13 +956,13 @@ class SqliteLog:
     async def expiring(self, now: datetime, limit: int = 500) -> list[Job]:
         us = _micros(now)
         rows = await self._fetchall(
-            "SELECT doc FROM jobs WHERE status = 'running' AND lease_expires_us <= ?"
-            " UNION SELECT doc FROM jobs WHERE status = 'running' AND deadline_us <= ?"
-            " LIMIT ?",
-            (us, us, limit),
+            "SELECT doc FROM jobs WHERE status = 'running'"
+            " AND (lease_expires_us <= ?1 OR deadline_us <= ?1)"
+            " ORDER BY min(lease_expires_us, ifnull(deadline_us, lease_expires_us)), created_seq"
+            " LIMIT ?2",
+            (us, limit),
         )
-        jobs = [_decode_job(r[0]) for r in rows]
-        return sorted(jobs, key=lambda j: j.created_seq)
+        return [_decode_job(r[0]) for r in rows]
 
     async def finished_before(self, cutoff: datetime, limit: int = 500) -> list[Job]:
         rows = await self._fetchall(

@@ -458,7 +458,10 @@ class Stower:
         for kind, key in state.dirty:
             self._cache.put((kind, key), state.entry(kind, key))
         if self._on_commit is not None and envelopes:
-            self._on_commit(envelopes)
+            try:
+                self._on_commit(envelopes)
+            except Exception as exc:  # the owner's hook: committed is committed, go on
+                log.error("the on_commit hook failed", exc_info=exc)
         self._bus.publish(envelopes)
         crash_point("stower.before_answer")
         self._answer(batch, outcomes)
@@ -495,12 +498,12 @@ class Stower:
                     raise StaleWrite("a create taken for new was refused")  # decide it on facts
                 if records:
                     await writer.append(records, state.changes())
-            # Refused on the cache, and nothing written whose commit would have
-            # checked the head: if another process appended since, the cache
-            # may be stale, and the refusals wrong.
-            refused = any(isinstance(o, BaseException) for o in outcomes)
-            if not records and refused and await self._log.head() != self._head:
-                raise StaleWrite("the head moved: decide the refusals on facts")
+            # Decided on the cache with nothing written (refused, or taken as
+            # already in effect), so no commit checked the head: if another
+            # process appended since, the cache may be stale, and the answers
+            # wrong.
+            if not records and await self._log.head() != self._head:
+                raise StaleWrite("the head moved: decide the batch on facts")
         except StaleWrite:
             self._cache.clear()
             self._stale_writes += 1
@@ -605,7 +608,9 @@ class Stower:
                 continue
             except Exception as exc:  # a bug in decide: reject this command, keep serving
                 log.error("decide failed", command=type(command).__name__, exc_info=exc)
-                outcomes.append(exc)
+                failure = InternalError(f"deciding {type(command).__name__} failed: {exc!r}")
+                failure.__cause__ = exc
+                outcomes.append(failure)
                 continue
             produced: list[Envelope] = []
             for event in events:

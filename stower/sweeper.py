@@ -142,7 +142,8 @@ class Sweeper:
             # New since the last sweep (or running on open): watched from now.
             # On open, a lease already past its expiry ran out before we came.
             since = -math.inf if first and lease.expires_at <= now else monotonic
-            length = max(0.0, (lease.expires_at - job.updated_at).total_seconds())
+            granted = lease.granted_at or job.updated_at  # (a lease read before it was kept)
+            length = max(0.0, (lease.expires_at - granted).total_seconds())
             watched = _Watched(job.attempt, lease.expires_at, since, length)
             self._watched[job.id] = watched
         if lease.expires_at <= now and watched.ran_out(monotonic):

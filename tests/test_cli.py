@@ -1221,3 +1221,17 @@ def test_the_console_script_runs(tmp_path: Path) -> None:
     )
     assert missing.returncode == 2
     assert "no log file" in missing.stderr
+
+
+def test_import_with_a_missing_content_folder_is_a_usage_error(
+    demo_db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    export = tmp_path / "log.ndjson"
+    assert main(["export", "--db", str(demo_db), "--out", str(export)]) == 0
+    capsys.readouterr()
+    db = tmp_path / "new.db"
+    missing = tmp_path / "nowhere.content"
+    assert main(["import", str(export), "--db", str(db), "--content", str(missing)]) == 2
+    assert capsys.readouterr().err == f"jobledger: error: no file at {missing}\n"
+    assert not db.exists()
+    assert main(["resources", "--db", str(demo_db), "--limit", "10001"]) == 2

@@ -19,9 +19,11 @@ from jobledger.core import (
     JobComplete,
     JobCreate,
     JobFail,
+    JobHeartbeat,
     JobProgress,
     JobStart,
     JobStatus,
+    JobSuspend,
     ManualClock,
     MarkCreate,
     MarkDelete,
@@ -45,7 +47,15 @@ def fold(model: Projection, command: object, *, now: datetime = NOW) -> list[Env
     """Decide ``command`` against ``model`` and fold the result in, as the Stower does."""
     assert isinstance(
         command,
-        JobCreate | JobStart | JobProgress | JobComplete | JobFail | MarkCreate | MarkDelete,
+        JobCreate
+        | JobStart
+        | JobProgress
+        | JobComplete
+        | JobFail
+        | MarkCreate
+        | MarkDelete
+        | JobHeartbeat
+        | JobSuspend,
     )
     envelopes = []
     for event in decide(command, model, now):
@@ -299,3 +309,25 @@ def test_an_old_event_is_upcast_to_the_current_shape() -> None:
         later.register("job.started", 2, rename_lease)  # 2 is current: no step from it
     with pytest.raises(msgspec.ValidationError):
         decode_event(old)  # today's schemas: version 1 has no lease_until
+
+
+def test_a_lease_keeps_when_it_was_granted_whatever_comes_after() -> None:
+    """The sweeper judges a lease's length as ``expires_at - granted_at``: a
+    later event on the job (a suspend request from a process whose clock runs
+    ahead) must not shorten it."""
+    model = Projection()
+    fold(model, JobCreate(job_id="j1", job_type="t", user=User(id="u"), suspendable=True))
+    fold(model, JobStart(job_id="j1", worker="w", expected_version=1))
+    lease = model.jobs["j1"].lease
+    assert lease is not None and lease.granted_at == NOW
+    assert lease.expires_at - lease.granted_at == timedelta(seconds=60)
+    ahead = NOW + timedelta(seconds=50)
+    fold(model, JobSuspend(job_id="j1"), now=ahead)
+    job = model.jobs["j1"]
+    assert job.suspend_requested and job.updated_at == ahead
+    assert job.lease == lease
+    later = NOW + timedelta(seconds=20)
+    fold(model, JobHeartbeat(job_id="j1", attempt=1, lease_seconds=60), now=later)
+    renewed = model.jobs["j1"].lease
+    assert renewed is not None and renewed.granted_at == later
+    assert renewed.expires_at == later + timedelta(seconds=60)

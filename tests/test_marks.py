@@ -5,6 +5,8 @@ attempt, content checked against its digest, and the W3C export."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -331,3 +333,64 @@ async def test_the_ledger_fetcher_reads_resources_then_falls_back(tmp_path: Path
         alone.bind(ledger)
         with pytest.raises(jobledger.NotFound):
             await alone.fetch("notes")  # no fallback: only the ledger's resources
+
+
+async def test_an_edited_body_update_is_reported_by_verify_not_raised(db_path: Path) -> None:
+    async with jobledger.open(db_path) as ledger:
+        mark = await ledger.create_mark("doc", on(0, 12))
+        await ledger.update_mark_body(mark.id, [BodyAdd(item=LINK)])
+    with contextlib.closing(sqlite3.connect(db_path)) as conn, conn:
+        conn.execute(
+            "UPDATE events SET data = CAST(replace(CAST(data AS TEXT), '\"add\"', '\"remove\"')"
+            " AS BLOB) WHERE seq = 2"
+        )
+    async with jobledger.open(db_path) as ledger:
+        report = await ledger.verify()
+        assert [(p.seq, p.kind) for p in report.problems][:2] == [(2, "hash"), (2, "fold")]
+        assert "does not apply to mark" in report.problems[1].detail
+        with pytest.raises(jobledger.CorruptionError):
+            await ledger.replay()
+
+
+def test_a_free_form_body_cannot_be_updated() -> None:
+    from datetime import UTC, datetime
+
+    model = jobledger.Projection()
+    for body in (None, 5, "abc", {"k": 1}):
+        model.marks["m"] = jobledger.Mark(
+            id="m",
+            resource_id="doc",
+            annotation={"body": body},
+            created_by="x",
+            created_at=datetime(2026, 1, 1, tzinfo=UTC),
+            version=1,
+            created_seq=1,
+        )
+        command = jobledger.MarkUpdateBody(mark_id="m", operations=[BodyAdd(item=LINK)])
+        with pytest.raises(jobledger.ValidationError) as refused:
+            jobledger.core.decide(command, model, datetime(2026, 1, 2, tzinfo=UTC))
+        assert refused.value.field == "body"
+
+
+async def test_a_refused_resource_is_refused_before_its_content_is_stored(db_path: Path) -> None:
+    async with jobledger.open(db_path) as ledger:
+        for content, field in (("\ud800", "content"), (123, "content")):
+            with pytest.raises(jobledger.ValidationError) as refused:
+                await ledger.create_resource("n.md", content)  # type: ignore[arg-type]
+            assert refused.value.field == field
+        for name, media_type in (("", "text/plain"), ("n.md", "no media type")):
+            with pytest.raises(jobledger.ValidationError):
+                await ledger.create_resource(name, "never stored", media_type=media_type)
+        assert await ledger.head() == 0
+    assert not content_folder_for(db_path).exists()
+
+
+async def test_storing_content_again_repairs_a_damaged_file(tmp_path: Path) -> None:
+    folder = ContentFolder(tmp_path / "content")
+    digest = await folder.put(b"the bytes")
+    folder.path_of(digest).write_bytes(b"the bytez")
+    with pytest.raises(jobledger.CorruptionError):
+        await folder.get(digest)
+    assert await folder.put(b"the bytes") == digest
+    assert await folder.get(digest) == b"the bytes"
+    assert folder.digests() == [digest]

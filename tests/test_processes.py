@@ -188,3 +188,23 @@ async def test_a_command_refused_on_a_stale_cache_is_decided_again_on_the_log(
         with pytest.raises(jobledger.InvalidTransition):  # a refusal on facts stands
             await here.send(jobledger.JobComplete(job_id=job.id, attempt=1))
         assert (await there.get(job.id)).status == "completed"
+
+
+async def test_a_command_taken_as_in_effect_on_a_stale_cache_is_decided_again(
+    db_path: Path,
+) -> None:
+    """Found in review: the stale-cache check covered only refusals. A cancel
+    of a job cached here as cancel-requested, which another process has since
+    completed, was accepted here as already in effect; on the log it is an
+    ``InvalidTransition``, as the other process answers."""
+    async with jobledger.open(db_path) as here, jobledger.open(db_path) as there:
+        job = await here.submit("work")
+        await there.send(
+            jobledger.JobStart(job_id=job.id, worker="there", expected_version=job.version)
+        )
+        await here.cancel(job.id)  # read from the log: running, so a request; cached here
+        await there.send(jobledger.JobComplete(job_id=job.id, attempt=1))
+        with pytest.raises(jobledger.InvalidTransition):
+            await here.send(jobledger.JobCancel(job_id=job.id))
+        with pytest.raises(jobledger.InvalidTransition):
+            await there.send(jobledger.JobCancel(job_id=job.id))

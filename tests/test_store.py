@@ -335,3 +335,17 @@ def test_a_log_on_a_network_file_system_is_told_apart() -> None:
     assert filesystem_of("/tmp/jobs.db", mounts) == "tmpfs"
     assert {"nfs4", "cifs"} <= NETWORK_FILESYSTEMS
     assert "ext4" not in NETWORK_FILESYSTEMS and "tmpfs" not in NETWORK_FILESYSTEMS
+
+
+async def test_expiring_gives_the_leases_that_ran_out_first(engine: Engine) -> None:
+    """The sweeper reads at most its watch limit of running jobs: those must be
+    the ones whose lease (or timeout) runs out first, whatever their age, or a
+    dead job behind many live ones would never be looked at."""
+    for job_id, lease in (("old", 300.0), ("dead", 10.0), ("mid", 200.0)):
+        await engine.bus.send(create(job_id))
+        await engine.bus.send(
+            JobStart(job_id=job_id, worker="w", expected_version=1, lease_seconds=lease)
+        )
+    later = datetime.now(UTC) + timedelta(days=1)
+    assert [j.id for j in await engine.log.expiring(later, 1)] == ["dead"]
+    assert [j.id for j in await engine.log.expiring(later, 3)] == ["dead", "mid", "old"]

@@ -46,10 +46,13 @@ from jobledger.core import (
     MarkUpdateBody,
     ResourceCreate,
     ValidationError,
+    content_bytes,
+    digest_of,
     evolve_job,
     field_error,
     get_logger,
     to_ms,
+    validate_command,
 )
 from jobledger.core.faults import crash_point
 from jobledger.eventbus import EventBus, Reply
@@ -307,23 +310,22 @@ class JobContext:
         has its content."""
         if self._content is None:
             raise ValidationError("this runner was given no content store (a Ledger gives one)")
-        data = content.encode() if isinstance(content, str) else content
-        digest = await self._content.put(data)
-        resource_id = resource_id or self._ids.make("res", to_ms(self._clock.now()))
-        await self._bus.send(
-            ResourceCreate(
-                resource_id=resource_id,
-                name=name,
-                media_type=media_type,
-                digest=digest,
-                size=len(data),
-                job_id=self._job.id,
-                attempt=self._job.attempt,
-                actor=self.actor,
-                correlation_id=self._job.id,
-            )
+        data = content_bytes(content)
+        command = ResourceCreate(
+            resource_id=resource_id or self._ids.make("res", to_ms(self._clock.now())),
+            name=name,
+            media_type=media_type,
+            digest=digest_of(data),
+            size=len(data),
+            job_id=self._job.id,
+            attempt=self._job.attempt,
+            actor=self.actor,
+            correlation_id=self._job.id,
         )
-        return resource_id
+        validate_command(command)  # a malformed one stores no content
+        await self._content.put(data)
+        await self._bus.send(command)
+        return command.resource_id
 
     async def create_asset(
         self,
