@@ -211,7 +211,10 @@ def _seconds(value: float | timedelta | None, field: str) -> float | None:
 
 
 class Ledger:
-    """A running jobledger on one event log. Made by :func:`open`."""
+    """A running jobledger on one event log. Made by :func:`open`.
+
+    ``content`` is where resources' content lives: by default the folder
+    beside the log's file (``PATH.content``), or memory for a ``MemoryLog``."""
 
     def __init__(
         self,
@@ -229,7 +232,12 @@ class Ledger:
         content: ContentStore | None = None,
     ) -> None:
         self._log = log
-        self._content: ContentStore = content or MemoryContent()
+        # Resources' content: given, else beside the file (in memory with a memory log).
+        self._content: ContentStore = content or (
+            MemoryContent()
+            if isinstance(log, MemoryLog)
+            else ContentFolder(content_folder_for(log.path))
+        )
         self._clock = clock or SystemClock()
         self._ids = IdFactory()
         self._registry = Registry(job_types)
