@@ -574,3 +574,146 @@ def test_the_schema_keywords_that_are_stems_match_their_words_offline() -> None:
         span.exact
         for span, _ in client.tags(ruling, {"Conclusion": list(irac["Conclusion"].keywords)})
     ] == ["The court decided it applies."]
+
+
+# -- regressions from review -------------------------------------------------------
+
+
+async def test_a_passage_too_large_for_a_w3c_mark_is_rejected_before_any_mark_is_sent(
+    db_path: Path, documents: Path, model_server: ModelServer
+) -> None:
+    # Regression: the Stower refused the mark mid-job (TextQuoteSelector.exact
+    # and TextualBody.value hold at most 65,536 characters), so the job failed
+    # with no counts while the marks sent before it stayed.
+    long_sentence = "word " * 14_000 + "end."
+    (documents / "big.md").write_text("Ada Lovelace wrote the first program. " + long_sentence)
+    long_comment = (*span("Charles Babbage"), "x" * 70_000)
+    model_server.queue(answer(passages((*span("Ada Lovelace"), "A pioneer."), long_comment)))
+    async with kb(db_path, documents) as ledger:
+        done = await run(ledger, "highlight-annotation", {"resourceId": "big", "density": 1})
+        assert done.status is jobledger.JobStatus.PARTIAL
+        assert done.result is not None
+        counts = [done.result[k] for k in ("found", "created", "rejected")]
+        assert counts == [2, 1, 1]
+        assert "1 of 2 passages do not fit a W3C mark (no mark made)" in (done.error or "")
+        assert f"a quote of {len(long_sentence)} characters, over 65536" in (done.error or "")
+        assert [m.exact for m in await ledger.marks("big")] == [
+            "Ada Lovelace wrote the first program."
+        ]
+    async with model(model_server) as client, kb(db_path, documents, client) as ledger:
+        done = await run(ledger, "comment-annotation", {"resourceId": "ada"})
+        assert done.status is jobledger.JobStatus.PARTIAL
+        assert done.result is not None and done.result["rejected"] == 1
+        assert "a body that does not fit" in (done.error or "")
+        assert [m.exact for m in await ledger.marks("ada")] == ["Ada Lovelace"]
+
+
+def test_an_exact_of_only_whitespace_is_never_located() -> None:
+    # Regression: "  " matched the first run of spaces and made a blank mark.
+    assert locate("a  b\n\nc", "  ", 1, 3) is None
+    assert locate("a  b\n\nc", "\n\n", None, None) is None
+    assert locate("a  b", "a  b", 0, 4) == (0, 4)
+
+
+async def test_the_folder_fetcher_keeps_line_endings_and_types_its_errors(
+    documents: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Regression: read_text turned \r\n and \r into \n, shifting every offset.
+    (documents / "crlf.txt").write_bytes(b"one\r\ntwo\rthree\n")
+    fetcher = FolderFetcher(documents)
+    assert await fetcher.fetch("crlf") == "one\r\ntwo\rthree\n"
+    (documents / "latin1.txt").write_bytes("caf\xe9".encode("latin-1"))
+    with pytest.raises(jobledger.ValidationError) as refused:
+        await fetcher.fetch("latin1")
+    assert refused.value.field == "resource_id"
+
+    def unreadable(self: Path) -> bytes:
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "read_bytes", unreadable)
+    with pytest.raises(jobledger.StorageError) as failed:
+        await fetcher.fetch("crlf")
+    assert "crlf.txt" in str(failed.value)
+    assert isinstance(failed.value.__cause__, PermissionError)
+
+
+def test_parse_passages_types_deep_nesting_and_a_reply_cut_before_its_list() -> None:
+    # Regression: deep nesting raised RecursionError; a reply cut before its
+    # "[" was "not a JSON list" (retried) instead of cut with no passages.
+    with pytest.raises(jobledger.core.errors.InferenceError) as caught:
+        parse_passages("[" * 100_000, truncated=False)
+    assert "not valid JSON" in str(caught.value)
+    assert parse_passages("[" * 100_000, truncated=True) == ([], 0, True)
+    assert parse_passages('[{"exact": "a"}, ' + "[" * 100_000, truncated=True) == (
+        [{"exact": "a"}],
+        0,
+        True,
+    )
+    assert parse_passages("Here are the passages you", truncated=True) == ([], 0, True)
+    with pytest.raises(jobledger.core.errors.InferenceError):
+        parse_passages("Here are the passages you", truncated=False)
+
+
+async def test_a_reply_cut_before_its_list_ends_the_job_partial(
+    db_path: Path, documents: Path, model_server: ModelServer
+) -> None:
+    model_server.queue(truncated("Here are the passages worth a comment, with"))
+    async with model(model_server) as client, kb(db_path, documents, client) as ledger:
+        done = await run(ledger, "comment-annotation", {"resourceId": "ada"})
+        assert done.status is jobledger.JobStatus.PARTIAL
+        assert done.attempt == 1
+        assert "cut at max_tokens (2048); kept the 0 passages" in (done.error or "")
+        assert done.result is not None and done.result["created"] == 0
+
+
+class ThreadRecordingClient(OfflineClient):
+    """The offline client, noting for each method whether it ran on the event loop."""
+
+    def __init__(self) -> None:
+        self.on_loop: dict[str, bool] = {}
+
+    def _note(self, method: str) -> None:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            self.on_loop[method] = False
+        else:
+            self.on_loop[method] = True
+
+    def highlights(self, *args: Any, **kw: Any) -> Any:
+        self._note("highlights")
+        return super().highlights(*args, **kw)
+
+    def comments(self, *args: Any, **kw: Any) -> Any:
+        self._note("comments")
+        return super().comments(*args, **kw)
+
+    def assessments(self, *args: Any, **kw: Any) -> Any:
+        self._note("assessments")
+        return super().assessments(*args, **kw)
+
+    def tags(self, *args: Any, **kw: Any) -> Any:
+        self._note("tags")
+        return super().tags(*args, **kw)
+
+    def references(self, *args: Any, **kw: Any) -> Any:
+        self._note("references")
+        return super().references(*args, **kw)
+
+    def generate_document(self, *args: Any, **kw: Any) -> Any:
+        self._note("generate_document")
+        return super().generate_document(*args, **kw)
+
+
+async def test_the_offline_methods_run_off_the_event_loop(db_path: Path, documents: Path) -> None:
+    # Regression: they ran on the loop, holding up the Stower and heartbeats
+    # for as long as a large document took to read.
+    client = ThreadRecordingClient()
+    async with kb(db_path, documents, client) as ledger:
+        for job_type, params in [*PARAMS.items(), ("generation", {"title": "T"})]:
+            done = await run(ledger, job_type, params)
+            assert done.status is jobledger.JobStatus.COMPLETED, done.error
+    assert client.on_loop == dict.fromkeys(
+        ["highlights", "comments", "assessments", "tags", "references", "generate_document"],
+        False,
+    )

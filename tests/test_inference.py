@@ -257,17 +257,48 @@ async def test_a_429_waits_as_long_as_retry_after_says(
     assert sleeps.waits == [3.0]
 
 
-async def test_a_retry_after_beyond_max_backoff_is_not_waited_for(
+async def test_a_retry_after_beyond_max_backoff_waits_max_backoff_and_retries(
     model_server: ModelServer, sleeps: Sleeps
 ) -> None:
-    model_server.queue(http_error(429, "quota", retry_after="120"))
+    # Regression: it raised at once without waiting, so the runner retried
+    # the job about a second later, ignoring the server's Retry-After.
+    model_server.queue(http_error(429, "quota", retry_after="120"), answer("ok"))
     async with client_for(model_server, sleeps, max_backoff=30) as client:
+        assert await client.generate_text("q", max_tokens=5, temperature=0) == "ok"
+    assert sleeps.waits == [30] and len(model_server.requests) == 2
+    model_server.queue(*[http_error(429, "quota", retry_after="120")] * 2)
+    async with client_for(model_server, sleeps, max_backoff=30, max_retries=1) as client:
         with pytest.raises(InferenceError) as caught:
             await client.generate_text("q", max_tokens=5, temperature=0)
     error = caught.value
     assert (error.retryable, error.status, error.retry_after) == (True, 429, 120.0)
-    assert "quota" in str(error) and "over max_backoff" in str(error)
-    assert sleeps.waits == [] and len(model_server.requests) == 1
+    assert "quota" in str(error) and "after 2 tries" in str(error)
+    assert sleeps.waits == [30, 30]
+
+
+async def test_a_prompt_with_a_lone_surrogate_is_refused_before_sending(
+    model_server: ModelServer, sleeps: Sleeps
+) -> None:
+    # Regression: httpx's JSON encoding raised an untyped UnicodeEncodeError.
+    async with client_for(model_server, sleeps) as client:
+        with pytest.raises(ValidationError) as caught:
+            await client.generate("half a pair: \ud800", max_tokens=5, temperature=0)
+    assert caught.value.field == "prompt" and "index 13" in str(caught.value)
+    assert model_server.requests == []
+
+
+async def test_a_reply_nested_too_deeply_is_a_typed_error_not_a_recursion_error(
+    model_server: ModelServer, sleeps: Sleeps
+) -> None:
+    # Regression: json.loads raised RecursionError, which no caller expects.
+    model_server.queue(malformed(b"[" * 100_000))
+    model_server.queue(Reply(status=503, body=b"[" * 100_000), answer("ok"))
+    async with client_for(model_server, sleeps) as client:
+        with pytest.raises(InferenceError) as caught:
+            await client.generate("q", max_tokens=5, temperature=0)
+        assert not caught.value.retryable and "is not valid JSON" in str(caught.value)
+        assert await client.generate_text("q", max_tokens=5, temperature=0) == "ok"
+    assert sleeps.waits == [0.5]
 
 
 async def test_when_the_tries_run_out_the_error_is_retryable_and_says_why(
@@ -553,6 +584,18 @@ def test_references_find_the_requested_entity_types_named_as_requested() -> None
         OfflineClient().references(ARTICLE, "Person")
 
 
+def test_references_survive_a_capitalised_connector_before_a_lowercase_word() -> None:
+    # Regression: "Of course" made a run of one connector; popping it left
+    # an empty run and references() raised IndexError.
+    text = "Of course, Ada Lovelace met Charles Babbage in London."
+    found = OfflineClient().references(text, ["Person", "Location"])
+    assert [(s.exact, t) for s, t in found] == [
+        ("Ada Lovelace", "Person"),
+        ("Charles Babbage", "Person"),
+        ("London", "Location"),
+    ]
+
+
 def test_comments_are_templated_on_the_best_sentences_with_the_tone() -> None:
     client = OfflineClient()
     (only,) = client.comments(ARTICLE, "How do audits work?", "technical")
@@ -687,6 +730,20 @@ def test_every_span_is_exact_in_order_and_the_same_every_time(text: str, density
         assert all(a.end <= b.start for a, b in itertools.pairwise(spans))
     document = client.generate_document("T", "abc", text)
     assert document.startswith("# T\n") and document == client.generate_document("T", "abc", text)
+
+
+CONNECTORS = ["Of", "De", "Del", "Der", "Van", "Von", "Da", "Di", "Du", "La", "Le", "Al", "Bin"]
+
+
+@settings(max_examples=100, deadline=None)
+@given(connector=st.sampled_from(CONNECTORS), rest=TEXTS)
+def test_references_never_raise_on_a_text_opening_with_a_connector(
+    connector: str, rest: str
+) -> None:
+    types = ["Person", "Organization", "Location"]
+    for text in (f"{connector} course {rest}", f"{rest} {connector} la {rest}", connector):
+        for span, _ in OfflineClient().references(text, types):
+            assert text[span.start : span.end] == span.exact
 
 
 def test_the_fake_server_can_echo_for_examples() -> None:

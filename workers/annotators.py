@@ -39,6 +39,7 @@ Semiont (``resourceId``, ``entityTypes``, ``highlightsFound``).
 
 from __future__ import annotations
 
+import asyncio
 import re
 from abc import abstractmethod
 from collections.abc import Callable, Iterable, Mapping
@@ -57,6 +58,8 @@ from jobledger.core import (
     Motivation,
     NotFound,
     SpecificResource,
+    StorageError,
+    TextQuoteSelector,
     TextualBody,
     ValidationError,
 )
@@ -110,9 +113,14 @@ _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 class FolderFetcher:
     """A :class:`ContentFetcher` over a folder of UTF-8 text files: resource
-    ``ID`` is the file ``ID``, or ``ID.md`` or ``ID.txt``. An id that could
-    leave the folder (``/``, ``..``, a leading dot) is a ``ValidationError``;
-    a missing file ``NotFound``."""
+    ``ID`` is the file ``ID``, or ``ID.md`` or ``ID.txt``. The text is the
+    file's bytes decoded, line endings as they are (``\\r\\n`` stays two
+    characters), so marks' offsets count the file's own characters.
+
+    Raises ``ValidationError`` (``field="resource_id"``) for an id that could
+    leave the folder (``/``, ``..``, a leading dot) or a file that is not
+    UTF-8; ``NotFound`` for a missing file; ``StorageError`` when the file
+    cannot be read (permissions, I/O). Files are read in a thread."""
 
     suffixes: ClassVar[tuple[str, ...]] = ("", ".md", ".txt")
 
@@ -122,13 +130,26 @@ class FolderFetcher:
     async def fetch(self, resource_id: str) -> str:
         if not _SAFE_ID.match(resource_id) or ".." in resource_id:
             raise ValidationError("not a document id of this folder", field="resource_id")
+        return await asyncio.to_thread(self._read, resource_id)
+
+    def _read(self, resource_id: str) -> str:
         for suffix in self.suffixes:
             path = self.folder / f"{resource_id}{suffix}"
-            if path.is_file():
-                try:
-                    return path.read_text(encoding="utf-8")
-                except UnicodeDecodeError as exc:
-                    raise ValidationError(f"{path.name} is not UTF-8 text: {exc}") from exc
+            try:
+                if not path.is_file():
+                    continue
+                data = path.read_bytes()
+            except FileNotFoundError:  # removed since is_file(): try the next suffix
+                continue
+            except OSError as exc:
+                raise StorageError(f"cannot read {path.name}: {exc}") from exc
+            try:
+                # Not read_text: it would turn \r\n and \r into \n and shift every offset.
+                return data.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise ValidationError(
+                    f"{path.name} is not UTF-8 text: {exc}", field="resource_id"
+                ) from exc
         raise NotFound("resource", resource_id)
 
 
@@ -137,7 +158,9 @@ class FolderFetcher:
 _ResourceId = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 _Instructions = Annotated[str, msgspec.Meta(max_length=4096)]
 _Density = Annotated[float, msgspec.Meta(gt=0, le=50)]
-_Language = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")]
+_Language = Annotated[  # a BCP 47 tag, as long as a W3C TextualBody's language may be
+    str, msgspec.Meta(pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$", max_length=64)
+]
 
 
 class _Params(
@@ -147,8 +170,9 @@ class _Params(
 
 
 class HighlightParams(_Params, frozen=True, kw_only=True):
-    """Key passages of ``resource_id``: about ``density`` per 2,000 characters,
-    chosen as ``instructions`` say (if given)."""
+    """Key passages of ``resource_id``: about ``density`` per 2,000 characters.
+    A model is told ``instructions`` (if given); the offline method ignores
+    them (it picks the best-scored sentences)."""
 
     resource_id: _ResourceId
     instructions: _Instructions | None = None
@@ -212,9 +236,10 @@ class AnnotationResult(msgspec.Struct, frozen=True, kw_only=True, rename="camel"
     ``found``: passages the model (or the offline method) gave; ``created``:
     marks made; ``corrected``: passages whose offsets were wrong but whose
     quote was found in the text; ``unmatched``: passages whose quote is not
-    in the text (no mark); ``rejected``: passages that came without what the
-    job needs (a comment, an assessment, an entity type of those asked for;
-    no mark); ``by_label``: marks per category or entity type
+    in the text, or is only whitespace (no mark); ``rejected``: passages that
+    came without what the job needs (a comment, an assessment, an entity type
+    of those asked for) or that do not fit a W3C mark (a quote or a body text
+    over 65,536 characters); no mark; ``by_label``: marks per category or entity type
     (tag and reference jobs); ``generator``: the client that found them;
     ``offline``: True when no model ran."""
 
@@ -368,13 +393,17 @@ def parse_passages(reply: str, *, truncated: bool) -> tuple[list[dict[str, Any]]
 
     Returns ``(passages, malformed, cut)``: the objects that have a non-empty
     string ``exact``, how many items did not, and whether the reply was cut
-    short. A ``truncated`` reply keeps the objects that arrived whole. Raises
-    :class:`~jobledger.core.errors.InferenceError` (retryable) if there is no
-    such list, or a reply that was not truncated is not valid JSON.
+    short. A ``truncated`` reply keeps the objects that arrived whole (none
+    if it was cut before its list began). Raises
+    :class:`~jobledger.core.errors.InferenceError` (retryable) if a reply that
+    was not truncated holds no such list or is not valid JSON (nested too
+    deeply to decode counts as not valid).
     """
     body = _FENCE.sub("", reply.strip())
     start = body.find("[")
     if start < 0:
+        if truncated:  # cut before the list began: nothing arrived whole
+            return [], 0, True
         raise InferenceError(
             f"the model's reply is not a JSON list of passages: {_snippet(reply)}", retryable=True
         )
@@ -382,7 +411,7 @@ def parse_passages(reply: str, *, truncated: bool) -> tuple[list[dict[str, Any]]
     cut = False
     try:
         items = msgspec.json.decode(body[: body.rfind("]") + 1] if "]" in body else body)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         if not truncated:
             raise InferenceError(
                 f"the model's reply is not valid JSON: {_snippet(reply)}", retryable=True
@@ -403,7 +432,7 @@ def _salvage(body: str) -> list[Any]:
     while end > 0:
         try:
             found = msgspec.json.decode(body[: end + 1] + "]")
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError):
             end = body.rfind("}", 0, end)
             continue
         return found if isinstance(found, list) else []
@@ -419,8 +448,8 @@ def locate(text: str, exact: str, start: int | None, end: int | None) -> tuple[i
     """Where ``exact`` is in ``text``: at ``[start, end)`` if it is there;
     else its occurrence nearest to ``start`` (a model's offsets are often a
     little off); else the nearest match ignoring differences in whitespace;
-    else ``None``."""
-    if not exact:
+    else ``None`` (also for an ``exact`` that is empty or only whitespace)."""
+    if not exact.strip():
         return None
     if start is not None and end is not None and 0 <= start < end and text[start:end] == exact:
         return start, end
@@ -450,6 +479,7 @@ class _Found(msgspec.Struct, kw_only=True):
     corrected: int = 0
     unmatched: list[str] = msgspec.field(default_factory=list)
     rejected: list[str] = msgspec.field(default_factory=list)
+    oversized: list[tuple[str, str]] = msgspec.field(default_factory=list)  # (exact, why)
     problems: list[str] = msgspec.field(default_factory=list)
 
     def add(
@@ -461,14 +491,40 @@ class _Found(msgspec.Struct, kw_only=True):
         body: list[Body],
         label: str | None = None,
     ) -> None:
+        """Check a passage and keep it as a mark, or count why not: not in
+        the text (``unmatched``), or too large for the W3C model
+        (``oversized``: the Stower would refuse the mark mid-job)."""
         self.found += 1
         where = locate(text, exact, start, end)
         if where is None:
             self.unmatched.append(exact)
             return
+        if where[1] - where[0] > _MAX_EXACT:
+            why = f"a quote of {where[1] - where[0]} characters, over {_MAX_EXACT}"
+            self.oversized.append((exact, why))
+            return
+        try:
+            msgspec.convert(msgspec.to_builtins(body), list[Body])
+        except msgspec.ValidationError as exc:
+            self.oversized.append((exact, f"a body that does not fit: {exc}"))
+            return
         if (start, end) != where:
             self.corrected += 1
         self.marks.append((where[0], where[1], body, label))
+
+
+def _max_length(struct: type[msgspec.Struct], name: str) -> int:
+    """The ``max_length`` core declares for the string field ``name`` of ``struct``."""
+    info = msgspec.inspect.type_info(struct)
+    fields = info.fields if isinstance(info, msgspec.inspect.StructType) else ()
+    for field in fields:
+        kind = field.type
+        if field.name == name and isinstance(kind, msgspec.inspect.StrType) and kind.max_length:
+            return kind.max_length
+    raise TypeError(f"{struct.__name__}.{name} declares no max_length")
+
+
+_MAX_EXACT = _max_length(TextQuoteSelector, "exact")  # 65,536 in core/annotations.py
 
 
 class _ModelWorker(JobWorker):
@@ -551,7 +607,7 @@ class _AnnotationWorker(_ModelWorker):
             created=total,
             corrected=found.corrected,
             unmatched=len(found.unmatched),
-            rejected=len(found.rejected),
+            rejected=len(found.rejected) + len(found.oversized),
             by_label=by_label,
             generator=self.client.name,
             offline=self.offline is not None,
@@ -566,6 +622,12 @@ class _AnnotationWorker(_ModelWorker):
                 problems.append(
                     f"{len(passages)} of {found.found} passages {why} (no mark made): {quotes}"
                 )
+        if found.oversized:
+            quotes = ", ".join(_snippet(q, 40) for q, _ in found.oversized[:3])
+            problems.append(
+                f"{len(found.oversized)} of {found.found} passages do not fit a W3C mark "
+                f"(no mark made): {quotes} ({found.oversized[0][1]})"
+            )
         data: dict[str, Any] = msgspec.to_builtins(result)
         if problems:
             return PartialResult(result=data, error="; ".join(problems))
@@ -669,7 +731,8 @@ class HighlightWorker(_AnnotationWorker):
         await ctx.progress(30, stage="analyzing", message="finding key passages")
         found = _Found()
         if self.offline is not None:
-            for span in self.offline.highlights(text, params.density):
+            spans = await asyncio.to_thread(self.offline.highlights, text, params.density)
+            for span in spans:
                 found.add(text, span.exact, span.start, span.end, [])
             return found
         task = (
@@ -696,9 +759,14 @@ class CommentWorker(_AnnotationWorker):
         found = _Found()
 
         if self.offline is not None:
-            for span, comment in self.offline.comments(
-                text, params.instructions, params.tone, density=params.density
-            ):
+            comments = await asyncio.to_thread(
+                self.offline.comments,
+                text,
+                params.instructions,
+                params.tone,
+                density=params.density,
+            )
+            for span, comment in comments:
                 found.add(text, span.exact, span.start, span.end, *_textual(comment, "commenting"))
             return found
         tone = f" Write in a {params.tone} tone." if params.tone else ""
@@ -730,9 +798,15 @@ class AssessmentWorker(_AnnotationWorker):
         found = _Found()
         language = params.language
         if self.offline is not None:
-            for span, assessment in self.offline.assessments(
-                text, params.instructions, params.tone, language, density=params.density
-            ):
+            assessments = await asyncio.to_thread(
+                self.offline.assessments,
+                text,
+                params.instructions,
+                params.tone,
+                language,
+                density=params.density,
+            )
+            for span, assessment in assessments:
                 made = _textual(assessment, "assessing", language)
                 found.add(text, span.exact, span.start, span.end, *made)
             return found
@@ -811,7 +885,8 @@ class TagWorker(_AnnotationWorker):
             ]
             if self.offline is not None:
                 category = schema.categories[name]
-                for span, _ in self.offline.tags(text, {name: list(category.keywords)}):
+                rules = {name: list(category.keywords)}
+                for span, _ in await asyncio.to_thread(self.offline.tags, text, rules):
                     found.add(text, span.exact, span.start, span.end, body, name)
                 continue
             task = (
@@ -850,7 +925,8 @@ class ReferenceWorker(_AnnotationWorker):
         await ctx.progress(30, stage="analyzing", message="finding " + ", ".join(types))
         found = _Found()
         if self.offline is not None:
-            for span, entity_type in self.offline.references(text, types):
+            references = await asyncio.to_thread(self.offline.references, text, types)
+            for span, entity_type in references:
                 body: list[Body] = [TextualBody(value=entity_type, purpose="tagging")]
                 found.add(text, span.exact, span.start, span.end, body, entity_type)
             return found
@@ -897,8 +973,12 @@ class GenerationWorker(_ModelWorker):
         await ctx.progress(30, stage="generating", message=params.title)
         cut = False
         if self.offline is not None:
-            content = self.offline.generate_document(
-                params.title, params.prompt, source, params.language
+            content = await asyncio.to_thread(
+                self.offline.generate_document,
+                params.title,
+                params.prompt,
+                source,
+                params.language,
             )
         else:
             reply = await self.client.generate(

@@ -152,14 +152,14 @@ class OpenAIClient:
 
     Failures: a timeout (``timeout`` seconds for connecting, and for each read
     or write), a connection error, HTTP 408, 429 or any 5xx is tried again
-    up to ``max_retries`` times, waiting ``backoff * 2**n`` seconds (at most
-    ``max_backoff``) or the ``Retry-After`` the server sent; a ``Retry-After``
-    longer than ``max_backoff`` is not waited for. When the tries run out, or
-    the wait would be too long, the call raises ``InferenceError`` with
+    up to ``max_retries`` times, waiting ``backoff * 2**n`` seconds or the
+    ``Retry-After`` the server sent, either way at most ``max_backoff``. When
+    the tries run out the call raises ``InferenceError`` with
     ``retryable=True``, so the job itself can be retried later. Any other 4xx
-    and any unusable reply raise ``InferenceError`` with ``retryable=False``
-    at once. ``sleep`` is how the client waits between tries (inject one in
-    tests). The API key never appears in errors, logs or ``repr``.
+    and any unusable reply (including JSON nested too deeply to decode) raise
+    ``InferenceError`` with ``retryable=False`` at once. ``sleep`` is how the
+    client waits between tries (inject one in tests). The API key never
+    appears in errors, logs or ``repr``.
 
     Use it as an async context manager, or call :meth:`close`; a closed
     client raises ``InferenceError`` (not retryable). Pass ``http_client`` to
@@ -258,13 +258,21 @@ class OpenAIClient:
     async def generate(self, prompt: str, *, max_tokens: int, temperature: float) -> Generation:
         """Ask the server; return its first choice with the reported usage.
 
-        Raises ``ValidationError`` for bad arguments (nothing is sent) and
+        Raises ``ValidationError`` for bad arguments, a prompt that cannot be
+        UTF-8 (a lone surrogate) among them, with nothing sent; and
         ``InferenceError`` when no usable answer came (see the class docstring
         for which are retryable).
         """
         _check_request(max_tokens, temperature)
         if not isinstance(prompt, str):
             raise ValidationError("must be a str", field="prompt")
+        try:
+            prompt.encode("utf-8")
+        except UnicodeEncodeError as exc:  # httpx would raise it untyped while sending
+            raise ValidationError(
+                f"is not valid Unicode text (a lone surrogate at index {exc.start})",
+                field="prompt",
+            ) from exc
         if self._closed or self._http.is_closed:
             raise InferenceError(f"{self!r} is closed", retryable=False)
         payload = {
@@ -313,15 +321,13 @@ class OpenAIClient:
                 failure = _status_error(url, response)
                 if not failure.retryable:
                     raise failure
-            wait = (
-                failure.retry_after
-                if failure.retry_after is not None
-                else min(self.backoff * 2 ** (attempt - 1), self.max_backoff)
+            asked = failure.retry_after
+            wait = min(
+                asked if asked is not None else self.backoff * 2 ** (attempt - 1),
+                self.max_backoff,
             )
-            if attempt == tries or wait > self.max_backoff:
+            if attempt == tries:
                 detail = f"after {attempt} tries" if attempt > 1 else "on the first try"
-                if attempt < tries:
-                    detail += f"; the server asked to wait {wait:g} s, over max_backoff"
                 raise InferenceError(
                     f"{failure} ({detail})",
                     retryable=True,
@@ -336,7 +342,7 @@ class OpenAIClient:
         where = f"the reply of {self.base_url}/chat/completions"
         try:
             body = json.loads(response.content)
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # too deep: unusable
             raise InferenceError(
                 f"{where} is not valid JSON: {_snippet(response.text)}", retryable=False
             ) from exc
@@ -392,7 +398,7 @@ def _status_error(url: str, response: httpx.Response) -> InferenceError:
             message = body["error"].get("message")
             if isinstance(message, str):
                 detail = _snippet(message)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         pass
     retryable = status in _RETRY_STATUSES or status >= 500
     return InferenceError(

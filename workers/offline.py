@@ -63,7 +63,9 @@ class Span(msgspec.Struct, frozen=True, kw_only=True):
 class ExtractiveMethods(Protocol):
     """The task-level methods an offline client offers the six workers in
     place of prompts. All are synchronous (pure computation, no waiting) and
-    deterministic; all raise ``ValidationError`` for malformed arguments."""
+    deterministic; all raise ``ValidationError`` for malformed arguments. The
+    workers call them in a thread (``asyncio.to_thread``) so that a long text
+    does not hold up the event loop: they must share no mutable state."""
 
     def highlights(self, text: str, density: float) -> list[Span]:
         """The key sentences: ``density`` per 2000 characters (at least one
@@ -417,8 +419,12 @@ def _name_runs(text: str) -> Iterator[tuple[list[tuple[int, int, str]], str]]:
             else:
                 break
             j += 1
-        while run[-1][2].lower() in _CONNECTORS:
+        # A connector may open a run ("Of course"): popping it can empty the run.
+        while run and run[-1][2].lower() in _CONNECTORS:
             run.pop()
+        if not run:
+            i = j
+            continue
         adjacent = i > 0 and _one_space(text[words[i - 1][1] : words[i][0]])
         yield run, words[i - 1][2].lower() if adjacent else ""
         i = j
