@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
-from .models import Job
+from .models import Job, Resource
 from .status import JobStatus
 
 __all__ = ["JobReader", "expired", "pending_order", "runnable"]
@@ -36,7 +36,7 @@ def expired(job: Job, now: datetime) -> bool:
 
 
 class JobReader(Protocol):
-    """Read access to the committed jobs."""
+    """Read access to the committed jobs (and the resources jobs make)."""
 
     async def get_job(self, job_id: str) -> Job | None:
         """The job with ``job_id`` as last committed, or ``None``."""
@@ -50,6 +50,10 @@ class JobReader(Protocol):
         Highest ``priority`` first; equal priorities in submission order
         (``created_seq``). Jobs whose ``run_at`` is after ``now`` are left out.
         """
+        ...
+
+    async def get_resource(self, resource_id: str) -> Resource | None:
+        """The resource ``resource_id`` as committed, or ``None``."""
         ...
 
     async def next_due(self, job_types: Sequence[str]) -> datetime | None:

@@ -717,3 +717,41 @@ async def test_the_offline_methods_run_off_the_event_loop(db_path: Path, documen
         ["highlights", "comments", "assessments", "tags", "references", "generate_document"],
         False,
     )
+
+
+class _DiesOnce(jobledger.workers.GenerationWorker):
+    """A generation worker whose first attempt dies after it stored the
+    document, before (``after_link=False``) or after it linked it."""
+
+    def __init__(self, fetcher: FolderFetcher, *, after_link: bool) -> None:
+        super().__init__(fetcher)
+        self.after_link = after_link
+
+    async def _link(self, ctx: jobledger.JobContext, *args: Any, **kw: Any) -> Any:
+        if ctx.attempt == 1 and not self.after_link:
+            raise RuntimeError("the worker died before linking")
+        result = await super()._link(ctx, *args, **kw)
+        if ctx.attempt == 1:
+            raise RuntimeError("the worker died after linking")
+        return result
+
+
+@pytest.mark.parametrize("after_link", [False, True], ids=["before-link", "after-link"])
+async def test_a_retried_generation_stores_one_document_and_links_it_once(
+    db_path: Path, documents: Path, after_link: bool
+) -> None:
+    worker = _DiesOnce(FolderFetcher(documents), after_link=after_link)
+    async with jobledger.open(db_path, workers=[worker], poll_interval=0.01) as ledger:
+        mark = await ledger.create_mark(
+            "ada", jobledger.Annotation.on_text("ada", TEXT, 0, 12, motivation="linking")
+        )
+        params = {"title": "Ada", "referenceMarkId": mark.id}
+        job = await ledger.submit("generation", params, max_retries=1, retry=NO_WAIT)
+        done = await ledger.wait(job.id, timeout=30)
+        assert (done.status, done.attempt) == ("completed", 2)
+        [resource] = await ledger.resources()
+        assert resource.id == f"res_{job.id}" and resource.job_id == job.id
+        assert done.result is not None and done.result["resourceId"] == resource.id
+        assert done.result["size"] == resource.size
+        links = (await ledger.mark(mark.id)).annotation["body"]
+        assert links == [{"type": "SpecificResource", "source": resource.id, "purpose": "linking"}]

@@ -368,6 +368,7 @@ class WorkerRunner:
             progress_interval=self.worker.progress_interval,
             on_stop=lambda: alarm.ring("stop"),
             content=self._content,
+            reader=self._reader,
         )
         self._contexts[job.id] = ctx
         self._alarms[job.id] = alarm

@@ -42,8 +42,10 @@ from jobledger.core import (
     Job,
     JobHeartbeat,
     JobProgress,
+    JobReader,
     MarkCreate,
     MarkUpdateBody,
+    Resource,
     ResourceCreate,
     ValidationError,
     content_bytes,
@@ -109,9 +111,11 @@ class JobContext:
         progress_interval: float = 0.0,
         on_stop: Callable[[], None] | None = None,
         content: ContentStore | None = None,
+        reader: JobReader | None = None,
     ) -> None:
         self._job = job
         self._content = content
+        self._reader = reader
         self._on_stop = on_stop
         self._worker = worker
         self._bus = bus
@@ -295,6 +299,13 @@ class JobContext:
                 correlation_id=self._job.id,
             )
         )
+
+    async def resource(self, resource_id: str) -> Resource | None:
+        """The resource ``resource_id`` as committed, or ``None`` (so a retried
+        attempt can find what an earlier one of its job stored)."""
+        if self._reader is None:
+            raise ValidationError("this context was given no reader (a runner gives one)")
+        return await self._reader.get_resource(resource_id)
 
     async def create_resource(
         self,
