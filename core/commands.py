@@ -230,9 +230,11 @@ class MarkCreate(Command, frozen=True, kw_only=True, tag="mark:create"):
 
 
 class MarkDelete(Command, frozen=True, kw_only=True, tag="mark:delete"):
-    """Delete a mark."""
+    """Delete a mark. If ``job_id`` is set, ``attempt`` must be its current one."""
 
     mark_id: Id
+    job_id: Id | None = None
+    attempt: Attempt | None = None
 
 
 class MarkUpdateBody(Command, frozen=True, kw_only=True, tag="mark:update-body"):

@@ -219,7 +219,10 @@ def decide(command: Command, state: Lookup, now: datetime) -> list[AnyEvent]:
             mark = state.mark(command.mark_id)
             if mark is None:
                 raise NotFound("mark", command.mark_id)
-            return [MarkDeleted(mark_id=mark.id, resource_id=mark.resource_id)]
+            _require_attempt_of(state, command.job_id, command.attempt, command)
+            return [
+                MarkDeleted(mark_id=mark.id, resource_id=mark.resource_id, job_id=command.job_id)
+            ]
         case MarkUpdateBody():
             return _update_mark_body(command, state)
         case ResourceCreate():

@@ -220,7 +220,10 @@ class MarkCreated(MarkEvent, frozen=True, kw_only=True, tag="mark.created"):
 
 
 class MarkDeleted(MarkEvent, frozen=True, kw_only=True, tag="mark.deleted"):
-    """The mark is gone from its resource."""
+    """The mark is gone from its resource (deleted by the job ``job_id``, if a
+    job deleted it)."""
+
+    job_id: str | None = None
 
 
 class MarkBodyUpdated(MarkEvent, frozen=True, kw_only=True, tag="mark.body_updated"):

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
-from .models import Job, Resource
+from .models import Job, Mark, Resource
 from .status import JobStatus
 
 __all__ = ["JobReader", "expired", "pending_order", "runnable"]
@@ -50,6 +50,10 @@ class JobReader(Protocol):
         Highest ``priority`` first; equal priorities in submission order
         (``created_seq``). Jobs whose ``run_at`` is after ``now`` are left out.
         """
+        ...
+
+    async def marks_of(self, resource_id: str) -> list[Mark]:
+        """The live marks of a resource, oldest first."""
         ...
 
     async def get_resource(self, resource_id: str) -> Resource | None:

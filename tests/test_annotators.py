@@ -755,3 +755,45 @@ async def test_a_retried_generation_stores_one_document_and_links_it_once(
         assert done.result["size"] == resource.size
         links = (await ledger.mark(mark.id)).annotation["body"]
         assert links == [{"type": "SpecificResource", "source": resource.id, "purpose": "linking"}]
+
+
+class _HighlightDiesOnce(jobledger.workers.HighlightWorker):
+    """Its first attempt dies after it made its first two marks."""
+
+    async def execute(self, job: jobledger.Job, ctx: jobledger.JobContext) -> Any:
+        if ctx.attempt > 1:
+            return await super().execute(job, ctx)
+        made = 0
+        create = ctx.create_mark
+
+        async def create_then_die(*args: Any, **kw: Any) -> str:
+            nonlocal made
+            if made == 2:
+                raise RuntimeError("the worker died mid-way")
+            made += 1
+            return await create(*args, **kw)
+
+        ctx.create_mark = create_then_die  # type: ignore[method-assign]
+        return await super().execute(job, ctx)
+
+
+async def test_a_retried_annotation_job_leaves_only_its_last_attempts_marks(
+    db_path: Path, documents: Path
+) -> None:
+    worker = _HighlightDiesOnce(FolderFetcher(documents))
+    async with jobledger.open(db_path, workers=[worker], poll_interval=0.01) as ledger:
+        params = {"resourceId": "ada", "density": 25}
+        job = await ledger.submit("highlight-annotation", params, max_retries=1, retry=NO_WAIT)
+        done = await ledger.wait(job.id, timeout=30)
+        assert (done.status, done.attempt) == ("completed", 2)
+        assert done.result is not None
+        marks = await ledger.marks("ada")
+        assert len(marks) == done.result["created"] > 2
+        caused = await commands_of(ledger, job.id)
+        second = caused.index("job.started", caused.index("job.started") + 1)
+        assert caused[second + 1 : second + 4] == [
+            "progress:clearing",
+            "mark.deleted",
+            "mark.deleted",
+        ]
+        assert caused[:second].count("mark.created") == 2

@@ -580,6 +580,12 @@ class _AnnotationWorker(_ModelWorker):
 
     async def execute(self, job: Job, ctx: JobContext) -> dict[str, Any] | PartialResult:
         params: Any = _params(job, self.params_type)
+        if ctx.attempt > 1:  # a retry starts over: the marks of earlier attempts go
+            earlier = [m for m in await ctx.marks(params.resource_id) if m.job_id == job.id]
+            if earlier:
+                await ctx.progress(5, stage="clearing", message=f"{len(earlier)} earlier marks")
+                for mark in earlier:
+                    await ctx.delete_mark(mark.id)
         await ctx.progress(10, stage="fetching", message=f"reading {params.resource_id}")
         text = await self.fetch(params.resource_id)
         found = await self.find(text, params, ctx)

@@ -43,7 +43,9 @@ from jobledger.core import (
     JobHeartbeat,
     JobProgress,
     JobReader,
+    Mark,
     MarkCreate,
+    MarkDelete,
     MarkUpdateBody,
     Resource,
     ResourceCreate,
@@ -300,12 +302,33 @@ class JobContext:
             )
         )
 
+    async def marks(self, resource_id: str) -> list[Mark]:
+        """The live marks of ``resource_id``, oldest first (each says which job
+        made it: ``job_id``)."""
+        return await self._read().marks_of(resource_id)
+
+    async def delete_mark(self, mark_id: str) -> None:
+        """Delete mark ``mark_id`` for this job's attempt; ``NotFound`` if there
+        is none."""
+        await self._bus.send(
+            MarkDelete(
+                mark_id=mark_id,
+                job_id=self._job.id,
+                attempt=self._job.attempt,
+                actor=self.actor,
+                correlation_id=self._job.id,
+            )
+        )
+
+    def _read(self) -> JobReader:
+        if self._reader is None:
+            raise ValidationError("this context was given no reader (a runner gives one)")
+        return self._reader
+
     async def resource(self, resource_id: str) -> Resource | None:
         """The resource ``resource_id`` as committed, or ``None`` (so a retried
         attempt can find what an earlier one of its job stored)."""
-        if self._reader is None:
-            raise ValidationError("this context was given no reader (a runner gives one)")
-        return await self._reader.get_resource(resource_id)
+        return await self._read().get_resource(resource_id)
 
     async def create_resource(
         self,
