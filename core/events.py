@@ -26,6 +26,7 @@ __all__ = [
     "EVENT_SCHEMAS",
     "EVENT_TYPES",
     "GENESIS_HASH",
+    "JOB_ENDINGS",
     "AnyEvent",
     "AssetCreated",
     "AssetEvent",
@@ -302,6 +303,21 @@ AnyEvent = (
 
 EVENT_TYPES: dict[str, type[Event]] = {cls.__struct_config__.tag: cls for cls in AnyEvent.__args__}
 """Wire name → event class, for every event type."""
+
+JOB_ENDINGS: frozenset[str] = frozenset(
+    cls.__struct_config__.tag  # type: ignore[misc]
+    for cls in (
+        JobCompleted,
+        JobPartiallyCompleted,
+        JobFailed,
+        JobSkipped,
+        JobCancelled,
+        JobTimedOut,
+        JobDeleted,
+    )
+)
+"""The event types after which a job's stream gets no more events: its
+terminal endings and its deletion."""
 
 
 class Envelope(msgspec.Struct, frozen=True, kw_only=True, gc=False):

@@ -43,7 +43,6 @@ SCHEMAS = {
 }
 ALICE = jobledger.User(id="alice", name="Alice", email="alice@kb.example", domain="kb.example")
 JOBS = 5 + 1 + 1 + (len(SCHEMAS) - 1)  # five kinds of marks, a page, its highlights, tags
-ENDS = {"job.completed", "job.partial", "job.failed", "job.skipped", "job.cancelled"}
 
 
 def make_client() -> InferenceClient:
@@ -86,7 +85,7 @@ async def follow(ledger: jobledger.Ledger, after: int) -> None:
                 print(f"{label} + resource {data.resource_id} {data.name!r} ({data.size} bytes)")
             elif env.type == "mark.body_updated":
                 print(f"{label} ~ linked mark {data.mark_id}")
-            elif env.type in ENDS:
+            elif env.type in jobledger.core.JOB_ENDINGS:
                 print(f"{label} {env.type.removeprefix('job.')}")
                 job = await ledger.get(job_id, user=ALICE)
                 if job.status in jobledger.TERMINAL:

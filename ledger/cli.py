@@ -45,6 +45,7 @@ from rich.table import Table
 from rich.text import Text
 
 from jobledger.core import (
+    JOB_ENDINGS,
     Envelope,
     Job,
     JobCancelled,
@@ -711,18 +712,6 @@ async def _content(args: argparse.Namespace, out: Console) -> int:
 
 # -- following the log -------------------------------------------------------
 
-_JOB_ENDINGS = frozenset(
-    {
-        "job.completed",
-        "job.partial",
-        "job.failed",
-        "job.skipped",
-        "job.cancelled",
-        "job.timed_out",
-        "job.deleted",
-    }
-)
-"""The event types after which a job's stream gets no more events."""
 
 _TAIL_POLL = 0.2
 """Seconds between ``tail``'s looks for events written by another process
@@ -776,7 +765,7 @@ async def _follow(
             shown += 1
             if bar is not None:
                 bar.show(env)
-            if shown == count or (one_job and env.type in _JOB_ENDINGS):
+            if shown == count or (one_job and env.type in JOB_ENDINGS):
                 break
     return shown
 

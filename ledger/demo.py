@@ -62,6 +62,7 @@ from rich.progress_bar import ProgressBar
 from rich.text import Text
 
 from jobledger.core import (
+    JOB_ENDINGS,
     BodyAdd,
     Envelope,
     InvalidTransition,
@@ -828,19 +829,6 @@ async def _follow(ledger: Ledger, after: int, tracker: _Tracker) -> None:
                 return
 
 
-_ENDINGS = frozenset(
-    {
-        "job.completed",
-        "job.partial",
-        "job.failed",
-        "job.skipped",
-        "job.cancelled",
-        "job.timed_out",
-        "job.deleted",
-    }
-)
-
-
 async def _cancel_midway(ledger: Ledger, job: Job, steps: int) -> None:
     """Cancel ``job`` as its owner once it reports ``steps`` steps done; do
     nothing if it ends first."""
@@ -855,7 +843,7 @@ async def _cancel_midway(ledger: Ledger, job: Job, steps: int) -> None:
                         job.id, user=job.user, reason=f"{job.user.id} no longer needs it"
                     )
                 return
-            if env.type in _ENDINGS:
+            if env.type in JOB_ENDINGS:
                 return
 
 

@@ -69,19 +69,15 @@ from jobledger.core import (
     Projection,
     Registry,
     Resource,
-    ResourceCreate,
     RetryPolicy,
     SystemClock,
     User,
     ValidationError,
     WaitTimeout,
-    content_bytes,
-    digest_of,
     evolve_job,
     get_logger,
     to_jsonld,
     to_ms,
-    validate_command,
 )
 from jobledger.eventbus import BusStatistics, EventBus, Reply
 from jobledger.store import (
@@ -99,7 +95,13 @@ from jobledger.store import (
     verify,
 )
 from jobledger.stower import Stower, StowerStatistics, Sweeper, SweeperStatistics
-from jobledger.workers import JobWorker, QueueCapacity, WorkerRunner, WorkerStatistics
+from jobledger.workers import (
+    JobWorker,
+    QueueCapacity,
+    WorkerRunner,
+    WorkerStatistics,
+    store_resource,
+)
 
 __all__ = ["JobPage", "Ledger", "LedgerStatistics", "open"]
 
@@ -653,19 +655,16 @@ class Ledger:
         it as committed. The content is stored durably before the resource is
         logged, in the ledger's content folder (``DATABASE.content``)."""
         self._check_open()
-        data = content_bytes(content)
-        command = ResourceCreate(
+        stored = await store_resource(
+            self._content,
+            self._bus,
+            content,
             resource_id=resource_id or self._ids.make("res", to_ms(self._clock.now())),
             name=name,
             media_type=media_type,
-            digest=digest_of(data),
-            size=len(data),
             actor=actor,
         )
-        validate_command(command)  # a malformed one stores no content
-        await self._content.put(data)
-        await self._bus.send(command)
-        return await self.resource(command.resource_id)
+        return await self.resource(stored)
 
     async def resource(self, resource_id: str) -> Resource:
         """A resource jobledger stores; ``NotFound`` if there is none."""

@@ -41,6 +41,7 @@ from .worker import (
     PartialResult,
     SkipJob,
     result_of,
+    store_resource,
 )
 
 __all__ = [
@@ -86,4 +87,5 @@ __all__ = [
     "locate",
     "parse_passages",
     "result_of",
+    "store_resource",
 ]

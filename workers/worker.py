@@ -344,22 +344,17 @@ class JobContext:
         has its content."""
         if self._content is None:
             raise ValidationError("this runner was given no content store (a Ledger gives one)")
-        data = content_bytes(content)
-        command = ResourceCreate(
+        return await store_resource(
+            self._content,
+            self._bus,
+            content,
             resource_id=resource_id or self._ids.make("res", to_ms(self._clock.now())),
             name=name,
             media_type=media_type,
-            digest=digest_of(data),
-            size=len(data),
+            actor=self.actor,
             job_id=self._job.id,
             attempt=self._job.attempt,
-            actor=self.actor,
-            correlation_id=self._job.id,
         )
-        validate_command(command)  # a malformed one stores no content
-        await self._content.put(data)
-        await self._bus.send(command)
-        return command.resource_id
 
     async def create_asset(
         self,
@@ -388,6 +383,43 @@ class JobContext:
             )
         )
         return asset_id
+
+
+async def store_resource(
+    store: ContentStore,
+    bus: EventBus,
+    content: bytes | str,
+    *,
+    resource_id: str,
+    name: str,
+    media_type: str,
+    actor: str,
+    job_id: str | None = None,
+    attempt: int | None = None,
+) -> str:
+    """Store ``content`` (text as UTF-8) in ``store`` and send its
+    ``resource:create``; return the resource id once it is in the log.
+
+    The command is checked first, so a malformed one stores nothing; the
+    content is stored durably before the command is sent, so a resource in
+    the log always has its content. (What ``JobContext.create_resource`` and
+    ``Ledger.create_resource`` both do.)"""
+    data = content_bytes(content)
+    command = ResourceCreate(
+        resource_id=resource_id,
+        name=name,
+        media_type=media_type,
+        digest=digest_of(data),
+        size=len(data),
+        job_id=job_id,
+        attempt=attempt,
+        actor=actor,
+        correlation_id=job_id,
+    )
+    validate_command(command)
+    await store.put(data)
+    await bus.send(command)
+    return resource_id
 
 
 def _as_annotation(annotation: Annotation | Mapping[str, Any]) -> Annotation:
