@@ -41,6 +41,7 @@ from .commands import (
     JobHeartbeat,
     JobPartial,
     JobProgress,
+    JobRelease,
     JobResume,
     JobSkip,
     JobStart,
@@ -68,6 +69,7 @@ from .decide import (
     targets,
 )
 from .errors import (
+    CancelRequested,
     ConcurrencyConflict,
     CorruptionError,
     InferenceError,
@@ -103,6 +105,7 @@ from .events import (
     JobLeaseRenewed,
     JobPartiallyCompleted,
     JobProgressed,
+    JobReleased,
     JobResumed,
     JobRetryScheduled,
     JobSkipped,
@@ -121,9 +124,21 @@ from .events import (
     decode_event,
     encode_event,
 )
+from .holder import Holder, holder_is_dead, this_holder
 from .ids import IdFactory, new_id
 from .logs import get_logger
-from .models import SYSTEM_USER, Asset, Job, Lease, Mark, Progress, Resource, RetryPolicy, User
+from .models import (
+    DEFAULT_MAX_RECOVERIES,
+    SYSTEM_USER,
+    Asset,
+    Job,
+    Lease,
+    Mark,
+    Progress,
+    Resource,
+    RetryPolicy,
+    User,
+)
 from .queries import JobReader, expired, pending_order, runnable
 from .registry import JobType, Registry, Resolved, convert_params
 from .status import TERMINAL, TRANSITIONS, JobStatus, can_transition, is_terminal
@@ -131,6 +146,7 @@ from .status import TERMINAL, TRANSITIONS, JobStatus, can_transition, is_termina
 __all__ = [
     "ANNOTATION_CONTEXT",
     "COMMAND_TYPES",
+    "DEFAULT_MAX_RECOVERIES",
     "DEFAULT_RETRY",
     "EVENT_SCHEMAS",
     "EVENT_TYPES",
@@ -156,6 +172,7 @@ __all__ = [
     "BodyOperation",
     "BodyRemove",
     "BodyReplace",
+    "CancelRequested",
     "Clock",
     "Command",
     "ConcurrencyConflict",
@@ -164,6 +181,7 @@ __all__ = [
     "Envelope",
     "Event",
     "EventSchemas",
+    "Holder",
     "IdFactory",
     "InferenceError",
     "InternalError",
@@ -190,6 +208,8 @@ __all__ = [
     "JobProgress",
     "JobProgressed",
     "JobReader",
+    "JobRelease",
+    "JobReleased",
     "JobResume",
     "JobResumed",
     "JobRetryScheduled",
@@ -257,6 +277,7 @@ __all__ = [
     "expired",
     "field_error",
     "get_logger",
+    "holder_is_dead",
     "is_terminal",
     "key_of",
     "new_id",
@@ -265,6 +286,7 @@ __all__ = [
     "retry_delay",
     "runnable",
     "targets",
+    "this_holder",
     "to_jsonld",
     "to_ms",
     "validate_command",

@@ -22,7 +22,8 @@ import msgspec
 
 from .annotations import Annotation, BodyOperation
 from .errors import ValidationError
-from .models import RetryPolicy, User
+from .holder import Holder
+from .models import DEFAULT_MAX_RECOVERIES, RetryPolicy, User
 
 __all__ = [
     "COMMAND_TYPES",
@@ -40,6 +41,7 @@ __all__ = [
     "JobHeartbeat",
     "JobPartial",
     "JobProgress",
+    "JobRelease",
     "JobResume",
     "JobSkip",
     "JobStart",
@@ -60,6 +62,8 @@ JobTypeName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{
 Text = Annotated[str, msgspec.Meta(max_length=MAX_TEXT_LENGTH)]
 Percent = Annotated[float, msgspec.Meta(ge=0.0, le=100.0)]
 Count = Annotated[int, msgspec.Meta(ge=0)]
+MAX_RECOVERIES = 1000
+Recoveries = Annotated[int, msgspec.Meta(ge=0, le=MAX_RECOVERIES)]
 Attempt = Annotated[int, msgspec.Meta(ge=1)]
 Digest = Annotated[str, msgspec.Meta(pattern=r"^sha256:[0-9a-f]{64}$")]
 MediaType = Annotated[
@@ -92,6 +96,7 @@ class JobCreate(Command, frozen=True, kw_only=True, tag="job:create"):
     priority: Priority = 0
     run_at: datetime | None = None
     max_retries: Count = 0
+    max_recoveries: Recoveries = DEFAULT_MAX_RECOVERIES
     timeout: Seconds | None = None
     idempotency_key: Id | None = None
     queue: QueueName = "default"
@@ -100,12 +105,14 @@ class JobCreate(Command, frozen=True, kw_only=True, tag="job:create"):
 
 
 class JobStart(Command, frozen=True, kw_only=True, tag="job:start"):
-    """Claim a pending job. ``expected_version`` is the job's version the worker saw."""
+    """Claim a pending job. ``expected_version`` is the job's version the worker
+    saw; ``holder`` names the claiming process (kept in the lease)."""
 
     job_id: Id
     worker: Id
     expected_version: Version
     lease_seconds: Seconds = 60.0
+    holder: Holder | None = None
 
 
 class JobProgress(Command, frozen=True, kw_only=True, tag="job:progress"):
@@ -198,11 +205,24 @@ class JobDelete(Command, frozen=True, kw_only=True, tag="job:delete"):
 
 class JobExpire(Command, frozen=True, kw_only=True, tag="job:expire"):
     """Sent by the sweeper: the running ``attempt`` has outlived its lease
-    (``reason="lease"``) or its timeout (``reason="timeout"``)."""
+    (``reason="lease"``) or its timeout (``reason="timeout"``), or the process
+    holding its lease is provably dead (``reason="holder"``, naming the
+    ``holder`` found dead, which must be the lease's)."""
 
     job_id: Id
     attempt: Attempt
-    reason: Annotated[str, msgspec.Meta(pattern="^(lease|timeout)$")]
+    reason: Annotated[str, msgspec.Meta(pattern="^(lease|timeout|holder)$")]
+    holder: Holder | None = None
+
+
+class JobRelease(Command, frozen=True, kw_only=True, tag="job:release"):
+    """Sent by a worker that stops on purpose (shutdown, ``close()``) while
+    running ``attempt``: the job goes back to pending at once, spending
+    neither a retry nor a recovery."""
+
+    job_id: Id
+    attempt: Attempt
+    reason: Text | None = None
 
 
 class AssetCreate(Command, frozen=True, kw_only=True, tag="asset:create"):
@@ -275,6 +295,7 @@ AnyCommand = (
     | JobResume
     | JobDelete
     | JobExpire
+    | JobRelease
     | AssetCreate
     | MarkCreate
     | MarkDelete

@@ -32,6 +32,7 @@ from .commands import (
     JobHeartbeat,
     JobPartial,
     JobProgress,
+    JobRelease,
     JobResume,
     JobSkip,
     JobStart,
@@ -42,6 +43,7 @@ from .commands import (
     ResourceCreate,
 )
 from .errors import (
+    CancelRequested,
     ConcurrencyConflict,
     CorruptionError,
     InvalidTransition,
@@ -63,6 +65,7 @@ from .events import (
     JobLeaseRenewed,
     JobPartiallyCompleted,
     JobProgressed,
+    JobReleased,
     JobResumed,
     JobRetryScheduled,
     JobSkipped,
@@ -75,7 +78,7 @@ from .events import (
     MarkDeleted,
     ResourceCreated,
 )
-from .models import Asset, Job, Lease, Mark, Progress, Resource, RetryPolicy
+from .models import DEFAULT_MAX_RECOVERIES, Asset, Job, Lease, Mark, Progress, Resource, RetryPolicy
 from .status import JobStatus, can_transition
 
 __all__ = [
@@ -232,7 +235,7 @@ def decide(command: Command, state: Lookup, now: datetime) -> list[AnyEvent]:
                 raise ValidationError("this id is already used", field="asset_id")
             check_storage_path(command.storage_path)
             job = _require_job(state, command.job_id)
-            _require_running(job, command.attempt, JobStatus.RUNNING, command)
+            _require_working(job, command.attempt, command)
             return [
                 AssetCreated(
                     asset_id=command.asset_id,
@@ -270,6 +273,7 @@ def _create(command: JobCreate, state: Lookup) -> list[AnyEvent]:
             queue=command.queue,
             suspendable=command.suspendable,
             retry=command.retry,
+            max_recoveries=command.max_recoveries,
         )
     ]
 
@@ -332,7 +336,16 @@ def _require_attempt_of(
     job = _require_job(state, job_id)
     if attempt is None:
         raise ValidationError("required with job_id", field="attempt")
+    _require_working(job, attempt, command)
+
+
+def _require_working(job: Job, attempt: int, command: Command) -> None:
+    """Work a running attempt does on its job's behalf (progress, a heartbeat,
+    a mark, an asset, a resource): refused with ``CancelRequested`` once a
+    cancel was asked, so the cancel reaches the work at its next call."""
     _require_running(job, attempt, JobStatus.RUNNING, command)
+    if job.cancel_requested:
+        raise CancelRequested(job.id)
 
 
 def _decide_job(command: Command, job: Job, now: datetime) -> list[AnyEvent]:
@@ -351,10 +364,11 @@ def _decide_job(command: Command, job: Job, now: datetime) -> list[AnyEvent]:
                     worker=command.worker,
                     attempt=job.attempt + 1,
                     lease_expires_at=now + timedelta(seconds=command.lease_seconds),
+                    holder=command.holder,
                 )
             ]
         case JobProgress():
-            _require_running(job, command.attempt, JobStatus.RUNNING, command)
+            _require_working(job, command.attempt, command)
             percent = command.percent
             if percent is None:
                 if command.total and command.processed is not None:
@@ -374,7 +388,7 @@ def _decide_job(command: Command, job: Job, now: datetime) -> list[AnyEvent]:
                 )
             ]
         case JobHeartbeat():
-            _require_running(job, command.attempt, JobStatus.RUNNING, command)
+            _require_working(job, command.attempt, command)
             return [
                 JobLeaseRenewed(
                     job_id=job.id,
@@ -413,6 +427,13 @@ def _decide_job(command: Command, job: Job, now: datetime) -> list[AnyEvent]:
         case JobExpire():
             _require_running(job, command.attempt, JobStatus.PENDING, command)
             return [_expire(job, command, now)]
+        case JobRelease():
+            _require_running(job, command.attempt, JobStatus.PENDING, command)
+            if job.cancel_requested:  # the worker stops, and so does the job
+                return [JobCancelled(job_id=job.id, attempt=command.attempt, reason=command.reason)]
+            if job.suspend_requested:
+                return [JobSuspended(job_id=job.id, attempt=command.attempt)]
+            return [JobReleased(job_id=job.id, attempt=command.attempt, reason=command.reason)]
         case JobCancel():
             return _cancel(job, command)
         case JobSuspend():
@@ -451,15 +472,20 @@ def _after_failure(
 
 
 def _expire(job: Job, command: JobExpire, now: datetime) -> AnyEvent:
-    if command.reason == "lease":
-        assert job.lease is not None
-        if job.lease.expires_at > now:
+    if command.reason in ("lease", "holder"):
+        lease = job.lease
+        if lease is None:
+            raise ValidationError("the job holds no lease", field="reason")
+        if command.reason == "lease" and lease.expires_at > now:
             raise ValidationError("the lease has not expired", field="reason")
+        dead = command.holder
+        if command.reason == "holder" and (dead is None or dead != lease.holder):
+            raise ValidationError("is not the holder of the job's lease", field="holder")
         if job.cancel_requested:
             return JobCancelled(job_id=job.id, attempt=job.attempt, reason="the worker was lost")
         if job.suspend_requested:
             return JobSuspended(job_id=job.id, attempt=job.attempt)
-        return JobLeaseExpired(job_id=job.id, attempt=job.attempt, retry_at=_retry_at(job, now))
+        return _recover(job, command.reason, now)
     deadline = job.deadline
     if deadline is None or deadline > now:
         raise ValidationError("the job has not timed out", field="reason")
@@ -470,6 +496,26 @@ def _expire(job: Job, command: JobExpire, now: datetime) -> AnyEvent:
         "Timeout",
         retryable=True,
         timed_out=True,
+    )
+
+
+def _recover(job: Job, reason: str, now: datetime) -> AnyEvent:
+    """A running attempt whose worker was lost: the job is pending again at
+    once, spending a recovery and no retry; past ``max_recoveries`` it fails
+    (a job that keeps killing its workers)."""
+    recovery = job.recoveries + 1
+    if recovery > job.max_recoveries:
+        return JobFailed(
+            job_id=job.id,
+            attempt=job.attempt,
+            error=(
+                f"the job's worker was lost {recovery} times (max_recoveries is "
+                f"{job.max_recoveries}); the job may be what kills its workers"
+            ),
+            error_type="LeaseExpired",
+        )
+    return JobLeaseExpired(
+        job_id=job.id, attempt=job.attempt, retry_at=now, recovery=recovery, reason=reason
     )
 
 
@@ -515,6 +561,7 @@ def _finish(job: Job, env: Envelope, status: JobStatus, **changes: object) -> Jo
         lease=None,
         cancel_requested=False,
         suspend_requested=False,
+        stop_requested_event_id=None,
         finished_at=env.time,
         updated_at=env.time,
         version=env.version,
@@ -531,6 +578,7 @@ def _pending(job: Job, env: Envelope, run_at: datetime | None, **changes: object
         lease=None,
         cancel_requested=False,
         suspend_requested=False,
+        stop_requested_event_id=None,
         updated_at=env.time,
         version=env.version,
         **changes,
@@ -564,6 +612,9 @@ def evolve_job(job: Job | None, env: Envelope) -> Job | None:
             priority=event.priority,
             run_at=event.run_at,
             max_retries=event.max_retries,
+            max_recoveries=(
+                DEFAULT_MAX_RECOVERIES if event.max_recoveries is None else event.max_recoveries
+            ),
             timeout=event.timeout,
             idempotency_key=event.idempotency_key,
             queue=event.queue,
@@ -588,6 +639,9 @@ def evolve_job(job: Job | None, env: Envelope) -> Job | None:
                     attempt=event.attempt,
                     expires_at=event.lease_expires_at,
                     granted_at=env.time,
+                    holder=event.holder,
+                    started_event_id=env.event_id,
+                    granted_event_id=env.event_id,
                 ),
                 started_at=env.time,
                 **touched,
@@ -608,7 +662,10 @@ def evolve_job(job: Job | None, env: Envelope) -> Job | None:
             return _replace(job, progress=progress, **touched)
         case JobLeaseRenewed():
             lease = job.lease and _replace(
-                job.lease, expires_at=event.lease_expires_at, granted_at=env.time
+                job.lease,
+                expires_at=event.lease_expires_at,
+                granted_at=env.time,
+                granted_event_id=env.event_id,
             )
             return _replace(job, lease=lease, **touched)
         case JobCompleted():
@@ -656,7 +713,19 @@ def evolve_job(job: Job | None, env: Envelope) -> Job | None:
                 error_type=event.error_type,
                 failures=job.failures + 1,
             )
-        case JobLeaseExpired():
+        case JobLeaseExpired() if event.recovery is not None:
+            how = "its process died" if event.reason == "holder" else "its lease expired"
+            return _pending(
+                job,
+                env,
+                event.retry_at,
+                error=f"the worker of attempt {event.attempt} was lost ({how})",
+                error_type="LeaseExpired",
+                recoveries=event.recovery,
+            )
+        case JobReleased():
+            return _pending(job, env, None)
+        case JobLeaseExpired():  # written before recovery budgets: a failed attempt
             error = f"the worker's lease expired during attempt {event.attempt}"
             if event.retry_at is None:
                 return _finish(
@@ -676,9 +745,17 @@ def evolve_job(job: Job | None, env: Envelope) -> Job | None:
                 failures=job.failures + 1,
             )
         case JobCancelRequested():
-            return _replace(job, cancel_requested=True, cancel_reason=event.reason, **touched)
+            return _replace(
+                job,
+                cancel_requested=True,
+                cancel_reason=event.reason,
+                stop_requested_event_id=env.event_id,
+                **touched,
+            )
         case JobSuspendRequested():
-            return _replace(job, suspend_requested=True, **touched)
+            return _replace(
+                job, suspend_requested=True, stop_requested_event_id=env.event_id, **touched
+            )
         case JobSuspended():
             return _replace(
                 job,
@@ -686,6 +763,7 @@ def evolve_job(job: Job | None, env: Envelope) -> Job | None:
                 lease=None,
                 suspend_requested=False,
                 cancel_requested=False,
+                stop_requested_event_id=None,
                 **touched,
             )
         case JobResumed():

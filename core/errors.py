@@ -6,6 +6,7 @@ Every error jobledger raises on purpose derives from :class:`JobledgerError`::
     ├── NotFound              the job or mark does not exist, or is not the caller's
     ├── ValidationError       a command or argument is malformed; nothing was written
     ├── InvalidTransition     the command is not allowed in the job's current status
+    ├── CancelRequested       a running job's work after a cancel was asked: stop
     ├── ConcurrencyConflict   another writer got there first (expected version differs)
     │   └── StaleAttempt      a worker reports for an attempt that is no longer current
     ├── StorageError          the database failed; the batch was rolled back
@@ -23,6 +24,7 @@ catch ours.
 from __future__ import annotations
 
 __all__ = [
+    "CancelRequested",
     "ConcurrencyConflict",
     "CorruptionError",
     "InferenceError",
@@ -79,6 +81,18 @@ class InvalidTransition(JobledgerError):
         self.current = current
         self.target = target
         self.command = command
+
+
+class CancelRequested(JobledgerError):
+    """Raised into a running job's ``execute`` by its context (progress,
+    heartbeat, a mark, an asset, a resource) once a cancel of the job was
+    requested: the job must stop, and it ends ``cancelled`` whatever
+    ``execute`` does next. Nothing the refused call asked for was written.
+    """
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"job {job_id!r}: a cancel was requested; stop the work")
+        self.job_id = job_id
 
 
 class ConcurrencyConflict(JobledgerError):

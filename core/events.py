@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 import msgspec
 
 from .annotations import BodyOperation
+from .holder import Holder
 from .models import RetryPolicy, User
 
 __all__ = [
@@ -44,6 +45,7 @@ __all__ = [
     "JobLeaseRenewed",
     "JobPartiallyCompleted",
     "JobProgressed",
+    "JobReleased",
     "JobResumed",
     "JobRetryScheduled",
     "JobSkipped",
@@ -96,12 +98,18 @@ class JobCreated(JobEvent, frozen=True, kw_only=True, tag="job.created"):
     queue: str = "default"
     suspendable: bool = False
     retry: RetryPolicy | None = None
+    max_recoveries: int | None = None
+    """``None`` in jobs created before recovery budgets: the default applies."""
 
 
 class JobStarted(JobEvent, frozen=True, kw_only=True, tag="job.started"):
+    """A worker claimed the job for ``attempt``; ``holder`` is its process
+    (``None`` in events written before holders were recorded)."""
+
     worker: str
     attempt: int
     lease_expires_at: datetime
+    holder: Holder | None = None
 
 
 class JobProgressed(JobEvent, frozen=True, kw_only=True, tag="job.progressed"):
@@ -166,11 +174,27 @@ class JobTimedOut(JobEvent, frozen=True, kw_only=True, tag="job.timed_out"):
 
 
 class JobLeaseExpired(JobEvent, frozen=True, kw_only=True, tag="job.lease_expired"):
-    """The attempt's worker stopped renewing its lease. With ``retry_at`` the
-    job is pending again from then; without, it has failed for good."""
+    """The attempt's worker was lost: it stopped renewing its lease
+    (``reason="lease"``) or its process is provably dead (``reason="holder"``).
+
+    Since recovery budgets (``recovery`` set: this is the job's recovery
+    number ``recovery``), the job is pending again from ``retry_at`` and no
+    retry is spent. In events written before (``recovery`` is ``None``) the
+    lost attempt counted as a failure: with ``retry_at`` the job was pending
+    again from then; without, it had failed for good."""
 
     attempt: int
     retry_at: datetime | None = None
+    recovery: int | None = None
+    reason: str | None = None
+
+
+class JobReleased(JobEvent, frozen=True, kw_only=True, tag="job.released"):
+    """The worker running ``attempt`` stopped on purpose (shutdown) and gave
+    the job back: it is pending again at once, no retry or recovery spent."""
+
+    attempt: int
+    reason: str | None = None
 
 
 class JobCancelRequested(JobEvent, frozen=True, kw_only=True, tag="job.cancel_requested"):
@@ -288,6 +312,7 @@ AnyEvent = (
     | JobRetryScheduled
     | JobTimedOut
     | JobLeaseExpired
+    | JobReleased
     | JobCancelRequested
     | JobCancelled
     | JobSuspendRequested

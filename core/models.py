@@ -11,9 +11,11 @@ from typing import Annotated, Any
 
 import msgspec
 
+from .holder import Holder
 from .status import JobStatus, is_terminal
 
 __all__ = [
+    "DEFAULT_MAX_RECOVERIES",
     "SYSTEM_USER",
     "Asset",
     "Job",
@@ -43,6 +45,10 @@ class User(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defaults=Tr
 
 SYSTEM_USER = User(id="system")
 """The user of jobs submitted without one."""
+
+DEFAULT_MAX_RECOVERIES = 3
+"""How many times a job is recovered from a lost worker (its lease expired,
+or its holder died) before it fails as a job that kills its workers."""
 
 
 class Progress(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defaults=True):
@@ -81,12 +87,21 @@ class Lease(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defaults=T
     when; ``granted_at`` is when that expiry was granted (the claim or the
     last heartbeat), on the clock of the process that granted it, so
     ``expires_at - granted_at`` is the lease's length whatever other clocks
-    say."""
+    say. ``holder`` names the process holding it (host, pid, start time), so
+    a ledger opened on the same host can prove it dead and recover the job
+    at once (``None`` in leases written before holders were recorded).
+    ``started_event_id`` is the id of the ``job.started`` event that began
+    the attempt and ``granted_event_id`` the id of the event that granted
+    the current expiry (that one or the last ``job.lease_renewed``): what the
+    attempt's reports and the sweeper's expiries name as their cause."""
 
     worker: str
     attempt: int
     expires_at: datetime
     granted_at: datetime | None = None
+    holder: Holder | None = None
+    started_event_id: str | None = None
+    granted_event_id: str | None = None
 
 
 class Job(msgspec.Struct, frozen=True, kw_only=True, gc=False):
@@ -101,6 +116,12 @@ class Job(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     so it fails for good on failure number ``max_retries + 1``. ``error`` is
     the last error (kept while a retry is scheduled, cleared on success). ``cancel_requested`` and
     ``suspend_requested`` are set while a running job is asked to stop.
+    ``recoveries`` counts the attempts whose worker was lost (its lease
+    expired): such an attempt spends no retry; the job fails once
+    ``recoveries`` would exceed ``max_recoveries``.
+    ``stop_requested_event_id`` is the id of the ``job.cancel_requested`` (or
+    ``job.suspend_requested``) event that stands: the cause the worker's
+    confirmation names.
     """
 
     id: str
@@ -111,6 +132,7 @@ class Job(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     priority: int = 0
     run_at: datetime | None = None
     max_retries: int = 0
+    max_recoveries: int = DEFAULT_MAX_RECOVERIES
     timeout: float | None = None
     idempotency_key: str | None = None
     queue: str = "default"
@@ -118,6 +140,7 @@ class Job(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     retry: RetryPolicy | None = None
     attempt: int = 0
     failures: int = 0
+    recoveries: int = 0
     progress: Progress | None = None
     result: dict[str, Any] | None = None
     error: str | None = None
@@ -126,6 +149,7 @@ class Job(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     cancel_requested: bool = False
     cancel_reason: str | None = None
     suspend_requested: bool = False
+    stop_requested_event_id: str | None = None
     created_at: datetime
     updated_at: datetime
     started_at: datetime | None = None

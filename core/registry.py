@@ -17,7 +17,7 @@ import msgspec
 
 from .commands import field_error
 from .errors import ValidationError
-from .models import RetryPolicy
+from .models import DEFAULT_MAX_RECOVERIES, RetryPolicy
 
 __all__ = ["JobType", "Registry", "Resolved", "convert_params"]
 
@@ -27,7 +27,8 @@ class JobType(msgspec.Struct, frozen=True, kw_only=True):
 
     ``params`` and ``result`` are msgspec Struct types (or ``None`` for free
     JSON objects). ``timeout`` is seconds per attempt; ``max_retries`` counts
-    retries after the first attempt; ``queue`` names the queue whose
+    retries after the first attempt; ``max_recoveries`` counts the times a
+    job is recovered from a lost worker before it fails; ``queue`` names the queue whose
     capacity the type's jobs share.
     """
 
@@ -37,6 +38,7 @@ class JobType(msgspec.Struct, frozen=True, kw_only=True):
     result: type[msgspec.Struct] | None = None
     timeout: float | None = None
     max_retries: int = 0
+    max_recoveries: int = DEFAULT_MAX_RECOVERIES
     retry: RetryPolicy | None = None
     queue: str = "default"
     suspendable: bool = False
@@ -48,6 +50,7 @@ class Resolved(msgspec.Struct, frozen=True, kw_only=True):
     params: dict[str, Any]
     timeout: float | None
     max_retries: int
+    max_recoveries: int
     retry: RetryPolicy | None
     queue: str
     suspendable: bool
@@ -95,6 +98,7 @@ class Registry:
         *,
         timeout: float | None = None,
         max_retries: int | None = None,
+        max_recoveries: int | None = None,
         retry: RetryPolicy | None = None,
     ) -> Resolved:
         """Validate ``params`` against the type (if registered) and merge the
@@ -112,6 +116,7 @@ class Registry:
             params=dict(params),
             timeout=job_type.timeout if timeout is None else timeout,
             max_retries=job_type.max_retries if max_retries is None else max_retries,
+            max_recoveries=(job_type.max_recoveries if max_recoveries is None else max_recoveries),
             retry=retry or job_type.retry,
             queue=job_type.queue,
             suspendable=job_type.suspendable,

@@ -323,8 +323,8 @@ class Ledger:
                 self._tail.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._tail
-            for runner in self._runners:
-                await runner.stop(self._stop_timeout)
+            # Together: a close takes one stop_timeout, not one per worker.
+            await asyncio.gather(*(runner.stop(self._stop_timeout) for runner in self._runners))
             await self._sweeper.stop()
             await self._stower.stop()
             await self._bus.aclose()
@@ -392,6 +392,7 @@ class Ledger:
         timeout: float | timedelta | None = None,
         retry: RetryPolicy | None = None,
         correlation_id: str | None = None,
+        max_recoveries: int | None = None,
     ) -> Job:
         """Submit a job and return it, pending, once it is committed.
 
@@ -400,7 +401,11 @@ class Ledger:
         retries, retry policy, queue and suspendability apply unless
         overridden here. A higher ``priority`` runs first; equal priorities run
         in submission order. ``run_at`` (an aware datetime) delays it;
-        ``max_retries`` counts retries after the first attempt; ``timeout``
+        ``max_retries`` counts retries after the first attempt;
+        ``max_recoveries`` (default: the type's, else 3) counts the times
+        the job is recovered from a lost worker (a process that died, a
+        lease that expired) before it fails as a job that kills its
+        workers; a lost worker spends no retry. ``timeout``
         is seconds (or a timedelta) per attempt. With an ``idempotency_key``
         already used by this user for a live job, that job is returned and
         nothing is written. Raises ``ValidationError`` for bad arguments
@@ -415,6 +420,7 @@ class Ledger:
             params,
             timeout=_seconds(timeout, "timeout"),
             max_retries=max_retries,
+            max_recoveries=max_recoveries,
             retry=retry,
         )
         job_id = self._ids.make("job", to_ms(self._clock.now()))
@@ -427,6 +433,7 @@ class Ledger:
                 priority=priority,
                 run_at=run_at,
                 max_retries=rules.max_retries,
+                max_recoveries=rules.max_recoveries,
                 timeout=rules.timeout,
                 idempotency_key=idempotency_key,
                 queue=rules.queue,

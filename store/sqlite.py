@@ -166,7 +166,7 @@ _INSERT_RESOURCE = "INSERT INTO resources (id, created_seq, doc) VALUES (?,?,?)"
 _UPSERT_MARK = (
     "INSERT OR REPLACE INTO marks (id, resource_id, job_id, created_seq, doc) VALUES (?,?,?,?,?)"
 )
-_SELECT_FOLD = "SELECT seq, stream, version, type, time, actor, data FROM events"
+_SELECT_FOLD = "SELECT seq, event_id, stream, version, type, time, actor, data FROM events"
 _SELECT_EVENTS = (
     "SELECT seq, event_id, stream, version, type, time, actor, correlation_id,"
     " causation_id, data, hash FROM events"
@@ -830,12 +830,12 @@ class SqliteLog:
     async def replay(
         self, *, until_seq: int | None = None, until: datetime | None = None
     ) -> Projection:
-        # The fold reads only what the evolve functions use: no event id,
-        # correlation, causation or hash (its envelopes never leave this method).
+        # The fold reads only what the evolve functions use: no correlation,
+        # causation or hash (its envelopes never leave this method).
         model = Projection()
         decode, parse = decode_event, datetime.fromisoformat
         async for rows in self._chunks(0, until_seq, _SELECT_FOLD):
-            for seq, stream, version, type_, time_text, actor, data in rows:
+            for seq, event_id, stream, version, type_, time_text, actor, data in rows:
                 try:
                     when = parse(time_text)
                     event = decode(data)
@@ -846,7 +846,7 @@ class SqliteLog:
                 model.apply(
                     Envelope(
                         seq=seq,
-                        event_id="",
+                        event_id=event_id,
                         stream=stream,
                         version=version,
                         type=type_,

@@ -1,6 +1,6 @@
 """The sweeper: sends ``job:expire`` for running jobs that outlived their
-lease (their worker stopped renewing it: crashed, killed, hung) or their
-timeout.
+lease (their worker stopped renewing it: crashed, killed, hung), whose
+lease's holder is provably dead, or that outlived their timeout.
 
 It runs beside the Stower, reads the read model for candidates in bounded
 batches, and leaves the decision to ``decide`` (which checks the lease and
@@ -18,15 +18,22 @@ its wall clock says the recorded expiry has passed and it has watched that
 very lease (same attempt, same expiry) unrenewed for the lease's length as
 the log records it (the expiry minus the job's last event time, both written
 by the worker's process) on its monotonic clock. The first sweep, on open,
-has watched nothing: it trusts the wall clock for leases already past their
-expiry (the jobs of a process that died before this one opened).
+has watched nothing: it takes a lease as watched since it was granted by
+the wall clock's word (at most its length), so the jobs of a process that
+died before this one opened are recovered at their expiry, not a whole
+lease later.
+
+A lease names its holder (host, pid, process start time). A holder on this
+host whose process is gone is provably dead (:func:`holder_is_dead`): its
+jobs are recovered at once (``reason="holder"``), on open and at every
+sweep, without waiting for the lease. Either way the job is pending again
+at once and spends a recovery, not a retry (see ``decide``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import NamedTuple
@@ -36,12 +43,14 @@ import msgspec
 from jobledger.core import (
     Clock,
     Envelope,
+    Holder,
     Job,
     JobExpire,
     JobledgerError,
     LedgerClosed,
     SystemClock,
     get_logger,
+    holder_is_dead,
 )
 from jobledger.eventbus import EventBus
 from jobledger.store import EventLog
@@ -116,10 +125,11 @@ class Sweeper:
         self._sweeps += 1
         running = await self._log.expiring(_END_OF_TIME, self._watch_limit)
         now, monotonic = self._clock.now(), self._clock.monotonic()
+        dead = self._dead_holders(running)
         commands = [
             command
             for job in running
-            if (command := self._due(job, now, monotonic, first=first)) is not None
+            if (command := self._due(job, now, monotonic, first=first, dead=dead)) is not None
         ]
         if len(running) < self._watch_limit:  # all of them: forget the ended ones
             seen = {job.id for job in running}
@@ -129,7 +139,22 @@ class Sweeper:
             total += await self._expire(commands[start : start + self._batch])
         return total
 
-    def _due(self, job: Job, now: datetime, monotonic: float, *, first: bool) -> JobExpire | None:
+    @staticmethod
+    def _dead_holders(running: Sequence[Job]) -> frozenset[Holder]:
+        """The holders of ``running``'s leases that are provably dead (each
+        asked once)."""
+        holders = {job.lease.holder for job in running if job.lease and job.lease.holder}
+        return frozenset(holder for holder in holders if holder_is_dead(holder))
+
+    def _due(
+        self,
+        job: Job,
+        now: datetime,
+        monotonic: float,
+        *,
+        first: bool,
+        dead: frozenset[Holder] = frozenset(),
+    ) -> JobExpire | None:
         """The expiry of ``job`` if it is due at ``now``; watches its lease."""
         lease = job.lease
         if lease is None:  # (a running job always holds one)
@@ -139,21 +164,35 @@ class Sweeper:
             job.attempt,
             lease.expires_at,
         ):
-            # New since the last sweep (or running on open): watched from now.
-            # On open, a lease already past its expiry ran out before we came.
-            since = -math.inf if first and lease.expires_at <= now else monotonic
+            # New since the last sweep (or running on open): watched from now;
+            # on open, from its grant as the wall clock tells (at most its length).
             granted = lease.granted_at or job.updated_at  # (a lease read before it was kept)
             length = max(0.0, (lease.expires_at - granted).total_seconds())
+            since = monotonic
+            if first:
+                since -= min(length, max(0.0, (now - granted).total_seconds()))
             watched = _Watched(job.attempt, lease.expires_at, since, length)
             self._watched[job.id] = watched
-        if lease.expires_at <= now and watched.ran_out(monotonic):
+        holder = None
+        if lease.holder is not None and lease.holder in dead:
+            reason, holder = "holder", lease.holder
+        elif lease.expires_at <= now and watched.ran_out(monotonic):
             reason = "lease"
         elif job.deadline is not None and job.deadline <= now:
             reason = "timeout"
         else:
             return None
+        # The cause: the grant of the lease that was lost, or the start of the
+        # attempt that ran past its deadline.
+        cause = lease.started_event_id if reason == "timeout" else lease.granted_event_id
         return JobExpire(
-            job_id=job.id, attempt=job.attempt, reason=reason, actor=ACTOR, correlation_id=job.id
+            job_id=job.id,
+            attempt=job.attempt,
+            reason=reason,
+            holder=holder,
+            actor=ACTOR,
+            correlation_id=job.id,
+            causation_id=cause,
         )
 
     def committed(self, envelopes: Sequence[Envelope]) -> None:

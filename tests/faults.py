@@ -300,7 +300,9 @@ async def poison_child(db: str) -> None:
     A later child's sweeper expires the lease a dead one left, when it runs out."""
     retry = jobledger.RetryPolicy(base_delay=0.05, max_delay=0.1)
     async with jobledger.open(db, workers=[Poison()], sweep_interval=0.05) as ledger:
-        job = await ledger.submit("poison", idempotency_key="poison", max_retries=2, retry=retry)
+        job = await ledger.submit(
+            "poison", idempotency_key="poison", max_recoveries=2, max_retries=2, retry=retry
+        )
         await ledger.wait(job.id, timeout=60)
 
 
@@ -541,7 +543,7 @@ async def pause_past_the_lease(db: Path, *, successor_done: bool) -> dict[str, A
             successor.release.set()
             done = await ledger.wait(job.id, timeout=30)
             assert done.status == "completed" and done.result == {"by": "successor"}
-            assert (done.attempt, done.failures) == (2, 1)
+            assert (done.attempt, done.failures, done.recoveries) == (2, 0, 1)
             history = [(env.type, env.actor) for env in await ledger.history(job.id)]
             expired = history.index(("job.lease_expired", "system:sweeper"))
             assert history[expired + 1 :] == [

@@ -61,9 +61,10 @@ async def test_kill_9_at_random_moments_loses_nothing_and_every_job_ends(tmp_pat
 async def test_a_job_that_kills_its_worker_ends_failed_after_its_attempts(
     tmp_path: Path,
 ) -> None:
-    """Poison jobs (issue 6, item 8): each attempt kills the process running
-    it; every recovery expires its lease as a failed attempt, and after
-    ``max_retries + 1`` of them the job ends failed, saying why."""
+    """Poison jobs (issue 6, item 8; issue 13): each attempt kills the process
+    running it; the next process finds the holder dead and recovers the job
+    at once, spending a recovery (not a retry), and after ``max_recoveries``
+    recoveries the next loss ends the job failed, saying why."""
     db = tmp_path / "poison.db"
     deaths = 0
     for _ in range(6):
@@ -72,14 +73,18 @@ async def test_a_job_that_kills_its_worker_ends_failed_after_its_attempts(
             break
         assert result.returncode == faults.POISON_EXIT_CODE, result.stderr
         deaths += 1
-    assert deaths == 3  # max_retries=2: three attempts, each killed its process
+    assert deaths == 3  # max_recoveries=2: three attempts, each killed its process
     async with jobledger.open(db) as ledger:
         (job,) = (await ledger.list()).jobs
-        assert job.status == "failed" and job.attempt == 3 and job.failures == 3
-        assert job.error_type == "LeaseExpired"
-        types = [env.type for env in await ledger.history(job.id)]
-        assert types.count("job.started") == 3 and types.count("job.lease_expired") == 3
-        assert types[-1] == "job.lease_expired"
+        assert (job.status, job.attempt, job.recoveries) == ("failed", 3, 2)
+        assert job.error_type == "LeaseExpired" and "lost 3 times" in (job.error or "")
+        history = await ledger.history(job.id)
+        types = [env.type for env in history]
+        assert types.count("job.started") == 3 and types.count("job.lease_expired") == 2
+        assert types[-1] == "job.failed"
+        assert {env.data.reason for env in history if env.type == "job.lease_expired"} == {  # type: ignore[union-attr]
+            "holder"
+        }
         assert (await ledger.verify()).ok
 
 

@@ -515,19 +515,6 @@ async def test_a_lost_worker_loses_its_lease_and_its_late_report_is_fenced(
         assert (await ledger.get(job.id)).status == "completed"
 
 
-async def test_past_its_retries_a_job_whose_worker_keeps_dying_fails(
-    db_path: Path, clock: ManualClock
-) -> None:
-    async with jobledger.open(db_path, clock=clock) as ledger:
-        job = await ledger.submit("t")
-        await ledger.send(
-            jobledger.JobStart(job_id=job.id, worker="ghost", expected_version=1, lease_seconds=30)
-        )
-        await advance_until(clock, lambda: status_is(ledger, job.id, "failed"))
-        done = await ledger.get(job.id)
-        assert done.error_type == "LeaseExpired" and done.attempt == 1
-
-
 async def test_jobs_of_a_lost_worker_are_recovered_on_open(
     db_path: Path, clock: ManualClock
 ) -> None:

@@ -131,7 +131,12 @@ async def test_a_dead_lease_is_expired_after_its_length_whatever_the_wall_clock_
             assert (await ledger.get(job.id)).status == "running"
             await _advance(ledger, clock, 1)  # now the wall clock is at the recorded expiry
         back = await ledger.get(job.id)
-        assert (back.status, back.error_type, back.failures) == ("pending", "LeaseExpired", 1)
+        assert (back.status, back.error_type, back.failures, back.recoveries) == (
+            "pending",
+            "LeaseExpired",
+            0,
+            1,
+        )
         expired = (await ledger.history(job.id))[-1]
         assert expired.type == "job.lease_expired" and expired.time >= job.lease.expires_at  # type: ignore[union-attr]
 

@@ -101,9 +101,12 @@ from jobledger import (
     User,
 )
 from jobledger.core import (
+    DEFAULT_MAX_RECOVERIES,
     Envelope,
     JobCreated,
+    JobFailed,
     JobLeaseExpired,
+    JobReleased,
     JobStarted,
     JobSuspended,
 )
@@ -640,7 +643,7 @@ class Watch:
         self.deleted |= deleted_now
 
 
-FAILURES = ("job.retry_scheduled", "job.lease_expired", "job.failed", "job.timed_out")
+FAILURES = ("job.retry_scheduled", "job.failed", "job.timed_out")
 ENDINGS = (
     "job.completed",
     "job.partial",
@@ -656,9 +659,12 @@ class Life:
     """One job's history as the log tells it (folded here, not by jobledger)."""
 
     max_retries: int
+    max_recoveries: int
     starts: int = 0
     suspended_attempts: int = 0
     failures: int = 0
+    recoveries: int = 0
+    released: int = 0
     ended: bool = False
     deleted: bool = False
 
@@ -690,7 +696,12 @@ async def check_log(log: EventLog, retryable: set[int]) -> list[Envelope]:
     for env in envelopes:
         event = env.data
         if isinstance(event, JobCreated):
-            lives[env.stream] = Life(max_retries=event.max_retries)
+            lives[env.stream] = Life(
+                max_retries=event.max_retries,
+                max_recoveries=event.max_recoveries
+                if event.max_recoveries is not None
+                else DEFAULT_MAX_RECOVERIES,
+            )
             continue
         life = lives.get(env.stream)
         if life is None:
@@ -702,13 +713,29 @@ async def check_log(log: EventLog, retryable: set[int]) -> list[Envelope]:
         lease_lost = isinstance(event, JobLeaseExpired)
         life.ended = env.type in ENDINGS or (lease_lost and event.retry_at is None)
         # (4) at most max_retries + 1 attempts, not counting those a suspension
-        # ended (a resume is a new attempt); at most max_retries retries; and a
-        # retryable failure ends the job only once its retries are spent.
+        # ended (a resume is a new attempt), a lost worker recovered (at most
+        # max_recoveries) or a stopping worker released; at most max_retries
+        # retries; and a retryable failure ends the job only once its retries
+        # are spent. A lost worker spends a recovery, never a retry.
         if isinstance(event, JobStarted):
             life.starts += 1
-            assert life.starts - life.suspended_attempts <= life.max_retries + 1, _at(env, life)
+            spent = life.starts - life.suspended_attempts - life.recoveries - life.released
+            assert spent <= life.max_retries + 1, _at(env, life)
         if isinstance(event, JobSuspended) and event.attempt is not None:
             life.suspended_attempts += 1
+        if isinstance(event, JobReleased):
+            life.released += 1
+        if lease_lost and event.recovery is not None:
+            life.recoveries += 1
+            assert event.recovery == life.recoveries <= life.max_recoveries, _at(env, life)
+            continue
+        if lease_lost and event.recovery is None:  # (a log from before recoveries)
+            life.failures += 1
+            continue
+        if isinstance(event, JobFailed) and event.error_type == "LeaseExpired":
+            # One lost worker past max_recoveries: a poison job, not a retry.
+            assert life.recoveries == life.max_recoveries, _at(env, life)
+            continue
         if env.type in FAILURES:
             life.failures += 1
             assert life.failures <= life.max_retries + 1, _at(env, life)

@@ -128,16 +128,22 @@ async def test_stop_lets_a_running_job_finish_within_the_timeout(db_path: Path) 
         assert (await ledger.get(job.id)).status == "completed"
 
 
-async def test_stop_cancels_a_job_that_outlives_the_timeout_and_reports_it(db_path: Path) -> None:
+async def test_stop_cancels_a_job_that_outlives_the_timeout_and_releases_it(
+    db_path: Path,
+) -> None:
     gate = Gate()
     async with jobledger.open(db_path, workers=[gate], stop_timeout=0.01) as ledger:
         job = await ledger.submit("gate")
         await asyncio.wait_for(gate.started.wait(), 10)
     async with jobledger.open(db_path) as ledger:
-        done = await ledger.get(job.id)
-        assert done.status == "failed"
-        assert done.error == "the worker stopped before the job finished"
-        assert (await ledger.history(job.id))[-1].data.error_type == "WorkerStopped"  # type: ignore[union-attr]
+        back = await ledger.get(job.id)
+        # Pending again, for another worker: no retry or recovery spent.
+        assert (back.status, back.failures, back.recoveries, back.lease) == ("pending", 0, 0, None)
+        last = (await ledger.history(job.id))[-1]
+        assert last.type == "job.released" and last.actor == "worker:Gate"
+        assert last.data == jobledger.core.JobReleased(
+            job_id=job.id, attempt=1, reason="the worker stopped before the job finished"
+        )
 
 
 def test_a_worker_must_declare_job_types_and_sane_concurrency() -> None:

@@ -33,7 +33,7 @@ from .annotators import (
 from .capacity import QueueCapacity
 from .inference import Generation, InferenceClient, InferenceStatistics, OpenAIClient, Usage
 from .offline import OFFLINE_LABEL, ExtractiveMethods, OfflineClient, Span
-from .runner import WorkerRunner, WorkerStatistics
+from .runner import ABANDON_AFTER, WorkerRunner, WorkerStatistics
 from .worker import (
     JobContext,
     JobWorker,
@@ -45,6 +45,7 @@ from .worker import (
 )
 
 __all__ = [
+    "ABANDON_AFTER",
     "ANNOTATION_JOB_TYPES",
     "OFFLINE_LABEL",
     "TAG_SCHEMAS",

@@ -12,6 +12,15 @@ and suspend requests to its context; when ``execute`` ends, it reports how
 first) is not an error. Nothing else runs beside a job: a lost lease, a stop
 request or a timer rings the job's alarm, a future its task waits on.
 
+A claim names this process as the lease's holder (:func:`this_holder`), so
+that if the process dies, a ledger on the same host recovers its jobs at
+once. A runner that stops on purpose releases the lease of every job it
+cancels (``job:release``): the job is pending again at once and spends
+neither a retry nor a recovery. An ``execute`` that will not stop when
+cancelled (it swallows ``CancelledError``) is abandoned after
+``ABANDON_AFTER`` seconds, its lease released, with a warning naming the
+worker: a stop never hangs on it.
+
 The runner wakes at once when a ``job.created`` (or a retry, a resume, an
 expired lease) of one of its types is published in this process, or a queue
 place frees up, and otherwise polls every ``poll_interval`` seconds of its
@@ -28,6 +37,7 @@ import msgspec
 import structlog
 
 from jobledger.core import (
+    CancelRequested,
     Clock,
     ConcurrencyConflict,
     ContentStore,
@@ -41,6 +51,7 @@ from jobledger.core import (
     JobledgerError,
     JobPartial,
     JobReader,
+    JobRelease,
     JobSkip,
     JobStart,
     JobSuspend,
@@ -53,6 +64,7 @@ from jobledger.core import (
     convert_params,
     evolve_job,
     get_logger,
+    this_holder,
 )
 from jobledger.core.errors import InferenceError
 from jobledger.core.faults import crash_point
@@ -61,15 +73,26 @@ from jobledger.eventbus import EventBus, Subscription
 from .capacity import QueueCapacity
 from .worker import JobContext, JobWorker, NonRetryableError, PartialResult, SkipJob, result_of
 
-__all__ = ["WorkerRunner", "WorkerStatistics"]
+__all__ = ["ABANDON_AFTER", "WorkerRunner", "WorkerStatistics"]
 
 log = get_logger("workers")
 
 _MAX_ERROR = 4000
 _REPORT_GRACE = 5.0  # seconds a cancelled job's last report may take
-_WAKING_EVENTS = ("job.created", "job.retry_scheduled", "job.lease_expired", "job.resumed")
+_WAKING_EVENTS = (
+    "job.created",
+    "job.retry_scheduled",
+    "job.lease_expired",
+    "job.released",
+    "job.resumed",
+)
 
-Report = JobComplete | JobFail | JobPartial | JobSkip | JobCancel | JobSuspend
+ABANDON_AFTER = 1.0
+"""Seconds a cancelled ``execute`` gets to end before the runner gives up on
+it (it swallowed the cancellation): its lease is released and a warning
+names the worker. Real time: it bounds how long a stop can take."""
+
+Report = JobComplete | JobFail | JobPartial | JobSkip | JobCancel | JobSuspend | JobRelease
 
 
 class _Alarm:
@@ -94,7 +117,9 @@ class _Alarm:
 
 
 class WorkerStatistics(msgspec.Struct, frozen=True, kw_only=True):
-    """A runner's counters. ``active`` is the number of jobs executing now."""
+    """A runner's counters. ``active`` is the number of jobs executing now;
+    ``released`` the jobs given back at a stop; ``abandoned`` the executions
+    that would not stop when cancelled."""
 
     worker: str
     job_types: tuple[str, ...]
@@ -110,14 +135,17 @@ class WorkerStatistics(msgspec.Struct, frozen=True, kw_only=True):
     heartbeats: int
     report_errors: int
     polls: int
+    released: int = 0
+    abandoned: int = 0
 
 
 class WorkerRunner:
     """Runs one :class:`JobWorker` until stopped. Owns its tasks.
 
     ``stop(timeout)`` stops claiming, lets running jobs finish for up to
-    ``timeout`` seconds, then cancels them; a cancelled job is reported as a
-    failed attempt ("worker stopped"), retried if it has retries left.
+    ``timeout`` seconds, then cancels them and releases their leases
+    (``job.released``): each is pending again at once, for another worker,
+    having spent neither a retry nor a recovery.
     """
 
     def __init__(
@@ -156,6 +184,7 @@ class WorkerRunner:
         self._alarms: dict[str, _Alarm] = {}
         self._heartbeats: asyncio.Task[None] | None = None
         self._subscriptions: list[Subscription] = []
+        self._holder = this_holder()
         self._counts = dict.fromkeys(
             (
                 "claimed",
@@ -167,6 +196,8 @@ class WorkerRunner:
                 "heartbeats",
                 "report_errors",
                 "polls",
+                "released",
+                "abandoned",
             ),
             0,
         )
@@ -200,6 +231,7 @@ class WorkerRunner:
             ctx.request_stop(
                 cancel=env.type == "job.cancel_requested",
                 suspend=env.type == "job.suspend_requested",
+                cause=env.event_id,
             )
 
     def wake(self) -> None:
@@ -207,7 +239,9 @@ class WorkerRunner:
         self._wake.set()
 
     async def stop(self, timeout: float = 10.0) -> None:
-        """Stop claiming; give running jobs ``timeout`` seconds; then cancel them."""
+        """Stop claiming; give running jobs ``timeout`` seconds; then cancel them
+        and release their leases. Returns within about ``timeout`` plus
+        ``ABANDON_AFTER`` seconds whatever ``execute`` does."""
         self._stopping = True
         self._wake.set()
         self._slot_free.set()
@@ -325,6 +359,7 @@ class WorkerRunner:
                         worker=self.name,
                         expected_version=job.version,
                         lease_seconds=self.worker.lease_seconds,
+                        holder=self._holder,
                         actor=actor,
                         correlation_id=job.id,
                     )
@@ -378,19 +413,25 @@ class WorkerRunner:
                 report = await self._execute(job, ctx, alarm)
                 with contextlib.suppress(JobledgerError):
                     await ctx.flush()
+                if isinstance(report, JobCancel | JobSuspend) and report.causation_id is None:
+                    # Stopped by a refusal: the request's event is in the read model.
+                    current = await self._reader.get_job(job.id)
+                    if current is not None and current.stop_requested_event_id is not None:
+                        cause = current.stop_requested_event_id
+                        report = msgspec.structs.replace(report, causation_id=cause)
                 await self._report(report)
         except asyncio.CancelledError:
-            # Shut down before the job finished: the attempt failed; it may be retried.
-            stopped = JobFail(
+            # Shut down before the job finished: give the job back, for another worker.
+            released = JobRelease(
                 job_id=job.id,
                 attempt=ctx.attempt,
-                error="the worker stopped before the job finished",
-                error_type="WorkerStopped",
+                reason="the worker stopped before the job finished",
                 actor=ctx.actor,
                 correlation_id=job.id,
+                causation_id=ctx.cause,
             )
             with contextlib.suppress(TimeoutError, JobledgerError):
-                await asyncio.wait_for(asyncio.shield(self._report(stopped)), _REPORT_GRACE)
+                await asyncio.wait_for(asyncio.shield(self._report(released)), _REPORT_GRACE)
             raise
         finally:
             self._contexts.pop(job.id, None)
@@ -445,11 +486,21 @@ class WorkerRunner:
         timer.add_done_callback(lambda t: None if t.cancelled() else alarm.ring(reason))
         return timer
 
-    @staticmethod
-    async def _cancel(execution: asyncio.Future[Any]) -> None:
+    async def _cancel(self, execution: asyncio.Future[Any]) -> None:
+        """Cancel ``execute`` and wait for it to end, at most ``ABANDON_AFTER``
+        seconds: one that swallows the cancellation is abandoned (it runs on,
+        fenced: its lease is gone) with a warning naming the worker."""
         execution.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await execution
+        done, _ = await asyncio.wait([execution], timeout=ABANDON_AFTER)
+        if not done:
+            self._counts["abandoned"] += 1
+            log.warning(
+                "execute did not stop when cancelled; abandoned, its lease released",
+                worker=self.name,
+            )
+            return
+        if not execution.cancelled():
+            execution.exception()  # (retrieved: it ended the way it ended)
 
     def _ending(
         self, job: Job, ctx: JobContext, execution: asyncio.Future[Any], timed_out: bool
@@ -460,10 +511,12 @@ class WorkerRunner:
             "actor": ctx.actor,
             "correlation_id": job.id,
         }
+        # The cause: the stop request that ends the attempt, else its start.
         if ctx.cancel_requested:
-            return JobCancel(**common)
+            return JobCancel(causation_id=ctx.stop_cause, **common)
         if ctx.suspend_requested:
-            return JobSuspend(**common)
+            return JobSuspend(causation_id=ctx.stop_cause, **common)
+        common["causation_id"] = ctx.cause
         if timed_out:
             self._counts["timed_out"] += 1
             return JobFail(
@@ -472,9 +525,9 @@ class WorkerRunner:
                 timed_out=True,
                 **common,
             )
-        error = None if execution.cancelled() else execution.exception()
-        if execution.cancelled():
+        if not execution.done() or execution.cancelled():  # (not done: abandoned)
             return JobFail(error="execute was cancelled", error_type="Cancelled", **common)
+        error = execution.exception()
         if isinstance(error, SkipJob):
             return JobSkip(reason=error.reason[:_MAX_ERROR], **common)
         if error is not None:
@@ -521,6 +574,8 @@ class WorkerRunner:
             self._counts["heartbeats"] += 1
         except LedgerClosed:
             return  # the ledger is closing: the runner is being stopped too
+        except CancelRequested:
+            return  # the context has rung the alarm: the job is stopping
         except StorageError as exc:
             # Not refused: the disk failed (full, an I/O error). The lease holds
             # until it runs out; the next beat tries again.
@@ -536,7 +591,11 @@ class WorkerRunner:
             return
         current = await self._reader.get_job(ctx.job.id)
         if current is not None:
-            ctx.request_stop(cancel=current.cancel_requested, suspend=current.suspend_requested)
+            ctx.request_stop(
+                cancel=current.cancel_requested,
+                suspend=current.suspend_requested,
+                cause=current.stop_requested_event_id,
+            )
 
     async def _report(self, report: Report) -> None:
         try:
@@ -556,6 +615,7 @@ class WorkerRunner:
                         retryable=False,
                         actor=report.actor,
                         correlation_id=report.correlation_id,
+                        causation_id=report.causation_id,
                     )
                 )
                 return
@@ -572,6 +632,8 @@ class WorkerRunner:
             if isinstance(report, JobComplete)
             else "failed"
             if isinstance(report, JobFail)
+            else "released"
+            if isinstance(report, JobRelease)
             else "ended_otherwise"
         )
         self._counts[kind] += 1
@@ -594,6 +656,8 @@ class WorkerRunner:
             heartbeats=counts["heartbeats"],
             report_errors=counts["report_errors"],
             polls=counts["polls"],
+            released=counts["released"],
+            abandoned=counts["abandoned"],
         )
 
 

@@ -19,7 +19,11 @@ How ``execute`` ends decides how the job ends:
 - a cancel or suspend was requested (``ctx.stopping``): whatever it does, the
   job ends **cancelled** or **suspended** (with its last progress and
   checkpoint); if it ignores the request for ``stop_grace`` seconds, the
-  runner cancels it.
+  runner cancels it. A cancel also reaches the work at its next call into
+  its context (progress, heartbeat, a mark, an asset, a resource): the call
+  raises :class:`~jobledger.core.errors.CancelRequested` and writes nothing,
+  whichever process asked for the cancel. The grace only matters for code
+  that never calls its context.
 """
 
 from __future__ import annotations
@@ -36,7 +40,9 @@ from jobledger.core import (
     Annotation,
     AssetCreate,
     BodyOperation,
+    CancelRequested,
     Clock,
+    Command,
     ContentStore,
     IdFactory,
     Job,
@@ -98,7 +104,9 @@ class JobContext:
 
     Every method sends a command for the job's current attempt; if the
     attempt is no longer current (the claim was lost), the command is refused
-    with ``StaleAttempt`` and the error propagates into ``execute``.
+    with ``StaleAttempt`` and the error propagates into ``execute``. Once a
+    cancel of the job was requested, every method that writes raises
+    ``CancelRequested`` instead (and writes nothing).
     """
 
     def __init__(
@@ -131,6 +139,8 @@ class JobContext:
         self._stopping = asyncio.Event()
         self._cancel_requested = job.cancel_requested
         self._suspend_requested = job.suspend_requested
+        self._cause = job.lease.started_event_id if job.lease else None
+        self._stop_cause = job.stop_requested_event_id
         if self._cancel_requested or self._suspend_requested:
             self._stopping.set()
         self._log: structlog.stdlib.BoundLogger | None = None
@@ -166,6 +176,18 @@ class JobContext:
         return self._job.progress.checkpoint if self._job.progress else None
 
     @property
+    def cause(self) -> str | None:
+        """The id of the ``job.started`` event that began this attempt: the
+        ``causation_id`` of every command the attempt sends."""
+        return self._cause
+
+    @property
+    def stop_cause(self) -> str | None:
+        """The id of the ``job.cancel_requested`` or ``job.suspend_requested``
+        event that asked this attempt to stop, once known."""
+        return self._stop_cause
+
+    @property
     def cancel_requested(self) -> bool:
         return self._cancel_requested
 
@@ -182,14 +204,33 @@ class JobContext:
         """Wait until a cancel or a suspend is requested."""
         await self._stopping.wait()
 
-    def request_stop(self, *, cancel: bool = False, suspend: bool = False) -> None:
-        """Record that a cancel or suspend was requested (the runner calls this)."""
+    def request_stop(
+        self, *, cancel: bool = False, suspend: bool = False, cause: str | None = None
+    ) -> None:
+        """Record that a cancel or suspend was requested (the runner calls
+        this), by the event ``cause`` when known."""
         self._cancel_requested |= cancel
         self._suspend_requested |= suspend
+        if cause is not None and (cancel or suspend):
+            self._stop_cause = cause
         if (self._cancel_requested or self._suspend_requested) and not self._stopping.is_set():
             self._stopping.set()
             if self._on_stop is not None:
                 self._on_stop()
+
+    def _check_cancel(self) -> None:
+        if self._cancel_requested:
+            raise CancelRequested(self._job.id)
+
+    async def _send(self, command: Command) -> Reply:
+        """Send ``command`` for the job; a cancel, known here or decided by the
+        Stower, raises ``CancelRequested`` and rings the runner's alarm."""
+        self._check_cancel()
+        try:
+            return await self._bus.send(command)
+        except CancelRequested:
+            self.request_stop(cancel=True)
+            raise
 
     def _absorb(self, envelopes: Reply) -> None:
         for env in envelopes:
@@ -213,6 +254,7 @@ class JobContext:
         interval, or when the job ends), unless the stage changes or a
         checkpoint comes with them.
         """
+        self._check_cancel()
         command = JobProgress(
             job_id=self._job.id,
             attempt=self._job.attempt,
@@ -224,6 +266,7 @@ class JobContext:
             checkpoint=dict(checkpoint) if checkpoint is not None else None,
             actor=self.actor,
             correlation_id=self._job.id,
+            causation_id=self._cause,
         )
         now = self._clock.monotonic()
         recent = (
@@ -239,7 +282,7 @@ class JobContext:
         self._held = None
         self._last_progress_at = now
         self._last_stage = command.stage
-        self._absorb(await self._bus.send(command))
+        self._absorb(await self._send(command))
         crash_point("runner.mid_progress")
 
     async def flush(self) -> None:
@@ -250,13 +293,14 @@ class JobContext:
     async def heartbeat(self) -> None:
         """Renew the lease now (the runner also does this on its own)."""
         self._absorb(
-            await self._bus.send(
+            await self._send(
                 JobHeartbeat(
                     job_id=self._job.id,
                     attempt=self._job.attempt,
                     lease_seconds=self._lease_seconds,
                     actor=self.actor,
                     correlation_id=self._job.id,
+                    causation_id=self._cause,
                 )
             )
         )
@@ -273,7 +317,7 @@ class JobContext:
         its JSON form) targeting ``resource_id``; anything else is a
         ``ValidationError``."""
         mark_id = mark_id or self._ids.make("mark", to_ms(self._clock.now()))
-        await self._bus.send(
+        await self._send(
             MarkCreate(
                 mark_id=mark_id,
                 resource_id=resource_id,
@@ -282,6 +326,7 @@ class JobContext:
                 attempt=self._job.attempt,
                 actor=self.actor,
                 correlation_id=self._job.id,
+                causation_id=self._cause,
             )
         )
         return mark_id
@@ -291,7 +336,7 @@ class JobContext:
         for this job's attempt. An operation that does not apply (adding what is
         there, removing what is not) is a ``ValidationError``; a missing mark
         is ``NotFound``."""
-        await self._bus.send(
+        await self._send(
             MarkUpdateBody(
                 mark_id=mark_id,
                 operations=list(operations),
@@ -299,6 +344,7 @@ class JobContext:
                 attempt=self._job.attempt,
                 actor=self.actor,
                 correlation_id=self._job.id,
+                causation_id=self._cause,
             )
         )
 
@@ -310,13 +356,14 @@ class JobContext:
     async def delete_mark(self, mark_id: str) -> None:
         """Delete mark ``mark_id`` for this job's attempt; ``NotFound`` if there
         is none."""
-        await self._bus.send(
+        await self._send(
             MarkDelete(
                 mark_id=mark_id,
                 job_id=self._job.id,
                 attempt=self._job.attempt,
                 actor=self.actor,
                 correlation_id=self._job.id,
+                causation_id=self._cause,
             )
         )
 
@@ -344,17 +391,23 @@ class JobContext:
         has its content."""
         if self._content is None:
             raise ValidationError("this runner was given no content store (a Ledger gives one)")
-        return await store_resource(
-            self._content,
-            self._bus,
-            content,
-            resource_id=resource_id or self._ids.make("res", to_ms(self._clock.now())),
-            name=name,
-            media_type=media_type,
-            actor=self.actor,
-            job_id=self._job.id,
-            attempt=self._job.attempt,
-        )
+        self._check_cancel()
+        try:
+            return await store_resource(
+                self._content,
+                self._bus,
+                content,
+                resource_id=resource_id or self._ids.make("res", to_ms(self._clock.now())),
+                name=name,
+                media_type=media_type,
+                actor=self.actor,
+                job_id=self._job.id,
+                attempt=self._job.attempt,
+                causation_id=self._cause,
+            )
+        except CancelRequested:
+            self.request_stop(cancel=True)
+            raise
 
     async def create_asset(
         self,
@@ -369,7 +422,7 @@ class JobContext:
         root); returns the asset's id. A path that could leave the root is a
         ``ValidationError``."""
         asset_id = asset_id or self._ids.make("asset", to_ms(self._clock.now()))
-        await self._bus.send(
+        await self._send(
             AssetCreate(
                 asset_id=asset_id,
                 job_id=self._job.id,
@@ -380,6 +433,7 @@ class JobContext:
                 size=size,
                 actor=self.actor,
                 correlation_id=self._job.id,
+                causation_id=self._cause,
             )
         )
         return asset_id
@@ -396,6 +450,7 @@ async def store_resource(
     actor: str,
     job_id: str | None = None,
     attempt: int | None = None,
+    causation_id: str | None = None,
 ) -> str:
     """Store ``content`` (text as UTF-8) in ``store`` and send its
     ``resource:create``; return the resource id once it is in the log.
@@ -415,6 +470,7 @@ async def store_resource(
         attempt=attempt,
         actor=actor,
         correlation_id=job_id,
+        causation_id=causation_id,
     )
     validate_command(command)
     await store.put(data)

@@ -1,0 +1,457 @@
+"""Crash recovery: a lost worker is not a failed attempt.
+
+A lease that expires, or whose holder is provably dead, sends the job back to
+pending and spends a recovery (``max_recoveries``), never a retry; a worker
+that stops on purpose releases its jobs (``job.released``); a cancel reaches
+the work at its next call into its context; a stop never hangs on an
+``execute`` that swallows its cancellation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+import jobledger
+from jobledger import (
+    CancelRequested,
+    Holder,
+    Job,
+    JobContext,
+    JobRelease,
+    JobStart,
+    JobWorker,
+    ManualClock,
+)
+from jobledger.core import JobLeaseExpired, JobReleased, this_holder
+from jobledger.workers import ABANDON_AFTER
+
+from .test_lifecycle import advance_until, status_is
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+async def ledger(db_path: Path) -> AsyncIterator[jobledger.Ledger]:
+    """A ledger with no workers: the test plays the workers."""
+    async with jobledger.open(db_path) as opened:
+        yield opened
+
+
+def dead_holder() -> Holder:
+    """The holder of a process of this host that has ended."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return msgspec.structs.replace(this_holder(), pid=child.pid)
+
+
+async def claim(ledger: jobledger.Ledger, job: Job, *, holder: Holder | None, lease: float) -> int:
+    """Claim ``job`` as a worker elsewhere would; returns the attempt."""
+    [env] = await ledger.send(
+        JobStart(
+            job_id=job.id,
+            worker="ghost",
+            expected_version=job.version,
+            lease_seconds=lease,
+            holder=holder,
+            actor="worker:ghost",
+        )
+    )
+    return int(env.data.attempt)  # type: ignore[union-attr]
+
+
+async def types(ledger: jobledger.Ledger, job_id: str) -> list[str]:
+    return [env.type for env in await ledger.history(job_id)]
+
+
+# -- a lost lease spends a recovery ----------------------------------------------
+
+
+async def test_an_expired_lease_sends_the_job_back_without_spending_a_retry(
+    db_path: Path, clock: ManualClock
+) -> None:
+    async with jobledger.open(db_path, clock=clock) as ledger:
+        job = await ledger.submit("t")  # max_retries 0: no retry to spend
+        assert (job.max_retries, job.max_recoveries, job.recoveries) == (0, 3, 0)
+        await claim(ledger, job, holder=None, lease=30)
+        await advance_until(clock, lambda: status_is(ledger, job.id, "pending"))
+        back = await ledger.get(job.id)
+        assert (back.status, back.failures, back.recoveries, back.lease) == ("pending", 0, 1, None)
+        assert back.error_type == "LeaseExpired"
+        expired = (await ledger.history(job.id))[-1]
+        assert expired.actor == "system:sweeper"
+        assert isinstance(expired.data, JobLeaseExpired)
+        assert (expired.data.recovery, expired.data.reason) == (1, "lease")
+        assert back.run_at is not None and back.run_at <= clock.now()  # runnable at once
+
+
+async def test_a_job_that_keeps_losing_its_workers_fails_past_its_recoveries(
+    db_path: Path, clock: ManualClock
+) -> None:
+    async with jobledger.open(db_path, clock=clock) as ledger:
+        job = await ledger.submit("t", max_recoveries=2, max_retries=5)
+        job_id = job.id
+        for attempt, then in ((1, "pending"), (2, "pending"), (3, "failed")):
+            current = await ledger.get(job_id)
+            assert await claim(ledger, current, holder=None, lease=30) == attempt
+            await advance_until(clock, lambda then=then: status_is(ledger, job_id, then))  # type: ignore[misc]
+        done = await ledger.get(job.id)
+        assert (done.status, done.recoveries, done.error_type) == ("failed", 2, "LeaseExpired")
+        assert done.error == (
+            "the job's worker was lost 3 times (max_recoveries is 2); "
+            "the job may be what kills its workers"
+        )
+        assert await types(ledger, job.id) == [
+            "job.created",
+            *["job.started", "job.lease_expired"] * 2,
+            "job.started",
+            "job.failed",
+        ]
+
+
+async def test_max_recoveries_comes_from_the_job_type_unless_the_submit_names_one(
+    db_path: Path,
+) -> None:
+    poison = jobledger.JobType(name="poison", max_recoveries=0)
+    async with jobledger.open(db_path, job_types=[poison]) as ledger:
+        assert (await ledger.submit("poison")).max_recoveries == 0
+        assert (await ledger.submit("poison", max_recoveries=7)).max_recoveries == 7
+        assert (await ledger.submit("other")).max_recoveries == 3
+        for bad in (-1, 1001):
+            with pytest.raises(jobledger.ValidationError, match="max_recoveries"):
+                await ledger.submit("t", max_recoveries=bad)
+
+
+# -- a worker that stops on purpose releases its job ------------------------------
+
+
+async def test_a_release_puts_the_job_back_at_once_and_spends_nothing(
+    ledger: jobledger.Ledger,
+) -> None:
+    job = await ledger.submit("t")
+    attempt = await claim(ledger, job, holder=this_holder(), lease=60)
+    [env] = await ledger.send(JobRelease(job_id=job.id, attempt=attempt, actor="worker:ghost"))
+    assert env.data == JobReleased(job_id=job.id, attempt=1)
+    back = await ledger.get(job.id)
+    assert (back.status, back.failures, back.recoveries, back.lease) == ("pending", 0, 0, None)
+    # The next claim is a new attempt; the released one is fenced.
+    assert await claim(ledger, back, holder=None, lease=60) == 2
+    with pytest.raises(jobledger.StaleAttempt):
+        await ledger.send(JobRelease(job_id=job.id, attempt=1))
+
+
+async def test_a_release_of_a_job_asked_to_stop_ends_it_as_asked(db_path: Path) -> None:
+    pausable = jobledger.JobType(name="pausable", suspendable=True)
+    async with jobledger.open(db_path, job_types=[pausable]) as ledger:
+        cancelled = await ledger.submit("t")
+        await claim(ledger, cancelled, holder=None, lease=60)
+        await ledger.cancel(cancelled.id)
+        await ledger.send(JobRelease(job_id=cancelled.id, attempt=1))
+        assert (await ledger.get(cancelled.id)).status == "cancelled"
+        job = await ledger.submit("pausable")
+        await claim(ledger, job, holder=None, lease=60)
+        await ledger.suspend(job.id)
+        await ledger.send(JobRelease(job_id=job.id, attempt=1))
+        assert (await ledger.get(job.id)).status == "suspended"
+
+
+async def test_a_pending_job_cannot_be_released(ledger: jobledger.Ledger) -> None:
+    job = await ledger.submit("t")
+    with pytest.raises(jobledger.InvalidTransition) as refused:
+        await ledger.send(JobRelease(job_id=job.id, attempt=1))
+    assert (refused.value.current, refused.value.target) == ("pending", "pending")
+
+
+# -- holders ----------------------------------------------------------------------
+
+
+def test_a_holder_is_dead_only_when_provably_so() -> None:
+    me = this_holder()
+    assert me.pid == os.getpid() and me.host
+    assert not jobledger.core.holder_is_dead(me)
+    assert jobledger.core.holder_is_dead(dead_holder())
+    # Alive, or not provable from here: another host, another pid namespace,
+    # an unknown start time of a live pid.
+    parent = msgspec.structs.replace(me, pid=os.getppid(), started=None)
+    for alive in (
+        msgspec.structs.replace(me, host=me.host + "-elsewhere", pid=2**22 + 1),
+        msgspec.structs.replace(dead_holder(), pids="pid:[1]"),
+        parent,
+    ):
+        assert not jobledger.core.holder_is_dead(alive), alive
+    # A pid that lives on in another process (started at another time) is dead.
+    assert jobledger.core.holder_is_dead(msgspec.structs.replace(me, started=(me.started or 0) + 1))
+    if me.boot is not None:  # an earlier boot of this host
+        assert jobledger.core.holder_is_dead(msgspec.structs.replace(me, boot="another-boot"))
+
+
+async def test_on_open_the_jobs_of_a_dead_holder_are_recovered_at_once(
+    db_path: Path, clock: ManualClock
+) -> None:
+    async with jobledger.open(db_path, clock=clock, sweep_interval=3600) as ledger:
+        dead = await ledger.submit("t")
+        await claim(ledger, dead, holder=dead_holder(), lease=3600)
+        remote = await ledger.submit("t")
+        elsewhere = msgspec.structs.replace(this_holder(), host="another-host")
+        await claim(ledger, remote, holder=elsewhere, lease=3600)
+    async with jobledger.open(db_path, clock=clock, sweep_interval=3600) as ledger:
+        # No time has passed and the lease has an hour to go: the holder is dead.
+        back = await ledger.get(dead.id)
+        assert (back.status, back.recoveries, back.failures) == ("pending", 1, 0)
+        expired = (await ledger.history(dead.id))[-1]
+        assert isinstance(expired.data, JobLeaseExpired)
+        assert (expired.data.reason, expired.data.recovery) == ("holder", 1)
+        assert back.error == "the worker of attempt 1 was lost (its process died)"
+        # A holder on another host cannot be proven dead: it keeps its lease.
+        assert (await ledger.get(remote.id)).status == "running"
+
+
+async def test_an_expiry_must_name_the_leases_own_dead_holder(
+    ledger: jobledger.Ledger,
+) -> None:
+    job = await ledger.submit("t")
+    await claim(ledger, job, holder=this_holder(), lease=60)
+    for holder in (None, dead_holder()):
+        with pytest.raises(jobledger.ValidationError, match="holder"):
+            await ledger.send(
+                jobledger.JobExpire(job_id=job.id, attempt=1, reason="holder", holder=holder)
+            )
+    assert (await ledger.get(job.id)).status == "running"
+
+
+async def test_a_lease_running_out_while_no_one_watched_is_recovered_at_its_expiry(
+    db_path: Path, clock: ManualClock
+) -> None:
+    """A process opening while another host's lease still runs watches it from
+    its grant, not from the open: it is recovered at its expiry, not a whole
+    lease later."""
+    elsewhere = msgspec.structs.replace(this_holder(), host="another-host")
+    async with jobledger.open(db_path, clock=clock, sweep_interval=3600) as ledger:
+        job = await ledger.submit("t")
+        await claim(ledger, job, holder=elsewhere, lease=30)
+    clock.advance(20)  # closed 20 s into the 30 s lease
+    async with jobledger.open(db_path, clock=clock, sweep_interval=1) as ledger:
+        assert (await ledger.get(job.id)).status == "running"
+        await advance_until(clock, lambda: status_is(ledger, job.id, "pending"))
+        expired = (await ledger.history(job.id))[-1]
+        lease_end = (await ledger.history(job.id))[1].data.lease_expires_at  # type: ignore[union-attr]
+        assert lease_end <= expired.time <= lease_end + timedelta(seconds=2)
+
+
+# -- the README's promise, with every setting at its default ------------------------
+
+CHILD = textwrap.dedent(
+    """
+    import asyncio, sys
+    from pathlib import Path
+    import jobledger
+
+    markers = Path(sys.argv[2])
+
+    class Slow(jobledger.JobWorker):
+        job_types = ("slow",)
+
+        async def execute(self, job, ctx):
+            (markers / job.id).touch()
+            await asyncio.Event().wait()  # runs until the process is killed
+
+    async def main():
+        async with jobledger.open(sys.argv[1], workers=[Slow() for _ in range(5)]) as ledger:
+            for n in range(5):
+                job = await ledger.submit("slow", {"n": n})
+                print(job.id, flush=True)  # acknowledged
+            await asyncio.Event().wait()
+
+    asyncio.run(main())
+    """
+)
+
+
+class Quick(JobWorker):
+    job_types = ("slow",)
+
+    async def execute(self, job: Job, ctx: JobContext) -> dict[str, Any]:
+        await ctx.progress(100)
+        return {"n": job.params["n"]}
+
+
+async def test_kill_9_while_five_jobs_run_and_every_acknowledged_job_completes(
+    tmp_path: Path,
+) -> None:
+    db, markers = tmp_path / "jobs.db", tmp_path / "running"
+    markers.mkdir()
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", CHILD, str(db), str(markers), stdout=subprocess.PIPE
+    )
+    try:
+        assert child.stdout is not None
+        acknowledged = [
+            (await asyncio.wait_for(child.stdout.readline(), 30)).decode().strip() for _ in range(5)
+        ]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 30
+        while len(list(markers.iterdir())) < 5:
+            assert loop.time() < deadline, "the five jobs did not start"
+            await asyncio.sleep(0.01)
+    finally:
+        child.kill()
+        await child.wait()
+    opened = time.time()
+    async with jobledger.open(db, workers=[Quick()]) as ledger:
+        for job_id in acknowledged:
+            done = await ledger.wait(job_id, timeout=30)
+            assert (done.status, done.result, done.failures) == (
+                "completed",
+                {"n": acknowledged.index(job_id)},
+                0,
+            )
+            history = await ledger.history(job_id)
+            assert [env.type for env in history] == [
+                "job.created",
+                "job.started",
+                "job.lease_expired",
+                "job.started",
+                "job.progressed",
+                "job.completed",
+            ]
+            recovered = history[2]
+            assert recovered.data.reason == "holder"  # type: ignore[union-attr]
+            assert recovered.time.timestamp() - opened < 5
+
+
+# -- a cancel reaches the work at its next call into its context -------------------
+
+
+class Looping(JobWorker):
+    """Reports progress in a loop and never looks at ``ctx.stopping``."""
+
+    job_types = ("loop",)
+    stop_grace = 3600.0  # the grace must not be what ends it
+    progress_interval = 0.0
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.step = asyncio.Event()
+        self.reported = asyncio.Event()
+        self.raised: list[BaseException] = []
+
+    async def execute(self, job: Job, ctx: JobContext) -> None:
+        try:
+            for n in range(1000):
+                await ctx.progress(n / 10)
+                self.reported.set()
+                await self.step.wait()
+                self.step.clear()
+        except CancelRequested as exc:
+            self.raised.append(exc)
+            raise
+
+
+async def test_a_cancel_reaches_a_running_job_at_its_next_context_call(db_path: Path) -> None:
+    worker = Looping()
+    async with jobledger.open(db_path, workers=[worker]) as ledger:
+        job = await ledger.submit("loop")
+        await asyncio.wait_for(worker.reported.wait(), 10)
+        await ledger.cancel(job.id)
+        worker.step.set()  # its next call into the context
+        done = await ledger.wait(job.id, timeout=10)
+        assert done.status == "cancelled"
+        assert [type(e) for e in worker.raised] == [CancelRequested]
+        assert await types(ledger, job.id) == [
+            "job.created",
+            "job.started",
+            "job.progressed",
+            "job.cancel_requested",
+            "job.cancelled",
+        ]
+
+
+async def test_after_a_cancel_request_the_stower_refuses_the_jobs_work(
+    ledger: jobledger.Ledger,
+) -> None:
+    """Whichever process asked for the cancel: the work's next command is refused."""
+    job = await ledger.submit("t")
+    await claim(ledger, job, holder=None, lease=60)
+    await ledger.cancel(job.id)
+    head = await ledger.head()
+    doc = jobledger.Annotation.on_text("doc", "some text", 0, 4, motivation="highlighting")
+    for command in (
+        jobledger.JobProgress(job_id=job.id, attempt=1, percent=5),
+        jobledger.JobHeartbeat(job_id=job.id, attempt=1),
+        jobledger.MarkCreate(
+            mark_id="mark_x", resource_id="doc", annotation=doc, job_id=job.id, attempt=1
+        ),
+        jobledger.AssetCreate(
+            asset_id="asset_x", job_id=job.id, attempt=1, asset_type="f", storage_path="a", size=1
+        ),
+    ):
+        with pytest.raises(CancelRequested) as refused:
+            await ledger.send(command)
+        assert refused.value.job_id == job.id
+    assert await ledger.head() == head
+    # Its ending is still taken: a failure report ends it cancelled, not failed.
+    await ledger.send(jobledger.JobFail(job_id=job.id, attempt=1, error="stopped"))
+    assert (await ledger.get(job.id)).status == "cancelled"
+
+
+# -- a stop never hangs --------------------------------------------------------------
+
+
+class Stubborn(JobWorker):
+    """Swallows the first cancellation and carries on."""
+
+    job_types = ("stubborn",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started = asyncio.Event()
+        self.done = asyncio.Event()
+        self.swallowed = 0
+
+    async def execute(self, job: Job, ctx: JobContext) -> None:
+        self.started.set()
+        while True:
+            try:
+                await self.done.wait()
+                return
+            except asyncio.CancelledError:
+                self.swallowed += 1
+                if self.swallowed > 1:
+                    raise
+
+
+async def test_close_returns_even_when_execute_swallows_its_cancellation(
+    db_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    worker = Stubborn()
+    loop = asyncio.get_running_loop()
+    with caplog.at_level(logging.WARNING, logger="jobledger"):
+        async with jobledger.open(db_path, workers=[worker], stop_timeout=0.05) as ledger:
+            job = await ledger.submit("stubborn")
+            await asyncio.wait_for(worker.started.wait(), 10)
+            closing = loop.time()
+        took = loop.time() - closing
+    worker.done.set()  # (lets the abandoned execute end with the test)
+    assert worker.swallowed == 1
+    assert took < 0.05 + ABANDON_AFTER + 5  # returned: not hung on the execute
+    warnings = [r for r in caplog.records if "abandoned" in r.getMessage()]
+    assert [r.worker for r in warnings] == ["Stubborn"]  # type: ignore[attr-defined]
+    async with jobledger.open(db_path) as ledger:
+        back = await ledger.get(job.id)
+        assert (back.status, back.failures, back.recoveries) == ("pending", 0, 0)
+        assert (await types(ledger, job.id))[-1] == "job.released"
