@@ -174,14 +174,8 @@ def _annotation() -> jobledger.Annotation:
     )
 
 
-class Jobs:
-    """The ids of the hostile log's jobs, by how they ended."""
-
-    def __init__(self, jobs: dict[str, Job]) -> None:
-        self.by_mode = jobs
-
-    def __getitem__(self, mode: str) -> Job:
-        return self.by_mode[mode]
+Jobs = dict[str, Job]
+"""The hostile log's jobs, by how they ended."""
 
 
 async def _build(db: Path) -> Jobs:
@@ -209,7 +203,7 @@ async def _build(db: Path) -> Jobs:
         await ledger.cancel(jobs["cancelled"].id, user=owner, reason=EVIL)
         for mode, job in jobs.items():
             jobs[mode] = await ledger.wait(job.id, timeout=30)
-    return Jobs(jobs)
+    return jobs
 
 
 @pytest.fixture(scope="module")
@@ -254,7 +248,7 @@ def test_list_shows_hostile_jobs_escaped(
     assert len(out.splitlines()) == 2 + 5 + 1  # header, rule, a line a job, the count
     code, out, err = run(capsysbinary, "list", "--db", db, "--user", USER)
     assert (code, err) == (0, "")
-    assert all(jobs[m].id in out for m in jobs.by_mode)
+    assert all(job.id in out for job in jobs.values())
 
 
 @pytest.mark.parametrize("mode", ["complete", "fail", "skip", "partial", "cancelled"])
@@ -330,7 +324,7 @@ def test_content_on_a_terminal_is_escaped_line_by_line(
 def test_json_outputs_stay_exact_json(
     hostile: tuple[Path, Jobs], capsysbinary: pytest.CaptureFixture[bytes]
 ) -> None:
-    db, jobs = hostile
+    db, _ = hostile
     code, out, err = run(capsysbinary, "marks", RESOURCE, "--db", db, "--jsonld")
     assert (code, err) == (0, "")
     assert "\\u202e" in out and "\\u009b" in out
@@ -342,7 +336,6 @@ def test_json_outputs_stay_exact_json(
     raw = capsysbinary.readouterr().out
     assert b"\x1b" not in raw and b"\x07" not in raw and b"\r" not in raw
     lines = [json.loads(line) for line in raw.splitlines()]
-    assert any(EVIL in json.dumps(line, ensure_ascii=False) for line in lines) is False
     assert any(line["data"].get("error") == EVIL for line in lines)
 
 
