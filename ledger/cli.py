@@ -22,6 +22,14 @@ a failed verification, a refused import, an unknown resource); 2 a usage
 error or a missing file.
 Only ``demo`` and ``import`` create a log file; every other command refuses
 a path that does not exist.
+
+What a job carries is shown, never obeyed: every human-readable line, on
+standard output and standard error, shows the text the CLI did not write
+itself through :func:`jobledger.terminal.printable` (control, C1, bidi and
+format characters, and a field's newlines and tabs, as escapes) and as rich
+``Text`` on a console with markup off (``[bold]`` is printed as written).
+``export`` and ``marks --jsonld`` print exact JSON; ``content`` prints the
+stored bytes into a file or pipe, and on a terminal its lines escaped.
 """
 
 from __future__ import annotations
