@@ -497,3 +497,22 @@ def test_the_demo_on_a_hostile_path_is_escaped(
     assert (code, err) == (0, "")
     assert f"log file: {printable(str(db))}" in out
     assert "verify: ok" in out
+
+
+def test_the_demo_live_bars_on_a_hostile_path_keep_to_their_own_escape_codes(
+    capsysbinary: pytest.CaptureFixture[bytes], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("NO_COLOR")
+    monkeypatch.setenv("TTY_COMPATIBLE", "1")
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    monkeypatch.setenv("COLUMNS", "200")
+    db = tmp_path / f"demo{EVIL.replace('/', '')}.db"
+    assert main(["demo", "--db", str(db), "--pause", "0"]) == 0
+    raw = capsysbinary.readouterr().out
+    own = re.sub(rb"\x1b\[(?:[0-9;]*m|\?25[lh]|2K|[0-9]*[ABCDG])", b"", raw)
+    assert b"\x1b" not in own
+    text = assert_safe(own.replace(b"\r", b""))
+    # The bars drew each job's ending, in words and glyphs of their own.
+    for shown in ("✓", "✗", "↻", "completed", "failed: ", "cancelled", "partial: ", "skipped: "):
+        assert shown in text, shown
+    assert f"log file: {printable(str(db))}" in text
