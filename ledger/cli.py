@@ -22,6 +22,14 @@ a failed verification, a refused import, an unknown resource); 2 a usage
 error or a missing file.
 Only ``demo`` and ``import`` create a log file; every other command refuses
 a path that does not exist.
+
+What a job carries is shown, never obeyed: every human-readable line, on
+standard output and standard error, shows the text the CLI did not write
+itself through :func:`jobledger.terminal.printable` (control, C1, bidi and
+format characters, and a field's newlines and tabs, as escapes) and as rich
+``Text`` on a console with markup off (``[bold]`` is printed as written).
+``export`` and ``marks --jsonld`` print exact JSON; ``content`` prints the
+stored bytes into a file or pipe, and on a terminal its lines escaped.
 """
 
 from __future__ import annotations
@@ -35,7 +43,7 @@ import sys
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NoReturn
 
 import msgspec
 from rich import box
@@ -82,6 +90,7 @@ from .demo import (
     run_demo,
 )
 from .ledger import open as open_ledger
+from .terminal import printable
 
 __all__ = ["main"]
 
@@ -153,11 +162,20 @@ def _when(moment: datetime | None) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z"
 
 
+def _text(text: str, style: str = "") -> Text:
+    """``text`` made :func:`printable`, as a rich ``Text`` (never read as markup).
+
+    Every string of the human-readable output that the CLI did not write
+    itself reaches the console through here (or through :func:`printable`
+    into a ``Text.assemble`` part)."""
+    return Text(printable(text), style)
+
+
 def _json(value: Any, limit: int | None = None) -> str:
-    text = msgspec.json.encode(value).decode()
-    if limit is not None and len(text) > limit:
-        return text[: limit - 1] + "…"
-    return text
+    """``value`` as compact JSON made :func:`printable` (JSON leaves DEL, C1
+    and format characters as they are), cut to ``limit`` characters."""
+    text = printable(msgspec.json.encode(value).decode())
+    return text if limit is None else _cut(text, limit)
 
 
 def _status(status: JobStatus) -> Text:
@@ -165,6 +183,8 @@ def _status(status: JobStatus) -> Text:
 
 
 def _cut(text: str, limit: int) -> str:
+    """``text`` :func:`printable`, cut to ``limit`` characters."""
+    text = printable(text)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -189,8 +209,8 @@ def _error(job: Job) -> Text:
     if job.error is None:
         return Text("-")
     if job.status == JobStatus.COMPLETED:
-        return Text(f"{job.error} (an earlier attempt; it was retried)", "dim")
-    return Text(job.error, STATUS_STYLE.get(job.status, "") if job.is_terminal else "red")
+        return _text(f"{job.error} (an earlier attempt; it was retried)", "dim")
+    return _text(job.error, STATUS_STYLE.get(job.status, "") if job.is_terminal else "red")
 
 
 def _progress(job: Job) -> str:
@@ -202,7 +222,7 @@ def _progress(job: Job) -> str:
     return f"{p.percent:.0f}%"
 
 
-def _jobs_table(jobs: Sequence[Job], *, title: str | None = None, detailed: bool = False) -> Table:
+def _jobs_table(jobs: Sequence[Job], *, title: Text | None = None, detailed: bool = False) -> Table:
     """A table of jobs; ``detailed`` adds the progress of unfinished jobs and
     the creation time."""
     table = Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, title_justify="left")
@@ -219,9 +239,9 @@ def _jobs_table(jobs: Sequence[Job], *, title: str | None = None, detailed: bool
         if detailed and not job.is_terminal and job.progress is not None:
             status.append(f" {_progress(job)}")
         table.add_row(
-            Text(job.id),
-            Text(job.job_type),
-            Text(job.user.id),
+            _text(job.id),
+            _text(job.job_type),
+            _text(job.user.id),
             status,
             str(job.attempt),
             *([_when(job.created_at)[:19]] if detailed else []),
@@ -240,7 +260,7 @@ def _span(mark: Mark) -> str:
     return "-"
 
 
-def _marks_table(marks: Sequence[Mark], *, title: str | None = None, ids: bool = True) -> Table:
+def _marks_table(marks: Sequence[Mark], *, title: Text | None = None, ids: bool = True) -> Table:
     """A table of marks: motivation, span, quoted text and body values; with
     ``ids``, first the mark's id with the job that made it under it."""
     table = Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, title_justify="left")
@@ -255,13 +275,14 @@ def _marks_table(marks: Sequence[Mark], *, title: str | None = None, ids: bool =
         # The demo's tables (no ids) keep to a line a mark.
         joiner, limit = ("\n", 90) if ids else ("; ", 60)
         row: list[Text | str] = [
-            Text(mark.motivation or "-"),
-            _span(mark),
+            _text(mark.motivation or "-"),
+            _text(_span(mark)),
             Text(_cut(quote, limit) if quote else "-"),
-            Text(joiner.join(body_values(mark.annotation)) or "-"),
+            Text(joiner.join(printable(value) for value in body_values(mark.annotation)) or "-"),
         ]
         if ids:
-            row = [Text(f"{mark.id}\n{mark.job_id or mark.created_by}"), *row]
+            made_by = printable(mark.job_id or mark.created_by)
+            row = [Text(f"{printable(mark.id)}\n{made_by}"), *row]
         table.add_row(*row)
     return table
 
@@ -276,11 +297,11 @@ def _resources_table(resources: Sequence[Resource]) -> Table:
     table.add_column("created (UTC)", no_wrap=True)
     for resource in resources:
         table.add_row(
-            Text(resource.id),
-            Text(resource.name),
-            Text(resource.media_type),
+            _text(resource.id),
+            _text(resource.name),
+            _text(resource.media_type),
             str(resource.size),
-            Text(resource.job_id or resource.created_by),
+            _text(resource.job_id or resource.created_by),
             _when(resource.created_at)[:19],
         )
     return table
@@ -358,7 +379,7 @@ def _event_line(env: Envelope) -> Text:
     return Text.assemble(
         f"{env.seq:>6}  {_when(env.time)}  ",
         (f"{env.type:<{_TYPE_WIDTH}}", _EVENT_STYLE.get(env.type, "")),
-        f"  {env.stream}  {env.actor}  {_summarize_event(env)}",
+        printable(f"  {env.stream}  {env.actor}  {_summarize_event(env)}"),
     )
 
 
@@ -368,7 +389,7 @@ def _problems_table(problems: Sequence[Problem]) -> Table:
     table.add_column("kind", no_wrap=True)
     table.add_column("detail", overflow="fold")
     for problem in problems:
-        table.add_row(str(problem.seq), Text(problem.kind, "red"), Text(problem.detail))
+        table.add_row(str(problem.seq), _text(problem.kind, "red"), _text(problem.detail))
     return table
 
 
@@ -380,7 +401,8 @@ def _verdict(report: VerifyReport) -> Text:
 
 
 def _console(*, stderr: bool = False) -> Console:
-    console = _Console(stderr=stderr, highlight=False)
+    # Markup and emoji codes off: no string is ever read as rich markup.
+    console = _Console(stderr=stderr, highlight=False, markup=False, emoji=False)
     if not console.is_terminal and "COLUMNS" not in os.environ:
         # Piped output: a width wide enough that job ids never wrap.
         console.width = 140
@@ -431,7 +453,7 @@ async def _demo(args: argparse.Namespace, out: Console) -> int:
 
 def _print_demo_report(report: DemoReport, out: Console) -> None:
     out.print()
-    out.print(_jobs_table(report.jobs, title="Demo jobs"))
+    out.print(_jobs_table(report.jobs, title=Text("Demo jobs")))
     out.print(_tally(report))
     for note in _notes(report.jobs):
         out.print(Text(f"({note})", "dim"), soft_wrap=True)
@@ -452,8 +474,8 @@ def _print_demo_report(report: DemoReport, out: Console) -> None:
     else:
         out.print(Text(f"verify: {len(v.problems)} problem(s)", "bold red"))
         for problem in v.problems:
-            out.print(Text(f"  seq {problem.seq}: {problem.kind}: {problem.detail}", "red"))
-    out.print(Text(f"log file: {report.path}"), soft_wrap=True)
+            out.print(_text(f"  seq {problem.seq}: {problem.kind}: {problem.detail}", "red"))
+    out.print(_text(f"log file: {report.path}"), soft_wrap=True)
     db = shlex.quote(report.path)
     examples = [
         job.id
@@ -474,7 +496,7 @@ def _print_demo_report(report: DemoReport, out: Console) -> None:
     if written:
         commands.append(f"jobledger content {written[0]} --db {db}")
     for command in commands:
-        out.print(Text(f"  {command}", "bold"), soft_wrap=True)
+        out.print(_text(f"  {command}", "bold"), soft_wrap=True)
 
 
 def _print_documents(report: DemoReport, out: Console) -> None:
@@ -486,12 +508,12 @@ def _print_documents(report: DemoReport, out: Console) -> None:
         if document.marks:
             title = f"Marks on {resource.id} ({resource.name}): {len(document.marks)}"
             out.print()
-            out.print(_marks_table(document.marks, title=title, ids=False))
+            out.print(_marks_table(document.marks, title=_text(title), ids=False))
         if resource.job_id is None:
             continue
         out.print()
         out.print(
-            Text(
+            _text(
                 f"Written by job {resource.job_id}: {resource.id} {resource.name!r} "
                 f"({resource.size} bytes, {resource.media_type})",
                 "bold",
@@ -501,18 +523,18 @@ def _print_documents(report: DemoReport, out: Console) -> None:
         for where, mark in marks.values():
             if f"→ {resource.id}" in body_values(mark.annotation):
                 out.print(
-                    Text(f"linked from mark {mark.id} on {where.resource.id}: {mark.exact!r}"),
+                    _text(f"linked from mark {mark.id} on {where.resource.id}: {mark.exact!r}"),
                     soft_wrap=True,
                 )
         lines = document.content.splitlines()
         for line in lines[:8]:
-            out.print(Text(f"  │ {line}", "dim"), soft_wrap=True)
+            out.print(_text(f"  │ {line}", "dim"), soft_wrap=True)
         if len(lines) > 8:
             out.print(Text(f"  │ … ({len(lines) - 8} more lines)", "dim"))
     if report.offline:
         out.print()
         out.print(
-            Text(
+            _text(
                 f"offline: these marks and documents were made by {report.generator}, "
                 "the offline client: no model ran (docs/models.md says how to use one)",
                 "bold",
@@ -623,7 +645,7 @@ async def _show(args: argparse.Namespace, out: Console) -> int:
     table.add_column("field", style="bold", no_wrap=True)
     table.add_column("value", overflow="fold")
     for name, value in rows:
-        table.add_row(name, value if isinstance(value, Text) else Text(value))
+        table.add_row(name, value if isinstance(value, Text) else _text(value))
     out.print(table)
     return 0
 
@@ -634,7 +656,7 @@ async def _history(args: argparse.Namespace, out: Console) -> int:
     table = Table(
         box=box.SIMPLE_HEAD,
         show_edge=False,
-        title=f"History of {args.job_id}",
+        title=_text(f"History of {args.job_id}"),
         title_justify="left",
     )
     # No version column: in one stream it is the row's number, 1, 2, 3, ...
@@ -648,11 +670,11 @@ async def _history(args: argparse.Namespace, out: Console) -> int:
         style = _EVENT_STYLE.get(env.type, "")
         table.add_row(
             str(env.seq),
-            Text(env.type, style),
+            _text(env.type, style),
             _when(env.time),
-            Text(env.actor),
+            _text(env.actor),
             _attempt(env),
-            Text(_summarize_event(env)),
+            _text(_summarize_event(env)),
         )
     out.print(table)
     out.print(Text(f"{len(events)} event(s)"))
@@ -673,6 +695,29 @@ def _write_out(data: bytes) -> None:
         raise _OutputClosed from None
 
 
+def _json_document(value: Any) -> bytes:
+    """``value`` as indented JSON, with a newline, that is safe on a terminal.
+
+    JSON escapes the C0 controls; the other characters :func:`printable`
+    escapes (DEL, C1, format characters, U+2028/U+2029, ...) are written as
+    ``\\uXXXX`` escapes too, so the bytes hold none of them raw while the
+    document parses to exactly the same value."""
+    text = msgspec.json.format(msgspec.json.encode(value), indent=2).decode()
+    return ("".join(_json_char(c) for c in text) + "\n").encode()
+
+
+def _json_char(char: str) -> str:
+    """``char``, or its JSON ``\\uXXXX`` escape (a surrogate pair beyond
+    U+FFFF) if :func:`printable` would escape it; JSON's own newlines stay."""
+    if char == "\n" or printable(char) == char:
+        return char
+    code = ord(char)
+    if code > 0xFFFF:
+        code -= 0x10000
+        return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
+    return f"\\u{code:04x}"
+
+
 async def _marks(args: argparse.Namespace, out: Console) -> int:
     async with open_ledger(_existing(args.db)) as ledger:
         if args.jsonld:
@@ -680,12 +725,12 @@ async def _marks(args: argparse.Namespace, out: Console) -> int:
         else:
             marks = await ledger.marks(args.resource)
     if args.jsonld:
-        _write_out(msgspec.json.format(msgspec.json.encode(documents), indent=2) + b"\n")
+        _write_out(_json_document(documents))
         return 0
     if not marks:
-        out.print(Text(f"no marks on {args.resource!r} in {args.db}", "dim"), soft_wrap=True)
+        out.print(_text(f"no marks on {args.resource!r} in {args.db}", "dim"), soft_wrap=True)
         return 0
-    out.print(_marks_table(marks, title=f"Marks on {args.resource}"))
+    out.print(_marks_table(marks, title=_text(f"Marks on {args.resource}")))
     out.print(Text(f"{len(marks)} mark(s), in order of creation"))
     return 0
 
@@ -694,7 +739,7 @@ async def _resources(args: argparse.Namespace, out: Console) -> int:
     async with open_ledger(_existing(args.db)) as ledger:
         found = await ledger.resources(limit=min(args.limit + 1, 10_000))
     if not found:
-        out.print(Text(f"no resources in {args.db}", "dim"), soft_wrap=True)
+        out.print(_text(f"no resources in {args.db}", "dim"), soft_wrap=True)
         return 0
     shown = found[: args.limit]
     out.print(_resources_table(shown))
@@ -706,7 +751,14 @@ async def _resources(args: argparse.Namespace, out: Console) -> int:
 async def _content(args: argparse.Namespace, out: Console) -> int:
     async with open_ledger(_existing(args.db)) as ledger:
         data = await ledger.content(args.resource)
-    _write_out(data)
+    if not out.is_terminal:  # into a file or a pipe: the stored bytes, exactly
+        _write_out(data)
+        return 0
+    # On a terminal, a person reads it: each line printable, bytes that are
+    # not UTF-8 as \xNN.
+    text = data.decode("utf-8", "backslashreplace")
+    for line in text.removesuffix("\n").split("\n") if text else ():
+        out.print(_text(line.removesuffix("\r")), soft_wrap=True)
     return 0
 
 
@@ -723,12 +775,12 @@ class _JobBar:
 
     def __init__(self, job: Job, out: Console) -> None:
         self._progress = Progress(
-            TextColumn("{task.description}"),
+            TextColumn("{task.description}", markup=False),
             BarColumn(),
             TaskProgressColumn(),
             console=out,
         )
-        self._task = self._progress.add_task(job.id, total=100)
+        self._task = self._progress.add_task(printable(job.id), total=100)
         if job.progress is not None:
             self._progress.update(self._task, completed=job.progress.percent)
 
@@ -784,7 +836,7 @@ async def _tail(args: argparse.Namespace, out: Console) -> int:
             shown = await _follow(envelopes, out, count=args.count, one_job=True, bar=bar)
     if job.is_terminal and shown == 0:
         out.print(
-            Text(f"job {job.id} had already ended ({job.status}); no events after seq {after}")
+            _text(f"job {job.id} had already ended ({job.status}); no events after seq {after}")
         )
     return 0
 
@@ -798,7 +850,7 @@ async def _replay(args: argparse.Namespace, out: Console) -> int:
         head = await ledger.head()
     jobs = sorted(state.jobs.values(), key=lambda job: job.created_seq)
     if jobs:
-        title = f"Jobs at seq {state.seq}, in order of creation"
+        title = Text(f"Jobs at seq {state.seq}, in order of creation")
         out.print(_jobs_table(jobs, title=title, detailed=True))
     else:
         out.print(Text(f"no jobs at seq {state.seq}", "dim"))
@@ -833,7 +885,7 @@ async def _verify(args: argparse.Namespace, out: Console) -> int:
 async def _digest(args: argparse.Namespace, out: Console) -> int:
     async with open_ledger(_existing(args.db)) as ledger:
         head = await ledger.digest()
-    out.print(Text(head.text), soft_wrap=True)
+    out.print(_text(head.text), soft_wrap=True)
     return 0
 
 
@@ -873,7 +925,7 @@ async def _export(args: argparse.Namespace, out: Console) -> int:
         with _writing(args.out) as to:
             count = await _write_lines(ledger.export_log(after=args.after), to)
     if args.out is not None:
-        out.print(Text(f"exported {count} events to {args.out}"), soft_wrap=True)
+        out.print(_text(f"exported {count} events to {args.out}"), soft_wrap=True)
     return 0
 
 
@@ -977,8 +1029,17 @@ def _seconds(text: str) -> float:
     return value
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose error messages are :func:`printable`: they
+    quote the arguments the operator gave (an unknown one, a bad value)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {printable(message)}\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="jobledger",
         description="jobledger: an embeddable, event-sourced job system. "
         "Run the demo, or look into a log file.",
@@ -1067,7 +1128,11 @@ def _add_mark_commands(commands: Any, db_help: str) -> None:
     )
 
     content = commands.add_parser(
-        "content", help="print a resource's content, checked against its digest"
+        "content",
+        help="print a resource's content, checked against its digest",
+        description="Print the content of RESOURCE, checked against its digest: into a "
+        "file or a pipe, the stored bytes exactly; on a terminal, its lines, with control "
+        "and format characters shown as escapes (\\x1b, \\u202e).",
     )
     content.add_argument("resource", metavar="RESOURCE", help="the resource id")
     content.add_argument("--db", default=_DEFAULT_DB, help=db_help)
@@ -1174,28 +1239,28 @@ def main(argv: list[str] | None = None) -> int:
     stderr, for example an unknown job), 2 for a usage error or a missing
     log file. Never raises ``SystemExit``.
     """
-    err = _console(stderr=True)
     try:
         args = _parser().parse_args(argv)
     except SystemExit as exc:  # --help, or a usage error argparse printed
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     out = _console()
+    err = _console(stderr=True)
     try:
         return asyncio.run(_COMMANDS[args.command](args, out))
     except _MissingLog as exc:
         err.print(
-            Text(f"jobledger: error: no log file at {exc} (pass --db PATH)", "red"),
+            _text(f"jobledger: error: no log file at {exc} (pass --db PATH)", "red"),
             soft_wrap=True,
         )
         return 2
     except _MissingFile as exc:
-        err.print(Text(f"jobledger: error: no file at {exc}", "red"), soft_wrap=True)
+        err.print(_text(f"jobledger: error: no file at {exc}", "red"), soft_wrap=True)
         return 2
     except NotFound as exc:
-        err.print(Text(f"jobledger: error: {exc} in {args.db}", "red"), soft_wrap=True)
+        err.print(_text(f"jobledger: error: {exc} in {args.db}", "red"), soft_wrap=True)
         return 1
     except JobledgerError as exc:
-        err.print(Text(f"jobledger: error: {type(exc).__name__}: {exc}", "red"), soft_wrap=True)
+        err.print(_text(f"jobledger: error: {type(exc).__name__}: {exc}", "red"), soft_wrap=True)
         return 1
     except _OutputClosed:
         return 1

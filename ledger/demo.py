@@ -49,11 +49,11 @@ from typing import Annotated, Any, ClassVar, NamedTuple, TypeVar
 
 import msgspec
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
     Task,
     TaskID,
     TextColumn,
@@ -106,6 +106,7 @@ from jobledger.workers import (
 from .fetcher import LedgerFetcher
 from .ledger import Ledger
 from .ledger import open as open_ledger
+from .terminal import printable
 
 __all__ = [
     "DEFAULT_JOBS",
@@ -591,14 +592,28 @@ def _compact(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _glyph(status: JobStatus) -> str:
-    return f"[{STATUS_STYLE[status]}]{_GLYPH[status]}[/]"
+def _glyph(status: JobStatus) -> Text:
+    return Text(_GLYPH[status], STATUS_STYLE[status])
 
 
-def _label(status: JobStatus, text: str | None = None, sep: str = " ") -> str:
-    """Bar markup: ``status`` in its style, then ``sep`` and ``text`` (escaped), if any."""
-    head = f"[{STATUS_STYLE[status]}]{status}[/]"
-    return f"{head}{sep}{escape(text)}" if text else head
+def _label(status: JobStatus, text: str | None = None, sep: str = " ") -> Text:
+    """A bar's detail: ``status`` in its style, then ``sep`` and ``text``
+    (:func:`~jobledger.terminal.printable`), if any."""
+    head = Text(str(status), STATUS_STYLE[status])
+    return head.append(f"{sep}{printable(text)}") if text else head
+
+
+class _TextField(ProgressColumn):
+    """A column that shows the task's field ``name``, a rich ``Text`` (user
+    data in a bar never goes through rich markup or emoji codes)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.name = name
+
+    def render(self, task: Task) -> Text:
+        value = task.fields.get(self.name)
+        return value.copy() if isinstance(value, Text) else Text(printable(str(value or "")))
 
 
 class _StatusBar(BarColumn):
@@ -644,17 +659,17 @@ class _Tracker:
     def done(self) -> bool:
         return self.stop_at is not None and self.last_seq >= self.stop_at
 
-    def _line(self, row: _Row, seq: int, what: Text | str) -> None:
+    def _line(self, row: _Row, seq: int, what: str, style: str) -> None:
+        job = printable(f"{row.job_id}  {row.job_type:<{_TYPE_WIDTH}}  {row.user:<5}")
         self.console.print(
-            Text.assemble(
-                f"{seq:>5}  {row.job_id}  {row.job_type:<{_TYPE_WIDTH}}  {row.user:<5}  ", what
-            ),
-            soft_wrap=True,
+            Text.assemble(f"{seq:>5}  {job}  ", (printable(what), style)), soft_wrap=True
         )
 
-    def _show(self, row: _Row, seq: int, line: Text | str, **bar: Any) -> None:
+    def _show(self, row: _Row, seq: int, line: str, style: str = "", **bar: Any) -> None:
+        """Show ``line`` (made printable, in ``style``) as a plain line, or
+        update the job's bar with ``bar``."""
         if self.progress is None:
-            self._line(row, seq, line)
+            self._line(row, seq, line, style)
         elif row.task is not None:
             self.progress.update(row.task, **bar)
 
@@ -668,7 +683,7 @@ class _Tracker:
             self.rows[row.job_id] = row
             if self.progress is not None:
                 row.task = self.progress.add_task(
-                    escape(f"{_short(row.job_id)} {row.job_type:<{_TYPE_WIDTH}} {row.user:<5}"),
+                    printable(f"{_short(row.job_id)} {row.job_type:<{_TYPE_WIDTH}} {row.user:<5}"),
                     total=None,
                     bar=None,
                     glyph=_glyph(JobStatus.PENDING),
@@ -679,7 +694,11 @@ class _Tracker:
             return
         if isinstance(data, ResourceCreated) and data.job_id is None:
             self.console.print(
-                Text(f"{env.seq:>5}  {data.resource_id}  stored {data.name} ({data.size} bytes)"),
+                Text(
+                    printable(
+                        f"{env.seq:>5}  {data.resource_id}  stored {data.name} ({data.size} bytes)"
+                    )
+                ),
                 soft_wrap=True,
             )
             return
@@ -718,7 +737,7 @@ class _Tracker:
                 f"progress {amount} {note}".rstrip(),
                 completed=done,
                 total=total,
-                detail=escape(note),
+                detail=Text(printable(note)),
             )
         elif isinstance(data, MarkCreated):
             row.marks += 1
@@ -726,12 +745,8 @@ class _Tracker:
             motivation = data.annotation.get("motivation", "?")
             said = "; ".join(body_values(data.annotation))
             line = f"mark on {data.resource_id}: {motivation} {_quote(data.annotation)}"
-            self._show(
-                row,
-                seq,
-                f"{line} {_cut(said, 50)}".rstrip(),
-                **({"completed": row.marks} if row.total else {}),
-            )
+            moved: dict[str, Any] = {"completed": row.marks} if row.total else {}
+            self._show(row, seq, f"{line} {_cut(said, 50)}".rstrip(), **moved)
         elif isinstance(data, MarkBodyUpdated):
             links = [
                 op.item.source
@@ -747,25 +762,26 @@ class _Tracker:
             self._show(
                 row,
                 seq,
-                Text(
-                    f"retry scheduled in {delay:.1f} s: attempt {data.attempt} failed: "
-                    f"{data.error_type + ': ' if data.error_type else ''}{data.error}",
-                    style="yellow",
-                ),
+                f"retry scheduled in {delay:.1f} s: attempt {data.attempt} failed: "
+                f"{data.error_type + ': ' if data.error_type else ''}{data.error}",
+                "yellow",
                 bar="yellow",
-                glyph="[yellow]↻[/]",
-                detail=f"[yellow]retry in {delay:.1f} s[/] "
-                + escape(f"(attempt {data.attempt}: {data.error})"),
+                glyph=Text("↻", "yellow"),
+                detail=Text.assemble(
+                    (f"retry in {delay:.1f} s", "yellow"),
+                    printable(f" (attempt {data.attempt}: {data.error})"),
+                ),
             )
         elif isinstance(data, JobLeaseExpired):
             then = "retry scheduled" if data.retry_at is not None else "no retries left"
             self._show(
                 row,
                 seq,
-                Text(f"lease expired (attempt {data.attempt}); {then}", style="yellow"),
+                f"lease expired (attempt {data.attempt}); {then}",
+                "yellow",
                 bar="yellow",
-                glyph="[yellow]↻[/]",
-                detail=f"[yellow]lease expired[/] ({then})",
+                glyph=Text("↻", "yellow"),
+                detail=Text.assemble(("lease expired", "yellow"), f" ({then})"),
             )
         elif isinstance(data, JobCancelRequested):
             why = f": {data.reason}" if data.reason else ""
@@ -773,8 +789,11 @@ class _Tracker:
             self._show(
                 row,
                 seq,
-                Text(f"cancel requested by {env.actor}{why}", style="magenta"),
-                detail=f"[magenta]cancelling…[/] (asked by {escape(env.actor)})",
+                f"cancel requested by {env.actor}{why}",
+                "magenta",
+                detail=Text.assemble(
+                    ("cancelling…", "magenta"), printable(f" (asked by {env.actor})")
+                ),
             )
         elif isinstance(data, JobCancelled):
             at = f" (attempt {data.attempt})" if data.attempt is not None else ""
@@ -817,7 +836,7 @@ class _Tracker:
         else:
             bar["bar"] = STATUS_STYLE[status]
         bar["detail"] = _label(status, detail, joiner)
-        self._show(row, seq, Text(line, style=STATUS_STYLE[status]), **bar)
+        self._show(row, seq, line, STATUS_STYLE[status], **bar)
 
 
 async def _follow(ledger: Ledger, after: int, tracker: _Tracker) -> None:
@@ -980,24 +999,30 @@ async def run_demo(
         fetcher.bind(ledger)
         start = await ledger.head()
         console.print(
-            Text(f"jobledger demo: {jobs} jobs for alice and bob on {where} (log head {start})"),
+            Text(
+                printable(
+                    f"jobledger demo: {jobs} jobs for alice and bob on {where} (log head {start})"
+                )
+            ),
             soft_wrap=True,
         )
         console.print(
             Text(
-                f"offline: the annotation workers use the offline client ({client.name}); "
-                "no model runs, passages are picked by plain extractive rules",
+                printable(
+                    f"offline: the annotation workers use the offline client ({client.name}); "
+                )
+                + "no model runs, passages are picked by plain extractive rules",
                 "bold",
             ),
             soft_wrap=True,
         )
         progress = (
             Progress(
-                TextColumn("{task.fields[glyph]}"),
-                TextColumn("{task.description}"),
+                _TextField("glyph"),
+                TextColumn("{task.description}", markup=False),
                 _StatusBar(),
                 MofNCompleteColumn(),
-                TextColumn("{task.fields[detail]}"),
+                _TextField("detail"),
                 console=console,
             )
             if live
