@@ -248,10 +248,10 @@ async def _compare_table(
         key = row[0] if type(row[0]) is str else None
         if key is None or key not in expected:
             name = f"{entity} {key!r}" if key is not None else f"a {entity} with id {show(row[0])}"
-            problem(key, None, f"{name} is in the read model, not in the replay")
+            problem(key, columns[0], f"{name} is in the read model, not in the replay")
             continue
         if key in seen:
-            problem(key, None, f"{entity} {key!r} has more than one row in the read model")
+            problem(key, columns[0], f"{entity} {key!r} has more than one row in the read model")
             continue
         seen.add(key)
         want = expected[key]

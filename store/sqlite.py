@@ -682,7 +682,12 @@ class SqliteLog:
             " (SELECT value FROM meta WHERE key = 'checkpoint')"
         )
         head = _head_of(None if seq is None else (seq, digest))
-        checkpoint = _checkpoint_of(value)
+        try:
+            checkpoint = _checkpoint_of(value)
+        except CorruptionError:
+            # Left as it is, for verify to report (a rebuild would hide it).
+            log.warning("the read model's checkpoint is damaged; verify names it", value=value)
+            return
         if checkpoint == head.seq:
             return
         if checkpoint > head.seq:
@@ -690,7 +695,10 @@ class SqliteLog:
                 f"read model checkpoint {checkpoint} is past the log head {head.seq}"
             )
         log.warning("read model behind the log; rebuilding", checkpoint=checkpoint, head=head.seq)
-        await self.rebuild()
+        try:
+            await self.rebuild()
+        except CorruptionError as exc:  # a damaged entry: nothing was rebuilt
+            log.warning("the read model cannot be rebuilt; verify names why", error=str(exc))
 
     async def close(self) -> None:
         """Close both connections. Idempotent. Even if cancelled half-way, each
