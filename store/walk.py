@@ -103,7 +103,7 @@ class Walk:
                 _problem(
                     env.seq,
                     "hash",
-                    f"the hash of seq {env.seq} does not chain",
+                    f"hash does not match the chain at seq {env.seq}",
                     column="hash",
                     stream=env.stream,
                 )

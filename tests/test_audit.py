@@ -208,7 +208,7 @@ async def test_export_then_import_keeps_every_hash_and_the_state(
     [
         (lambda lines: lines[:3] + lines[4:], "line 4: seq 5 where 4 was due"),
         (lambda lines: [*lines[:2], lines[2].replace(b'"actor":"', b'"actor":"x'), *lines[3:]],
-         "line 3: the hash of seq 3 does not chain"),
+         "line 3: hash does not match the chain at seq 3"),
         (lambda lines: [*lines[:1], b"{not json}\n", *lines[2:]], "line 2: not a log entry"),
     ],
 )  # fmt: skip
@@ -380,7 +380,7 @@ CRAFTED: dict[str, tuple[list[bytes], int, str]] = {
     "a hash that does not chain": (
         crafted(created("j1"), created("j2"), chain=False),
         1,
-        "the hash of seq 1 does not chain",
+        "hash does not match the chain at seq 1",
     ),
     "an unknown event type": (
         crafted(created("j1"), event("j1", "job.exploded")),
