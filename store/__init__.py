@@ -5,12 +5,15 @@ from .audit import LogLine, export_log, import_log, replay, verify
 from .content import ContentFolder, MemoryContent, content_folder_for
 from .memory import MemoryLog
 from .protocol import (
+    TABLES,
     Changes,
     EventLog,
     Head,
     Loaded,
     LogWriter,
     Problem,
+    RawText,
+    RawValue,
     Record,
     StaleWrite,
     VerifyReport,
@@ -19,6 +22,7 @@ from .sqlite import SCHEMA_VERSION, SqliteLog
 
 __all__ = [
     "SCHEMA_VERSION",
+    "TABLES",
     "Changes",
     "ContentFolder",
     "EventLog",
@@ -29,6 +33,8 @@ __all__ = [
     "MemoryContent",
     "MemoryLog",
     "Problem",
+    "RawText",
+    "RawValue",
     "Record",
     "SqliteLog",
     "StaleWrite",

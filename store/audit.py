@@ -6,8 +6,10 @@ same pure functions the Stower uses.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
+import tempfile
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
 from datetime import datetime
+from typing import Any, Final, TypeVar
 
 import msgspec
 
@@ -16,22 +18,27 @@ from jobledger.core import (
     ContentStore,
     CorruptionError,
     Envelope,
-    JobledgerError,
     NotFound,
     Projection,
     Resource,
     StorageError,
     ValidationError,
-    chain_hash,
     decode_event,
 )
 
-from .protocol import Changes, EventLog, Head, Problem, Record, VerifyReport
+from .protocol import TABLES, Changes, EventLog, Head, Problem, RawValue, Record, VerifyReport
+from .rows import asset_row, checkpoint_row, doc_type, job_row, mark_row, resource_row
+from .walk import Entry, Walk, entry_of_row, show
 
 __all__ = ["LogLine", "export_log", "import_log", "replay", "verify", "verify_view"]
 
 IMPORT_CHUNK = 5_000
 """Entries appended to the transaction at a time while importing."""
+
+IMPORT_SPOOL = 64 * 1024 * 1024
+"""Bytes of checked lines an import keeps in memory before spooling them to a temporary file."""
+
+T = TypeVar("T")
 
 
 class LogLine(msgspec.Struct, frozen=True, kw_only=True):
@@ -52,6 +59,7 @@ class LogLine(msgspec.Struct, frozen=True, kw_only=True):
 
 
 _line_encoder = msgspec.json.Encoder()
+_encode = msgspec.json.Encoder().encode
 _line_decoder = msgspec.json.Decoder(LogLine)
 
 
@@ -80,117 +88,205 @@ async def verify(
         return await verify_view(view, digest=digest, content=content)
 
 
+_ENTITIES: Final = {"jobs": "job", "marks": "mark", "assets": "asset", "resources": "resource"}
+"""The read-model tables that hold one entity a row, and the entity's name."""
+
+
 async def verify_view(
     log: EventLog, *, digest: Head | None = None, content: ContentStore | None = None
 ) -> VerifyReport:
-    """Walk the whole log and compare it with the read model.
+    """Walk the whole log and compare every stored row of the read model with
+    a replay, reading both as stored (``raw_rows``), undecoded.
 
-    Reports, each with its ``seq``: damage the storage itself finds (pages,
-    indexes; ``seq`` 0), a gap in ``seq`` (named by the first
-    missing one) or a repeat, a stream whose
-    versions are not contiguous, an entry whose hash (over its exact stored
-    bytes) does not match the chain (the chain then continues from the stored
-    hash, so one edit is reported once), and every job or mark where the read
-    model differs from a fresh replay (named by the ``seq`` of the last event
-    of its stream; 0 if the log has none). With a ``digest`` (a head taken
-    earlier and kept elsewhere), a log whose entry at the digest's ``seq``
-    has another hash, or that ends before it, is reported too. With a
-    ``content`` store, every resource whose content is missing or no longer
-    matches its digest is reported (kind ``content``, at the ``seq`` of its
-    ``resource.created``).
+    Never raises for what the log or the read model holds: each thing found
+    is a :class:`Problem`, and the problems come in ``seq`` order (``seq`` 0,
+    not tied to an entry, first). Only a failed read raises
+    (``StorageError``). Reports: damage the storage itself finds (kind
+    ``integrity``, ``seq`` 0); for each entry, a column that is not of its
+    type or does not decode (``entry``, naming the column), a ``seq`` out of
+    turn (``gap``, named by the first missing one) or a repeat, a stream
+    version out of turn (``version``), a hash that does not chain over the
+    exact stored bytes (``hash``; the chain then goes on from the stored
+    hash, so one edit is reported once), an entry its stream's life does not
+    allow or that does not fold (``fold``); for each row of the read model,
+    every column that differs from the row a replay makes (``read_model``,
+    naming the entity, the column and the ``seq`` of the last event of its
+    stream, 0 if it has none), a row missing or one too many, and a
+    checkpoint other than the log's last ``seq`` (``checkpoint``). With a
+    ``digest`` (a head taken earlier and kept elsewhere), a log whose entry at
+    the digest's ``seq`` has another hash, or that ends before it
+    (``digest``). With a ``content`` store, every resource whose content is
+    missing or no longer matches its digest (``content``, at the ``seq`` of
+    its ``resource.created``).
     """
     problems: list[Problem] = [
         Problem(seq=0, kind="integrity", detail=finding) for finding in await log.integrity()
     ]
-    versions: dict[str, int] = {}
-    previous = GENESIS_HASH
-    expected_seq = 1
-    count = 0
-    model = Projection()
-    last_seq: dict[str, int] = {}
-    async for record in log.scan_records():
-        env = record.envelope
-        count += 1
-        if env.seq > expected_seq:
-            missing = f"seq {expected_seq}" + (
-                f" to {env.seq - 1}" if env.seq > expected_seq + 1 else ""
-            )
-            problems.append(Problem(seq=expected_seq, kind="gap", detail=f"{missing} missing"))
-        elif env.seq < expected_seq:
+    walk = Walk()
+    head = Head(0, GENESIS_HASH)
+    async for row in log.raw_rows("events"):
+        entry, found = entry_of_row(row, walk.due)
+        if entry is None:
+            seq = row[0] if type(row[0]) is int else walk.due
+            stored_hash = row[10] if len(row) > 10 and type(row[10]) is str else None
+            problems += walk.advance(seq, stored_hash)
+            problems += found
+            head = Head(seq, stored_hash or "")
+        else:
+            problems += found
+            problems += walk.step(entry)
+            head = Head(entry.record.envelope.seq, entry.record.envelope.hash)
+        if digest is not None and head.seq == digest.seq and head.hash != digest.hash:
             problems.append(
                 Problem(
-                    seq=env.seq, kind="gap", detail=f"seq {env.seq} where {expected_seq} was due"
-                )
-            )
-        expected_seq = env.seq + 1
-        want_version = versions.get(env.stream, 0) + 1
-        if env.version != want_version:
-            problems.append(
-                Problem(
-                    seq=env.seq,
-                    kind="version",
-                    detail=f"stream {env.stream!r} has version {env.version}, "
-                    f"expected {want_version}",
-                )
-            )
-        versions[env.stream] = env.version
-        computed = chain_hash(previous, env, record.data)
-        if computed != env.hash:
-            problems.append(
-                Problem(seq=env.seq, kind="hash", detail="hash does not match the chain")
-            )
-        previous = env.hash
-        last_seq[env.stream] = env.seq
-        if digest is not None and env.seq == digest.seq and env.hash != digest.hash:
-            problems.append(
-                Problem(
-                    seq=env.seq,
+                    seq=head.seq,
                     kind="digest",
-                    detail=f"hash {env.hash[:16]}… where the digest has {digest.hash[:16]}…",
+                    detail=f"hash {head.hash[:16]}… where the digest has {digest.hash[:16]}…",
                 )
             )
-        try:
-            model.apply(env)
-        except JobledgerError as exc:  # an event that does not fold (edited or invented)
-            problems.append(Problem(seq=env.seq, kind="fold", detail=str(exc)))
-    if digest is not None and digest.seq > model.seq:
+    if digest is not None and digest.seq > walk.head_seq:
         problems.append(
             Problem(
                 seq=digest.seq,
                 kind="digest",
-                detail=f"the log ends at seq {model.seq}, before the digest's seq",
+                detail=f"the log ends at seq {walk.head_seq}, before the digest's seq",
             )
         )
-    stored = await log.snapshot()
-    head = await log.head()
-    if stored.seq != model.seq:
-        problems.append(
-            Problem(
-                seq=stored.seq,
-                kind="checkpoint",
-                detail=f"read model at seq {stored.seq}, log at {model.seq}",
-            )
-        )
-    entities: tuple[tuple[str, Mapping[str, msgspec.Struct], Mapping[str, msgspec.Struct]], ...] = (
-        ("job", stored.jobs, model.jobs),
-        ("mark", stored.marks, model.marks),
-        ("asset", stored.assets, model.assets),
-        ("resource", stored.resources, model.resources),
-    )
-    for kind, mine, theirs in entities:
-        for key in sorted(mine.keys() | theirs.keys()):
-            a, b = mine.get(key), theirs.get(key)
-            if a is None or b is None or msgspec.json.encode(a) != msgspec.json.encode(b):
-                problems.append(
-                    Problem(
-                        seq=last_seq.get(key, 0),
-                        kind="read_model",
-                        detail=f"{kind} {key!r} differs from replay",
-                    )
-                )
+    model = walk.model
+    problems += await _compare_meta(log, walk.head_seq)
+    for table, rows in (
+        ("jobs", {k: _row_or_none(job_row, v) for k, v in model.jobs.items()}),
+        ("marks", {k: _row_or_none(mark_row, v) for k, v in model.marks.items()}),
+        ("assets", {k: _row_or_none(asset_row, v) for k, v in model.assets.items()}),
+        ("resources", {k: _row_or_none(resource_row, v) for k, v in model.resources.items()}),
+    ):
+        problems += await _compare_table(log, table, rows, walk.last_seq)
     if content is not None:
         problems.extend(await _check_content(content, model.resources.values()))
-    return VerifyReport(head=Head(head.seq, head.hash), events=count, problems=tuple(problems))
+    problems.sort(key=lambda p: p.seq)  # stable: within a seq, in the order found
+    return VerifyReport(head=head, events=walk.count, problems=tuple(problems))
+
+
+def _row_or_none(make: Callable[[T], tuple[Any, ...]], value: T) -> tuple[Any, ...] | None:
+    """The row ``make`` makes of ``value``; ``None`` when a replayed value
+    cannot be stored (a fold of damaged entries), which the row then shows."""
+    try:
+        return make(value)
+    except (OverflowError, ValueError, TypeError, AttributeError):
+        return None
+
+
+async def _compare_meta(log: EventLog, seq: int) -> list[Problem]:
+    """The checkpoint row against the log's last ``seq``; any other ``meta`` row is extra."""
+    found: list[Problem] = []
+    want = checkpoint_row(seq)
+    seen = False
+    async for row in log.raw_rows("meta"):
+        key = row[0]
+        if key != want[0] or seen:
+            found.append(
+                Problem(
+                    seq=0,
+                    kind="read_model",
+                    detail=f"meta: a row {show(key)} that this jobledger does not keep",
+                    table="meta",
+                    column="key",
+                )
+            )
+            continue
+        seen = True
+        value = row[1] if len(row) > 1 else None
+        if not _same(value, want[1]):
+            found.append(
+                Problem(
+                    seq=seq,
+                    kind="checkpoint",
+                    detail=f"read model at checkpoint {show(value)}, log at seq {seq}",
+                    table="meta",
+                    column="value",
+                )
+            )
+    if not seen:
+        found.append(
+            Problem(
+                seq=seq,
+                kind="checkpoint",
+                detail=f"the read model has no checkpoint; the log is at seq {seq}",
+                table="meta",
+                column="value",
+            )
+        )
+    return found
+
+
+async def _compare_table(
+    log: EventLog,
+    table: str,
+    expected: Mapping[str, tuple[Any, ...] | None],
+    last_seq: Mapping[str, int],
+) -> list[Problem]:
+    """Every stored row of ``table`` against the row a replay makes, column by column."""
+    found: list[Problem] = []
+    entity = _ENTITIES[table]
+    columns = TABLES[table]
+    seen: set[str] = set()
+
+    def problem(key: str | None, column: str | None, detail: str) -> None:
+        seq = last_seq.get(key, 0) if key is not None else 0
+        found.append(
+            Problem(
+                seq=seq,
+                kind="read_model",
+                detail=detail,
+                table=table,
+                column=column,
+                stream=key,
+            )
+        )
+
+    async for row in log.raw_rows(table):
+        key = row[0] if type(row[0]) is str else None
+        if key is None or key not in expected:
+            name = f"{entity} {key!r}" if key is not None else f"a {entity} with id {show(row[0])}"
+            problem(key, columns[0], f"{name} is in the read model, not in the replay")
+            continue
+        if key in seen:
+            problem(key, columns[0], f"{entity} {key!r} has more than one row in the read model")
+            continue
+        seen.add(key)
+        want = expected[key]
+        for index, column in enumerate(columns[1:], start=1):
+            have = row[index] if index < len(row) else None
+            if want is not None and _same_column(table, column, have, want[index]):
+                continue
+            shown = "a value it cannot store" if want is None else show(want[index])
+            problem(
+                key,
+                column,
+                f"{entity} {key!r}: {column} holds {show(have)} where the replay has {shown}",
+            )
+    for key in sorted(expected.keys() - seen):
+        problem(key, None, f"{entity} {key!r} is missing from the read model")
+    return found
+
+
+def _same(have: RawValue, want: Any) -> bool:
+    """The same value in the same storage class."""
+    return type(have) is type(want) and have == want
+
+
+def _same_column(table: str, column: str, have: RawValue, want: Any) -> bool:
+    if _same(have, want):
+        return True
+    model = doc_type(table)
+    if column != "doc" or model is None or type(have) is not bytes:
+        return False
+    # A document written by an older jobledger (before a field with a default
+    # was added) reads as the same document: it is the same.
+    try:
+        return bool(_encode(msgspec.json.decode(have, type=model)) == want)
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        return False
 
 
 async def _check_content(content: ContentStore, resources: Iterable[Resource]) -> list[Problem]:
@@ -240,28 +336,47 @@ async def import_log(
     """Append an export's lines to an empty log, with the same hashes, and
     build its read model; returns the number of entries.
 
-    All or nothing, in one transaction: ``ValidationError`` (naming the line)
-    if the log is not empty, a line does not decode, the ``seq`` does not
-    follow on, or a hash does not chain; then nothing is written.
+    Every line is checked before anything is written: it must decode as a
+    :class:`LogLine` whose ``data`` is an event of a known type, with the
+    entry's ``type`` and ``stream`` its event's, and follow on from the lines
+    before it (the next ``seq``, the next version of its stream, a hash that
+    chains, an event id not seen before, times with a zone that UTC can
+    hold); it must be an entry the life of its stream allows (after its
+    stream's creation, not after its job ended or was deleted, a status
+    move the transition table allows, no idempotency key held twice) and it
+    must fold with the functions the Stower uses. The first line that fails
+    is refused with ``ValidationError`` (``field`` is ``"line N"``), as is a
+    log that is not empty; then nothing is written. The checked lines are
+    kept in a spooled temporary file (in memory up to ``IMPORT_SPOOL``
+    bytes) and written in one transaction: all or nothing.
     """
-    model = Projection()
-    batch: list[Record] = []
-    previous, count = GENESIS_HASH, 0
-    async with log.write() as writer:
-        if (await writer.head()).seq != 0:
-            raise ValidationError("the log is not empty: import only into an empty log")
+    if (await log.head()).seq != 0:
+        raise ValidationError(_NOT_EMPTY)
+    walk = Walk()
+    with tempfile.SpooledTemporaryFile(max_size=IMPORT_SPOOL) as spool:
         async for number, line in _numbered(lines):
-            record = _record_of(number, line, count + 1, previous)
-            if record is None:
+            raw = (line.encode() if isinstance(line, str) else bytes(line)).strip()
+            if not raw:
                 continue
-            previous, count = record.envelope.hash, count + 1
-            model.apply(record.envelope)
-            batch.append(record)
-            if len(batch) > IMPORT_CHUNK:  # the last of it goes with the read model
-                await writer.append(batch[:-1], Changes())
-                batch = batch[-1:]
-        await writer.append(batch, Changes.of(model))
-    return count
+            found = walk.step(Entry(record=_record_of(number, raw)))
+            if found:
+                raise ValidationError(found[0].detail, field=f"line {number}")
+            spool.write(raw + b"\n")
+        spool.seek(0)
+        batch: list[Record] = []
+        async with log.write() as writer:
+            if (await writer.head()).seq != 0:
+                raise ValidationError(_NOT_EMPTY)
+            for number, raw in enumerate(spool, start=1):
+                batch.append(_record_of(number, raw))
+                if len(batch) > IMPORT_CHUNK:  # the last of it goes with the read model
+                    await writer.append(batch[:-1], Changes())
+                    batch = batch[-1:]
+            await writer.append(batch, Changes.of(walk.model))
+    return walk.count
+
+
+_NOT_EMPTY = "the log is not empty: import only into an empty log"
 
 
 async def _numbered(
@@ -278,12 +393,9 @@ async def _numbered(
             yield number, line
 
 
-def _record_of(number: int, line: bytes | str, seq: int, previous: str) -> Record | None:
-    """The record of one export line (``None`` for a blank line), checked to
-    be entry ``seq`` chained to ``previous``."""
-    raw = line.encode() if isinstance(line, str) else line
-    if not raw.strip():
-        return None
+def _record_of(number: int, raw: bytes) -> Record:
+    """The record of one export line, decoded (``ValidationError`` naming the
+    line when it is not a log entry of a known event type)."""
     try:
         entry = _line_decoder.decode(raw)
         data = bytes(entry.data)
@@ -300,12 +412,6 @@ def _record_of(number: int, line: bytes | str, seq: int, previous: str) -> Recor
             data=decode_event(data),
             hash=entry.hash,
         )
-    except (msgspec.DecodeError, ValueError) as exc:
-        raise ValidationError(f"line {number}: not a log entry: {exc}", field="line") from exc
-    if envelope.seq != seq:
-        raise ValidationError(f"line {number}: seq {envelope.seq} where {seq} was due")
-    if envelope.type != envelope.data.__struct_config__.tag:
-        raise ValidationError(f"line {number}: type {envelope.type!r} is not its event's")
-    if chain_hash(previous, envelope, data) != envelope.hash:
-        raise ValidationError(f"line {number}: the hash of seq {seq} does not chain")
+    except (msgspec.DecodeError, ValueError, TypeError) as exc:
+        raise ValidationError(f"not a log entry: {exc}", field=f"line {number}") from exc
     return Record(envelope, data)

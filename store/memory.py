@@ -28,7 +28,8 @@ from jobledger.core import (
     runnable,
 )
 
-from .protocol import Changes, Head, Loaded, Record, Scope, StaleWrite
+from .protocol import TABLES, Changes, Head, Loaded, RawValue, Record, Scope, StaleWrite
+from .rows import asset_row, checkpoint_row, event_row, job_row, mark_row, resource_row
 
 __all__ = ["MemoryLog"]
 
@@ -256,6 +257,29 @@ class MemoryLog:
 
     async def integrity(self) -> list[str]:
         return []  # nothing below the model to damage
+
+    async def raw_rows(self, table: str) -> AsyncIterator[tuple[RawValue, ...]]:
+        """The rows the SQLite backend would store for this log and model."""
+        if table not in TABLES:
+            raise ValueError(f"no table {table!r} in the stored shape")
+        model = self._model
+        rows: list[tuple[RawValue, ...]]
+        if table == "events":
+            rows = [event_row(record) for record in list(self._records)]
+        elif table == "jobs":
+            rows = [job_row(job) for job in list(model.jobs.values())]
+        elif table == "marks":
+            rows = [mark_row(mark) for mark in list(model.marks.values())]
+        elif table == "assets":
+            rows = [asset_row(asset) for asset in list(model.assets.values())]
+        elif table == "resources":
+            rows = [resource_row(resource) for resource in list(model.resources.values())]
+        elif table == "meta":
+            rows = [checkpoint_row(model.seq)]
+        else:
+            raise ValueError(f"the memory log keeps no table {table!r}")
+        for row in rows:
+            yield row
 
     async def snapshot(self) -> Projection:
         copy = Projection()

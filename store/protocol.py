@@ -9,10 +9,11 @@ a reader never sees an event without its effect or the reverse.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
-from typing import Protocol
+from types import MappingProxyType
+from typing import Final, Protocol
 
 import msgspec
 
@@ -29,12 +30,15 @@ from jobledger.core import (
 )
 
 __all__ = [
+    "TABLES",
     "Changes",
     "EventLog",
     "Head",
     "Loaded",
     "LogWriter",
     "Problem",
+    "RawText",
+    "RawValue",
     "Record",
     "StaleWrite",
     "VerifyReport",
@@ -42,6 +46,56 @@ __all__ = [
 
 Scope = tuple[str, str | None, str]
 """An idempotency scope: ``(user id, tenant, key)``."""
+
+
+class RawText(bytes):
+    """A stored text that is not valid UTF-8, as its bytes: what a column
+    holds when the file was damaged or edited byte by byte."""
+
+
+RawValue = int | float | str | bytes | None
+"""A stored value as the storage holds it: SQLite's five storage classes
+(``RawText`` is a ``bytes`` for a text that does not decode)."""
+
+TABLES: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType(
+    {
+        "events": (
+            "seq",
+            "event_id",
+            "stream",
+            "version",
+            "type",
+            "time",
+            "actor",
+            "correlation_id",
+            "causation_id",
+            "data",
+            "hash",
+        ),
+        "jobs": (
+            "id",
+            "job_type",
+            "status",
+            "user_id",
+            "tenant",
+            "priority",
+            "run_at_us",
+            "lease_expires_us",
+            "deadline_us",
+            "finished_us",
+            "idempotency_key",
+            "created_seq",
+            "doc",
+        ),
+        "marks": ("id", "resource_id", "job_id", "created_seq", "doc"),
+        "assets": ("id", "job_id", "created_seq", "doc"),
+        "resources": ("id", "created_seq", "doc"),
+        "meta": ("key", "value"),
+    }
+)
+"""Every table a backend keeps, with its columns in their stored order:
+``events`` is the log; the others are the read model (``meta`` holds the
+checkpoint). The first column of each is the row's key."""
 
 
 class Head(msgspec.Struct, frozen=True):
@@ -122,11 +176,21 @@ class StaleWrite(StorageError):
 
 
 class Problem(msgspec.Struct, frozen=True, kw_only=True):
-    """One thing ``verify`` found wrong. ``seq`` is where (0 when not tied to one entry)."""
+    """One thing ``verify`` found wrong. ``seq`` is where (0 when not tied to
+    one entry); ``kind`` says what (docs/audit.md lists the kinds); ``detail``
+    says it in words, naming the row and the column.
+
+    Where the problem is in one stored row, ``table`` and ``column`` name its
+    place (a table of :data:`TABLES` and one of its columns) and ``stream``
+    the entry's stream or the read-model row's id (a job, mark, asset or
+    resource id)."""
 
     seq: int
     kind: str
     detail: str
+    table: str | None = None
+    column: str | None = None
+    stream: str | None = None
 
 
 class VerifyReport(msgspec.Struct, frozen=True, kw_only=True):
@@ -281,7 +345,22 @@ class EventLog(Protocol):
 
     async def integrity(self) -> list[str]:
         """What the storage itself finds damaged (for SQLite, ``PRAGMA
-        integrity_check``: pages, indexes); empty when it finds nothing."""
+        integrity_check``: pages, indexes; and any table whose columns,
+        constraints or indexes are not the ones this jobledger made); empty
+        when it finds nothing."""
+        ...
+
+    def raw_rows(self, table: str) -> AsyncIterator[tuple[RawValue, ...]]:
+        """Every stored row of ``table`` (a key of :data:`TABLES`), undecoded:
+        one tuple a row, its values in the order of ``TABLES[table]`` and of
+        the storage classes they are stored as (a text that is not UTF-8 comes
+        as :class:`RawText`; a column the table lacks as ``None``). ``events``
+        rows come in ``seq`` order. Streams, in chunks.
+
+        This is what ``verify`` reads, so it sees what a decoding layer would
+        hide. A backend that keeps its rows in another form presents them as
+        the functions of ``jobledger.store.rows`` make them. Raises only
+        ``StorageError`` (on a failed read), never for what a row holds."""
         ...
 
     async def replay(

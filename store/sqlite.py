@@ -61,7 +61,8 @@ from jobledger.core import (
 )
 from jobledger.core.faults import crash_point
 
-from .protocol import Changes, Head, Loaded, Record, Scope, StaleWrite
+from .protocol import TABLES, Changes, Head, Loaded, RawText, RawValue, Record, Scope, StaleWrite
+from .rows import asset_row, event_row, job_row, mark_row, micros, resource_row
 
 __all__ = ["NETWORK_FILESYSTEMS", "SCHEMA_VERSION", "WAL_SIZE_LIMIT", "SqliteLog", "filesystem_of"]
 
@@ -172,12 +173,10 @@ _SELECT_EVENTS = (
     " causation_id, data, hash FROM events"
 )
 
-_encode = msgspec.json.Encoder().encode
 _job_decoder = msgspec.json.Decoder(Job)
 _mark_decoder = msgspec.json.Decoder(Mark)
 _asset_decoder = msgspec.json.Decoder(Asset)
 _resource_decoder = msgspec.json.Decoder(Resource)
-_time_encoder = msgspec.json.Encoder()
 
 
 _DAMAGED = (11, 26)  # SQLITE_CORRUPT, SQLITE_NOTADB
@@ -217,15 +216,6 @@ def _storage_error(exc: sqlite3.Error, message: str) -> StorageError:
     return StorageError(message)
 
 
-def _time_text(when: datetime) -> str:
-    # msgspec's RFC 3339 form, the same text the hash chain encodes.
-    return _time_encoder.encode(when)[1:-1].decode("ascii")
-
-
-def _micros(when: datetime | None) -> int | None:
-    return None if when is None else int(when.timestamp() * 1_000_000)
-
-
 def _envelope(row: Sequence[Any]) -> Envelope:
     try:
         return Envelope(
@@ -249,32 +239,6 @@ def _record(row: Sequence[Any]) -> Record:
     return Record(_envelope(row), bytes(row[9]))
 
 
-def _job_row(job: Job) -> tuple[Any, ...]:
-    return (
-        job.id,
-        job.job_type,
-        job.status.value,
-        job.user.id,
-        job.user.tenant,
-        job.priority,
-        _micros(job.run_at),
-        _micros(job.lease.expires_at if job.lease else None),
-        _micros(job.deadline),
-        _micros(job.finished_at),
-        job.idempotency_key,
-        job.created_seq,
-        _encode(job),
-    )
-
-
-def _mark_row(mark: Mark) -> tuple[Any, ...]:
-    return (mark.id, mark.resource_id, mark.job_id, mark.created_seq, _encode(mark))
-
-
-def _asset_row(asset: Asset) -> tuple[Any, ...]:
-    return (asset.id, asset.job_id, asset.created_seq, _encode(asset))
-
-
 def _decode_job(doc: bytes) -> Job:
     try:
         return _job_decoder.decode(doc)
@@ -287,10 +251,6 @@ def _decode_mark(doc: bytes) -> Mark:
         return _mark_decoder.decode(doc)
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise CorruptionError(f"mark row does not decode: {exc}") from exc
-
-
-def _resource_row(resource: Resource) -> tuple[Any, ...]:
-    return (resource.id, resource.created_seq, _encode(resource))
 
 
 def _decode_resource(doc: bytes) -> Resource:
@@ -310,6 +270,59 @@ def _decode_asset(doc: bytes) -> Asset:
 T = TypeVar("T")
 
 _SELECT_HEAD = "SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1"
+_SELECT_SCHEMA = "SELECT type, name, tbl_name, sql FROM sqlite_master"
+
+
+def _raw_value(value: Any, is_text: Any) -> RawValue:
+    """A stored value as ``raw_rows`` yields it: a text (read as its bytes)
+    decoded, or kept as :class:`RawText` when it is not UTF-8."""
+    if not is_text:
+        return value  # type: ignore[no-any-return]
+    try:
+        return bytes(value).decode("utf-8")
+    except UnicodeDecodeError:
+        return RawText(value)
+
+
+@functools.cache
+def _made_schema() -> frozenset[tuple[str, str, str, str]]:
+    """Every table and index the migrations make, as ``sqlite_master`` lists them."""
+    conn = sqlite3.connect(":memory:")
+    try:
+        for step in _MIGRATIONS:
+            for statement in step.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+        return frozenset(_schema_entry(row) for row in conn.execute(_SELECT_SCHEMA))
+    finally:
+        conn.close()
+
+
+def _schema_entry(row: Sequence[Any]) -> tuple[str, str, str, str]:
+    kind, name, table, sql = (str(v) if v is not None else "" for v in row)
+    return (kind, name, table, " ".join(sql.split()))
+
+
+def _schema_findings(rows: Sequence[Sequence[Any]]) -> list[str]:
+    """What differs between the file's schema and the one the migrations make:
+    a table or index of ours missing or defined otherwise (dropped
+    constraints, other columns), or an index or trigger added to one of our
+    tables. Tables of the application's own are let be."""
+    made = _made_schema()
+    ours = {table for _, _, table, _ in made}
+    found = {_schema_entry(row) for row in rows}
+    findings = [
+        f"{kind} {name!r} is not as this jobledger made it (or is missing)"
+        for kind, name, _, _ in sorted(made - found)
+    ]
+    findings += [
+        f"{kind} {name!r} on table {table!r} was not made by this jobledger"
+        for kind, name, table, _ in sorted(found - made)
+        if table in ours and (kind, name) not in {(k, n) for k, n, _, _ in made}
+    ]
+    return findings
+
+
 _SET_CHECKPOINT = "UPDATE meta SET value = ? WHERE key = 'checkpoint'"
 _FLUSH_ROWS = 20_000  # staged rows beyond which a write runs before its commit
 
@@ -531,31 +544,13 @@ class _SqliteWriter:
     async def append(self, records: Sequence[Record], changes: Changes) -> None:
         if not records:
             return
-        rows = []
-        for record in records:
-            env = record.envelope
-            rows.append(
-                (
-                    env.seq,
-                    env.event_id,
-                    env.stream,
-                    env.version,
-                    env.type,
-                    _time_text(env.time),
-                    env.actor,
-                    env.correlation_id,
-                    env.causation_id,
-                    record.data,
-                    env.hash,
-                )
-            )
-        self.stage(_INSERT_EVENT, rows)
+        self.stage(_INSERT_EVENT, [event_row(record) for record in records])
         self.stage("DELETE FROM jobs WHERE id = ?", [(j,) for j in changes.deleted_jobs])
-        self.stage(_UPSERT_JOB, [_job_row(j) for j in changes.jobs])
-        self.stage(_UPSERT_MARK, [_mark_row(m) for m in changes.marks])
+        self.stage(_UPSERT_JOB, [job_row(j) for j in changes.jobs])
+        self.stage(_UPSERT_MARK, [mark_row(m) for m in changes.marks])
         self.stage("DELETE FROM marks WHERE id = ?", [(m,) for m in changes.deleted_marks])
-        self.stage(_INSERT_ASSET, [_asset_row(a) for a in changes.assets])
-        self.stage(_INSERT_RESOURCE, [_resource_row(r) for r in changes.resources])
+        self.stage(_INSERT_ASSET, [asset_row(a) for a in changes.assets])
+        self.stage(_INSERT_RESOURCE, [resource_row(r) for r in changes.resources])
         self.stage(_SET_CHECKPOINT, [(str(records[-1].envelope.seq),)])
         await self._flush_if_large()
 
@@ -687,7 +682,12 @@ class SqliteLog:
             " (SELECT value FROM meta WHERE key = 'checkpoint')"
         )
         head = _head_of(None if seq is None else (seq, digest))
-        checkpoint = _checkpoint_of(value)
+        try:
+            checkpoint = _checkpoint_of(value)
+        except CorruptionError:
+            # Left as it is, for verify to report (a rebuild would hide it).
+            log.warning("the read model's checkpoint is damaged; verify names it", value=value)
+            return
         if checkpoint == head.seq:
             return
         if checkpoint > head.seq:
@@ -695,7 +695,10 @@ class SqliteLog:
                 f"read model checkpoint {checkpoint} is past the log head {head.seq}"
             )
         log.warning("read model behind the log; rebuilding", checkpoint=checkpoint, head=head.seq)
-        await self.rebuild()
+        try:
+            await self.rebuild()
+        except CorruptionError as exc:  # a damaged entry: nothing was rebuilt
+            log.warning("the read model cannot be rebuilt; verify names why", error=str(exc))
 
     async def close(self) -> None:
         """Close both connections. Idempotent. Even if cancelled half-way, each
@@ -835,9 +838,9 @@ class SqliteLog:
         model = Projection()
         decode, parse = decode_event, datetime.fromisoformat
         async for rows in self._chunks(0, until_seq, _SELECT_FOLD):
-            for seq, event_id, stream, version, type_, time_text, actor, data in rows:
+            for seq, event_id, stream, version, type_, time_column, actor, data in rows:
                 try:
-                    when = parse(time_text)
+                    when = parse(time_column)
                     event = decode(data)
                 except (msgspec.DecodeError, ValueError, TypeError) as exc:
                     raise CorruptionError(f"event at seq {seq} does not decode: {exc}") from exc
@@ -908,7 +911,7 @@ class SqliteLog:
             f"SELECT doc FROM jobs WHERE status = 'pending' AND job_type IN ({marks})"
             " AND (run_at_us IS NULL OR run_at_us <= ?)"
             " ORDER BY priority DESC, created_seq LIMIT ?",
-            (*job_types, _micros(now), limit),
+            (*job_types, micros(now), limit),
         )
         return [_decode_job(r[0]) for r in rows]
 
@@ -950,11 +953,11 @@ class SqliteLog:
             f"SELECT min(run_at_us) FROM jobs WHERE status = 'pending' AND job_type IN ({marks})",
             tuple(job_types),
         )
-        micros = rows[0][0] if rows else None
-        return None if micros is None else datetime.fromtimestamp(micros / 1_000_000, UTC)
+        due = rows[0][0] if rows else None
+        return None if due is None else datetime.fromtimestamp(due / 1_000_000, UTC)
 
     async def expiring(self, now: datetime, limit: int = 500) -> list[Job]:
-        us = _micros(now)
+        us = micros(now)
         rows = await self._fetchall(
             "SELECT doc FROM jobs WHERE status = 'running'"
             " AND (lease_expires_us <= ?1 OR deadline_us <= ?1)"
@@ -967,7 +970,7 @@ class SqliteLog:
     async def finished_before(self, cutoff: datetime, limit: int = 500) -> list[Job]:
         rows = await self._fetchall(
             "SELECT doc FROM jobs WHERE finished_us < ? ORDER BY finished_us, created_seq LIMIT ?",
-            (_micros(cutoff), limit),
+            (micros(cutoff), limit),
         )
         return [_decode_job(r[0]) for r in rows]
 
@@ -1006,7 +1009,37 @@ class SqliteLog:
     async def integrity(self) -> list[str]:
         rows = await self._fetchall("PRAGMA integrity_check")
         found = [str(row[0]) for row in rows]
-        return [] if found == ["ok"] else found
+        schema = await self._fetchall(_SELECT_SCHEMA)
+        return ([] if found == ["ok"] else found) + _schema_findings(schema)
+
+    async def raw_rows(self, table: str) -> AsyncIterator[tuple[RawValue, ...]]:
+        columns = TABLES.get(table)
+        if columns is None:
+            raise ValueError(f"no table {table!r} in the stored shape")
+        present = {row[1] for row in await self._fetchall(f"PRAGMA table_info({table})")}
+        if not present:
+            return
+        # Each column with a flag saying whether it is stored as text: text is
+        # read as its bytes, so a text that is not UTF-8 is shown, not raised.
+        select = ", ".join(
+            f"CASE typeof({c}) WHEN 'text' THEN CAST({c} AS BLOB) ELSE {c} END,"
+            f" typeof({c}) = 'text'"
+            if c in present
+            else "NULL, 0"
+            for c in columns
+        )
+        last: Any = None
+        while True:
+            where = "" if last is None else "WHERE rowid > ?"
+            rows = await self._fetchall(
+                f"SELECT rowid, {select} FROM {table} {where} ORDER BY rowid LIMIT ?",
+                (self._read_chunk,) if last is None else (last, self._read_chunk),
+            )
+            for row in rows:
+                yield tuple(_raw_value(row[i], row[i + 1]) for i in range(1, len(row), 2))
+            if len(rows) < self._read_chunk:
+                return
+            last = rows[-1][0]
 
     async def snapshot(self) -> Projection:
         model = Projection()
@@ -1036,10 +1069,10 @@ class SqliteLog:
                 count += 1
             for table in ("jobs", "marks", "assets", "resources"):
                 writer.stage(f"DELETE FROM {table}", [()])
-            writer.stage(_UPSERT_JOB, [_job_row(j) for j in model.jobs.values()])
-            writer.stage(_UPSERT_MARK, [_mark_row(m) for m in model.marks.values()])
-            writer.stage(_INSERT_ASSET, [_asset_row(a) for a in model.assets.values()])
-            writer.stage(_INSERT_RESOURCE, [_resource_row(r) for r in model.resources.values()])
+            writer.stage(_UPSERT_JOB, [job_row(j) for j in model.jobs.values()])
+            writer.stage(_UPSERT_MARK, [mark_row(m) for m in model.marks.values()])
+            writer.stage(_INSERT_ASSET, [asset_row(a) for a in model.assets.values()])
+            writer.stage(_INSERT_RESOURCE, [resource_row(r) for r in model.resources.values()])
             writer.stage(_SET_CHECKPOINT, [(str(model.seq),)])
         log.info("read model rebuilt", events=count, jobs=len(model.jobs))
         return count

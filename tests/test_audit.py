@@ -208,7 +208,7 @@ async def test_export_then_import_keeps_every_hash_and_the_state(
     [
         (lambda lines: lines[:3] + lines[4:], "line 4: seq 5 where 4 was due"),
         (lambda lines: [*lines[:2], lines[2].replace(b'"actor":"', b'"actor":"x'), *lines[3:]],
-         "line 3: the hash of seq 3 does not chain"),
+         "line 3: hash does not match the chain at seq 3"),
         (lambda lines: [*lines[:1], b"{not json}\n", *lines[2:]], "line 2: not a log entry"),
     ],
 )  # fmt: skip
@@ -289,3 +289,211 @@ async def test_a_log_written_with_w3c_marks_and_resources_still_imports_the_same
                 "language": "en",
             },
         ]
+
+
+# -- import refuses crafted lines (issue 13) ------------------------------------
+
+T0 = "2026-11-23T12:00:00Z"
+
+
+def crafted(*entries: dict[str, Any], chain: bool = True) -> list[bytes]:
+    """Export lines for ``entries`` (each: ``stream`` and ``data``, and any
+    envelope field to set), numbered and hash-chained as an export would be,
+    so that only what an entry sets on purpose is wrong."""
+    from jobledger.core import GENESIS_HASH, Envelope, chain_hash, decode_event
+
+    lines, previous, versions = [], GENESIS_HASH, dict[str, int]()
+    for seq, spec in enumerate(entries, start=1):
+        spec = dict(spec)
+        data = msgspec.json.encode(spec.pop("data"))
+        stream = spec.pop("stream")
+        versions[stream] = spec.get("version", versions.get(stream, 0) + 1)
+        line: dict[str, Any] = {
+            "seq": seq,
+            "event_id": f"evt-{seq}",
+            "stream": stream,
+            "version": versions[stream],
+            "type": msgspec.json.decode(data)["type"],
+            "time": T0,
+            "actor": "alice",
+            "correlation_id": None,
+            "causation_id": None,
+        } | spec
+        try:
+            event = decode_event(data)
+            env = msgspec.convert(
+                {**line, "data": event, "hash": ""}, Envelope, from_attributes=True
+            )
+            digest = chain_hash(previous, env, data) if chain else "f" * 64
+        except (msgspec.ValidationError, msgspec.DecodeError, ValueError):
+            digest = "0" * 64  # (an entry that does not decode: refused before the chain)
+        previous = line["hash"] = spec.get("hash", digest)
+        text = msgspec.json.encode({**line, "data": msgspec.Raw(data)})
+        lines.append(text + b"\n")
+    return lines
+
+
+def created(job_id: str, **fields: Any) -> dict[str, Any]:
+    data = {"type": "job.created", "job_id": job_id, "job_type": "t", "params": {}}
+    return {"stream": job_id, "data": data | {"user": {"id": "alice"}} | fields}
+
+
+def event(job_id: str, type_: str, **fields: Any) -> dict[str, Any]:
+    extra = fields.pop("envelope", {})
+    return {"stream": job_id, "data": {"type": type_, "job_id": job_id, **fields}, **extra}
+
+
+STARTED = {"worker": "w", "attempt": 1, "lease_expires_at": "2026-11-23T12:01:00Z"}
+
+CRAFTED: dict[str, tuple[list[bytes], int, str]] = {
+    "a version that skips": (
+        crafted(created("j1"), event("j1", "job.started", **STARTED, envelope={"version": 3})),
+        2,
+        "has version 3, expected 2",
+    ),
+    "a job id that is not its stream's": (
+        crafted(created("j1"), {**event("j2", "job.started", **STARTED), "stream": "j1"}),
+        2,
+        "stream 'j1' is not its event's 'j2'",
+    ),
+    "an idempotency key held twice": (
+        crafted(created("j1", idempotency_key="k"), created("j2", idempotency_key="k")),
+        2,
+        "idempotency key 'k' is held by job 'j1'",
+    ),
+    "a time without a zone": (
+        crafted(created("j1"), created("j2") | {"time": "2026-11-23T12:00:00"}),
+        2,
+        "has no time zone",
+    ),
+    "a run_at without a zone": (
+        crafted(created("j1", run_at="2026-11-24T12:00:00")),
+        1,
+        "(run_at) has no time zone",
+    ),
+    "a run_at past what UTC holds": (
+        crafted(created("j1", run_at="9999-12-31T23:59:59-14:00")),
+        1,
+        "past what UTC can hold",
+    ),
+    "a seq gap": (
+        crafted(created("j1"), created("j2"), created("j3"))[::2],
+        2,
+        "seq 3 where 2 was due",
+    ),
+    "a hash that does not chain": (
+        crafted(created("j1"), created("j2"), chain=False),
+        1,
+        "hash does not match the chain at seq 1",
+    ),
+    "an unknown event type": (
+        crafted(created("j1"), event("j1", "job.exploded")),
+        2,
+        "not a log entry",
+    ),
+    "an event before its stream's creation": (
+        crafted(event("j1", "job.started", **STARTED)),
+        1,
+        "job.started before its stream's job.created",
+    ),
+    "an event after the job's deletion": (
+        crafted(created("j1"), event("j1", "job.deleted"), event("j1", "job.resumed")),
+        3,
+        "job.resumed after the job was deleted",
+    ),
+    "an event after the job ended": (
+        crafted(created("j1"), event("j1", "job.cancelled"), event("j1", "job.started", **STARTED)),
+        3,
+        "after the job ended (cancelled)",
+    ),
+    "a move decide refuses": (
+        crafted(created("j1"), event("j1", "job.completed", attempt=1)),
+        2,
+        "from pending to completed, which the transition table refuses",
+    ),
+    "a deletion of a running job": (
+        crafted(created("j1"), event("j1", "job.started", **STARTED), event("j1", "job.deleted")),
+        3,
+        "job.deleted while the job runs",
+    ),
+    "a job created twice": (
+        crafted(created("j1"), created("j1")),
+        2,
+        "job.created again",
+    ),
+    "an event id seen before": (
+        crafted(created("j1"), created("j2") | {"event_id": "evt-1"}),
+        2,
+        "'evt-1' seen before",
+    ),
+    "a type that is not its event's": (
+        crafted(created("j1"), created("j2") | {"type": "job.started"}),
+        2,
+        "'job.started' is not its event's 'job.created'",
+    ),
+    "a data that is not an object": (
+        [*crafted(created("j1")), crafted(created("j2"))[0].replace(b'"data":{', b'"data":[{')],
+        2,
+        "not a log entry",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CRAFTED))
+async def test_import_refuses_a_crafted_line_by_number_and_writes_nothing(
+    tmp_path: Path, case: str
+) -> None:
+    lines, number, words = CRAFTED[case]
+    async with jobledger.open(tmp_path / "crafted.db") as ledger:
+        with pytest.raises(jobledger.ValidationError) as caught:
+            await ledger.import_log(lines)
+        assert type(caught.value) is jobledger.ValidationError
+        assert caught.value.field == f"line {number}"
+        assert str(caught.value).startswith(f"line {number}: ")
+        assert words in str(caught.value)
+        assert await ledger.head() == 0
+        assert (await ledger.list()).jobs == ()
+    # Each crafted log is well formed up to the line refused.
+    async with jobledger.open(tmp_path / "prefix.db") as ledger:
+        assert await ledger.import_log(lines[: number - 1]) == number - 1
+
+
+async def test_a_big_import_that_fails_late_leaves_the_log_empty(tmp_path: Path) -> None:
+    from jobledger.store.audit import IMPORT_CHUNK
+
+    good = crafted(*(created(f"j{n}") for n in range(IMPORT_CHUNK + 50)))
+    bad = crafted(*(created(f"j{n}") for n in range(IMPORT_CHUNK + 50)), created("j0"))
+    async with jobledger.open(tmp_path / "big.db") as ledger:
+        with pytest.raises(jobledger.ValidationError, match=f"line {len(bad)}: "):
+            await ledger.import_log(bad)
+        assert await ledger.head() == 0
+
+        async def broken() -> Any:
+            for line in good[:-10]:
+                yield line
+            raise OSError("the disk went away")
+
+        with pytest.raises(OSError, match="went away"):
+            await ledger.import_log(broken())
+        assert await ledger.head() == 0
+        assert await ledger.import_log(good) == len(good)
+        assert (await ledger.verify()).ok
+
+
+def test_jobledger_import_refuses_a_crafted_file_and_leaves_the_log_empty(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from jobledger.cli import main
+
+    lines, number, words = CRAFTED["an idempotency key held twice"]
+    export = tmp_path / "crafted.ndjson"
+    export.write_bytes(b"".join(lines))
+    fresh, existing = tmp_path / "fresh.db", tmp_path / "existing.db"
+    assert main(["import", str(export), "--db", str(fresh)]) == 1
+    assert f"line {number}" in capsys.readouterr().err
+    assert not fresh.exists()  # the file the import made is gone with it
+    sqlite3.connect(existing).close()
+    assert main(["import", str(export), "--db", str(existing)]) == 1
+    assert words in capsys.readouterr().err.replace("\n", "")
+    with sqlite3.connect(existing) as conn:
+        assert conn.execute("SELECT count(*) FROM events").fetchone() == (0,)

@@ -55,18 +55,21 @@ async def test_an_open_that_fails_late_leaves_no_thread_behind(tmp_path: Path) -
 
 
 @pytest.mark.parametrize(
-    "damage",
+    ("damage", "place"),
     [
-        "UPDATE events SET actor = CAST(X'C3FF' AS TEXT) WHERE seq = 2",
-        "UPDATE jobs SET doc = CAST(X'7B226964223A22C3FF227D' AS BLOB)",
+        ("UPDATE events SET actor = CAST(X'C3FF' AS TEXT) WHERE seq = 2", ("events", "actor")),
+        ("UPDATE jobs SET doc = CAST(X'7B226964223A22C3FF227D' AS BLOB)", ("jobs", "doc")),
         # Found by the battery's flips: SQLite's dynamic typing lets a damaged
         # value come back as another type (here the head's hash as bytes).
-        "UPDATE events SET hash = X'00FF' WHERE seq = 2",
+        ("UPDATE events SET hash = X'00FF' WHERE seq = 2", ("events", "hash")),
     ],
 )
-async def test_text_that_is_not_utf8_is_a_corruption_error(tmp_path: Path, damage: str) -> None:
+async def test_text_that_is_not_utf8_is_reported_by_verify_and_refused_by_reads(
+    tmp_path: Path, damage: str, place: tuple[str, str]
+) -> None:
     """Found by the flips: invalid UTF-8 in a stored text escaped as a bare
-    UnicodeDecodeError."""
+    UnicodeDecodeError. A read that must decode it raises ``CorruptionError``;
+    ``verify`` reads the stored bytes and reports the place (issue 13)."""
     import sqlite3
 
     path = tmp_path / "utf8.db"
@@ -79,8 +82,11 @@ async def test_text_that_is_not_utf8_is_a_corruption_error(tmp_path: Path, damag
     conn.close()
     try:
         async with jobledger.open(path) as ledger:
+            report = await ledger.verify()
+            assert not report.ok
+            assert place in {(p.table, p.column) for p in report.problems}
             with pytest.raises(jobledger.CorruptionError):
-                await ledger.verify()
+                await ledger.replay() if place[0] == "events" else await ledger.list()
             assert await ledger.head() == 2  # the rest still serves
     except jobledger.CorruptionError:
         assert "hash" in damage  # the head itself is damaged: refused at open
