@@ -181,9 +181,10 @@ def check_annotation(document: object, resource_id: str, *, field: str = "annota
     ``field`` is the path of the first (``annotation.target.selector.start``)."""
     checker = _Checker(document, resource_id)
     checker.annotation(document, field)
-    if checker.problems:
-        path, message = checker.problems[0]
-        more = [f"{p}: {m}" for p, m in checker.problems[1:]]
+    problems = checker.problems + checker.own
+    if problems:
+        path, message = problems[0]
+        more = [f"{p}: {m}" for p, m in problems[1:]]
         if more:
             message += f" (and {len(more)} more: {'; '.join(more)})"
         raise ValidationError(message, field=path)
@@ -219,13 +220,15 @@ class _Checker:
     def __init__(self, document: object, resource_id: str) -> None:
         self.resource_id = resource_id
         self.problems: list[tuple[str, str]] = []
+        self.own: list[tuple[str, str]] = []
         context = document.get("@context") if isinstance(document, dict) else None
         # Another context beside the W3C one may define terms the model has not.
         self.extended = isinstance(context, list) and len(context) > 1
         self.styled = False
 
-    def fail(self, path: str, message: str) -> None:
-        self.problems.append((path, message))
+    def fail(self, path: str, message: str, *, own: bool = False) -> None:
+        """Record a problem; ``own`` for jobledger's rules, named after the MUSTs."""
+        (self.own if own else self.problems).append((path, message))
 
     # -- values ----------------------------------------------------------------
 
@@ -281,6 +284,7 @@ class _Checker:
             self.fail(
                 f"{path}.{key}",
                 f"{key!r} is not a property of a W3C {what} (and no other @context defines it)",
+                own=True,
             )
 
     # -- the annotation ----------------------------------------------------------
@@ -289,6 +293,10 @@ class _Checker:
         if not isinstance(doc, dict):
             self.fail(path, "an annotation MUST be a JSON object")
             return
+        if "@context" not in doc and ("id" in doc or "type" in doc):
+            # Without id and type it is jobledger's JSON form of an Annotation,
+            # to which the export adds @context; with them, a W3C document.
+            self.fail(path, f"an annotation MUST have @context {ANNOTATION_CONTEXT!r}")
         self.known(doc, _ANNOTATION_KEYS, path, "Annotation")
         if "@context" in doc:
             context = doc["@context"]
@@ -651,7 +659,7 @@ class _Checker:
                 else:
                     self.selector(item[key], f"{path}.{key}", depth + 1)
         if "refinedBy" in item:
-            self.many(item["refinedBy"], f"{path}.refinedBy", self.selector, depth)
+            self.many(item["refinedBy"], f"{path}.refinedBy", self.refinement, depth)
 
     def state(self, item: Any, path: str, depth: int) -> None:
         kind = self.typed(item, path, _STATE_KEYS, "state", depth)
@@ -685,7 +693,16 @@ class _Checker:
                 lambda v: isinstance(v, str),
             )
         if kind is not None and "refinedBy" in item:
-            self.many(item["refinedBy"], f"{path}.refinedBy", self.state, depth)
+            self.many(item["refinedBy"], f"{path}.refinedBy", self.refinement, depth)
+
+    def refinement(self, item: Any, path: str, depth: int) -> None:
+        """A ``refinedBy``: a selector or a state (a state may be refined by a
+        selector, as in the W3C's own examples)."""
+        kind = item.get("type") if isinstance(item, dict) else None
+        if kind in _STATE_KEYS:
+            self.state(item, path, depth)
+        else:
+            self.selector(item, path, depth)
 
     def typed(
         self, item: Any, path: str, kinds: dict[str, set[str]], what: str, depth: int
@@ -697,6 +714,9 @@ class _Checker:
             return None
         if isinstance(item, str):
             self.iri(item, path, f"a {what} given as a string")
+            return None
+        if isinstance(item, dict) and set(item) == {"id"}:  # a reference, by its IRI
+            self.iri(item["id"], f"{path}.id", f"a {what}'s id")
             return None
         kind = item.get("type") if isinstance(item, dict) else None
         if not isinstance(item, dict) or kind not in kinds:
@@ -720,7 +740,9 @@ class _Checker:
             return
         if named != self.resource_id:
             where = f"{path}.source" if isinstance(target, dict) else path
-            self.fail(where, f"targets {source!r}, not the mark's resource {self.resource_id!r}")
+            self.fail(
+                where, f"targets {source!r}, not the mark's resource {self.resource_id!r}", own=True
+            )
             return
         if not isinstance(target, dict) or "selector" not in target:
             return
@@ -729,15 +751,17 @@ class _Checker:
         quotes = [s for s in selectors if s.get("type") == "TextQuoteSelector"]
         at = f"{path}.selector"
         if len(positions) > 1 or len(quotes) > 1:
-            self.fail(at, "at most one selector of each type on a jobledger resource")
+            self.fail(at, "at most one selector of each type on a jobledger resource", own=True)
             return
         for position in positions:
             start, end = position.get("start"), position.get("end")
             if not (isinstance(start, int) and isinstance(end, int)):
                 return  # already refused above
             if end <= start:
-                self.fail(at, f"end {end} is not after start {start}")
+                self.fail(at, f"end {end} is not after start {start}", own=True)
             for found in quotes:
                 exact = found.get("exact")
                 if isinstance(exact, str) and len(exact) != end - start:
-                    self.fail(at, f"quotes {len(exact)} characters for a span of {end - start}")
+                    self.fail(
+                        at, f"quotes {len(exact)} characters for a span of {end - start}", own=True
+                    )
