@@ -296,6 +296,11 @@ def _update_mark_body(command: MarkUpdateBody, state: Lookup) -> list[AnyEvent]:
     if mark is None:
         raise NotFound("mark", command.mark_id)
     _require_attempt_of(state, command.job_id, command.attempt, command)
+    if "bodyValue" in mark.annotation:  # a body beside it would break a W3C MUST
+        raise ValidationError(
+            "the mark has a bodyValue, and an annotation MUST NOT have both body and bodyValue",
+            field="operations",
+        )
     apply_body_operations(mark.annotation.get("body", []), command.operations)  # raises if not
     return [
         MarkBodyUpdated(
