@@ -29,9 +29,9 @@ import msgspec
 
 from .errors import ValidationError
 from .models import Mark, User
+from .selectors import MAX_DEPTH
 from .w3c import (
     ANNOTATION_CONTEXT,
-    MAX_DEPTH,
     MOTIVATIONS,
     Motivation,
     check_annotation,

@@ -25,14 +25,11 @@ jobledger resource; :func:`iri_of` gives every resource, mark and job its IRI
 
 from __future__ import annotations
 
-import math
-import re
-from collections.abc import Callable
-from datetime import datetime
 from typing import Any, Literal
 from urllib.parse import quote, unquote
 
 from .errors import ValidationError
+from .selectors import BARE_ID, IRI, MAX_DEPTH, Checks, as_list, is_date_time, items_of
 
 __all__ = [
     "ANNOTATION_CONTEXT",
@@ -66,12 +63,6 @@ Motivation = Literal[
 
 MOTIVATIONS: tuple[str, ...] = Motivation.__args__  # type: ignore[attr-defined]
 
-MAX_DEPTH = 32
-"""How deep an annotation may nest (objects and lists inside one another)."""
-
-_IRI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:[^\s<>\"{}|\\^`\x00-\x1f\x7f]+$")
-_BARE_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._~-]*$")
-_DATE_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$")
 _KINDS = {"resource": "resources", "mark": "marks", "job": "jobs"}
 _REMOVED = ("Composite", "List", "Independents")
 _DIRECTIONS = ("ltr", "rtl", "auto")
@@ -126,20 +117,6 @@ _SPECIFIC_KEYS = _DESCRIBED | {
 _TEXTUAL_KEYS = _DESCRIBED | {"value", "purpose"}
 _CHOICE_KEYS = _DESCRIBED | {"items"}
 _AGENT_KEYS = {"id", "type", "name", "nickname", "email", "email_sha1", "homepage"}
-_SELECTOR_KEYS: dict[str, set[str]] = {
-    "FragmentSelector": {"value", "conformsTo"},
-    "CssSelector": {"value"},
-    "XPathSelector": {"value"},
-    "TextQuoteSelector": {"exact", "prefix", "suffix"},
-    "TextPositionSelector": {"start", "end"},
-    "DataPositionSelector": {"start", "end"},
-    "SvgSelector": {"value"},
-    "RangeSelector": {"startSelector", "endSelector"},
-}
-_STATE_KEYS: dict[str, set[str]] = {
-    "TimeState": {"sourceDate", "sourceDateStart", "sourceDateEnd", "cached"},
-    "HttpRequestState": {"value"},
-}
 
 
 def iri_of(
@@ -158,7 +135,7 @@ def iri_of(
 def check_base_iri(base_iri: str | None) -> None:
     """Raise :class:`ValidationError` unless ``base_iri`` is ``None`` or an
     absolute IRI ending in ``/``."""
-    if base_iri is not None and not (_IRI.match(base_iri) and base_iri.endswith("/")):
+    if base_iri is not None and not (IRI.match(base_iri) and base_iri.endswith("/")):
         raise ValidationError("must be an absolute IRI ending in '/'", field="base_iri")
 
 
@@ -167,7 +144,7 @@ def resource_of(reference: object) -> str | None:
     ``urn:jobledger:resource:ID``), or ``None`` for any other IRI."""
     if not isinstance(reference, str):
         return None
-    if _BARE_ID.match(reference):
+    if BARE_ID.match(reference):
         return reference
     if reference.startswith("urn:jobledger:resource:"):
         return unquote(reference.removeprefix("urn:jobledger:resource:")) or None
@@ -190,102 +167,17 @@ def check_annotation(document: object, resource_id: str, *, field: str = "annota
         raise ValidationError(message, field=path)
 
 
-def _as_list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else [value]
-
-
-def _items(value: Any, path: str) -> list[tuple[Any, str]]:
-    """A single value or each of a list, with its path."""
-    if isinstance(value, list):
-        return [(item, f"{path}[{i}]") for i, item in enumerate(value)]
-    return [(value, path)]
-
-
 def _types(obj: dict[str, Any]) -> list[str]:
     value = obj.get("type", [])
-    return [t for t in _as_list(value) if isinstance(t, str)]
+    return [t for t in as_list(value) if isinstance(t, str)]
 
 
-def _is_date_time(value: object) -> bool:
-    if not isinstance(value, str) or not _DATE_TIME.match(value):
-        return False
-    try:
-        datetime.fromisoformat(value)
-    except ValueError:
-        return False
-    return True
-
-
-class _Checker:
+class _Checker(Checks):
     def __init__(self, document: object, resource_id: str) -> None:
-        self.resource_id = resource_id
-        self.problems: list[tuple[str, str]] = []
-        self.own: list[tuple[str, str]] = []
         context = document.get("@context") if isinstance(document, dict) else None
-        # Another context beside the W3C one may define terms the model has not.
-        self.extended = isinstance(context, list) and len(context) > 1
+        super().__init__(extended=isinstance(context, list) and len(context) > 1)
+        self.resource_id = resource_id
         self.styled = False
-
-    def fail(self, path: str, message: str, *, own: bool = False) -> None:
-        """Record a problem; ``own`` for jobledger's rules, named after the MUSTs."""
-        (self.own if own else self.problems).append((path, message))
-
-    # -- values ----------------------------------------------------------------
-
-    def json(self, value: Any, path: str, depth: int = 0) -> None:
-        if depth > MAX_DEPTH:
-            self.fail(path, f"an annotation MUST NOT nest deeper than {MAX_DEPTH} levels")
-        elif isinstance(value, float) and not math.isfinite(value):
-            self.fail(path, "a JSON value MUST NOT be NaN or infinite")
-        elif isinstance(value, dict):
-            for key, item in value.items():
-                if not isinstance(key, str):
-                    self.fail(path, "a JSON object's keys MUST be strings")
-                else:
-                    self.json(item, f"{path}.{key}", depth + 1)
-        elif isinstance(value, list):
-            for i, item in enumerate(value):
-                self.json(item, f"{path}[{i}]", depth + 1)
-        elif not isinstance(value, str | int | float | bool | type(None)):
-            self.fail(path, f"a {type(value).__name__} has no JSON form")
-
-    def iri(self, value: Any, path: str, what: str) -> None:
-        if not (isinstance(value, str) and _IRI.match(value)):
-            self.fail(path, f"{what} MUST be an IRI")
-
-    def iris(self, value: Any, path: str, what: str) -> None:
-        """Zero or more IRIs: one, or a non-empty list."""
-        if isinstance(value, list) and not value:
-            self.fail(path, f"{what} MUST be an IRI or a non-empty list of IRIs")
-        for item, at in _items(value, path):
-            self.iri(item, at, what)
-
-    def single(self, value: Any, path: str, what: str, test: Callable[[Any], bool]) -> None:
-        """Exactly one value (a one-item list is one value) that passes ``test``."""
-        if isinstance(value, list) and len(value) == 1:
-            value = value[0]
-        if isinstance(value, list) or not test(value):
-            self.fail(path, what)
-
-    def strings(self, value: Any, path: str, what: str) -> None:
-        if isinstance(value, list) and not value:
-            self.fail(path, f"{what} MUST be a string or a non-empty list of strings")
-        for item, at in _items(value, path):
-            if not isinstance(item, str):
-                self.fail(at, f"{what} MUST be a string or a non-empty list of strings")
-
-    def known(self, obj: dict[str, Any], allowed: set[str], path: str, what: str) -> None:
-        for key, value in obj.items():
-            if key in allowed:
-                continue
-            if ":" in key or self.extended:  # a compact IRI, or a term of another context
-                self.json(value, f"{path}.{key}")
-                continue
-            self.fail(
-                f"{path}.{key}",
-                f"{key!r} is not a property of a W3C {what} (and no other @context defines it)",
-                own=True,
-            )
 
     # -- the annotation ----------------------------------------------------------
 
@@ -314,9 +206,9 @@ class _Checker:
                 doc["id"],
                 f"{path}.id",
                 "an annotation MUST have one IRI as id",
-                lambda v: isinstance(v, str) and bool(_IRI.match(v)),
+                lambda v: isinstance(v, str) and bool(IRI.match(v)),
             )
-        if "type" in doc and "Annotation" not in _as_list(doc["type"]):
+        if "type" in doc and "Annotation" not in as_list(doc["type"]):
             self.fail(f"{path}.type", "an annotation's type MUST be or include 'Annotation'")
         self.styled = "stylesheet" in doc
         self.described(doc, path)
@@ -337,13 +229,13 @@ class _Checker:
             self.fail(path, "an annotation MUST have at least one target")
         else:
             self.resources(doc["target"], f"{path}.target", "target")
-            for target, at in _items(doc["target"], f"{path}.target"):
+            for target, at in items_of(doc["target"], f"{path}.target"):
                 self.passage(target, at)
         if "stylesheet" in doc:
             self.stylesheet(doc["stylesheet"], f"{path}.stylesheet")
 
     def motivations(self, value: Any, path: str, what: str) -> None:
-        for item, at in _items(value, path):
+        for item, at in items_of(value, path):
             if not isinstance(item, str) or (item not in MOTIVATIONS and not self.extended):
                 self.fail(
                     at, f"a {what} MUST be one of the W3C motivations: {', '.join(MOTIVATIONS)}"
@@ -357,7 +249,7 @@ class _Checker:
                     obj[key],
                     f"{path}.{key}",
                     f"{key} MUST be one xsd:dateTime with a time zone (RFC 3339)",
-                    _is_date_time,
+                    is_date_time,
                 )
         for key in ("rights", "via"):
             if key in obj:
@@ -367,7 +259,7 @@ class _Checker:
                 obj["canonical"],
                 f"{path}.canonical",
                 "canonical MUST be one IRI",
-                lambda v: isinstance(v, str) and bool(_IRI.match(v)),
+                lambda v: isinstance(v, str) and bool(IRI.match(v)),
             )
         for key in ("creator", "generator"):
             if key in obj:
@@ -378,7 +270,7 @@ class _Checker:
     def agents(self, value: Any, path: str, what: str) -> None:
         if isinstance(value, list) and not value:
             self.fail(path, f"a {what} MUST be an IRI, an Agent or a non-empty list of them")
-        for agent, at in _items(value, path):
+        for agent, at in items_of(value, path):
             if isinstance(agent, str):
                 self.iri(agent, at, f"a {what} given as a string")
             elif isinstance(agent, dict):
@@ -388,7 +280,7 @@ class _Checker:
                         agent["id"],
                         f"{at}.id",
                         "an Agent's id MUST be one IRI",
-                        lambda v: isinstance(v, str) and bool(_IRI.match(v)),
+                        lambda v: isinstance(v, str) and bool(IRI.match(v)),
                     )
                 for key in ("type", "name", "nickname", "email_sha1"):
                     if key in agent:
@@ -400,7 +292,7 @@ class _Checker:
                 self.fail(at, f"a {what} MUST be an IRI, an Agent or a non-empty list of them")
 
     def audience(self, value: Any, path: str) -> None:
-        for item, at in _items(value, path):
+        for item, at in items_of(value, path):
             if isinstance(item, str):
                 self.iri(item, at, "an audience given as a string")
             elif isinstance(item, dict):
@@ -427,7 +319,7 @@ class _Checker:
     def resources(self, value: Any, path: str, role: str) -> None:
         if isinstance(value, list) and not value:
             self.fail(path, f"a {role} given as a list MUST NOT be empty")
-        for item, at in _items(value, path):
+        for item, at in items_of(value, path):
             self.resource(item, at, role, 0)
 
     def resource(self, item: Any, path: str, role: str, depth: int) -> None:
@@ -435,13 +327,13 @@ class _Checker:
             self.fail(path, f"an annotation MUST NOT nest deeper than {MAX_DEPTH} levels")
             return
         if isinstance(item, str):
-            if not (_IRI.match(item) or _BARE_ID.match(item)):
+            if not (IRI.match(item) or BARE_ID.match(item)):
                 self.fail(path, f"a {role} given as a string MUST be an IRI")
             return
         if not isinstance(item, dict):
             self.fail(path, f"a {role} MUST be an IRI or an object")
             return
-        if not all(isinstance(t, str) for t in _as_list(item.get("type", []))):
+        if not all(isinstance(t, str) for t in as_list(item.get("type", []))):
             self.fail(f"{path}.type", "type MUST be a string or a list of strings")
         types = _types(item)
         removed = [t for t in types if t in _REMOVED]
@@ -500,7 +392,7 @@ class _Checker:
         if not isinstance(options, list) or not options:
             self.fail(f"{path}.items", "a Choice MUST have items (a non-empty list)")
             return
-        for option, at in _items(options, f"{path}.items"):
+        for option, at in items_of(options, f"{path}.items"):
             self.resource(option, at, role, depth + 1)
 
     def textual(self, item: dict[str, Any], path: str, role: str) -> None:
@@ -542,7 +434,7 @@ class _Checker:
             item.get("id"),
             f"{path}.id",
             f"an External Web Resource {role} MUST have one IRI as id",
-            lambda v: isinstance(v, str) and bool(_IRI.match(v)),
+            lambda v: isinstance(v, str) and bool(IRI.match(v)),
         )
         if "type" in item:
             self.strings(item["type"], f"{path}.type", "type")
@@ -570,7 +462,7 @@ class _Checker:
                     source,
                     f"{path}.source",
                     "a SpecificResource's source MUST be one IRI or resource",
-                    lambda v: isinstance(v, str) and bool(_IRI.match(v) or _BARE_ID.match(v)),
+                    lambda v: isinstance(v, str) and bool(IRI.match(v) or BARE_ID.match(v)),
                 )
         if "purpose" in item:
             self.motivations(item["purpose"], f"{path}.purpose", "purpose")
@@ -591,7 +483,7 @@ class _Checker:
 
     def linked(self, value: Any, path: str, what: str) -> None:
         """IRIs or described objects (renderedVia, scope)."""
-        for item, at in _items(value, path):
+        for item, at in items_of(value, path):
             if isinstance(item, str):
                 self.iri(item, at, f"a {what} given as a string")
             elif isinstance(item, dict):
@@ -600,134 +492,6 @@ class _Checker:
                     self.iri(item["id"], f"{at}.id", f"a {what}'s id")
             else:
                 self.fail(at, f"a {what} MUST be an IRI or an object")
-
-    def many(
-        self, value: Any, path: str, check: Callable[[Any, str, int], None], depth: int
-    ) -> None:
-        if isinstance(value, list) and not value:
-            self.fail(path, "a list of selectors or states MUST NOT be empty")
-        for item, at in _items(value, path):
-            check(item, at, depth + 1)
-
-    # -- selectors and states ----------------------------------------------------
-
-    def selector(self, item: Any, path: str, depth: int) -> None:
-        kind = self.typed(item, path, _SELECTOR_KEYS, "selector", depth)
-        if kind is None:
-            return
-        what = f"a {kind}"
-        if kind in ("FragmentSelector", "CssSelector", "XPathSelector"):
-            self.single(
-                item.get("value"),
-                f"{path}.value",
-                f"{what} MUST have a value (a single string)",
-                lambda v: isinstance(v, str),
-            )
-            if "conformsTo" in item:
-                self.iri(item["conformsTo"], f"{path}.conformsTo", "conformsTo")
-        elif kind == "TextQuoteSelector":
-            self.single(
-                item.get("exact"),
-                f"{path}.exact",
-                f"{what} MUST have exact (a single string)",
-                lambda v: isinstance(v, str),
-            )
-            for key in ("prefix", "suffix"):
-                if key in item:
-                    self.single(
-                        item[key],
-                        f"{path}.{key}",
-                        f"{what}'s {key} MUST be a single string",
-                        lambda v: isinstance(v, str),
-                    )
-        elif kind in ("TextPositionSelector", "DataPositionSelector"):
-            for key in ("start", "end"):
-                value = item.get(key)
-                if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                    self.fail(
-                        f"{path}.{key}", f"{what} MUST have start and end as non-negative integers"
-                    )
-        elif kind == "SvgSelector":
-            if "id" in item:
-                self.iri(item["id"], f"{path}.id", "an SvgSelector's id")
-            elif not isinstance(item.get("value"), str):
-                self.fail(path, "an SvgSelector MUST have a value (a string) or an id (an IRI)")
-        elif kind == "RangeSelector":
-            for key in ("startSelector", "endSelector"):
-                if key not in item:
-                    self.fail(path, "a RangeSelector MUST have a startSelector and an endSelector")
-                else:
-                    self.selector(item[key], f"{path}.{key}", depth + 1)
-        if "refinedBy" in item:
-            self.many(item["refinedBy"], f"{path}.refinedBy", self.refinement, depth)
-
-    def state(self, item: Any, path: str, depth: int) -> None:
-        kind = self.typed(item, path, _STATE_KEYS, "state", depth)
-        if kind == "TimeState":
-            has_date = "sourceDate" in item
-            has_range = "sourceDateStart" in item or "sourceDateEnd" in item
-            if has_date == has_range or (
-                has_range and not ("sourceDateStart" in item and "sourceDateEnd" in item)
-            ):
-                self.fail(
-                    path,
-                    "a TimeState MUST have sourceDate, or else both sourceDateStart "
-                    "and sourceDateEnd",
-                )
-            for key in ("sourceDate", "sourceDateStart", "sourceDateEnd"):
-                if key in item:
-                    for value, at in _items(item[key], f"{path}.{key}"):
-                        if not _is_date_time(value):
-                            self.fail(
-                                at,
-                                f"a TimeState's {key} MUST be an xsd:dateTime "
-                                "with a time zone (RFC 3339)",
-                            )
-            if "cached" in item:
-                self.iris(item["cached"], f"{path}.cached", "a TimeState's cached")
-        elif kind == "HttpRequestState":
-            self.single(
-                item.get("value"),
-                f"{path}.value",
-                "an HttpRequestState MUST have a value (a single string)",
-                lambda v: isinstance(v, str),
-            )
-        if kind is not None and "refinedBy" in item:
-            self.many(item["refinedBy"], f"{path}.refinedBy", self.refinement, depth)
-
-    def refinement(self, item: Any, path: str, depth: int) -> None:
-        """A ``refinedBy``: a selector or a state (a state may be refined by a
-        selector, as in the W3C's own examples)."""
-        kind = item.get("type") if isinstance(item, dict) else None
-        if kind in _STATE_KEYS:
-            self.state(item, path, depth)
-        else:
-            self.selector(item, path, depth)
-
-    def typed(
-        self, item: Any, path: str, kinds: dict[str, set[str]], what: str, depth: int
-    ) -> str | None:
-        """The selector's or state's type, once its keys are known; ``None`` if
-        it is an IRI (fine) or unusable (a problem is recorded)."""
-        if depth > MAX_DEPTH:
-            self.fail(path, f"an annotation MUST NOT nest deeper than {MAX_DEPTH} levels")
-            return None
-        if isinstance(item, str):
-            self.iri(item, path, f"a {what} given as a string")
-            return None
-        if isinstance(item, dict) and set(item) == {"id"}:  # a reference, by its IRI
-            self.iri(item["id"], f"{path}.id", f"a {what}'s id")
-            return None
-        kind = item.get("type") if isinstance(item, dict) else None
-        if not isinstance(item, dict) or kind not in kinds:
-            self.fail(
-                path,
-                f"a {what} MUST be an IRI or an object whose type is one of {', '.join(kinds)}",
-            )
-            return None
-        allowed = kinds[kind] | {"type", "refinedBy"} | ({"id"} if kind == "SvgSelector" else set())
-        self.known(item, allowed, path, kind)
-        return str(kind)
 
     # -- jobledger's own checks of a passage ---------------------------------------
 
@@ -746,7 +510,7 @@ class _Checker:
             return
         if not isinstance(target, dict) or "selector" not in target:
             return
-        selectors = [s for s in _as_list(target["selector"]) if isinstance(s, dict)]
+        selectors = [s for s in as_list(target["selector"]) if isinstance(s, dict)]
         positions = [s for s in selectors if s.get("type") == "TextPositionSelector"]
         quotes = [s for s in selectors if s.get("type") == "TextQuoteSelector"]
         at = f"{path}.selector"
