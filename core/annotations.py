@@ -19,14 +19,26 @@ that does not apply, so a ``mark.body_updated`` event always folds.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Annotated, Any, Literal
+from urllib.parse import quote as _pct
 
 import msgspec
 
 from .errors import ValidationError
 from .models import Mark, User
+from .selectors import MAX_DEPTH
+from .w3c import (
+    ANNOTATION_CONTEXT,
+    MOTIVATIONS,
+    Motivation,
+    check_annotation,
+    check_base_iri,
+    iri_of,
+    resource_of,
+)
 
 __all__ = [
     "ANNOTATION_CONTEXT",
@@ -46,35 +58,14 @@ __all__ = [
     "TextPositionSelector",
     "TextQuoteSelector",
     "TextualBody",
+    "annotation_json",
     "apply_body_operations",
     "quote",
     "to_jsonld",
 ]
 
-ANNOTATION_CONTEXT = "http://www.w3.org/ns/anno.jsonld"
-"""The JSON-LD context of every W3C annotation document."""
-
 QUOTE_CONTEXT = 32
 """How many characters of text :func:`quote` keeps either side of a span."""
-
-Motivation = Literal[
-    "assessing",
-    "bookmarking",
-    "classifying",
-    "commenting",
-    "describing",
-    "editing",
-    "highlighting",
-    "identifying",
-    "linking",
-    "moderating",
-    "questioning",
-    "replying",
-    "tagging",
-]
-"""The W3C motivations (also the purposes a body may have)."""
-
-MOTIVATIONS: tuple[str, ...] = Motivation.__args__  # type: ignore[attr-defined]
 
 _Text = Annotated[str, msgspec.Meta(max_length=65536)]
 _Iri = Annotated[str, msgspec.Meta(min_length=1, max_length=2048)]
@@ -150,10 +141,9 @@ class Agent(_W3C, frozen=True, kw_only=True):
         """The W3C agent for a job's user: an ``https://DOMAIN/users/ID`` id
         when the user has a domain (``urn:jobledger:user:ID`` otherwise), their
         name (or id) and their email as a ``mailto:`` IRI."""
+        ident = _pct(user.id, safe="-._~")
         iri = (
-            f"https://{user.domain}/users/{user.id}"
-            if user.domain
-            else f"urn:jobledger:user:{user.id}"
+            f"https://{user.domain}/users/{ident}" if user.domain else f"urn:jobledger:user:{ident}"
         )
         email = f"mailto:{user.email}" if user.email else None
         return cls(id=iri, type="Person", name=user.name or user.id, email=email)
@@ -177,32 +167,10 @@ class Annotation(_W3C, frozen=True, kw_only=True):
     generator: Agent | None = None
 
     def check(self, resource_id: str) -> None:
-        """Raise :class:`ValidationError` unless the annotation targets
-        ``resource_id`` and its selectors name one consistent span."""
-        if self.target.source != resource_id:
-            raise ValidationError(
-                f"targets {self.target.source!r}, not the mark's resource {resource_id!r}",
-                field="annotation.target.source",
-            )
-        positions = [s for s in self.target.selector if isinstance(s, TextPositionSelector)]
-        quotes = [s for s in self.target.selector if isinstance(s, TextQuoteSelector)]
-        if len(positions) > 1 or len(quotes) > 1:
-            raise ValidationError(
-                "at most one selector of each type", field="annotation.target.selector"
-            )
-        for position in positions:
-            if position.end <= position.start:
-                raise ValidationError(
-                    f"end {position.end} is not after start {position.start}",
-                    field="annotation.target.selector",
-                )
-            for exact in quotes:
-                if len(exact.exact) != position.end - position.start:
-                    raise ValidationError(
-                        f"quotes {len(exact.exact)} characters for a span of "
-                        f"{position.end - position.start}",
-                        field="annotation.target.selector",
-                    )
+        """Raise :class:`ValidationError` unless the annotation passes every
+        MUST of the W3C model and jobledger's rules for a mark on
+        ``resource_id`` (see :func:`~jobledger.core.w3c.check_annotation`)."""
+        check_annotation(msgspec.to_builtins(self), resource_id)
 
     @classmethod
     def on_text(
@@ -312,36 +280,113 @@ def apply_body_operations(
     return items
 
 
-def to_jsonld(mark: Mark, *, base: str = "urn:jobledger:mark:") -> dict[str, Any]:
-    """The mark as a W3C annotation document (JSON-LD): its annotation with
-    ``@context``, ``id`` (``base`` + the mark's id), ``type`` and ``created``.
+def to_jsonld(mark: Mark, *, base_iri: str | None = None) -> dict[str, Any]:
+    """The mark as a W3C annotation document (JSON-LD).
+
+    The stored annotation, unchanged but for what jobledger sets: ``@context``
+    and ``type`` when it has none; ``id``, always the mark's IRI
+    (``urn:jobledger:mark:ID``, or ``BASE_IRI`` + ``marks/ID``), the id the
+    annotation was given, if another, moving to ``via`` (as the W3C protocol
+    has a server do); ``created`` (the mark's time) when it has none; and every
+    reference to a jobledger resource by its bare id (``target``, ``body``,
+    ``source``) as the resource's IRI (:func:`~jobledger.core.w3c.iri_of`).
+    Raises :class:`ValidationError` if ``base_iri`` is not an absolute IRI
+    ending in ``/``.
 
     A mark written before annotations were W3C (free-form JSON, schema 1 of
     ``mark.created``) is exported as a ``describing`` annotation of its whole
     resource whose body is that JSON (``format`` ``application/json``)."""
+    check_base_iri(base_iri)
+    stored = _annotation_of(mark)
+    mark_iri = iri_of("mark", mark.id, base_iri)
     document: dict[str, Any] = {
-        "@context": ANNOTATION_CONTEXT,
-        "id": f"{base}{mark.id}",
-        "type": "Annotation",
+        "@context": stored.get("@context", ANNOTATION_CONTEXT),
+        "id": mark_iri,
+        "type": stored.get("type", "Annotation"),
     }
-    document.update(msgspec.to_builtins(_annotation_of(mark)))
-    document["created"] = _iso(mark.created_at)
+    for key, value in stored.items():
+        if key not in document:
+            document[key] = _with_iris(value, key, base_iri)
+    given = stored.get("id")
+    given = given[0] if isinstance(given, list) and len(given) == 1 else given
+    if isinstance(given, str) and given != mark_iri:
+        via = document.get("via")
+        if via is None:
+            document["via"] = given
+        elif given not in (via if isinstance(via, list) else [via]):
+            document["via"] = [*(via if isinstance(via, list) else [via]), given]
+    document.setdefault("created", _iso(mark.created_at))
     return document
 
 
-def _annotation_of(mark: Mark) -> Annotation:
+def _with_iris(value: Any, key: str, base_iri: str | None) -> Any:
+    """``value`` (of property ``key``) with each bare jobledger id that names a
+    resource (a ``target`` or ``body`` string, a ``source``) as its IRI."""
+    if key in ("target", "body", "source", "items"):
+        if isinstance(value, str):
+            named = resource_of(value)
+            return value if named is None or named != value else iri_of("resource", named, base_iri)
+        if isinstance(value, list):
+            return [_with_iris(item, key, base_iri) for item in value]
+    if isinstance(value, dict):
+        return {k: _with_iris(v, k, base_iri) for k, v in value.items()}
+    return value
+
+
+def _annotation_of(mark: Mark) -> dict[str, Any]:
     """The mark's annotation; one stored before annotations were W3C (free-form
     JSON) becomes a ``describing`` annotation of the whole resource whose body
     is that JSON."""
     try:
-        return msgspec.convert(mark.annotation, Annotation)
-    except msgspec.ValidationError:
+        check_annotation(mark.annotation, mark.resource_id)
+    except ValidationError:
         legacy = msgspec.json.encode(mark.annotation).decode()
-        return Annotation(
-            motivation="describing",
-            target=Target(source=mark.resource_id),
-            body=[TextualBody(value=legacy, format="application/json", purpose="describing")],
+        return annotation_json(
+            Annotation(
+                motivation="describing",
+                target=Target(source=mark.resource_id),
+                body=[TextualBody(value=legacy, format="application/json", purpose="describing")],
+            )
         )
+    return mark.annotation
+
+
+def annotation_json(annotation: object) -> dict[str, Any]:
+    """The JSON form of ``annotation``: an :class:`Annotation` encoded, or a
+    mapping (a W3C annotation document) copied as plain dicts and lists.
+    Raises :class:`ValidationError` (field ``annotation``) for anything else,
+    or for a value JSON cannot carry unchanged (NaN, bytes, sets, …); whether
+    it is a W3C annotation is :func:`~jobledger.core.w3c.check_annotation`'s
+    to say."""
+    if isinstance(annotation, Annotation):
+        built: dict[str, Any] = msgspec.to_builtins(annotation)
+        return built
+    if not isinstance(annotation, Mapping):
+        raise ValidationError("an annotation MUST be a JSON object", field="annotation")
+    return {str(k): _plain(v, f"annotation.{k}", 0) for k, v in _keys(annotation, "annotation")}
+
+
+def _keys(mapping: Mapping[Any, Any], path: str) -> list[tuple[str, Any]]:
+    for key in mapping:
+        if not isinstance(key, str):
+            raise ValidationError(f"key {key!r} is not a string", field=path)
+    return list(mapping.items())
+
+
+def _plain(value: Any, path: str, depth: int) -> Any:
+    if depth > MAX_DEPTH:
+        raise ValidationError(f"nested deeper than {MAX_DEPTH} levels", field=path)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValidationError("NaN and infinities have no JSON form", field=path)
+    if isinstance(value, str | int | float | bool | type(None)):
+        return value
+    if isinstance(value, Mapping):
+        return {k: _plain(v, f"{path}.{k}", depth + 1) for k, v in _keys(value, path)}
+    if isinstance(value, list | tuple):
+        return [_plain(v, f"{path}[{i}]", depth + 1) for i, v in enumerate(value)]
+    if isinstance(value, msgspec.Struct):
+        return _plain(msgspec.to_builtins(value), path, depth)
+    raise ValidationError(f"{type(value).__name__} has no JSON form", field=path)
 
 
 def _iso(moment: datetime) -> str:

@@ -20,7 +20,7 @@ from typing import Annotated, Any
 
 import msgspec
 
-from .annotations import Annotation, BodyOperation
+from .annotations import BodyOperation
 from .errors import ValidationError
 from .holder import Holder
 from .models import DEFAULT_MAX_RECOVERIES, RetryPolicy, User
@@ -239,12 +239,14 @@ class AssetCreate(Command, frozen=True, kw_only=True, tag="asset:create"):
 
 
 class MarkCreate(Command, frozen=True, kw_only=True, tag="mark:create"):
-    """Create a mark on a resource: a W3C annotation whose target is
-    ``resource_id``. If ``job_id`` is set, ``attempt`` must be its current one."""
+    """Create a mark on a resource: a W3C annotation document (its JSON form,
+    or an :class:`Annotation` built in Python), checked against every MUST of
+    the W3C model when decided and stored as given. If ``job_id`` is set,
+    ``attempt`` must be its current one."""
 
     mark_id: Id
     resource_id: Id
-    annotation: Annotation
+    annotation: dict[str, Any]
     job_id: Id | None = None
     attempt: Attempt | None = None
 

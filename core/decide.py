@@ -80,6 +80,7 @@ from .events import (
 )
 from .models import DEFAULT_MAX_RECOVERIES, Asset, Job, Lease, Mark, Progress, Resource, RetryPolicy
 from .status import JobStatus, can_transition
+from .w3c import check_annotation
 
 __all__ = [
     "DEFAULT_RETRY",
@@ -281,13 +282,14 @@ def _create(command: JobCreate, state: Lookup) -> list[AnyEvent]:
 def _create_mark(command: MarkCreate, state: Lookup) -> list[AnyEvent]:
     if state.version(command.mark_id) > 0:
         raise ValidationError("this id is already used", field="mark_id")
-    command.annotation.check(command.resource_id)
+    annotation = msgspec.to_builtins(command.annotation)  # (a Struct, built in Python)
+    check_annotation(annotation, command.resource_id)
     _require_attempt_of(state, command.job_id, command.attempt, command)
     return [
         MarkCreated(
             mark_id=command.mark_id,
             resource_id=command.resource_id,
-            annotation=msgspec.to_builtins(command.annotation),
+            annotation=annotation,
             job_id=command.job_id,
         )
     ]
@@ -298,6 +300,11 @@ def _update_mark_body(command: MarkUpdateBody, state: Lookup) -> list[AnyEvent]:
     if mark is None:
         raise NotFound("mark", command.mark_id)
     _require_attempt_of(state, command.job_id, command.attempt, command)
+    if "bodyValue" in mark.annotation:  # a body beside it would break a W3C MUST
+        raise ValidationError(
+            "the mark has a bodyValue, and an annotation MUST NOT have both body and bodyValue",
+            field="operations",
+        )
     apply_body_operations(mark.annotation.get("body", []), command.operations)  # raises if not
     return [
         MarkBodyUpdated(

@@ -202,13 +202,32 @@ class Mark(msgspec.Struct, frozen=True, kw_only=True, gc=False):
 
     @property
     def exact(self) -> str | None:
-        """The text the mark quotes (its ``TextQuoteSelector``), if it has one."""
-        target = self.annotation.get("target")
-        selectors = target.get("selector", []) if isinstance(target, dict) else []
-        for selector in selectors:
-            if isinstance(selector, dict) and selector.get("type") == "TextQuoteSelector":
-                exact = selector.get("exact")
-                return exact if isinstance(exact, str) else None
+        """The text the mark quotes (the ``exact`` of its first
+        ``TextQuoteSelector``), if it has one."""
+        selector = self._selector("TextQuoteSelector")
+        exact = selector.get("exact") if selector else None
+        return exact if isinstance(exact, str) else None
+
+    @property
+    def span(self) -> tuple[int, int] | None:
+        """The ``(start, end)`` of its first ``TextPositionSelector``, if it has one."""
+        selector = self._selector("TextPositionSelector")
+        if selector is None:
+            return None
+        start, end = selector.get("start"), selector.get("end")
+        return (start, end) if isinstance(start, int) and isinstance(end, int) else None
+
+    def _selector(self, kind: str) -> dict[str, Any] | None:
+        """The first selector of type ``kind`` of the mark's targets (a target
+        and a selector may each be one or a list, as the W3C model has them)."""
+        targets = self.annotation.get("target")
+        for target in targets if isinstance(targets, list) else [targets]:
+            if not isinstance(target, dict):
+                continue
+            selectors = target.get("selector", [])
+            for selector in selectors if isinstance(selectors, list) else [selectors]:
+                if isinstance(selector, dict) and selector.get("type") == kind:
+                    return selector
         return None
 
 

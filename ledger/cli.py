@@ -253,11 +253,8 @@ def _jobs_table(jobs: Sequence[Job], *, title: Text | None = None, detailed: boo
 def _span(mark: Mark) -> str:
     """``start–end`` of a mark's ``TextPositionSelector``; ``-`` if it has none
     (a mark on a whole resource)."""
-    target = mark.annotation.get("target")
-    for selector in target.get("selector", []) if isinstance(target, dict) else []:
-        if isinstance(selector, dict) and selector.get("type") == "TextPositionSelector":
-            return f"{selector.get('start')}–{selector.get('end')}"
-    return "-"
+    span = mark.span
+    return "-" if span is None else f"{span[0]}–{span[1]}"
 
 
 def _marks_table(marks: Sequence[Mark], *, title: Text | None = None, ids: bool = True) -> Table:
@@ -721,7 +718,7 @@ def _json_char(char: str) -> str:
 async def _marks(args: argparse.Namespace, out: Console) -> int:
     async with open_ledger(_existing(args.db)) as ledger:
         if args.jsonld:
-            documents = await ledger.annotations(args.resource)
+            documents = await ledger.annotations(args.resource, base_iri=args.base_iri)
         else:
             marks = await ledger.marks(args.resource)
     if args.jsonld:
@@ -1116,6 +1113,12 @@ def _add_mark_commands(commands: Any, db_help: str) -> None:
         "--jsonld",
         action="store_true",
         help="print a JSON array of W3C annotation documents (JSON-LD)",
+    )
+    marks.add_argument(
+        "--base-iri",
+        metavar="IRI",
+        help="with --jsonld: name marks and resources BASE/marks/ID and BASE/resources/ID "
+        "(an absolute IRI ending in '/'; default urn:jobledger:mark:ID …)",
     )
 
     listing = commands.add_parser("resources", help="list the resources (documents), oldest first")

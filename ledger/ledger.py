@@ -79,6 +79,8 @@ from jobledger.core import (
     to_jsonld,
     to_ms,
 )
+from jobledger.core.annotations import annotation_json
+from jobledger.core.w3c import check_base_iri
 from jobledger.eventbus import BusStatistics, EventBus, Reply
 from jobledger.store import (
     ContentFolder,
@@ -603,30 +605,37 @@ class Ledger:
         return found
 
     async def annotations(
-        self, resource_id: str, *, base: str = "urn:jobledger:mark:"
+        self, resource_id: str, *, base_iri: str | None = None
     ) -> builtins.list[dict[str, Any]]:
         """The live marks of a resource as W3C annotation documents (JSON-LD),
-        in creation order; each ``id`` is ``base`` and the mark's id."""
-        return [to_jsonld(m, base=base) for m in await self.marks(resource_id)]
+        in creation order (see :func:`to_jsonld`): marks and resources named
+        by IRIs, ``urn:jobledger:mark:ID`` or under ``base_iri`` (an absolute
+        IRI ending in ``/``: ``BASE_IRI/marks/ID``); ``ValidationError`` for
+        any other ``base_iri``."""
+        check_base_iri(base_iri)
+        return [to_jsonld(m, base_iri=base_iri) for m in await self.marks(resource_id)]
 
     async def create_mark(
         self,
         resource_id: str,
-        annotation: Annotation,
+        annotation: Annotation | Mapping[str, Any],
         *,
         actor: str = "system",
         mark_id: str | None = None,
     ) -> Mark:
         """Create a mark made by the application rather than a job (``actor``
-        is recorded as who made it), and return it as committed. ``ValidationError`` if the
-        annotation does not target ``resource_id`` or its selectors disagree."""
+        is recorded as who made it), and return it as committed.
+        ``annotation`` is an :class:`Annotation` or any W3C annotation
+        document (a mapping), stored as given. ``ValidationError``, naming
+        the MUST, if it breaks one of the W3C model or targets another
+        jobledger resource than ``resource_id``, or its selectors disagree."""
         self._check_open()
         mark_id = mark_id or self._ids.make("mark", to_ms(self._clock.now()))
         await self._bus.send(
             MarkCreate(
                 mark_id=mark_id,
                 resource_id=resource_id,
-                annotation=annotation,
+                annotation=annotation_json(annotation),
                 actor=actor,
             )
         )

@@ -97,7 +97,7 @@ def check_w3c(document: dict[str, Any], text: str, resource_id: str) -> None:
     assert document["created"].endswith("Z")
     assert document["motivation"] in jobledger.core.MOTIVATIONS
     target = document["target"]
-    assert target["source"] == resource_id
+    assert target["source"] == f"urn:jobledger:resource:{resource_id}"
     selectors = {s["type"]: s for s in target["selector"]}
     position, quote = selectors["TextPositionSelector"], selectors["TextQuoteSelector"]
     assert text[position["start"] : position["end"]] == quote["exact"]

@@ -551,7 +551,7 @@ def test_marks_as_jsonld(demo_db: Path, capsys: pytest.CaptureFixture[str]) -> N
     for document in documents:
         assert document["@context"] == "http://www.w3.org/ns/anno.jsonld"
         assert document["type"] == "Annotation"
-        assert document["target"]["source"] == "four-day-week"
+        assert document["target"]["source"] == "urn:jobledger:resource:four-day-week"
         position, quote = document["target"]["selector"]
         assert text[position["start"] : position["end"]] == quote["exact"]
         assert document["generator"]["name"].endswith("with jobledger-offline")

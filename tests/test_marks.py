@@ -49,14 +49,14 @@ async def test_a_mark_is_a_w3c_annotation_document(db_path: Path) -> None:
             "commenting",
             "system",
         )
-        [document] = await ledger.annotations("doc", base="https://kb.example/anno/")
+        [document] = await ledger.annotations("doc", base_iri="https://kb.example/")
         assert document == {
             "@context": "http://www.w3.org/ns/anno.jsonld",
-            "id": f"https://kb.example/anno/{mark.id}",
+            "id": f"https://kb.example/marks/{mark.id}",
             "type": "Annotation",
             "motivation": "commenting",
             "target": {
-                "source": "doc",
+                "source": "https://kb.example/resources/doc",
                 "selector": [
                     {"type": "TextPositionSelector", "start": 0, "end": 12},
                     {
@@ -118,10 +118,10 @@ async def test_a_mark_is_a_w3c_annotation_document(db_path: Path) -> None:
             "annotation.target.selector",
         ),
         ({"motivation": "liking", "target": {"source": "doc"}}, "annotation.motivation"),
-        ({"motivation": "commenting", "target": {"source": "doc"}, "extra": 1}, "annotation"),
+        ({"motivation": "commenting", "target": {"source": "doc"}, "extra": 1}, "annotation.extra"),
         (
             {"motivation": "tagging", "target": {"source": "doc"}, "body": [{"type": "Video"}]},
-            "annotation.body[0].type",
+            "annotation.body[0].id",
         ),
     ],
 )
@@ -299,7 +299,7 @@ def test_a_mark_from_before_w3c_exports_as_a_describing_annotation() -> None:
     )
     document = jobledger.to_jsonld(legacy)
     assert document["motivation"] == "describing"
-    assert document["target"] == {"source": "doc"}
+    assert document["target"] == {"source": "urn:jobledger:resource:doc"}
     assert document["body"] == [
         {
             "type": "TextualBody",

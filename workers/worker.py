@@ -59,11 +59,11 @@ from jobledger.core import (
     content_bytes,
     digest_of,
     evolve_job,
-    field_error,
     get_logger,
     to_ms,
     validate_command,
 )
+from jobledger.core.annotations import annotation_json
 from jobledger.core.faults import crash_point
 from jobledger.eventbus import EventBus, Reply
 
@@ -313,15 +313,16 @@ class JobContext:
         mark_id: str | None = None,
     ) -> str:
         """Create a mark on ``resource_id`` for this job; returns the mark's id
-        once it is in the log. ``annotation`` is a W3C :class:`Annotation` (or
-        its JSON form) targeting ``resource_id``; anything else is a
-        ``ValidationError``."""
+        once it is in the log. ``annotation`` is a W3C :class:`Annotation` or
+        any W3C annotation document (a mapping), stored as given; one that
+        breaks a MUST of the W3C model, or targets another jobledger resource
+        than ``resource_id``, is a ``ValidationError`` naming the MUST."""
         mark_id = mark_id or self._ids.make("mark", to_ms(self._clock.now()))
         await self._send(
             MarkCreate(
                 mark_id=mark_id,
                 resource_id=resource_id,
-                annotation=_as_annotation(annotation),
+                annotation=annotation_json(annotation),
                 job_id=self._job.id,
                 attempt=self._job.attempt,
                 actor=self.actor,
@@ -476,15 +477,6 @@ async def store_resource(
     await store.put(data)
     await bus.send(command)
     return resource_id
-
-
-def _as_annotation(annotation: Annotation | Mapping[str, Any]) -> Annotation:
-    if isinstance(annotation, Annotation):
-        return annotation
-    try:
-        return msgspec.convert(annotation, Annotation)
-    except msgspec.ValidationError as exc:
-        raise field_error(exc, prefix="annotation") from exc
 
 
 class JobWorker(ABC):
