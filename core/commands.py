@@ -14,8 +14,9 @@ every event the command produces.
 
 from __future__ import annotations
 
+import math
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import msgspec
@@ -28,6 +29,14 @@ __all__ = [
     "COMMAND_TYPES",
     "MAX_COMMAND_BYTES",
     "MAX_DEPTH",
+    "MAX_ID_LENGTH",
+    "MAX_RETRIES",
+    "MAX_RETRY_DELAY",
+    "MAX_RETRY_FACTOR",
+    "MAX_RUN_AT",
+    "MAX_SECONDS",
+    "MAX_TEXT_LENGTH",
+    "MIN_RUN_AT",
     "AnyCommand",
     "AssetCreate",
     "Command",
@@ -48,26 +57,42 @@ __all__ = [
     "MarkDelete",
     "MarkUpdateBody",
     "ResourceCreate",
+    "check_json",
     "field_error",
     "validate_command",
 ]
 
 MAX_ID_LENGTH = 128
+"""The longest id (job, mark, resource, asset, worker, actor, idempotency key)."""
 MAX_TEXT_LENGTH = 4096
+"""The longest free text (an error, a reason, a stage, a message)."""
+MAX_SECONDS = 30 * 24 * 3600.0
+"""The longest timeout or lease: 30 days, in seconds."""
+MAX_RETRIES = 10_000
+"""The most retries a job may have (``max_retries``)."""
+MAX_RETRY_DELAY = 24 * 3600.0
+"""The longest wait before a retry (``RetryPolicy`` base and max delay): one day."""
+MAX_RETRY_FACTOR = 100.0
+"""The largest backoff factor of a ``RetryPolicy``."""
+MIN_RUN_AT = datetime(1, 1, 2, tzinfo=UTC)
+"""The earliest ``run_at``: any time zone's offset keeps it a valid date."""
+MAX_RUN_AT = datetime(9999, 12, 30, tzinfo=UTC)
+"""The latest ``run_at`` (9999-12-30 UTC): any time zone's offset keeps it a valid date."""
 
 Id = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_LENGTH)]
 JobTypeName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")]
 Text = Annotated[str, msgspec.Meta(max_length=MAX_TEXT_LENGTH)]
 Percent = Annotated[float, msgspec.Meta(ge=0.0, le=100.0)]
-Count = Annotated[int, msgspec.Meta(ge=0)]
-Attempt = Annotated[int, msgspec.Meta(ge=1)]
+Count = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+Retries = Annotated[int, msgspec.Meta(ge=0, le=MAX_RETRIES)]
+Attempt = Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)]
 Digest = Annotated[str, msgspec.Meta(pattern=r"^sha256:[0-9a-f]{64}$")]
 MediaType = Annotated[
     str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9.+-]{0,63}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$")
 ]
-Version = Annotated[int, msgspec.Meta(ge=0)]
+Version = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
 Priority = Annotated[int, msgspec.Meta(ge=-(2**31), le=2**31 - 1)]
-Seconds = Annotated[float, msgspec.Meta(gt=0.0, le=365 * 24 * 3600.0)]
+Seconds = Annotated[float, msgspec.Meta(gt=0.0, le=MAX_SECONDS)]
 QueueName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")]
 Path = Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
 
@@ -91,7 +116,7 @@ class JobCreate(Command, frozen=True, kw_only=True, tag="job:create"):
     user: User
     priority: Priority = 0
     run_at: datetime | None = None
-    max_retries: Count = 0
+    max_retries: Retries = 0
     timeout: Seconds | None = None
     idempotency_key: Id | None = None
     queue: QueueName = "default"
@@ -365,3 +390,11 @@ def _check_json(value: Any, path: str, depth: int) -> None:
             _check_json(item, f"{path}[{index}]", depth + 1)
         return
     raise ValidationError(f"{type(value).__name__} has no JSON form", field=path)
+
+
+def check_json(value: Any, field: str) -> None:
+    """Check that ``value`` is a JSON value that JSON carries unchanged
+    (msgspec Structs count as objects): ``ValidationError`` naming the field
+    for NaN and infinities, bytes, sets and other non-JSON types, keys that
+    are not strings, and nesting deeper than ``MAX_DEPTH``."""
+    _check_json(value, field, 0)
