@@ -351,6 +351,7 @@ def validate_command(command: object) -> Command:
         value = getattr(command, name, None)
         if value is not None:
             _check_json(value, name, 0)
+    _check_finite(command, None, 0)
     try:
         raw = _encoder.encode(command)
     except (TypeError, ValueError, OverflowError, RecursionError) as exc:
@@ -360,11 +361,65 @@ def validate_command(command: object) -> Command:
             f"command is {len(raw)} bytes, more than the limit of {MAX_COMMAND_BYTES}"
         )
     try:
-        return _decoder.decode(raw)
+        checked = _decoder.decode(raw)
     except msgspec.ValidationError as exc:
         raise field_error(exc) from exc
     except msgspec.DecodeError as exc:  # e.g. NaN, nesting too deep
         raise ValidationError(f"malformed command: {exc}") from exc
+    if isinstance(checked, JobCreate):
+        _check_create(checked)
+    return checked
+
+
+def _check_create(command: JobCreate) -> None:
+    """The limits of a submission that field constraints cannot say: a
+    ``run_at`` that stays a valid date in UTC, and a bounded retry policy."""
+    if command.run_at is not None:
+        run_at = command.run_at
+        if run_at.tzinfo is None:
+            raise ValidationError("must be an aware datetime", field="run_at")
+        try:
+            in_range = MIN_RUN_AT <= run_at.astimezone(UTC) <= MAX_RUN_AT
+        except (OverflowError, ValueError):
+            in_range = False
+        if not in_range:
+            raise ValidationError(
+                f"must be between {MIN_RUN_AT.date()} and {MAX_RUN_AT.date()} UTC", field="run_at"
+            )
+    policy = command.retry
+    if policy is not None:
+        limits = (
+            ("base_delay", policy.base_delay, 0.0, MAX_RETRY_DELAY),
+            ("max_delay", policy.max_delay, 0.0, MAX_RETRY_DELAY),
+            ("factor", policy.factor, 1.0, MAX_RETRY_FACTOR),
+        )
+        for name, value, least, most in limits:
+            if not least <= value <= most:
+                raise ValidationError(
+                    f"must be between {least:g} and {most:g}, not {value!r}", field=f"retry.{name}"
+                )
+
+
+def _check_finite(value: msgspec.Struct, path: str | None, depth: int) -> None:
+    """Refuse NaN and infinities in a command's typed fields (JSON would
+    carry them as null: "no timeout", "no progress"), naming the field.
+    Free-form fields are checked by ``_check_json``; annotations go only a
+    few Structs deep."""
+    if depth > 8:
+        return
+    for name in value.__struct_fields__:
+        if depth == 0 and name in _FREE_FORM:
+            continue
+        item = getattr(value, name, None)
+        where = name if path is None else f"{path}.{name}"
+        if isinstance(item, float) and not math.isfinite(item):
+            raise ValidationError("NaN and infinities are not numbers it can take", field=where)
+        if isinstance(item, msgspec.Struct):
+            _check_finite(item, where, depth + 1)
+        elif isinstance(item, list | tuple):
+            for index, element in enumerate(item[:256]):
+                if isinstance(element, msgspec.Struct):
+                    _check_finite(element, f"{where}[{index}]", depth + 1)
 
 
 def _check_json(value: Any, path: str, depth: int) -> None:
@@ -379,6 +434,10 @@ def _check_json(value: Any, path: str, depth: int) -> None:
         return
     if depth >= MAX_DEPTH:
         raise ValidationError(f"nested deeper than {MAX_DEPTH} levels", field=path)
+    if isinstance(value, msgspec.Struct):  # an object: its fields by name
+        for key in value.__struct_fields__:
+            _check_json(getattr(value, key, None), f"{path}.{key}", depth + 1)
+        return
     if isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str):

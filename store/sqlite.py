@@ -951,7 +951,12 @@ class SqliteLog:
             tuple(job_types),
         )
         micros = rows[0][0] if rows else None
-        return None if micros is None else datetime.fromtimestamp(micros / 1_000_000, UTC)
+        if micros is None:
+            return None
+        try:
+            return datetime.fromtimestamp(micros / 1_000_000, UTC)
+        except (OverflowError, ValueError, OSError):  # past year 9999 (an older log): never
+            return datetime.max.replace(tzinfo=UTC)
 
     async def expiring(self, now: datetime, limit: int = 500) -> list[Job]:
         us = _micros(now)
