@@ -366,9 +366,32 @@ def validate_command(command: object) -> Command:
         raise field_error(exc) from exc
     except msgspec.DecodeError as exc:  # e.g. NaN, nesting too deep
         raise ValidationError(f"malformed command: {exc}") from exc
+    _check_kinds(command, checked, None, 0)
     if isinstance(checked, JobCreate):
         _check_create(checked)
     return checked
+
+
+def _check_kinds(
+    original: msgspec.Struct, decoded: msgspec.Struct, path: str | None, depth: int
+) -> None:
+    """Refuse a value that only JSON made into text: a datetime, bytes, a
+    UUID or a number given where text (an id, a name) is expected."""
+    if depth > 8:
+        return
+    for name in decoded.__struct_fields__:
+        if depth == 0 and name in _FREE_FORM:
+            continue
+        given, kept = getattr(original, name, None), getattr(decoded, name, None)
+        where = name if path is None else f"{path}.{name}"
+        if isinstance(kept, str) and not isinstance(given, str):
+            raise ValidationError(f"Expected `str`, got `{type(given).__name__}`", field=where)
+        if isinstance(kept, msgspec.Struct) and isinstance(given, msgspec.Struct):
+            _check_kinds(given, kept, where, depth + 1)
+        elif isinstance(kept, list) and isinstance(given, list | tuple):
+            for index, (one, other) in enumerate(zip(given[:256], kept[:256], strict=False)):
+                if isinstance(one, msgspec.Struct) and isinstance(other, msgspec.Struct):
+                    _check_kinds(one, other, f"{where}[{index}]", depth + 1)
 
 
 def _check_create(command: JobCreate) -> None:

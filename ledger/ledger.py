@@ -77,6 +77,7 @@ from jobledger.core import (
     WaitTimeout,
     check_json,
     evolve_job,
+    validate_command,
     get_logger,
     to_jsonld,
     to_ms,
@@ -188,6 +189,7 @@ RESERVED_USER_IDS = ("system", "system:", "worker:")
 """User ids the engine keeps for itself: ``system`` and ``system:…`` (the
 application and the engine's own actors) and ``worker:…``."""
 
+_STATUS_NAMES = tuple(s.value for s in JobStatus)
 _MAX_SEQ = 2**63 - 1  # the largest seq (and cursor) a log can hold
 
 
@@ -202,25 +204,37 @@ def _as_user(user: UserArg) -> User | None:
         raise ValidationError("must be a jobledger.User or a non-empty user id", field="user")
     if len(user.id) > MAX_ID_LENGTH:
         raise ValidationError(f"a user id is at most {MAX_ID_LENGTH} characters", field="user")
+    _unicode(user.id, "user")
     if user.id == "system" or user.id.startswith(RESERVED_USER_IDS[1:]):
         raise ValidationError(
             f"{user.id!r} is kept for the engine (system, system:*, worker:*)", field="user"
         )
     if user.tenant is not None and (not isinstance(user.tenant, str) or not user.tenant):
         raise ValidationError("a tenant is a non-empty string", field="user.tenant")
+    if user.tenant is not None:
+        _unicode(user.tenant, "user.tenant")
     return user
 
 
 def _id(value: object, field: str) -> str:
-    """An id argument: a string of 1-128 characters."""
+    """An id argument: a string of 1-128 characters (Unicode text)."""
     if not isinstance(value, str) or not 1 <= len(value) <= MAX_ID_LENGTH:
         raise ValidationError(f"must be a string of 1-{MAX_ID_LENGTH} characters", field=field)
-    return value
+    return _unicode(value, field)
 
 
 def _optional_text(value: object, field: str) -> str | None:
     if value is not None and not isinstance(value, str):
         raise ValidationError("must be a string", field=field)
+    return value if value is None else _unicode(value, field)
+
+
+def _unicode(value: str, field: str) -> str:
+    """Refuse lone surrogates: they are not text, and no file can store them."""
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise ValidationError("is not valid Unicode text (a lone surrogate)", field=field) from None
     return value
 
 
@@ -263,6 +277,18 @@ def _seconds(value: float | timedelta | None, field: str) -> float | None:
         raise ValidationError("must be at most 30 days", field=field) from None
 
 
+def _event_types(types: object) -> list[str] | None:
+    """``events(types=…)``: None, or an iterable of event type names."""
+    if types is None:
+        return None
+    if isinstance(types, str) or not isinstance(types, Iterable):
+        raise ValidationError("must be an iterable of event types", field="types")
+    names = list(types)
+    if not all(isinstance(t, str) for t in names):
+        raise ValidationError("must be an iterable of event types", field="types")
+    return names
+
+
 def _statuses(until: object) -> frozenset[JobStatus] | None:
     """``wait(until=…)``: None, one status, or an iterable of statuses."""
     if until is None:
@@ -270,7 +296,7 @@ def _statuses(until: object) -> frozenset[JobStatus] | None:
     items = [until] if isinstance(until, str) else until
     try:
         return frozenset(JobStatus(s) for s in items)  # type: ignore[attr-defined]
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):  # (Enum's message reprs the value)
         statuses = ", ".join(s.value for s in JobStatus)
         raise ValidationError(f"must be statuses ({statuses})", field="until") from None
 
@@ -438,6 +464,29 @@ class Ledger:
         """Add a job type to the registry (its params are then checked at submit)."""
         if not isinstance(job_type, JobType):
             raise ValidationError("must be a jobledger.JobType", field="job_type")
+        for name in ("params", "result"):
+            kind = getattr(job_type, name)
+            if kind is not None and not (
+                isinstance(kind, type) and issubclass(kind, msgspec.Struct)
+            ):
+                raise ValidationError("must be a msgspec Struct type or None", field=name)
+        if not isinstance(job_type.description, str):
+            raise ValidationError("must be a string", field="description")
+        if job_type.retry is not None and not isinstance(job_type.retry, RetryPolicy):
+            raise ValidationError("must be a jobledger.RetryPolicy", field="retry")
+        # Its rules are checked as a submission of the type would be.
+        validate_command(
+            JobCreate(
+                job_id="job_type",
+                job_type=job_type.name,
+                user=SYSTEM_USER,
+                max_retries=job_type.max_retries,
+                timeout=_seconds(job_type.timeout, "timeout"),
+                queue=job_type.queue,
+                suspendable=job_type.suspendable,
+                retry=job_type.retry,
+            )
+        )
         self._registry.register(job_type)
 
     def job_types(self) -> builtins.list[JobType]:
@@ -629,10 +678,10 @@ class Ledger:
         self._check_open()
         owner = _as_user(user)
         if status is not None:
-            try:
-                status = JobStatus(status)
-            except (ValueError, TypeError):
-                raise ValidationError(f"unknown status {status!r}", field="status") from None
+            if not isinstance(status, str) or status not in _STATUS_NAMES:
+                statuses = ", ".join(_STATUS_NAMES)
+                raise ValidationError(f"must be one of {statuses}", field="status")
+            status = JobStatus(status)
         limit = _count(limit, "limit")
         job_type = _optional_text(job_type, "job_type")
         if cursor is not None:
@@ -910,13 +959,8 @@ class Ledger:
         buffer = _count(buffer, "buffer", most=10_000_000)
         if on_overflow is not None and not callable(on_overflow):
             raise ValidationError("must be callable", field="on_overflow")
-        wanted: frozenset[str] | None = None
-        if types is not None:
-            if isinstance(types, str) or not isinstance(types, Iterable):
-                raise ValidationError("must be an iterable of event types", field="types")
-            wanted = frozenset(types)
-            if not all(isinstance(t, str) for t in wanted):
-                raise ValidationError("must be an iterable of event types", field="types")
+        names = _event_types(types)
+        wanted = None if names is None else frozenset(names)
         owned = await self._jobs_filter(user, job_type)
 
         def matches(env: Envelope) -> bool:
@@ -1037,7 +1081,7 @@ class Ledger:
         (live only); give a ``seq`` to catch up first. Disposing the
         subscription stops it.
         """
-        type_list = builtins.list(types) if types is not None else None
+        type_list = _event_types(types)
 
         def subscribe(
             observer: ObserverBase[Envelope], scheduler: SchedulerBase | None = None
