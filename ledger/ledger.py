@@ -77,10 +77,10 @@ from jobledger.core import (
     WaitTimeout,
     check_json,
     evolve_job,
-    validate_command,
     get_logger,
     to_jsonld,
     to_ms,
+    validate_command,
 )
 from jobledger.eventbus import BusStatistics, EventBus, Reply
 from jobledger.store import (
