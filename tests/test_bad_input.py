@@ -385,6 +385,10 @@ async def test_deeply_nested_struct_params_are_refused(db_path: Path) -> None:
         assert (await ledger.submit("t", shallow)).params == {"x": {"x": [1, "a", None]}}
 
 
+async def _register(ledger: jobledger.Ledger, job_type: JobType) -> None:
+    ledger.register(job_type)
+
+
 BAD_CALLS: list[tuple[str, Callable[[jobledger.Ledger, str], Awaitable[Any]], str]] = [
     ("wait until not a status", lambda lg, j: lg.wait(j, until=["nope"], timeout=1), "until"),
     ("wait until not iterable", lambda lg, j: lg.wait(j, until=5, timeout=1), "until"),
@@ -420,6 +424,17 @@ BAD_CALLS: list[tuple[str, Callable[[jobledger.Ledger, str], Awaitable[Any]], st
     ("submit key", lambda lg, j: lg.submit("t", {}, idempotency_key=5), "idempotency_key"),
     ("submit retry", lambda lg, j: lg.submit("t", {}, retry={"base_delay": 1}), "retry"),
     ("mark id", lambda lg, j: lg.mark(5), "mark_id"),
+    ("lone surrogate id", lambda lg, j: lg.assets("\ud800"), "job_id"),
+    ("events types bytes", lambda lg, j: lg.events(types=[bytearray(b"x")]).__anext__(), "types"),
+    ("deep until", lambda lg, j: lg.wait(j, until=[nested(5_000)], timeout=1), "until"),
+    ("deep status", lambda lg, j: lg.list(status=nested(5_000)), "status"),
+    ("register name", lambda lg, j: _register(lg, JobType(name=["t"])), "job_type"),  # type: ignore[arg-type]
+    ("register timeout", lambda lg, j: _register(lg, JobType(name="t", timeout=-1)), "timeout"),
+    (
+        "mark id not text",
+        lambda lg, j: lg.create_mark("doc", note("doc"), mark_id=timedelta(1)),
+        "mark_id",
+    ),  # type: ignore[arg-type]
     ("marks resource id", lambda lg, j: lg.marks(["r"]), "resource_id"),
 ]
 
