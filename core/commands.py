@@ -14,8 +14,9 @@ every event the command produces.
 
 from __future__ import annotations
 
+import math
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import msgspec
@@ -29,6 +30,15 @@ __all__ = [
     "COMMAND_TYPES",
     "MAX_COMMAND_BYTES",
     "MAX_DEPTH",
+    "MAX_ID_LENGTH",
+    "MAX_RECOVERIES",
+    "MAX_RETRIES",
+    "MAX_RETRY_DELAY",
+    "MAX_RETRY_FACTOR",
+    "MAX_RUN_AT",
+    "MAX_SECONDS",
+    "MAX_TEXT_LENGTH",
+    "MIN_RUN_AT",
     "AnyCommand",
     "AssetCreate",
     "Command",
@@ -50,28 +60,45 @@ __all__ = [
     "MarkDelete",
     "MarkUpdateBody",
     "ResourceCreate",
+    "check_json",
     "field_error",
     "validate_command",
 ]
 
 MAX_ID_LENGTH = 128
+"""The longest id (job, mark, resource, asset, worker, actor, idempotency key)."""
 MAX_TEXT_LENGTH = 4096
+"""The longest free text (an error, a reason, a stage, a message)."""
+MAX_SECONDS = 30 * 24 * 3600.0
+"""The longest timeout or lease: 30 days, in seconds."""
+MAX_RETRIES = 10_000
+"""The most retries a job may have (``max_retries``)."""
+MAX_RECOVERIES = 1000
+"""The most recoveries from a lost worker a job may have (``max_recoveries``)."""
+MAX_RETRY_DELAY = 24 * 3600.0
+"""The longest wait before a retry (``RetryPolicy`` base and max delay): one day."""
+MAX_RETRY_FACTOR = 100.0
+"""The largest backoff factor of a ``RetryPolicy``."""
+MIN_RUN_AT = datetime(1, 1, 2, tzinfo=UTC)
+"""The earliest ``run_at``: any time zone's offset keeps it a valid date."""
+MAX_RUN_AT = datetime(9999, 12, 30, tzinfo=UTC)
+"""The latest ``run_at`` (9999-12-30 UTC): any time zone's offset keeps it a valid date."""
 
 Id = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_LENGTH)]
 JobTypeName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")]
 Text = Annotated[str, msgspec.Meta(max_length=MAX_TEXT_LENGTH)]
 Percent = Annotated[float, msgspec.Meta(ge=0.0, le=100.0)]
-Count = Annotated[int, msgspec.Meta(ge=0)]
-MAX_RECOVERIES = 1000
+Count = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+Retries = Annotated[int, msgspec.Meta(ge=0, le=MAX_RETRIES)]
 Recoveries = Annotated[int, msgspec.Meta(ge=0, le=MAX_RECOVERIES)]
-Attempt = Annotated[int, msgspec.Meta(ge=1)]
+Attempt = Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)]
 Digest = Annotated[str, msgspec.Meta(pattern=r"^sha256:[0-9a-f]{64}$")]
 MediaType = Annotated[
     str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9.+-]{0,63}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$")
 ]
-Version = Annotated[int, msgspec.Meta(ge=0)]
+Version = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
 Priority = Annotated[int, msgspec.Meta(ge=-(2**31), le=2**31 - 1)]
-Seconds = Annotated[float, msgspec.Meta(gt=0.0, le=365 * 24 * 3600.0)]
+Seconds = Annotated[float, msgspec.Meta(gt=0.0, le=MAX_SECONDS)]
 QueueName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")]
 Path = Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
 
@@ -95,7 +122,7 @@ class JobCreate(Command, frozen=True, kw_only=True, tag="job:create"):
     user: User
     priority: Priority = 0
     run_at: datetime | None = None
-    max_retries: Count = 0
+    max_retries: Retries = 0
     max_recoveries: Recoveries = DEFAULT_MAX_RECOVERIES
     timeout: Seconds | None = None
     idempotency_key: Id | None = None
@@ -349,6 +376,7 @@ def validate_command(command: object) -> Command:
         value = getattr(command, name, None)
         if value is not None:
             _check_json(value, name, 0)
+    _check_finite(command, None, 0)
     try:
         raw = _encoder.encode(command)
     except (TypeError, ValueError, OverflowError, RecursionError) as exc:
@@ -358,11 +386,88 @@ def validate_command(command: object) -> Command:
             f"command is {len(raw)} bytes, more than the limit of {MAX_COMMAND_BYTES}"
         )
     try:
-        return _decoder.decode(raw)
+        checked = _decoder.decode(raw)
     except msgspec.ValidationError as exc:
         raise field_error(exc) from exc
     except msgspec.DecodeError as exc:  # e.g. NaN, nesting too deep
         raise ValidationError(f"malformed command: {exc}") from exc
+    _check_kinds(command, checked, None, 0)
+    if isinstance(checked, JobCreate):
+        _check_create(checked)
+    return checked
+
+
+def _check_kinds(
+    original: msgspec.Struct, decoded: msgspec.Struct, path: str | None, depth: int
+) -> None:
+    """Refuse a value that only JSON made into text: a datetime, bytes, a
+    UUID or a number given where text (an id, a name) is expected."""
+    if depth > 8:
+        return
+    for name in decoded.__struct_fields__:
+        if depth == 0 and name in _FREE_FORM:
+            continue
+        given, kept = getattr(original, name, None), getattr(decoded, name, None)
+        where = name if path is None else f"{path}.{name}"
+        if isinstance(kept, str) and not isinstance(given, str):
+            raise ValidationError(f"Expected `str`, got `{type(given).__name__}`", field=where)
+        if isinstance(kept, msgspec.Struct) and isinstance(given, msgspec.Struct):
+            _check_kinds(given, kept, where, depth + 1)
+        elif isinstance(kept, list) and isinstance(given, list | tuple):
+            for index, (one, other) in enumerate(zip(given[:256], kept[:256], strict=False)):
+                if isinstance(one, msgspec.Struct) and isinstance(other, msgspec.Struct):
+                    _check_kinds(one, other, f"{where}[{index}]", depth + 1)
+
+
+def _check_create(command: JobCreate) -> None:
+    """The limits of a submission that field constraints cannot say: a
+    ``run_at`` that stays a valid date in UTC, and a bounded retry policy."""
+    if command.run_at is not None:
+        run_at = command.run_at
+        if run_at.tzinfo is None:
+            raise ValidationError("must be an aware datetime", field="run_at")
+        try:
+            in_range = MIN_RUN_AT <= run_at.astimezone(UTC) <= MAX_RUN_AT
+        except (OverflowError, ValueError):
+            in_range = False
+        if not in_range:
+            raise ValidationError(
+                f"must be between {MIN_RUN_AT.date()} and {MAX_RUN_AT.date()} UTC", field="run_at"
+            )
+    policy = command.retry
+    if policy is not None:
+        limits = (
+            ("base_delay", policy.base_delay, 0.0, MAX_RETRY_DELAY),
+            ("max_delay", policy.max_delay, 0.0, MAX_RETRY_DELAY),
+            ("factor", policy.factor, 1.0, MAX_RETRY_FACTOR),
+        )
+        for name, value, least, most in limits:
+            if not least <= value <= most:
+                raise ValidationError(
+                    f"must be between {least:g} and {most:g}, not {value!r}", field=f"retry.{name}"
+                )
+
+
+def _check_finite(value: msgspec.Struct, path: str | None, depth: int) -> None:
+    """Refuse NaN and infinities in a command's typed fields (JSON would
+    carry them as null: "no timeout", "no progress"), naming the field.
+    Free-form fields are checked by ``_check_json``; annotations go only a
+    few Structs deep."""
+    if depth > 8:
+        return
+    for name in value.__struct_fields__:
+        if depth == 0 and name in _FREE_FORM:
+            continue
+        item = getattr(value, name, None)
+        where = name if path is None else f"{path}.{name}"
+        if isinstance(item, float) and not math.isfinite(item):
+            raise ValidationError("NaN and infinities are not numbers it can take", field=where)
+        if isinstance(item, msgspec.Struct):
+            _check_finite(item, where, depth + 1)
+        elif isinstance(item, list | tuple):
+            for index, element in enumerate(item[:256]):
+                if isinstance(element, msgspec.Struct):
+                    _check_finite(element, f"{where}[{index}]", depth + 1)
 
 
 def _check_json(value: Any, path: str, depth: int) -> None:
@@ -377,6 +482,10 @@ def _check_json(value: Any, path: str, depth: int) -> None:
         return
     if depth >= MAX_DEPTH:
         raise ValidationError(f"nested deeper than {MAX_DEPTH} levels", field=path)
+    if isinstance(value, msgspec.Struct):  # an object: its fields by name
+        for key in value.__struct_fields__:
+            _check_json(getattr(value, key, None), f"{path}.{key}", depth + 1)
+        return
     if isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str):
@@ -388,3 +497,11 @@ def _check_json(value: Any, path: str, depth: int) -> None:
             _check_json(item, f"{path}[{index}]", depth + 1)
         return
     raise ValidationError(f"{type(value).__name__} has no JSON form", field=path)
+
+
+def check_json(value: Any, field: str) -> None:
+    """Check that ``value`` is a JSON value that JSON carries unchanged
+    (msgspec Structs count as objects): ``ValidationError`` naming the field
+    for NaN and infinities, bytes, sets and other non-JSON types, keys that
+    are not strings, and nesting deeper than ``MAX_DEPTH``."""
+    _check_json(value, field, 0)

@@ -21,6 +21,7 @@ import msgspec
 
 from .annotations import apply_body_operations
 from .commands import (
+    MAX_RETRY_DELAY,
     AssetCreate,
     Command,
     JobCancel,
@@ -140,9 +141,15 @@ def retry_delay(policy: RetryPolicy, retry: int, job_id: str) -> float:
 
     Full jitter: uniform in ``[0, min(max_delay, base_delay * factor ** (retry - 1))]``,
     drawn from a hash of the job id and retry number, so it differs between
-    jobs and is the same on every replay.
+    jobs and is the same on every replay. Never more than ``MAX_RETRY_DELAY``.
     """
-    ceiling = min(policy.max_delay, policy.base_delay * policy.factor ** max(0, retry - 1))
+    try:
+        growth = policy.base_delay * policy.factor ** max(0, retry - 1)
+    except OverflowError:
+        growth = MAX_RETRY_DELAY
+    # Clamped: a log may hold a policy from before the limits (NaN, 1e300).
+    ceiling = min(policy.max_delay, growth, MAX_RETRY_DELAY)
+    ceiling = ceiling if ceiling >= 0 else 0.0  # (NaN compares false)
     if not policy.jitter:
         return ceiling
     digest = hashlib.sha256(f"{job_id}:{retry}".encode()).digest()

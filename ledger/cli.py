@@ -89,6 +89,7 @@ from .demo import (
     body_values,
     run_demo,
 )
+from .ledger import _as_user
 from .ledger import open as open_ledger
 from .terminal import printable
 
@@ -1009,6 +1010,15 @@ def _moment(text: str) -> datetime:
     return moment
 
 
+def _user(text: str) -> str:
+    """A user id the Python API takes (not ``system``, ``system:*`` or ``worker:*``)."""
+    try:
+        _as_user(text)
+    except ValidationError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 def _head(text: str) -> Head:
     try:
         return Head.parse(text)
@@ -1078,7 +1088,7 @@ def _parser() -> argparse.ArgumentParser:
     db_help = f"the log file (default: {_DEFAULT_DB}); it must exist"
     listing = commands.add_parser("list", help="list jobs, newest first")
     listing.add_argument("--db", default=_DEFAULT_DB, help=db_help)
-    listing.add_argument("--user", help="only this user's jobs")
+    listing.add_argument("--user", type=_user, help="only this user's jobs")
     listing.add_argument("--status", choices=[s.value for s in JobStatus], help="only this status")
     listing.add_argument("--type", dest="job_type", help="only this job type")
     listing.add_argument(

@@ -41,6 +41,7 @@ from reactivex.abc import ObserverBase, SchedulerBase
 from reactivex.disposable import Disposable
 
 from jobledger.core import (
+    MAX_ID_LENGTH,
     SYSTEM_USER,
     Annotation,
     Asset,
@@ -74,10 +75,12 @@ from jobledger.core import (
     User,
     ValidationError,
     WaitTimeout,
+    check_json,
     evolve_job,
     get_logger,
     to_jsonld,
     to_ms,
+    validate_command,
 )
 from jobledger.core.annotations import annotation_json
 from jobledger.core.w3c import check_base_iri
@@ -184,12 +187,71 @@ class LedgerStatistics(msgspec.Struct, frozen=True, kw_only=True):
     workers: tuple[WorkerStatistics, ...]
 
 
+RESERVED_USER_IDS = ("system", "system:", "worker:")
+"""User ids the engine keeps for itself: ``system`` and ``system:…`` (the
+application and the engine's own actors) and ``worker:…``."""
+
+_STATUS_NAMES = tuple(s.value for s in JobStatus)
+_MAX_SEQ = 2**63 - 1  # the largest seq (and cursor) a log can hold
+
+
 def _as_user(user: UserArg) -> User | None:
-    if user is None or isinstance(user, User):
-        return user
-    if isinstance(user, str) and user:
-        return User(id=user)
-    raise ValidationError("must be a jobledger.User or a non-empty user id", field="user")
+    """The caller: ``None`` (the application itself), or a user whose id is
+    1-128 characters and not one the engine keeps for itself."""
+    if user is None:
+        return None
+    if isinstance(user, str):
+        user = User(id=user)
+    if not isinstance(user, User) or not isinstance(user.id, str) or not user.id:
+        raise ValidationError("must be a jobledger.User or a non-empty user id", field="user")
+    if len(user.id) > MAX_ID_LENGTH:
+        raise ValidationError(f"a user id is at most {MAX_ID_LENGTH} characters", field="user")
+    _unicode(user.id, "user")
+    if user.id == "system" or user.id.startswith(RESERVED_USER_IDS[1:]):
+        raise ValidationError(
+            f"{user.id!r} is kept for the engine (system, system:*, worker:*)", field="user"
+        )
+    if user.tenant is not None and (not isinstance(user.tenant, str) or not user.tenant):
+        raise ValidationError("a tenant is a non-empty string", field="user.tenant")
+    if user.tenant is not None:
+        _unicode(user.tenant, "user.tenant")
+    return user
+
+
+def _id(value: object, field: str) -> str:
+    """An id argument: a string of 1-128 characters (Unicode text)."""
+    if not isinstance(value, str) or not 1 <= len(value) <= MAX_ID_LENGTH:
+        raise ValidationError(f"must be a string of 1-{MAX_ID_LENGTH} characters", field=field)
+    return _unicode(value, field)
+
+
+def _optional_text(value: object, field: str) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise ValidationError("must be a string", field=field)
+    return value if value is None else _unicode(value, field)
+
+
+def _unicode(value: str, field: str) -> str:
+    """Refuse lone surrogates: they are not text, and no file can store them."""
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise ValidationError("is not valid Unicode text (a lone surrogate)", field=field) from None
+    return value
+
+
+def _seq(value: object, field: str) -> int:
+    """A position in the log: an int from 0 to 2**63 - 1."""
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= _MAX_SEQ:
+        raise ValidationError("must be an int from 0 to 2**63 - 1", field=field)
+    return value
+
+
+def _count(value: object, field: str, most: int = 10_000) -> int:
+    """A page size or batch: an int from 1 to ``most``."""
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= most:
+        raise ValidationError(f"must be an int from 1 to {most}", field=field)
+    return value
 
 
 def _owns(job: Job, user: User | None) -> bool:
@@ -211,7 +273,34 @@ def _seconds(value: float | timedelta | None, field: str) -> float | None:
     seconds = value.total_seconds() if isinstance(value, timedelta) else value
     if not isinstance(seconds, int | float) or isinstance(seconds, bool):
         raise ValidationError("must be seconds or a timedelta", field=field)
-    return float(seconds)
+    try:
+        return float(seconds)
+    except OverflowError:  # an int past any float
+        raise ValidationError("must be at most 30 days", field=field) from None
+
+
+def _event_types(types: object) -> list[str] | None:
+    """``events(types=…)``: None, or an iterable of event type names."""
+    if types is None:
+        return None
+    if isinstance(types, str) or not isinstance(types, Iterable):
+        raise ValidationError("must be an iterable of event types", field="types")
+    names = list(types)
+    if not all(isinstance(t, str) for t in names):
+        raise ValidationError("must be an iterable of event types", field="types")
+    return names
+
+
+def _statuses(until: object) -> frozenset[JobStatus] | None:
+    """``wait(until=…)``: None, one status, or an iterable of statuses."""
+    if until is None:
+        return None
+    items = [until] if isinstance(until, str) else until
+    try:
+        return frozenset(JobStatus(s) for s in items)  # type: ignore[attr-defined]
+    except (TypeError, ValueError, RecursionError):  # (Enum's message reprs the value)
+        statuses = ", ".join(s.value for s in JobStatus)
+        raise ValidationError(f"must be statuses ({statuses})", field="until") from None
 
 
 class Ledger:
@@ -375,6 +464,32 @@ class Ledger:
 
     def register(self, job_type: JobType) -> None:
         """Add a job type to the registry (its params are then checked at submit)."""
+        if not isinstance(job_type, JobType):
+            raise ValidationError("must be a jobledger.JobType", field="job_type")
+        for name in ("params", "result"):
+            kind = getattr(job_type, name)
+            if kind is not None and not (
+                isinstance(kind, type) and issubclass(kind, msgspec.Struct)
+            ):
+                raise ValidationError("must be a msgspec Struct type or None", field=name)
+        if not isinstance(job_type.description, str):
+            raise ValidationError("must be a string", field="description")
+        if job_type.retry is not None and not isinstance(job_type.retry, RetryPolicy):
+            raise ValidationError("must be a jobledger.RetryPolicy", field="retry")
+        # Its rules are checked as a submission of the type would be.
+        validate_command(
+            JobCreate(
+                job_id="job_type",
+                job_type=job_type.name,
+                user=SYSTEM_USER,
+                max_retries=job_type.max_retries,
+                max_recoveries=job_type.max_recoveries,
+                timeout=_seconds(job_type.timeout, "timeout"),
+                queue=job_type.queue,
+                suspendable=job_type.suspendable,
+                retry=job_type.retry,
+            )
+        )
         self._registry.register(job_type)
 
     def job_types(self) -> builtins.list[JobType]:
@@ -415,8 +530,16 @@ class Ledger:
         """
         self._check_open()
         owner = _as_user(user) or SYSTEM_USER
+        if not isinstance(job_type, str):
+            raise ValidationError("must be a string", field="job_type")
         if run_at is not None and (not isinstance(run_at, datetime) or run_at.tzinfo is None):
             raise ValidationError("must be an aware datetime", field="run_at")
+        if retry is not None and not isinstance(retry, RetryPolicy):
+            raise ValidationError("must be a jobledger.RetryPolicy", field="retry")
+        if isinstance(params, msgspec.Struct | Mapping):
+            # JSON values only, checked before a Struct is converted (which
+            # would turn sets into lists and bytes into base64, silently).
+            check_json(params if isinstance(params, msgspec.Struct) else dict(params), "params")
         rules = self._registry.resolve(
             job_type,
             params,
@@ -455,12 +578,16 @@ class Ledger:
         assert job is not None
         return job
 
-    async def _control(self, command: Command, user: UserArg) -> Job | None:
-        """Send a control command for a job the caller owns; the job after it."""
+    async def _control(self, command: Command, user: UserArg) -> Job:
+        """Send a control command for a job the caller owns; the job after it
+        (``NotFound`` if a delete got there in between)."""
         job_id: str = command.job_id  # type: ignore[attr-defined]
         await self.get(job_id, user=user)
         await self._bus.send(command)
-        return await self._log.get_job(job_id)
+        job = await self._log.get_job(job_id)
+        if job is None:
+            raise NotFound("job", job_id)
+        return job
 
     def _actor(self, user: UserArg) -> str:
         owner = _as_user(user)
@@ -471,43 +598,49 @@ class Ledger:
         its worker is asked to stop (``cancel_requested``) and the job ends
         ``cancelled`` when it has (``wait`` for it). ``InvalidTransition`` if it
         has already ended; ``NotFound`` as for ``get``."""
-        job = await self._control(
+        return await self._control(
             JobCancel(job_id=job_id, reason=reason, actor=self._actor(user), correlation_id=job_id),
             user,
         )
-        assert job is not None
-        return job
 
     async def suspend(self, job_id: str, *, user: UserArg = None) -> Job:
         """Suspend a job of a suspendable type. Pending: at once. Running: its worker
         is asked to checkpoint and stop; the job ends ``suspended`` with its last
         progress. ``ValidationError`` if the type is not suspendable."""
-        job = await self._control(
+        return await self._control(
             JobSuspend(job_id=job_id, actor=self._actor(user), correlation_id=job_id), user
         )
-        assert job is not None
-        return job
 
     async def resume(self, job_id: str, *, user: UserArg = None) -> Job:
         """Put a suspended job back to pending, with its last progress and checkpoint."""
-        job = await self._control(
+        return await self._control(
             JobResume(job_id=job_id, actor=self._actor(user), correlation_id=job_id), user
         )
-        assert job is not None
-        return job
 
     async def delete(self, job_id: str, *, user: UserArg = None) -> None:
         """Delete a job that is not running: it leaves the read model (``get``
         says ``NotFound``); its history stays in the log for audit."""
-        await self._control(
-            JobDelete(job_id=job_id, actor=self._actor(user), correlation_id=job_id), user
+        await self.get(job_id, user=user)
+        await self._bus.send(
+            JobDelete(job_id=job_id, actor=self._actor(user), correlation_id=job_id)
         )
 
     async def cleanup(self, older_than: timedelta | datetime, *, batch: int = 500) -> int:
         """Delete every finished job that finished before ``older_than`` (a cutoff
         time, or an age); returns how many were deleted."""
         self._check_open()
-        cutoff = older_than if isinstance(older_than, datetime) else self._clock.now() - older_than
+        if isinstance(older_than, datetime) and older_than.tzinfo is not None:
+            cutoff = older_than
+        elif isinstance(older_than, timedelta) and older_than >= timedelta(0):
+            try:
+                cutoff = self._clock.now() - older_than
+            except OverflowError:
+                raise ValidationError(
+                    "an age that reaches before year 1 finds nothing to delete", field="older_than"
+                ) from None
+        else:
+            raise ValidationError("must be an aware datetime or an age >= 0", field="older_than")
+        batch = _count(batch, "batch")
         deleted = 0
         while True:
             jobs = await self._log.finished_before(cutoff, batch)
@@ -533,7 +666,7 @@ class Ledger:
         """The job as last committed. ``NotFound`` if absent or not ``user``'s."""
         self._check_open()
         owner = _as_user(user)
-        job = await self._log.get_job(job_id)
+        job = await self._log.get_job(_id(job_id, "job_id"))
         if job is None or not _owns(job, owner):
             raise NotFound("job", job_id)
         return job
@@ -555,12 +688,14 @@ class Ledger:
         self._check_open()
         owner = _as_user(user)
         if status is not None:
-            try:
-                status = JobStatus(status)
-            except ValueError:
-                raise ValidationError(f"unknown status {status!r}", field="status") from None
-        if not isinstance(limit, int) or not 1 <= limit <= 10_000:
-            raise ValidationError("must be between 1 and 10000", field="limit")
+            if not isinstance(status, str) or status not in _STATUS_NAMES:
+                statuses = ", ".join(_STATUS_NAMES)
+                raise ValidationError(f"must be one of {statuses}", field="status")
+            status = JobStatus(status)
+        limit = _count(limit, "limit")
+        job_type = _optional_text(job_type, "job_type")
+        if cursor is not None:
+            cursor = _seq(cursor, "cursor")
         jobs = await self._log.list_jobs(
             user_id=None if owner is None else owner.id,
             tenant=None if owner is None else owner.tenant,
@@ -578,7 +713,7 @@ class Ledger:
         deleted. ``NotFound`` if there is none, or the job is not ``user``'s."""
         self._check_open()
         owner = _as_user(user)
-        events = await self._log.stream(job_id)
+        events = await self._log.stream(_id(job_id, "job_id"))
         created = events[0].data if events else None
         if not isinstance(created, JobCreated) or not _owns_user(created.user, owner):
             raise NotFound("job", job_id)
@@ -594,12 +729,12 @@ class Ledger:
     async def marks(self, resource_id: str) -> builtins.list[Mark]:
         """The live marks of a resource, in creation order."""
         self._check_open()
-        return await self._log.marks_of(resource_id)
+        return await self._log.marks_of(_id(resource_id, "resource_id"))
 
     async def mark(self, mark_id: str) -> Mark:
         """One live mark; ``NotFound`` if there is none."""
         self._check_open()
-        found = await self._log.get_mark(mark_id)
+        found = await self._log.get_mark(_id(mark_id, "mark_id"))
         if found is None:
             raise NotFound("mark", mark_id)
         return found
@@ -648,6 +783,8 @@ class Ledger:
         none, and return the mark as committed. ``NotFound`` for a missing
         mark; ``ValidationError`` for an operation that does not apply."""
         self._check_open()
+        if isinstance(operations, str | bytes) or not isinstance(operations, Iterable):
+            raise ValidationError("must be a sequence of body operations", field="operations")
         await self._bus.send(
             MarkUpdateBody(mark_id=mark_id, operations=list(operations), actor=actor)
         )
@@ -685,7 +822,7 @@ class Ledger:
     async def resource(self, resource_id: str) -> Resource:
         """A resource jobledger stores; ``NotFound`` if there is none."""
         self._check_open()
-        found = await self._log.get_resource(resource_id)
+        found = await self._log.get_resource(_id(resource_id, "resource_id"))
         if found is None:
             raise NotFound("resource", resource_id)
         return found
@@ -694,8 +831,8 @@ class Ledger:
         """Resources oldest first, ``limit`` (1-10,000) of them after ``after_seq``
         (the ``created_seq`` of the last one of the page before)."""
         self._check_open()
-        if not 1 <= limit <= 10_000:
-            raise ValidationError("must be 1-10000", field="limit")
+        limit = _count(limit, "limit")
+        after_seq = _seq(after_seq, "after_seq")
         return await self._log.list_resources(after_seq=after_seq, limit=limit)
 
     async def content(self, resource_id: str) -> bytes:
@@ -717,10 +854,22 @@ class Ledger:
         statuses, or terminal: a terminal job never gets anywhere else) and
         return it.
 
-        ``timeout`` is seconds of real time. Raises ``WaitTimeout`` after it,
-        ``NotFound`` as for ``get``, ``LedgerClosed`` if the ledger closes first.
+        ``timeout`` is seconds of real time (finite, >= 0; 0 looks once).
+        Raises ``WaitTimeout`` after it, ``NotFound`` as for ``get``,
+        ``LedgerClosed`` if the ledger closes first, ``ValidationError`` for a
+        bad argument.
         """
-        wanted = None if until is None else frozenset(JobStatus(s) for s in until)
+        self._check_open()
+        _id(job_id, "job_id")
+        _as_user(user)
+        wanted = _statuses(until)
+        if timeout is not None and (
+            not isinstance(timeout, int | float)
+            or isinstance(timeout, bool)
+            or not 0 <= timeout < float("inf")
+        ):
+            raise ValidationError("must be finite seconds >= 0", field="timeout")
+        deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
 
         def done(job: Job) -> bool:
             return job.is_terminal or (wanted is not None and job.status in wanted)
@@ -728,13 +877,14 @@ class Ledger:
         waiter = _Waiter(done)
         self._waiters.setdefault(job_id, set()).add(waiter)
         try:
-            async with asyncio.timeout(timeout):
-                # Registered before reading: every event committed after the read
-                # reaches the waiter (published here, or found by the tail when
-                # another process wrote it), which follows the job from the
-                # events alone and wakes this call only when it is done, or
-                # when it must read the job again.
-                waiter.read(await self.get(job_id, user=user))
+            # Registered before reading: every event committed after the read
+            # reaches the waiter (published here, or found by the tail when
+            # another process wrote it), which follows the job from the
+            # events alone and wakes this call only when it is done, or
+            # when it must read the job again. The first read is made
+            # whatever the timeout, so a job already done is returned.
+            waiter.read(await self.get(job_id, user=user))
+            async with asyncio.timeout_at(deadline):
                 while waiter.job is not None and not done(waiter.job):
                     await waiter.wake.wait()
                     self._check_open()
@@ -819,7 +969,15 @@ class Ledger:
         and assets) are given.
         """
         self._check_open()
-        wanted = frozenset(types) if types is not None else None
+        after = _seq(after, "after")
+        if job_id is not None:
+            _id(job_id, "job_id")
+        job_type = _optional_text(job_type, "job_type")
+        buffer = _count(buffer, "buffer", most=10_000_000)
+        if on_overflow is not None and not callable(on_overflow):
+            raise ValidationError("must be callable", field="on_overflow")
+        names = _event_types(types)
+        wanted = None if names is None else frozenset(names)
         owned = await self._jobs_filter(user, job_type)
 
         def matches(env: Envelope) -> bool:
@@ -940,7 +1098,7 @@ class Ledger:
         (live only); give a ``seq`` to catch up first. Disposing the
         subscription stops it.
         """
-        type_list = builtins.list(types) if types is not None else None
+        type_list = _event_types(types)
 
         def subscribe(
             observer: ObserverBase[Envelope], scheduler: SchedulerBase | None = None
@@ -987,14 +1145,25 @@ class Ledger:
         self._check_open()
         if until is not None and (not isinstance(until, datetime) or until.tzinfo is None):
             raise ValidationError("must be an aware datetime", field="until")
+        if until_seq is not None:
+            until_seq = _seq(until_seq, "until_seq")
         return await replay(self._log, until_seq=until_seq, until=until)
 
-    async def verify(self, *, digest: Head | None = None) -> VerifyReport:
+    async def verify(self, *, digest: Head | str | None = None) -> VerifyReport:
         """Check the hash chain, the sequence and the read model against a
         replay, on one consistent view of the log, and that every resource's
         content is there and matches its digest; with a ``digest`` (from
-        ``digest()``, kept elsewhere), also that the log still holds it."""
+        ``digest()``, kept elsewhere, or its ``SEQ:HASH`` text), also that
+        the log still holds it."""
         self._check_open()
+        if isinstance(digest, str):
+            digest = Head.parse(digest)
+        elif digest is not None and not (
+            isinstance(digest, Head)
+            and isinstance(digest.hash, str)
+            and _seq(digest.seq, "digest") >= 0
+        ):
+            raise ValidationError("must be a Head or its SEQ:HASH text", field="digest")
         return await verify(self._log, digest=digest, content=self._content)
 
     async def digest(self) -> Head:
@@ -1007,6 +1176,7 @@ class Ledger:
         """The log after ``after`` as NDJSON lines (``jobledger.LogLine``), with
         each event's exact stored bytes, so ``import_log`` keeps the hashes."""
         self._check_open()
+        after = _seq(after, "after")
         async for line in export_log(self._log, after):
             yield line
 

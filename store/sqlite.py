@@ -953,8 +953,15 @@ class SqliteLog:
             f"SELECT min(run_at_us) FROM jobs WHERE status = 'pending' AND job_type IN ({marks})",
             tuple(job_types),
         )
-        due = rows[0][0] if rows else None
-        return None if due is None else datetime.fromtimestamp(due / 1_000_000, UTC)
+        micros_due = rows[0][0] if rows else None
+        if micros_due is None:
+            return None
+        try:
+            return datetime.fromtimestamp(micros_due / 1_000_000, UTC)
+        except (OverflowError, ValueError, OSError, TypeError):
+            # Past year 9999 (an older log), or a damaged column (verify names
+            # it): never due, so the dispatcher goes on polling.
+            return datetime.max.replace(tzinfo=UTC)
 
     async def expiring(self, now: datetime, limit: int = 500) -> list[Job]:
         us = micros(now)

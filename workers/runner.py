@@ -307,10 +307,14 @@ class WorkerRunner:
     async def _until_due(self) -> float:
         """Seconds until the next poll: the poll interval, or sooner if a
         delayed job (a retry in its backoff) comes due before it."""
-        due = await self._reader.next_due(self._types)
-        if due is None:
+        try:
+            due = await self._reader.next_due(self._types)
+            wait = (due - self._clock.now()).total_seconds() if due is not None else None
+        except (StorageError, ArithmeticError, ValueError) as exc:  # no row stops dispatching
+            log.warning("finding the next due job failed", worker=self.name, error=repr(exc))
             return self._poll_interval
-        wait = (due - self._clock.now()).total_seconds()
+        if wait is None:
+            return self._poll_interval
         if wait <= 0:
             # Due but not claimed (its queue is full, or another worker won):
             # a release or a new event wakes us; otherwise poll as usual.
