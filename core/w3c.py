@@ -135,7 +135,9 @@ def iri_of(
 def check_base_iri(base_iri: str | None) -> None:
     """Raise :class:`ValidationError` unless ``base_iri`` is ``None`` or an
     absolute IRI ending in ``/``."""
-    if base_iri is not None and not (IRI.match(base_iri) and base_iri.endswith("/")):
+    if base_iri is not None and not (
+        isinstance(base_iri, str) and IRI.match(base_iri) and base_iri.endswith("/")
+    ):
         raise ValidationError("must be an absolute IRI ending in '/'", field="base_iri")
 
 
@@ -322,12 +324,18 @@ class _Checker(Checks):
         for item, at in items_of(value, path):
             self.resource(item, at, role, 0)
 
+    def reference(self, text: str) -> bool:
+        """True if ``text`` refers to a resource: an IRI, a bare jobledger id,
+        or the mark's own resource id (whatever characters it holds: an
+        export names it by its percent-encoded IRI)."""
+        return text == self.resource_id or bool(IRI.match(text) or BARE_ID.match(text))
+
     def resource(self, item: Any, path: str, role: str, depth: int) -> None:
         if depth > MAX_DEPTH:
             self.fail(path, f"an annotation MUST NOT nest deeper than {MAX_DEPTH} levels")
             return
         if isinstance(item, str):
-            if not (IRI.match(item) or BARE_ID.match(item)):
+            if not self.reference(item):
                 self.fail(path, f"a {role} given as a string MUST be an IRI")
             return
         if not isinstance(item, dict):
@@ -462,7 +470,7 @@ class _Checker(Checks):
                     source,
                     f"{path}.source",
                     "a SpecificResource's source MUST be one IRI or resource",
-                    lambda v: isinstance(v, str) and bool(IRI.match(v) or BARE_ID.match(v)),
+                    lambda v: isinstance(v, str) and self.reference(v),
                 )
         if "purpose" in item:
             self.motivations(item["purpose"], f"{path}.purpose", "purpose")
@@ -499,7 +507,7 @@ class _Checker(Checks):
         """A target naming a jobledger resource names the mark's; on it, the
         position and quote selectors name one span."""
         source = target.get("source") if isinstance(target, dict) else target
-        named = resource_of(source)
+        named = source if source == self.resource_id else resource_of(source)
         if named is None:
             return
         if named != self.resource_id:

@@ -497,3 +497,33 @@ def test_jobledger_import_refuses_a_crafted_file_and_leaves_the_log_empty(
     assert words in capsys.readouterr().err.replace("\n", "")
     with sqlite3.connect(existing) as conn:
         assert conn.execute("SELECT count(*) FROM events").fetchone() == (0,)
+
+
+async def test_a_log_with_holders_recoveries_and_releases_still_imports_the_same(
+    tmp_path: Path,
+) -> None:
+    """tests/fixtures/log-v3.ndjson holds what issue 13 added (holders in
+    leases, recoveries that spend no retry, a release, a poison job failing
+    past its recoveries, causation ids); never regenerated, like the others."""
+    from .fixtures.make_log_v3 import ADDED, state_json
+
+    lines = (FIXTURES / "log-v3.ndjson").read_bytes().splitlines(keepends=True)
+    assert {msgspec.json.decode(line)["type"] for line in lines} >= ADDED
+    async with jobledger.open(tmp_path / "from-v3.db") as ledger:
+        assert await ledger.import_log(lines) == len(lines)
+        assert [line async for line in ledger.export_log()] == lines
+        expected = (FIXTURES / "log-v3.state.json").read_bytes().strip()
+        assert state_json(await ledger.replay()) == expected
+        async with ledger._log.frozen() as view:
+            assert state_json(await view.snapshot()) == expected
+        assert (await ledger.verify()).ok
+        released, recovered, poison = sorted(
+            (await ledger.list()).jobs, key=lambda job: job.created_seq
+        )
+        assert (released.status, released.failures, released.attempt) == ("completed", 0, 2)
+        assert (recovered.status, recovered.recoveries, recovered.failures) == ("pending", 1, 0)
+        assert (poison.status, poison.recoveries, poison.error_type) == (
+            "failed",
+            1,
+            "LeaseExpired",
+        )

@@ -370,7 +370,7 @@ CALLS: dict[str, Call] = {
         job_id=fx.fresh("sent"), job_type="t", user=User(id="alice"), actor="alice")})),
     "marks": Call(lambda fx: _const({"resource_id": "doc"})),
     "mark": Call(lambda fx: _mark_id(fx)),
-    "annotations": Call(lambda fx: _const({"resource_id": "doc", "base": "urn:x:"})),
+    "annotations": Call(lambda fx: _const({"resource_id": "doc", "base_iri": "https://kb.example/"})),
     "create_mark": Call(_create_mark),
     "update_mark_body": Call(_update_mark),
     "delete_mark": Call(lambda fx: _mark_id(fx)),

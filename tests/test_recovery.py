@@ -455,3 +455,59 @@ async def test_close_returns_even_when_execute_swallows_its_cancellation(
         back = await ledger.get(job.id)
         assert (back.status, back.failures, back.recoveries) == ("pending", 0, 0)
         assert (await types(ledger, job.id))[-1] == "job.released"
+
+
+# -- causation: an auditor can follow what caused what ------------------------------
+
+
+class FailsOnce(JobWorker):
+    job_types = ("flaky",)
+
+    async def execute(self, job: Job, ctx: JobContext) -> dict[str, int]:
+        await ctx.progress(50)
+        if job.attempt == 1:
+            raise RuntimeError("first attempt fails")
+        return {"attempt": job.attempt}
+
+
+async def test_events_name_the_event_that_caused_them(db_path: Path, clock: ManualClock) -> None:
+    retry = jobledger.RetryPolicy(base_delay=1, jitter=False)
+    async with jobledger.open(db_path, workers=[FailsOnce()]) as ledger:
+        job = await ledger.submit("flaky", max_retries=1, retry=retry)
+        await ledger.wait(job.id, timeout=30)
+        history = await ledger.history(job.id)
+    by_type: dict[str, list[jobledger.Envelope]] = {}
+    for env in history:
+        by_type.setdefault(env.type, []).append(env)
+    first, second = by_type["job.started"]
+    # A retry scheduled by a failure names the start of the attempt that failed;
+    # each report of an attempt names that attempt's start.
+    [scheduled] = by_type["job.retry_scheduled"]
+    assert scheduled.causation_id == first.event_id
+    assert [env.causation_id for env in by_type["job.progressed"]] == [
+        first.event_id,
+        second.event_id,
+    ]
+    assert by_type["job.completed"][0].causation_id == second.event_id
+
+    async with jobledger.open(db_path, clock=clock) as ledger:
+        # A lease expiry found by the sweeper names the grant of the lost lease.
+        lost = await ledger.submit("t")
+        await claim(ledger, lost, holder=None, lease=30)
+        [renewal] = await ledger.send(jobledger.JobHeartbeat(job_id=lost.id, attempt=1))
+        await advance_until(clock, lambda: status_is(ledger, lost.id, "pending"))
+        expired = (await ledger.history(lost.id))[-1]
+        assert expired.type == "job.lease_expired" and expired.causation_id == renewal.event_id
+
+
+async def test_a_cancel_that_ends_a_running_job_names_the_request(db_path: Path) -> None:
+    worker = Looping()
+    async with jobledger.open(db_path, workers=[worker]) as ledger:
+        job = await ledger.submit("loop")
+        await asyncio.wait_for(worker.reported.wait(), 10)
+        await ledger.cancel(job.id)
+        worker.step.set()
+        await ledger.wait(job.id, timeout=10)
+        *_, requested, cancelled = await ledger.history(job.id)
+    assert requested.type == "job.cancel_requested" and cancelled.type == "job.cancelled"
+    assert cancelled.causation_id == requested.event_id

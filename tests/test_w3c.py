@@ -573,3 +573,12 @@ def test_marks_jsonld_on_the_command_line_passes_every_must(
     assert documents[0]["target"]["source"] == "https://kb.example/resources/ms"
     assert documents[1]["via"] == "https://example.net/notes/1"
     assert main(["marks", "ms", "--db", str(db), "--jsonld", "--base-iri", "no"]) == 1
+
+
+async def test_a_base_iri_that_is_not_a_string_is_a_validation_error(tmp_path: Path) -> None:
+    """Found by the fuzz test: ``base_iri=0`` raised a bare TypeError."""
+    async with jobledger.open(tmp_path / "jobs.db") as ledger:
+        for bad in (0, b"https://x/", ["https://x/"], "https://no-slash", "not an iri/"):
+            with pytest.raises(jobledger.ValidationError) as refused:
+                await ledger.annotations("doc", base_iri=bad)  # type: ignore[arg-type]
+            assert refused.value.field == "base_iri"
