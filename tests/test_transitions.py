@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from types import MappingProxyType
 
 import msgspec
@@ -46,12 +47,14 @@ from jobledger.core import (
     JobStart,
     JobStatus,
     JobSuspend,
+    ManualClock,
     MarkCreate,
     MarkDelete,
     Projection,
     ResourceCreate,
     StaleAttempt,
     User,
+    ValidationError,
     can_transition,
     decide,
 )
@@ -488,3 +491,119 @@ def test_each_move_is_refused_once_the_table_drops_it(
 
 def test_terminal_statuses_are_the_ones_the_table_leads_nowhere_from() -> None:
     assert {s for s, targets in TRANSITIONS.items() if not targets} == TERMINAL
+
+
+# -- endings a mutation run found untested, through a real ledger ---------------
+
+
+async def _claimed(ledger: jobledger.Ledger, **submit: object) -> jobledger.Job:
+    """A job submitted, then claimed by hand (a worker outside this ledger) at the clock's now."""
+    job = await ledger.submit("t", **submit)  # type: ignore[arg-type]
+    await ledger.send(JobStart(job_id=job.id, worker="w", expected_version=1, lease_seconds=30))
+    return job
+
+
+def _types(history: list[Envelope]) -> list[str]:
+    return [env.type for env in history]
+
+
+@pytest.mark.parametrize(("retryable", "timed_out"), [(True, False), (False, False), (True, True)])
+async def test_a_failure_reported_after_a_cancel_request_ends_the_job_cancelled(
+    db_path: Path, retryable: bool, timed_out: bool
+) -> None:
+    async with jobledger.open(db_path, clock=ManualClock(), sweep_interval=3600) as ledger:
+        job = await _claimed(ledger, max_retries=2)  # retries left: without the cancel, a retry
+        await ledger.cancel(job.id, reason="no longer needed")
+        reply = await ledger.send(
+            JobFail(
+                job_id=job.id,
+                attempt=1,
+                error="boom",
+                error_type="RuntimeError",
+                retryable=retryable,
+                timed_out=timed_out,
+            )
+        )
+        assert [env.type for env in reply] == ["job.cancelled"]
+        history = await ledger.history(job.id)
+        assert _types(history) == [
+            "job.created",
+            "job.started",
+            "job.cancel_requested",
+            "job.cancelled",
+        ]
+        cancelled = history[-1].data
+        assert isinstance(cancelled, jobledger.core.JobCancelled)
+        assert (cancelled.attempt, cancelled.reason) == (1, "cancelled; boom")
+        done = await ledger.get(job.id)
+        assert (done.status, done.error, done.error_type) == (
+            "cancelled",
+            "cancelled; boom",
+            "Cancelled",
+        )
+        assert (done.failures, done.lease, done.cancel_requested) == (0, None, False)
+
+
+async def test_a_lease_lost_while_a_suspend_is_pending_suspends_the_job(db_path: Path) -> None:
+    clock = ManualClock()
+    kinds = [jobledger.JobType(name="t", suspendable=True)]
+    async with jobledger.open(db_path, clock=clock, sweep_interval=3600, job_types=kinds) as ledger:
+        job = await _claimed(ledger, max_retries=1)
+        await ledger.suspend(job.id)
+        clock.advance(31)  # the 30 s lease has run out
+        reply = await ledger.send(JobExpire(job_id=job.id, attempt=1, reason="lease"))
+        assert [env.type for env in reply] == ["job.suspended"]
+        history = await ledger.history(job.id)
+        assert _types(history) == [
+            "job.created",
+            "job.started",
+            "job.suspend_requested",
+            "job.suspended",
+        ]
+        suspended = history[-1].data
+        assert isinstance(suspended, jobledger.core.JobSuspended)
+        assert suspended.attempt == 1
+        paused = await ledger.get(job.id)
+        assert (paused.status, paused.lease, paused.suspend_requested) == ("suspended", None, False)
+        assert (paused.failures, paused.retries_left) == (0, 1)
+        resumed = await ledger.resume(job.id)
+        assert resumed.status == "pending"
+
+
+@pytest.mark.parametrize(
+    ("timeout", "after"),
+    [(10.0, 9.999), (10.0, 0.0), (None, 10.0**6)],
+    ids=["before-the-deadline", "at-the-start", "without-a-timeout"],
+)
+async def test_a_timeout_expiry_that_comes_too_soon_is_refused_and_writes_nothing(
+    db_path: Path, timeout: float | None, after: float
+) -> None:
+    clock = ManualClock()
+    async with jobledger.open(db_path, clock=clock, sweep_interval=10**7) as ledger:
+        job = await _claimed(ledger, timeout=timeout)
+        await ledger.send(JobHeartbeat(job_id=job.id, attempt=1, lease_seconds=10**7))
+        head = [env.seq async for env in ledger.events(after=0)][-1]
+        clock.advance(after)
+        with pytest.raises(ValidationError) as caught:
+            await ledger.send(JobExpire(job_id=job.id, attempt=1, reason="timeout"))
+        assert type(caught.value) is ValidationError
+        assert caught.value.field == "reason"
+        assert "has not timed out" in str(caught.value)
+        assert [env.seq async for env in ledger.events(after=0)][-1] == head  # nothing written
+        assert (await ledger.get(job.id)).status == "running"
+
+
+async def test_a_timeout_expiry_at_the_deadline_times_the_job_out(db_path: Path) -> None:
+    clock = ManualClock()
+    async with jobledger.open(db_path, clock=clock, sweep_interval=10**7) as ledger:
+        job = await _claimed(ledger, timeout=10.0)
+        await ledger.send(JobHeartbeat(job_id=job.id, attempt=1, lease_seconds=3600))
+        clock.advance(10.0)
+        reply = await ledger.send(JobExpire(job_id=job.id, attempt=1, reason="timeout"))
+        assert [env.type for env in reply] == ["job.timed_out"]
+        done = await ledger.get(job.id)
+        assert (done.status, done.error, done.error_type) == (
+            "timed_out",
+            "timed out after 10 s",
+            "Timeout",
+        )
