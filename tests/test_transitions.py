@@ -328,6 +328,7 @@ def test_a_command_is_accepted_exactly_when_the_table_allows_its_move(
         assert after.cancel_requested or after.suspend_requested
     else:
         assert after.status is case.target
+        assert (after.cancel_requested, after.suspend_requested) == (False, False)
 
 
 @pytest.mark.parametrize("case", [c for c in CASES if c.acts_on == ATTEMPT], ids=lambda c: c.name)
