@@ -76,6 +76,12 @@ class ManualClock:
         """How many ``sleep`` calls are waiting now (for tests to wait on)."""
         return sum(1 for _, _, f in self._sleepers if not f.done())
 
+    @property
+    def deadlines(self) -> tuple[float, ...]:
+        """When each waiting ``sleep`` call ends, on the monotonic clock, earliest
+        first (for tests to wait until a timer is set, instead of for a duration)."""
+        return tuple(sorted(when for when, _, f in self._sleepers if not f.done()))
+
     async def sleep(self, seconds: float) -> None:
         if seconds <= 0:
             await asyncio.sleep(0)

@@ -189,18 +189,35 @@ def _require_job(state: Lookup, job_id: str) -> Job:
 
 
 def _refuse(job: Job, target: JobStatus | str, command: Command) -> InvalidTransition:
+    """The refusal of ``command``, which asked ``job`` to go to ``target``."""
     return InvalidTransition(job.id, job.status.value, str(target), _tag(command))
 
 
 def _require_transition(job: Job, target: JobStatus, command: Command) -> None:
+    """The move ``job.status`` → ``target`` must be in :data:`TRANSITIONS`.
+
+    Every status move ``decide`` makes passes here first (the move a command
+    asks for, and a move it leads to instead, such as a retry or a cancel that
+    was requested meanwhile): the table is the one list of moves that exist.
+    """
     if not can_transition(job.status, target):
         raise _refuse(job, target, command)
 
 
-def _require_running(job: Job, attempt: int, target: JobStatus | str, command: Command) -> None:
-    """A report from a worker: the job must be running, and for this very attempt."""
+def _require_running(job: Job, attempt: int, target: JobStatus, command: Command) -> None:
+    """A report from a worker for its ``attempt``, asking the job to go to
+    ``target`` (``RUNNING``: to stay running). An attempt exists only while
+    the job runs: the job must be running, the table must allow the move, and
+    the attempt must be the current one."""
     if job.status is not JobStatus.RUNNING:
         raise _refuse(job, target, command)
+    if target is not JobStatus.RUNNING:
+        _require_transition(job, target, command)
+    _require_attempt(job, attempt)
+
+
+def _require_attempt(job: Job, attempt: int) -> None:
+    """``attempt`` must be the running job's current one."""
     if attempt != job.attempt:
         raise StaleAttempt(job.id, attempt, job.attempt)
 
@@ -427,10 +444,12 @@ def _decide_job(command: Command, job: Job, now: datetime) -> list[AnyEvent]:
             _require_running(job, command.attempt, JobStatus.SKIPPED, command)
             return [JobSkipped(job_id=job.id, attempt=command.attempt, reason=command.reason)]
         case JobFail():
-            _require_running(job, command.attempt, JobStatus.FAILED, command)
+            ending = JobStatus.TIMED_OUT if command.timed_out else JobStatus.FAILED
+            _require_running(job, command.attempt, ending, command)
             return [
                 _after_failure(
                     job,
+                    command,
                     now,
                     command.error,
                     command.error_type,
@@ -439,13 +458,17 @@ def _decide_job(command: Command, job: Job, now: datetime) -> list[AnyEvent]:
                 )
             ]
         case JobExpire():
-            _require_running(job, command.attempt, JobStatus.PENDING, command)
+            # A lost worker sends the job back to the queue; a passed deadline times it out.
+            asked = JobStatus.TIMED_OUT if command.reason == "timeout" else JobStatus.PENDING
+            _require_running(job, command.attempt, asked, command)
             return [_expire(job, command, now)]
         case JobRelease():
             _require_running(job, command.attempt, JobStatus.PENDING, command)
             if job.cancel_requested:  # the worker stops, and so does the job
+                _require_transition(job, JobStatus.CANCELLED, command)
                 return [JobCancelled(job_id=job.id, attempt=command.attempt, reason=command.reason)]
             if job.suspend_requested:
+                _require_transition(job, JobStatus.SUSPENDED, command)
                 return [JobSuspended(job_id=job.id, attempt=command.attempt)]
             return [JobReleased(job_id=job.id, attempt=command.attempt, reason=command.reason)]
         case JobCancel():
@@ -453,8 +476,10 @@ def _decide_job(command: Command, job: Job, now: datetime) -> list[AnyEvent]:
         case JobSuspend():
             return _suspend(job, command)
         case JobResume():
+            # Only a suspended job resumes (running → pending is a retry's or a lost lease's).
             if job.status is not JobStatus.SUSPENDED:
                 raise _refuse(job, JobStatus.PENDING, command)
+            _require_transition(job, JobStatus.PENDING, command)
             return [JobResumed(job_id=job.id)]
         case JobDelete():
             if job.status is JobStatus.RUNNING:
@@ -465,6 +490,7 @@ def _decide_job(command: Command, job: Job, now: datetime) -> list[AnyEvent]:
 
 def _after_failure(
     job: Job,
+    command: Command,
     now: datetime,
     error: str,
     error_type: str | None,
@@ -472,11 +498,14 @@ def _after_failure(
     retryable: bool,
     timed_out: bool,
 ) -> AnyEvent:
-    """What a failed attempt leads to: cancelled (if asked), a retry, or the end."""
+    """What a failed attempt leads to: cancelled (if asked), a retry, or the end
+    (the move the caller checked: failed, or timed out if ``timed_out``)."""
     if job.cancel_requested:
+        _require_transition(job, JobStatus.CANCELLED, command)
         return JobCancelled(job_id=job.id, attempt=job.attempt, reason=f"cancelled; {error}")
     retry_at = _retry_at(job, now) if retryable else None
     if retry_at is not None:
+        _require_transition(job, JobStatus.PENDING, command)
         return JobRetryScheduled(
             job_id=job.id, attempt=job.attempt, error=error, error_type=error_type, run_at=retry_at
         )
@@ -496,15 +525,18 @@ def _expire(job: Job, command: JobExpire, now: datetime) -> AnyEvent:
         if command.reason == "holder" and (dead is None or dead != lease.holder):
             raise ValidationError("is not the holder of the job's lease", field="holder")
         if job.cancel_requested:
+            _require_transition(job, JobStatus.CANCELLED, command)
             return JobCancelled(job_id=job.id, attempt=job.attempt, reason="the worker was lost")
         if job.suspend_requested:
+            _require_transition(job, JobStatus.SUSPENDED, command)
             return JobSuspended(job_id=job.id, attempt=job.attempt)
-        return _recover(job, command.reason, now)
+        return _recover(job, command, now)
     deadline = job.deadline
     if deadline is None or deadline > now:
         raise ValidationError("the job has not timed out", field="reason")
     return _after_failure(
         job,
+        command,
         now,
         f"timed out after {job.timeout:g} s",
         "Timeout",
@@ -513,12 +545,13 @@ def _expire(job: Job, command: JobExpire, now: datetime) -> AnyEvent:
     )
 
 
-def _recover(job: Job, reason: str, now: datetime) -> AnyEvent:
+def _recover(job: Job, command: JobExpire, now: datetime) -> AnyEvent:
     """A running attempt whose worker was lost: the job is pending again at
     once, spending a recovery and no retry; past ``max_recoveries`` it fails
     (a job that keeps killing its workers)."""
     recovery = job.recoveries + 1
     if recovery > job.max_recoveries:
+        _require_transition(job, JobStatus.FAILED, command)
         return JobFailed(
             job_id=job.id,
             attempt=job.attempt,
@@ -529,17 +562,16 @@ def _recover(job: Job, reason: str, now: datetime) -> AnyEvent:
             error_type="LeaseExpired",
         )
     return JobLeaseExpired(
-        job_id=job.id, attempt=job.attempt, retry_at=now, recovery=recovery, reason=reason
+        job_id=job.id, attempt=job.attempt, retry_at=now, recovery=recovery, reason=command.reason
     )
 
 
 def _cancel(job: Job, command: JobCancel) -> list[AnyEvent]:
-    if job.status in (JobStatus.PENDING, JobStatus.SUSPENDED):
+    _require_transition(job, JobStatus.CANCELLED, command)
+    if job.status is not JobStatus.RUNNING:  # nothing runs: cancelled at once
         return [JobCancelled(job_id=job.id, reason=command.reason)]
-    if job.status is not JobStatus.RUNNING:
-        raise _refuse(job, JobStatus.CANCELLED, command)
     if command.attempt is not None:  # the worker confirms it has stopped
-        _require_running(job, command.attempt, JobStatus.CANCELLED, command)
+        _require_attempt(job, command.attempt)
         return [JobCancelled(job_id=job.id, attempt=command.attempt, reason=command.reason)]
     if job.cancel_requested:
         return []
@@ -549,13 +581,13 @@ def _cancel(job: Job, command: JobCancel) -> list[AnyEvent]:
 def _suspend(job: Job, command: JobSuspend) -> list[AnyEvent]:
     if not job.suspendable:
         raise ValidationError(f"jobs of type {job.job_type!r} are not suspendable", field="job_id")
-    if job.status is JobStatus.PENDING:
+    _require_transition(job, JobStatus.SUSPENDED, command)
+    if job.status is not JobStatus.RUNNING:  # nothing runs: suspended at once
         return [JobSuspended(job_id=job.id)]
-    if job.status is not JobStatus.RUNNING:
-        raise _refuse(job, JobStatus.SUSPENDED, command)
     if command.attempt is not None:  # the worker confirms it has checkpointed and stopped
-        _require_running(job, command.attempt, JobStatus.SUSPENDED, command)
+        _require_attempt(job, command.attempt)
         if job.cancel_requested:  # a cancel asked meanwhile wins over the suspend
+            _require_transition(job, JobStatus.CANCELLED, command)
             return [JobCancelled(job_id=job.id, attempt=command.attempt)]
         return [JobSuspended(job_id=job.id, attempt=command.attempt)]
     if job.suspend_requested:

@@ -9,8 +9,15 @@
        ├──────► suspended ──► pending (resumed) | cancelled
        └──────► cancelled
 
-Terminal statuses accept no command at all. A command that asks for a move
-the table does not list is refused with :class:`~jobledger.core.errors.InvalidTransition`.
+:data:`TRANSITIONS` is the one list of moves: ``decide`` asks it (through
+:func:`can_transition`) before every status move it makes, the move a command
+asks for and the one it may lead to instead (a retry, a cancel requested
+meanwhile). A command that asks for a move the table does not list is refused
+with :class:`~jobledger.core.errors.InvalidTransition` naming the job's status
+and the status asked for. Where a command acts is narrower than the table:
+a report for an attempt (progress, completion, failure, expiry, ...) needs a
+running job, and ``job:resume`` a suspended one. Terminal statuses accept no
+command but ``job:delete``, which removes any job that is not running.
 """
 
 from __future__ import annotations
@@ -62,7 +69,7 @@ TRANSITIONS: Final = MappingProxyType(
         _S.TIMED_OUT: frozenset(),
     }
 )
-"""For each status, the statuses a job in it may move to."""
+"""For each status, the statuses a job in it may move to; ``decide`` makes no other move."""
 
 TERMINAL: Final = frozenset(s for s, targets in TRANSITIONS.items() if not targets)
 """The statuses a job never leaves."""

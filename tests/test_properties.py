@@ -15,7 +15,8 @@ at random between commands, checking what every history must keep:
    ``job:fail`` with ``retryable=True``) ends it only once those are spent;
 5. a rejected command (``send`` raised) wrote nothing and raised a
    ``JobledgerError`` (never another type, never ``LedgerClosed``: the Stower
-   must not crash).
+   must not crash, and never ``InternalError``: that is a crash inside
+   ``decide`` or the batch, which the Stower survives but which is a bug).
 
 Commands are drawn as *intents* (``Start(job=0, version="stale")``) made
 concrete just before they are sent, from the read model of that moment: most
@@ -77,6 +78,7 @@ from jobledger import (
     TERMINAL,
     AssetCreate,
     Command,
+    InternalError,
     Job,
     JobCancel,
     JobComplete,
@@ -589,8 +591,9 @@ def _streams_of(command: Command) -> set[str]:
 def check_answers(
     commands: Sequence[Command], answers: Sequence[Reply | BaseException], before: int, after: int
 ) -> None:
-    """(5) Every rejected command raised a ``JobledgerError`` (and not
-    ``LedgerClosed``: the Stower is up); the accepted ones account for every
+    """(5) Every rejected command raised a ``JobledgerError``: a refusal, not
+    ``LedgerClosed`` (the Stower is up) nor ``InternalError`` (a bug the Stower
+    caught: a crash inside ``decide`` is not a refusal); the accepted ones account for every
     new event, each in a stream the command names: so the rejected ones wrote
     nothing."""
     written: set[int] = set()
@@ -600,6 +603,9 @@ def check_answers(
                 f"{command!r} was rejected with {answer!r}, which is not a JobledgerError"
             )
             assert not isinstance(answer, LedgerClosed), f"{command!r} got {answer!r}"
+            assert not isinstance(answer, InternalError), (
+                f"{command!r} crashed jobledger: {answer!r} (caused by {answer.__cause__!r})"
+            )
             continue
         for env in answer:
             assert env.stream in _streams_of(command), f"{command!r} wrote {env!r}"
@@ -858,3 +864,14 @@ def test_concurrent_groups_do_share_batches(backend: str) -> None:
     """The grouped runs above exercise group commit: a group is one batch."""
     step = one(Create(), Start(), Report("progress", attempt="next"), Create())
     assert asyncio.run(run(backend, [step])) == 4
+
+
+def test_a_crash_inside_decide_is_not_a_valid_refusal() -> None:
+    """The Stower answers a crash inside ``decide`` with ``InternalError`` (a
+    ``JobledgerError``, so the sender gets a typed error); the properties must
+    still count it as a failure, or they hide the crash."""
+    command = JobResume(job_id="j1")
+    crash = InternalError("deciding JobResume failed: AttributeError('x')")
+    with pytest.raises(AssertionError, match="crashed jobledger"):
+        check_answers([command], [crash], 0, 0)
+    check_answers([command], [NotFound("job", "j1")], 0, 0)  # a refusal is fine

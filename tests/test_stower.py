@@ -239,3 +239,62 @@ async def test_malformed_commands_are_refused_and_the_stower_survives(engine: En
     (env,) = await engine.bus.send(create("j"))
     assert env.seq == 1
     assert engine.stower.running
+
+
+async def test_a_mailbox_and_batch_of_one_are_allowed_and_zero_is_refused(tmp_path: Path) -> None:
+    from jobledger.eventbus import EventBus
+    from jobledger.stower import Stower
+
+    log, bus = MemoryLog(), EventBus()
+    await log.open()
+    stower = Stower(log, bus, mailbox_size=1, max_batch=1)
+    await stower.start()
+    try:
+        (env,) = await bus.send(create("j"))
+        assert env.seq == 1
+    finally:
+        await stower.stop()
+        await bus.aclose()
+        await log.close()
+    for sizes in ({"mailbox_size": 0}, {"max_batch": 0}):
+        with pytest.raises(ValueError, match="at least 1"):
+            Stower(MemoryLog(), EventBus(), **sizes)
+
+
+async def test_a_batch_writes_assets_and_deleted_marks_to_the_read_model(engine: Engine) -> None:
+    from jobledger.core import AssetCreate, MarkCreate, MarkDelete
+
+    from .conftest import note
+
+    await engine.bus.send(create("j"))
+    await engine.bus.send(JobStart(job_id="j", worker="w", expected_version=1))
+    await engine.bus.send(
+        AssetCreate(
+            asset_id="a", job_id="j", attempt=1, asset_type="png", storage_path="a.png", size=3
+        )
+    )
+    await engine.bus.send(MarkCreate(mark_id="m", resource_id="r", annotation=note("r")))
+    await engine.bus.send(MarkDelete(mark_id="m"))
+    stored = await engine.log.snapshot()
+    assert list(stored.assets) == ["a"] and stored.assets["a"].storage_path == "a.png"
+    assert stored.marks == {}
+    assert (await verify(engine.log)).ok
+
+
+async def test_progress_folded_in_one_batch_keeps_the_last_checkpoint(engine: Engine) -> None:
+    await engine.bus.send(create("j"))
+    await engine.bus.send(JobStart(job_id="j", worker="w", expected_version=1))
+    reports = [
+        JobProgress(job_id="j", attempt=1, percent=10, checkpoint={"page": 1}),
+        JobProgress(job_id="j", attempt=1, percent=20, checkpoint={"page": 2}),
+        JobProgress(job_id="j", attempt=1, percent=30),
+    ]
+    async with engine.log.write():  # the Stower waits: the three reports make one batch
+        sends = [asyncio.ensure_future(engine.bus.send(r)) for r in reports]
+        await asyncio.sleep(0)
+        await engine.bus.drain()
+    await asyncio.gather(*sends)
+    assert engine.stower.statistics().coalesced == 2
+    job = await engine.log.get_job("j")
+    assert job is not None and job.progress is not None
+    assert (job.progress.percent, job.progress.checkpoint) == (30, {"page": 2})

@@ -1,0 +1,156 @@
+"""What ``decide`` and the folds promise beyond the transition table: the
+retry time and its backoff, the idempotency key, the progress a job keeps,
+the finish estimate's cap, the resources a projection folds. Each test here
+kills a mutant that the sampled mutation run (``tests/mutation.py``) found
+alive: a change to the code that no test noticed."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from jobledger.core import (
+    DEFAULT_RETRY,
+    Envelope,
+    JobCreate,
+    JobDelete,
+    JobFail,
+    JobProgress,
+    JobRetryScheduled,
+    JobStart,
+    Projection,
+    ResourceCreate,
+    RetryPolicy,
+    User,
+    decide,
+    retry_delay,
+)
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+CAP = 100 * 365 * 24 * 3600.0  # the finish estimate's horizon (docs/lifecycle.md: 100 years)
+
+
+def fold(model: Projection, command: object, *, now: datetime = NOW) -> list[Envelope]:
+    """Decide ``command`` against ``model`` and fold its events in, as the Stower does."""
+    envelopes = []
+    for event in decide(command, model, now):  # type: ignore[arg-type]
+        seq = model.seq + 1
+        env = Envelope(
+            seq=seq,
+            event_id=f"evt_{seq}",
+            stream=event.stream,
+            version=model.version(event.stream) + 1,
+            type=event.__struct_config__.tag,  # type: ignore[arg-type]
+            time=now,
+            actor="u",
+            data=event,
+            hash="",
+        )
+        model.apply(env)
+        envelopes.append(env)
+    return envelopes
+
+
+def started(model: Projection, job_id: str = "j", **create: object) -> Projection:
+    fold(model, JobCreate(job_id=job_id, job_type="t", user=User(id="u"), **create))  # type: ignore[arg-type]
+    version = model.jobs[job_id].version
+    fold(model, JobStart(job_id=job_id, worker="w", expected_version=version))
+    return model
+
+
+# -- retries -------------------------------------------------------------------
+
+
+def test_a_retry_is_due_its_backoff_after_the_failure() -> None:
+    policy = RetryPolicy(base_delay=3.0, factor=2.0, max_delay=60.0, jitter=False)
+    model = started(Projection(), max_retries=2, retry=policy)
+    (env,) = fold(model, JobFail(job_id="j", attempt=1, error="e"), now=NOW)
+    assert isinstance(env.data, JobRetryScheduled)
+    assert env.data.run_at == NOW + timedelta(seconds=3)
+    later = NOW + timedelta(seconds=10)
+    fold(
+        model, JobStart(job_id="j", worker="w", expected_version=model.jobs["j"].version), now=later
+    )
+    (env,) = fold(model, JobFail(job_id="j", attempt=2, error="e"), now=later)
+    assert isinstance(env.data, JobRetryScheduled)
+    assert env.data.run_at == later + timedelta(seconds=6)  # doubled from the second failure
+    assert model.jobs["j"].run_at == env.data.run_at
+
+
+def test_the_backoff_grows_by_its_factor_up_to_its_cap() -> None:
+    policy = RetryPolicy(base_delay=1.0, factor=3.0, max_delay=20.0, jitter=False)
+    assert [retry_delay(policy, n, "j") for n in (1, 2, 3, 4)] == [1.0, 3.0, 9.0, 20.0]
+
+
+def test_a_jittered_backoff_is_uniform_under_its_ceiling_and_the_same_on_replay() -> None:
+    policy = RetryPolicy(base_delay=8.0, factor=2.0, max_delay=300.0, jitter=True)
+    delays = [retry_delay(policy, 1, f"job_{i}") for i in range(2000)]
+    assert all(0.0 <= d <= 8.0 for d in delays)
+    assert 3.6 < sum(delays) / len(delays) < 4.4  # uniform in [0, 8]: mean 4
+    assert sum(d < 4.0 for d in delays) / len(delays) > 0.45
+    assert [retry_delay(policy, 1, f"job_{i}") for i in range(2000)] == delays
+    assert retry_delay(policy, 2, "job_0") != retry_delay(policy, 3, "job_0")
+    assert DEFAULT_RETRY.jitter
+
+
+# -- idempotency keys ------------------------------------------------------------
+
+
+def test_a_repeated_key_writes_nothing_until_its_job_is_deleted() -> None:
+    model = Projection()
+    first = JobCreate(job_id="j1", job_type="t", user=User(id="u"), idempotency_key="k")
+    assert [e.type for e in fold(model, first)] == ["job.created"]
+    again = JobCreate(job_id="j2", job_type="t", user=User(id="u"), idempotency_key="k")
+    assert fold(model, again) == []
+    other = JobCreate(job_id="j3", job_type="t", user=User(id="v"), idempotency_key="k")
+    assert [e.type for e in fold(model, other)] == ["job.created"]  # another user's key
+    unkeyed = JobCreate(job_id="j4", job_type="t", user=User(id="u"))
+    assert [e.type for e in fold(model, unkeyed)] == ["job.created"]
+    fold(model, JobDelete(job_id="j1"))
+    assert [e.type for e in fold(model, again)] == ["job.created"]
+    assert model.job_by_key("u", None, "k") is model.jobs["j2"]
+
+
+# -- progress --------------------------------------------------------------------
+
+
+def test_a_progress_without_a_checkpoint_keeps_the_last_one() -> None:
+    model = started(Projection())
+    fold(model, JobProgress(job_id="j", attempt=1, percent=10, checkpoint={"page": 3}))
+    fold(model, JobProgress(job_id="j", attempt=1, percent=20))
+    progress = model.jobs["j"].progress
+    assert progress is not None and (progress.percent, progress.checkpoint) == (20, {"page": 3})
+    fold(model, JobProgress(job_id="j", attempt=1, percent=30, checkpoint={"page": 9}))
+    progress = model.jobs["j"].progress
+    assert progress is not None and progress.checkpoint == {"page": 9}
+
+
+def test_the_finish_estimate_stops_at_a_hundred_years() -> None:
+    model = started(Projection())  # started at NOW
+    # Half done after ``elapsed`` seconds: as long again to go.
+    near = NOW + timedelta(seconds=CAP - 1000)
+    fold(model, JobProgress(job_id="j", attempt=1, percent=50), now=near)
+    progress = model.jobs["j"].progress
+    assert progress is not None and progress.eta == near + timedelta(seconds=CAP - 1000)
+    far = NOW + timedelta(seconds=CAP + 1000)
+    fold(model, JobProgress(job_id="j", attempt=1, percent=50), now=far)
+    progress = model.jobs["j"].progress
+    assert progress is not None and progress.eta is None
+
+
+# -- resources -------------------------------------------------------------------
+
+
+def test_a_resource_is_folded_into_the_projection() -> None:
+    model = Projection()
+    digest = "sha256:" + "cd" * 32
+    command = ResourceCreate(
+        resource_id="r", name="a.md", media_type="text/markdown", digest=digest, size=5
+    )
+    fold(model, command)
+    resource = model.resources["r"]
+    assert (resource.name, resource.digest, resource.size, resource.job_id) == (
+        "a.md",
+        digest,
+        5,
+        None,
+    )
