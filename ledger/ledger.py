@@ -218,6 +218,21 @@ def _as_user(user: UserArg) -> User | None:
     return user
 
 
+def _actor(actor: object) -> str:
+    """An application's ``actor`` argument: ``system`` (the application
+    itself, the default) or any user id; never one of the engine's own
+    actors (``system:*``, ``worker:*``), which the log keeps for the engine."""
+    if actor == SYSTEM_USER.id:
+        return SYSTEM_USER.id
+    if not isinstance(actor, str):
+        raise ValidationError("must be a user id or 'system'", field="actor")
+    try:
+        _as_user(actor)
+    except ValidationError as exc:
+        raise ValidationError(str(exc).removeprefix("user: "), field="actor") from exc
+    return actor
+
+
 def _id(value: object, field: str) -> str:
     """An id argument: a string of 1-128 characters (Unicode text)."""
     if not isinstance(value, str) or not 1 <= len(value) <= MAX_ID_LENGTH:
@@ -771,7 +786,7 @@ class Ledger:
                 mark_id=mark_id,
                 resource_id=resource_id,
                 annotation=annotation_json(annotation),
-                actor=actor,
+                actor=_actor(actor),
             )
         )
         return await self.mark(mark_id)
@@ -786,14 +801,14 @@ class Ledger:
         if isinstance(operations, str | bytes) or not isinstance(operations, Iterable):
             raise ValidationError("must be a sequence of body operations", field="operations")
         await self._bus.send(
-            MarkUpdateBody(mark_id=mark_id, operations=list(operations), actor=actor)
+            MarkUpdateBody(mark_id=mark_id, operations=list(operations), actor=_actor(actor))
         )
         return await self.mark(mark_id)
 
     async def delete_mark(self, mark_id: str, *, actor: str = "system") -> None:
         """Delete a mark; ``NotFound`` if there is none."""
         self._check_open()
-        await self._bus.send(MarkDelete(mark_id=mark_id, actor=actor))
+        await self._bus.send(MarkDelete(mark_id=mark_id, actor=_actor(actor)))
 
     async def create_resource(
         self,
@@ -815,7 +830,7 @@ class Ledger:
             resource_id=resource_id or self._ids.make("res", to_ms(self._clock.now())),
             name=name,
             media_type=media_type,
-            actor=actor,
+            actor=_actor(actor),
         )
         return await self.resource(stored)
 

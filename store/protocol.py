@@ -312,7 +312,9 @@ class EventLog(Protocol):
 
     async def expiring(self, now: datetime, limit: int = 500) -> list[Job]:
         """Running jobs whose lease expired, or whose timeout passed, by ``now``:
-        the ``limit`` that ran out first (soonest lease or timeout first)."""
+        the ``limit`` that ran out first (soonest lease or timeout first). A
+        stored row that does not decode is left out (and logged), so one
+        damaged row stops neither the sweeper nor an open; ``verify`` names it."""
         ...
 
     async def finished_before(self, cutoff: datetime, limit: int = 500) -> list[Job]:

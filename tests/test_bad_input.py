@@ -501,6 +501,31 @@ async def test_reserved_user_ids_are_refused_everywhere(db_path: Path, user: Any
         assert [j.id for j in await ledger.list(user="alice")] == []
 
 
+@pytest.mark.parametrize("actor", ["system:sweeper", "system:", "worker:w1", "", 7])
+async def test_an_application_cannot_act_as_one_of_the_engines_actors(
+    db_path: Path, actor: Any
+) -> None:
+    """The ``actor`` of a mark or resource the application makes is its own
+    (``system``) or a user's: never ``system:*`` or ``worker:*``."""
+    async with jobledger.open(db_path) as ledger:
+        mark = await ledger.create_mark("doc", note("doc"), actor="alice")
+        assert mark.created_by == "alice"
+        head = await ledger.head()
+        calls = [
+            ledger.create_mark("doc", note("doc"), actor=actor),
+            ledger.update_mark_body(
+                mark.id, [BodyAdd(item=TextualBody(value="x", purpose="commenting"))], actor=actor
+            ),
+            ledger.delete_mark(mark.id, actor=actor),
+            ledger.create_resource("a.md", "text", actor=actor),
+        ]
+        for call in calls:
+            with pytest.raises(ValidationError) as refused:
+                await call
+            assert refused.value.field == "actor"
+        assert await ledger.head() == head
+
+
 def test_the_cli_refuses_a_reserved_user(db_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from jobledger.cli import main
 

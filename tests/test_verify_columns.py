@@ -294,3 +294,30 @@ def test_jobledger_verify_exits_1_and_prints_the_problems(
     assert "entry at seq 2: data" in out
     assert "job 'j-later': doc" in out
     assert "problem(s)" in out
+
+
+async def test_a_damaged_running_job_stops_neither_the_open_nor_the_sweeper(
+    tmp_path: Path,
+) -> None:
+    """A running job's row that does not decode was read by the sweeper at
+    open, and the open failed: verify could not even start. Now the row is
+    left out (logged), the other running jobs are still recovered, and
+    verify names it."""
+    path = tmp_path / "jobs.db"
+    clock = jobledger.ManualClock()
+    async with jobledger.open(path, clock=clock, sweep_interval=3600) as ledger:
+        damaged, healthy = await ledger.submit("t"), await ledger.submit("t")
+        for job in (damaged, healthy):
+            await ledger.send(
+                JobStart(job_id=job.id, worker="ghost", expected_version=1, lease_seconds=30)
+            )
+    with closing(sqlite3.connect(path)) as db, db:
+        db.execute("UPDATE jobs SET doc = 'not json {' WHERE id = ?", (damaged.id,))
+    clock.advance(60)  # both leases ran out while no one watched
+    async with jobledger.open(path, clock=clock, sweep_interval=3600) as ledger:
+        assert (await ledger.get(healthy.id)).status == "pending"  # recovered on open
+        report = await ledger.verify()
+        assert not report.ok
+        assert any(
+            (p.table, p.column, p.stream) == ("jobs", "doc", damaged.id) for p in report.problems
+        ), report.problems

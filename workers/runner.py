@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -185,6 +186,7 @@ class WorkerRunner:
         self._heartbeats: asyncio.Task[None] | None = None
         self._subscriptions: list[Subscription] = []
         self._holder = this_holder()
+        self._claimed_at = datetime.min.replace(tzinfo=UTC)  # when the last claim looked
         self._counts = dict.fromkeys(
             (
                 "claimed",
@@ -316,6 +318,9 @@ class WorkerRunner:
         if wait is None:
             return self._poll_interval
         if wait <= 0:
+            if due is not None and due > self._claimed_at:
+                # It came due after the claim looked: look again now.
+                return 0.0
             # Due but not claimed (its queue is full, or another worker won):
             # a release or a new event wakes us; otherwise poll as usual.
             return self._poll_interval
@@ -341,7 +346,8 @@ class WorkerRunner:
         """Claim up to ``limit`` pending jobs at once; return the ones won."""
         self._counts["polls"] += 1
         wanted = limit * 4 if self._capacity.limited else limit
-        found = await self._reader.next_pending(self._types, self._clock.now(), limit=wanted)
+        self._claimed_at = self._clock.now()
+        found = await self._reader.next_pending(self._types, self._claimed_at, limit=wanted)
         candidates: list[Job] = []
         for job in found:
             if len(candidates) == limit:
