@@ -376,7 +376,6 @@ def validate_command(command: object) -> Command:
         value = getattr(command, name, None)
         if value is not None:
             _check_json(value, name, 0)
-    _check_finite(command, None, 0)
     try:
         raw = _encoder.encode(command)
     except (TypeError, ValueError, OverflowError, RecursionError) as exc:
@@ -388,6 +387,7 @@ def validate_command(command: object) -> Command:
     try:
         checked = _decoder.decode(raw)
     except msgspec.ValidationError as exc:
+        _check_finite(command, None, 0)  # a NaN that became null: say so first
         raise field_error(exc) from exc
     except msgspec.DecodeError as exc:  # e.g. NaN, nesting too deep
         raise ValidationError(f"malformed command: {exc}") from exc
@@ -400,23 +400,39 @@ def validate_command(command: object) -> Command:
 def _check_kinds(
     original: msgspec.Struct, decoded: msgspec.Struct, path: str | None, depth: int
 ) -> None:
-    """Refuse a value that only JSON made into text: a datetime, bytes, a
-    UUID or a number given where text (an id, a name) is expected."""
+    """Compare a command's typed fields as given with what JSON made of them:
+    refuse NaN and infinities (JSON carries them as null: "no timeout", "no
+    progress") and a value that only JSON made into text (a datetime, bytes,
+    a UUID or a number given where text, an id or a name, is expected),
+    naming the field. One walk, on the hot path: plain text is passed over
+    first, and a path is made only for a refusal or a nested Struct."""
     if depth > 8:
         return
-    for name in decoded.__struct_fields__:
-        if depth == 0 and name in _FREE_FORM:
+    given_values = msgspec.structs.astuple(original)
+    kept_values = msgspec.structs.astuple(decoded)
+    for name, given, kept in zip(decoded.__struct_fields__, given_values, kept_values, strict=True):
+        kind = type(given)
+        if kind is str or given is None or (depth == 0 and name in _FREE_FORM):
             continue
-        given, kept = getattr(original, name, None), getattr(decoded, name, None)
-        where = name if path is None else f"{path}.{name}"
-        if isinstance(kept, str) and not isinstance(given, str):
-            raise ValidationError(f"Expected `str`, got `{type(given).__name__}`", field=where)
-        if isinstance(kept, msgspec.Struct) and isinstance(given, msgspec.Struct):
-            _check_kinds(given, kept, where, depth + 1)
-        elif isinstance(kept, list) and isinstance(given, list | tuple):
+        if kind is float:
+            if not math.isfinite(given):
+                raise ValidationError(
+                    "NaN and infinities are not numbers it can take", field=_at(path, name)
+                )
+            continue
+        if type(kept) is str:  # given as something else: JSON made it text
+            raise ValidationError(f"Expected `str`, got `{kind.__name__}`", field=_at(path, name))
+        if isinstance(given, msgspec.Struct) and isinstance(kept, msgspec.Struct):
+            _check_kinds(given, kept, _at(path, name), depth + 1)
+        elif isinstance(given, list | tuple) and isinstance(kept, list):
+            where = _at(path, name)
             for index, (one, other) in enumerate(zip(given[:256], kept[:256], strict=False)):
                 if isinstance(one, msgspec.Struct) and isinstance(other, msgspec.Struct):
                     _check_kinds(one, other, f"{where}[{index}]", depth + 1)
+
+
+def _at(path: str | None, name: str) -> str:
+    return name if path is None else f"{path}.{name}"
 
 
 def _check_create(command: JobCreate) -> None:
