@@ -521,6 +521,8 @@ class WorkerRunner:
             "actor": ctx.actor,
             "correlation_id": job.id,
         }
+        if execution.done() and not execution.cancelled():
+            execution.exception()  # retrieved whatever ends the job (a stop ignores it)
         # The cause: the stop request that ends the attempt, else its start.
         if ctx.cancel_requested:
             return JobCancel(causation_id=ctx.stop_cause, **common)
