@@ -47,8 +47,9 @@ def _boot_id() -> str | None:
         return None
 
 
-def _start_time(pid: int) -> int | None:
-    """The start time of process ``pid`` in ticks since boot, or ``None``."""
+def _stat(pid: int) -> tuple[str, int] | None:
+    """The state letter and the start time (ticks since boot) of process
+    ``pid``, from ``/proc/PID/stat``, or ``None`` when it cannot be read."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
@@ -56,9 +57,15 @@ def _start_time(pid: int) -> int | None:
     # The command name (field 2) is in parentheses and may hold spaces or ')'.
     fields = stat[stat.rfind(")") + 2 :].split()
     try:
-        return int(fields[19])  # field 22 of the whole line
+        return fields[0], int(fields[19])  # fields 3 and 22 of the whole line
     except (IndexError, ValueError):
         return None
+
+
+def _start_time(pid: int) -> int | None:
+    """The start time of process ``pid`` in ticks since boot, or ``None``."""
+    stat = _stat(pid)
+    return None if stat is None else stat[1]
 
 
 def _pid_namespace() -> str | None:
@@ -95,9 +102,9 @@ def _pid_exists(pid: int) -> bool:
 def holder_is_dead(holder: Holder) -> bool:
     """True only when ``holder`` is provably gone: it ran on this host (same
     name and, when both are known, the same boot) and its process no longer
-    exists (in the same process-id namespace); or it ran on this host in an
-    earlier boot. Never blocks long
-    (one ``kill(pid, 0)`` and one small read of ``/proc``)."""
+    exists (in the same process-id namespace), or is a zombie (killed, not
+    yet reaped: it never runs again); or it ran on this host in an earlier
+    boot. Never blocks long (a ``kill(pid, 0)`` and small reads of ``/proc``)."""
     host, boot, pids = _this_host()
     if holder.host != host:
         return False  # another host: only its lease's expiry can tell
@@ -109,7 +116,21 @@ def holder_is_dead(holder: Holder) -> bool:
         return holder.started is not None and holder.started != _start_time(holder.pid)
     if not _pid_exists(holder.pid):
         return True
-    if holder.started is None:
+    stat = _stat(holder.pid)
+    if holder.started is None or stat is None:
         return False  # a process has that pid; without a start time, it may be ours
-    started = _start_time(holder.pid)
-    return started is not None and started != holder.started
+    state, started = stat
+    if started != holder.started:
+        return True  # the pid was reused: the holder is gone
+    # The holder itself, killed but not yet reaped by its parent: it never runs
+    # again. (A leader thread that exited while others run shows "Z" too: its
+    # other threads are still listed under task/.)
+    return state in ("Z", "X") and _threads(holder.pid) <= 1
+
+
+def _threads(pid: int) -> int:
+    """How many threads ``/proc/PID/task`` lists (a large number if unreadable)."""
+    try:
+        return sum(1 for _ in Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return 2**31

@@ -201,6 +201,28 @@ def test_a_holder_is_dead_only_when_provably_so() -> None:
         assert jobledger.core.holder_is_dead(msgspec.structs.replace(me, boot="another-boot"))
 
 
+def test_a_killed_holder_is_dead_even_before_its_parent_reaps_it() -> None:
+    """A process killed with SIGKILL is a zombie until its parent waits for it:
+    it holds its pid and start time but never runs again."""
+    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=-1)
+    try:
+        stat = Path(f"/proc/{child.pid}/stat")
+        if not stat.exists():
+            pytest.skip("no /proc here: only a vanished pid proves a holder dead")
+        started = int(stat.read_text().rsplit(")", 1)[1].split()[19])
+        holder = msgspec.structs.replace(this_holder(), pid=child.pid, started=started)
+        assert not jobledger.core.holder_is_dead(holder)  # alive
+        child.kill()
+        os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)  # a zombie now, not reaped
+        assert jobledger.core.holder_is_dead(holder)
+    finally:
+        child.kill()
+        child.wait()
+        assert child.stdin is not None
+        child.stdin.close()
+    assert jobledger.core.holder_is_dead(holder)  # reaped
+
+
 async def test_on_open_the_jobs_of_a_dead_holder_are_recovered_at_once(
     db_path: Path, clock: ManualClock
 ) -> None:
