@@ -1,15 +1,17 @@
 """Who holds a lease: a process on a host, named so that another process can
 prove it dead.
 
-A :class:`Holder` names the host (its name and its boot), the process id
-and the process's start time. A process id alone proves nothing (ids are
-reused); an id with the process's start time names one process for good.
-:func:`holder_is_dead` answers from this host only: ``True`` when the
-holder's host is this one and its process is gone (no such pid, or a
-process with that pid that started at another time, or the host has booted
-since), ``False`` when it is alive *or cannot be proven dead* (another
-host, or a platform that does not say). Only a proven death lets a lease go
-before its expiry; everything else waits for the lease to run out.
+A :class:`Holder` names the host (its name and its boot), the process-id
+namespace, the process id and the process's start time. A process id alone
+proves nothing (ids are reused); an id with the process's start time names
+one process for good. :func:`holder_is_dead` answers from this host only:
+``True`` when the holder ran on this host, in this boot and this pid
+namespace, and its process is gone (no such pid, a process with that pid
+that started at another time, or a zombie), ``False`` when it is alive *or
+cannot be proven dead* (another host or boot, which may be another machine
+of the same name; another container; a platform without ``/proc``). Only a
+proven death lets a lease go before its expiry; everything else waits for
+the lease to run out.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import os
 import socket
 from functools import cache
 from pathlib import Path
+from typing import Annotated
 
 import msgspec
 
@@ -31,13 +34,15 @@ class Holder(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defaults=
     ticks since boot (Linux: field 22 of ``/proc/PID/stat``), when known;
     ``pids`` the process-id namespace the pid belongs to (Linux:
     ``/proc/self/ns/pid``), when known: two containers may share a host name
-    and a boot but not their process ids."""
+    and a boot but not their process ids. A holder is only ever compared
+    with this host's: the same host name, boot and namespace, and a pid with
+    that start time."""
 
-    host: str
-    pid: int
-    boot: str | None = None
-    started: int | None = None
-    pids: str | None = None
+    host: Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
+    pid: Annotated[int, msgspec.Meta(ge=1, le=2**31 - 1)]
+    boot: Annotated[str, msgspec.Meta(max_length=64)] | None = None
+    started: Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)] | None = None
+    pids: Annotated[str, msgspec.Meta(max_length=64)] | None = None
 
 
 def _boot_id() -> str | None:
@@ -100,20 +105,29 @@ def _pid_exists(pid: int) -> bool:
 
 
 def holder_is_dead(holder: Holder) -> bool:
-    """True only when ``holder`` is provably gone: it ran on this host (same
-    name and, when both are known, the same boot) and its process no longer
-    exists (in the same process-id namespace), or is a zombie (killed, not
-    yet reaped: it never runs again); or it ran on this host in an earlier
-    boot. Never blocks long (a ``kill(pid, 0)`` and small reads of ``/proc``)."""
+    """True only when ``holder`` is provably gone: it ran on this host (the
+    same host name, boot and process-id namespace) and its process no longer
+    exists, or is a zombie (killed, not yet reaped: it never runs again).
+    Anything else, including a value no process has, is not proof: False.
+    Never raises; never blocks long (a ``kill(pid, 0)`` and small reads of
+    ``/proc``)."""
+    try:
+        return _is_dead(holder)
+    except (OverflowError, ValueError, TypeError, OSError):
+        return False  # a value no process of ours has (a damaged or crafted lease)
+
+
+def _is_dead(holder: Holder) -> bool:
     host, boot, pids = _this_host()
-    if holder.host != host:
-        return False  # another host: only its lease's expiry can tell
-    if holder.boot is not None and boot is not None and holder.boot != boot:
-        return True  # this host has rebooted since: every process of then is gone
+    if holder.host != host or holder.boot is None or holder.boot != boot:
+        # Another host, or this host name in another boot: two machines may
+        # share a name (a cloned image), so only the lease's expiry can tell.
+        return False
     if holder.pids is None or pids is None or holder.pids != pids or holder.pid <= 0:
         return False  # another container's (or an unknown) process-id space
     if holder.pid == os.getpid():
-        return holder.started is not None and holder.started != _start_time(holder.pid)
+        mine = _start_time(holder.pid)  # (None when /proc cannot be read: not proof)
+        return holder.started is not None and mine is not None and mine != holder.started
     if not _pid_exists(holder.pid):
         return True
     stat = _stat(holder.pid)

@@ -68,8 +68,9 @@ __all__ = ["NETWORK_FILESYSTEMS", "SCHEMA_VERSION", "WAL_SIZE_LIMIT", "SqliteLog
 
 log = get_logger("store")
 
-SCHEMA_VERSION = 2
-"""The schema this code writes. Older files are migrated on open."""
+SCHEMA_VERSION = 3
+"""The schema this code writes. Older files are migrated on open (from 2 to 3:
+the read model is rebuilt from the log, once)."""
 
 WAL_SIZE_LIMIT = 8 * 1024 * 1024
 """Bytes to which the WAL file is cut back when it starts over after a
@@ -146,6 +147,12 @@ _MIGRATIONS: tuple[str, ...] = (
         doc         BLOB    NOT NULL
     );
     CREATE INDEX resources_created ON resources (created_seq);
+    """,
+    # 3: jobs keep their recoveries and what caused their lease and their stop
+    # request (issue 13); the rows written before lack them, so the read model
+    # is rebuilt from the log when the file is first opened.
+    """
+    UPDATE meta SET value = '0' WHERE key = 'checkpoint';
     """,
 )
 

@@ -185,7 +185,7 @@ class WorkerRunner:
         self._alarms: dict[str, _Alarm] = {}
         self._heartbeats: asyncio.Task[None] | None = None
         self._subscriptions: list[Subscription] = []
-        self._holder = this_holder()
+        self._holder = this_holder()  # (taken again at start: a forked child is another)
         self._claimed_at = datetime.min.replace(tzinfo=UTC)  # when the last claim looked
         self._counts = dict.fromkeys(
             (
@@ -212,6 +212,7 @@ class WorkerRunner:
         """Subscribe to wake-ups and stop requests, and start dispatching."""
         if self._dispatcher is not None:
             raise RuntimeError("the runner is already started")
+        self._holder = this_holder()
         self._subscriptions = [
             self._bus.subscribe(self._on_ready, *_WAKING_EVENTS),
             self._bus.subscribe(
@@ -243,7 +244,8 @@ class WorkerRunner:
     async def stop(self, timeout: float = 10.0) -> None:
         """Stop claiming; give running jobs ``timeout`` seconds; then cancel them
         and release their leases. Returns within about ``timeout`` plus
-        ``ABANDON_AFTER`` seconds whatever ``execute`` does."""
+        ``ABANDON_AFTER`` plus the 5 s a last report may take, whatever
+        ``execute`` does."""
         self._stopping = True
         self._wake.set()
         self._slot_free.set()
@@ -420,33 +422,56 @@ class WorkerRunner:
         self._start_heartbeats()
         try:
             with structlog.contextvars.bound_contextvars(job_id=job.id, worker=self.name):
-                report = await self._execute(job, ctx, alarm)
-                with contextlib.suppress(JobledgerError):
-                    await ctx.flush()
-                if isinstance(report, JobCancel | JobSuspend) and report.causation_id is None:
-                    # Stopped by a refusal: the request's event is in the read model.
-                    current = await self._reader.get_job(job.id)
-                    if current is not None and current.stop_requested_event_id is not None:
-                        cause = current.stop_requested_event_id
-                        report = msgspec.structs.replace(report, causation_id=cause)
-                await self._report(report)
-        except asyncio.CancelledError:
-            # Shut down before the job finished: give the job back, for another worker.
-            released = JobRelease(
-                job_id=job.id,
-                attempt=ctx.attempt,
-                reason="the worker stopped before the job finished",
-                actor=ctx.actor,
-                correlation_id=job.id,
-                causation_id=ctx.cause,
-            )
-            with contextlib.suppress(TimeoutError, JobledgerError):
-                await asyncio.wait_for(asyncio.shield(self._report(released)), _REPORT_GRACE)
-            raise
+                try:
+                    report = await self._execute(job, ctx, alarm)
+                except asyncio.CancelledError:
+                    # Stopped before the work ended: give the job back, for another worker.
+                    released = JobRelease(
+                        job_id=job.id,
+                        attempt=ctx.attempt,
+                        reason="the worker stopped before the job finished",
+                        actor=ctx.actor,
+                        correlation_id=job.id,
+                        causation_id=ctx.cause,
+                    )
+                    await self._settle(asyncio.ensure_future(self._report(released)))
+                    raise
+                # The work has ended: its report goes out even if a stop comes now
+                # (releasing a finished job would run it again).
+                finishing = asyncio.ensure_future(self._finish(job, ctx, report))
+                try:
+                    await asyncio.shield(finishing)
+                except asyncio.CancelledError:
+                    await self._settle(finishing)
+                    raise
         finally:
             self._contexts.pop(job.id, None)
             self._alarms.pop(job.id, None)
             self._capacity.release(job.queue)
+
+    async def _finish(self, job: Job, ctx: JobContext, report: Report) -> None:
+        """Send what is held back, then the report of how the work ended."""
+        with contextlib.suppress(JobledgerError):
+            await ctx.flush()
+        if isinstance(report, JobCancel | JobSuspend) and report.causation_id is None:
+            # Stopped by a refusal: the request's event is in the read model.
+            with contextlib.suppress(JobledgerError):
+                current = await self._reader.get_job(job.id)
+                if current is not None and current.stop_requested_event_id is not None:
+                    cause = current.stop_requested_event_id
+                    report = msgspec.structs.replace(report, causation_id=cause)
+        await self._report(report)
+
+    @staticmethod
+    async def _settle(last: asyncio.Future[None]) -> None:
+        """Give a stopping runner's last report ``_REPORT_GRACE`` seconds to be
+        committed; then give up on it (the lease runs out, and the job is
+        recovered). Its outcome is retrieved either way."""
+        done, _ = await asyncio.wait({last}, timeout=_REPORT_GRACE)
+        if not done:
+            last.cancel()
+        elif not last.cancelled() and last.exception() is not None:
+            log.warning("a last report failed", error=repr(last.exception()))
 
     async def _execute(self, job: Job, ctx: JobContext, alarm: _Alarm) -> Report:
         """Run ``execute`` under the job's timeout, its lease and stop requests;
@@ -503,6 +528,8 @@ class WorkerRunner:
         execution.cancel()
         done, _ = await asyncio.wait([execution], timeout=ABANDON_AFTER)
         if not done:
+            # Whatever it ends with later is retrieved, never reported as lost.
+            execution.add_done_callback(lambda f: f.cancelled() or f.exception())
             self._counts["abandoned"] += 1
             log.warning(
                 "execute did not stop when cancelled; abandoned, its lease released",
@@ -601,7 +628,13 @@ class WorkerRunner:
             if alarm is not None:
                 alarm.ring("lease")
             return
-        current = await self._reader.get_job(ctx.job.id)
+        try:
+            current = await self._reader.get_job(ctx.job.id)
+        except JobledgerError as exc:  # (a read failed: the renewal stands; look next time)
+            log.warning(
+                "reading a job after its heartbeat failed", job_id=ctx.job.id, error=str(exc)
+            )
+            return
         if current is not None:
             ctx.request_stop(
                 cancel=current.cancel_requested,
