@@ -54,9 +54,7 @@ documents).
 ``import jobledger.annotations`` and the offline demo run without it.
 """
 
-from __future__ import annotations
-
-from typing import TYPE_CHECKING, Any
+import typing as _typing
 
 from .catalog import ANNOTATION_JOB_TYPES, annotation_workers
 from .errors import InferenceError
@@ -80,7 +78,7 @@ from .params import (
 )
 from .replies import locate, parse_passages
 
-if TYPE_CHECKING:
+if _typing.TYPE_CHECKING:
     from .openai_client import OpenAIClient
 
 __all__ = [
@@ -121,10 +119,16 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     # OpenAIClient imports httpx (the ``openai`` extra): only when asked for.
     if name == "OpenAIClient":
-        from .openai_client import OpenAIClient
-
+        try:
+            from .openai_client import OpenAIClient
+        except ModuleNotFoundError as exc:
+            if exc.name != "httpx":
+                raise
+            raise ImportError(
+                "OpenAIClient needs httpx: pip install 'jobledger[openai]'", name="httpx"
+            ) from exc
         return OpenAIClient
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

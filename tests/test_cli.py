@@ -24,8 +24,8 @@ import pytest
 from rich.console import Console
 
 import jobledger
-from jobledger.cli import main
-from jobledger.demo import (
+from jobledger.annotations import ANNOTATION_JOB_TYPES
+from jobledger.annotations.demo import (
     DEFAULT_JOBS,
     JOB_TYPES,
     SAMPLES,
@@ -35,8 +35,8 @@ from jobledger.demo import (
     ReadabilityWorker,
     run_demo,
 )
+from jobledger.cli import main
 from jobledger.store import content_folder_for
-from jobledger.workers import ANNOTATION_JOB_TYPES
 
 ROOT = Path(__file__).resolve().parent.parent
 

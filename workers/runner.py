@@ -71,7 +71,7 @@ from jobledger.core.faults import crash_point
 from jobledger.eventbus import EventBus, Subscription
 
 from .capacity import QueueCapacity
-from .worker import JobContext, JobWorker, NonRetryableError, PartialResult, SkipJob, result_of
+from .worker import JobContext, JobWorker, PartialResult, SkipJob, result_of
 
 __all__ = ["ABANDON_AFTER", "WorkerRunner", "WorkerStatistics"]
 
