@@ -1171,10 +1171,10 @@ async def test_the_demo_fetcher_reads_the_ledger_and_drops_the_first_flaky_read(
 
 def test_the_samples_are_package_data() -> None:
     """Every bundled document is in the wheel: pyproject's package-data
-    takes ``samples/*.md`` of the ``jobledger`` package."""
+    takes ``samples/*.md`` of the ``jobledger.annotations`` package."""
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    assert "samples/*.md" in config["tool"]["setuptools"]["package-data"]["jobledger"]
-    files = sorted(p.stem for p in (ROOT / "ledger" / "samples").glob("*.md"))
+    assert "samples/*.md" in config["tool"]["setuptools"]["package-data"]["jobledger.annotations"]
+    files = sorted(p.stem for p in (ROOT / "annotations" / "samples").glob("*.md"))
     assert (
         files
         == list(SAMPLES)
