@@ -13,10 +13,9 @@ Every error jobledger raises on purpose derives from :class:`JobledgerError`::
     │   └── CorruptionError   the stored data is damaged or inconsistent
     ├── LedgerClosed          the ledger (or its Stower) is not running
     ├── WaitTimeout           a ``wait`` ran out of time (also a ``TimeoutError``)
-    ├── InferenceError        a model server failed or gave an unusable reply
     └── InternalError         a bug in jobledger; the batch was rolled back
 
-Errors that come from a dependency (sqlite3, aiosqlite, msgspec, httpx) are wrapped at
+Errors that come from a dependency (sqlite3, aiosqlite, msgspec) are wrapped at
 the boundary with ``raise StorageError(...) from exc`` so callers only ever
 catch ours.
 """
@@ -27,7 +26,6 @@ __all__ = [
     "CancelRequested",
     "ConcurrencyConflict",
     "CorruptionError",
-    "InferenceError",
     "InternalError",
     "InvalidTransition",
     "JobledgerError",
@@ -136,33 +134,6 @@ class LedgerClosed(JobledgerError):
 
 class WaitTimeout(JobledgerError, TimeoutError):
     """Raised when ``Ledger.wait`` runs out of time before the job is terminal."""
-
-
-class InferenceError(JobledgerError):
-    """Raised when a model (an inference server) could not give a usable answer.
-
-    ``retryable`` says whether the same request may succeed later: True for a
-    timeout, a connection failure, HTTP 429 and 5xx (after the client's own
-    bounded retries ran out); False for any other 4xx (a wrong key, model or
-    request) and for a reply that is not JSON or lacks ``choices``,
-    ``message`` or ``content``. A worker runner fails the job at once, without
-    a retry, when ``execute`` raises one with ``retryable=False``.
-    ``status`` is the HTTP status when there was one; ``retry_after`` the
-    seconds the server asked to wait, when it said.
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        retryable: bool,
-        status: int | None = None,
-        retry_after: float | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.retryable = retryable
-        self.status = status
-        self.retry_after = retry_after
 
 
 class InternalError(JobledgerError):

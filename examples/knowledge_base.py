@@ -25,10 +25,11 @@ from pathlib import Path
 from typing import Any
 
 import jobledger
-from jobledger.workers import (
+from jobledger.annotations import (
     ANNOTATION_JOB_TYPES,
     FolderFetcher,
     InferenceClient,
+    LedgerFetcher,
     OfflineClient,
     OpenAIClient,
     annotation_workers,
@@ -154,7 +155,7 @@ async def list_marks(ledger: jobledger.Ledger, resource_id: str, name: str) -> N
 async def main(path: str) -> None:
     print("documents:", ", ".join(sorted(p.stem for p in DOCUMENTS.glob("*.md"))))
     # The ledger's own resources (the pages generation jobs write), else the folder.
-    fetcher = jobledger.LedgerFetcher(fallback=FolderFetcher(DOCUMENTS))
+    fetcher = LedgerFetcher(fallback=FolderFetcher(DOCUMENTS))
     async with AsyncExitStack() as stack:
         client = make_client()
         if isinstance(client, OpenAIClient):

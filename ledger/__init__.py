@@ -10,7 +10,10 @@
 
 Everything public is importable from here; the parts live in
 ``jobledger.core``, ``jobledger.eventbus``, ``jobledger.store``,
-``jobledger.stower`` and ``jobledger.workers``.
+``jobledger.stower`` and ``jobledger.workers``. The knowledge-base
+application (annotation workers, inference clients, the demo) lives above
+the engine in ``jobledger.annotations`` and the command line in
+``jobledger.cli``; importing ``jobledger`` loads neither.
 """
 
 from jobledger.core import (
@@ -33,7 +36,6 @@ from jobledger.core import (
     Envelope,
     Event,
     Holder,
-    InferenceError,
     InternalError,
     InvalidTransition,
     Job,
@@ -101,7 +103,6 @@ from jobledger.workers import (
     WorkerStatistics,
 )
 
-from .fetcher import LedgerFetcher
 from .ledger import JobPage, Ledger, LedgerStatistics, open
 
 __version__ = "0.1.0"
@@ -131,7 +132,6 @@ __all__ = [
     "EventLog",
     "Head",
     "Holder",
-    "InferenceError",
     "InternalError",
     "InvalidTransition",
     "Job",
@@ -158,7 +158,6 @@ __all__ = [
     "Lease",
     "Ledger",
     "LedgerClosed",
-    "LedgerFetcher",
     "LedgerStatistics",
     "LogLine",
     "ManualClock",

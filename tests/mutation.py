@@ -57,7 +57,7 @@ TESTS = (
 """The fast tests of the decision code, the pure ones first (they fail soonest)."""
 SEED = 13
 SAMPLE = 60
-PARTS = ("core", "eventbus", "store", "stower", "workers")
+PARTS = ("core", "eventbus", "store", "stower", "workers", "annotations", "cli")
 
 _FLIP: dict[type[ast.cmpop], type[ast.cmpop]] = {
     ast.Eq: ast.NotEq,

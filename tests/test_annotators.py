@@ -15,7 +15,8 @@ import msgspec
 import pytest
 
 import jobledger
-from jobledger.workers import (
+import jobledger.annotations
+from jobledger.annotations import (
     ANNOTATION_JOB_TYPES,
     TAG_SCHEMAS,
     FolderFetcher,
@@ -474,9 +475,9 @@ def test_parse_passages_takes_fences_and_salvages_a_cut_list() -> None:
         0,
         True,
     )
-    with pytest.raises(jobledger.core.errors.InferenceError):
+    with pytest.raises(jobledger.annotations.InferenceError):
         parse_passages(cut, truncated=False)
-    with pytest.raises(jobledger.core.errors.InferenceError):
+    with pytest.raises(jobledger.annotations.InferenceError):
         parse_passages('{"exact": "a"}', truncated=False)
 
 
@@ -510,7 +511,7 @@ def test_the_offline_tagger_finds_the_words_a_schema_names_by_their_stem() -> No
     imrad = TAG_SCHEMAS["scientific-imrad"].categories
     legal = TAG_SCHEMAS["legal-irac"].categories
 
-    def tagged(text: str, categories: dict[str, jobledger.workers.TagCategory]) -> list[str]:
+    def tagged(text: str, categories: dict[str, jobledger.annotations.TagCategory]) -> list[str]:
         rules = {name: list(c.keywords) for name, c in categories.items()}
         return [category for _, category in client.tags(text, rules)]
 
@@ -546,7 +547,7 @@ def test_the_schema_keywords_that_are_stems_match_their_words_offline() -> None:
     """Regression: stems such as ``observ`` or ``conclu`` were whole-word
     keywords to the offline method, so they never matched ``observed`` or
     ``conclusion``; they are prefixes now."""
-    from jobledger.workers import TAG_SCHEMAS
+    from jobledger.annotations import TAG_SCHEMAS
 
     text = (
         "Our motivation came from clinics. "
@@ -640,7 +641,7 @@ async def test_the_folder_fetcher_keeps_line_endings_and_types_its_errors(
 def test_parse_passages_types_deep_nesting_and_a_reply_cut_before_its_list() -> None:
     # Regression: deep nesting raised RecursionError; a reply cut before its
     # "[" was "not a JSON list" (retried) instead of cut with no passages.
-    with pytest.raises(jobledger.core.errors.InferenceError) as caught:
+    with pytest.raises(jobledger.annotations.InferenceError) as caught:
         parse_passages("[" * 100_000, truncated=False)
     assert "not valid JSON" in str(caught.value)
     assert parse_passages("[" * 100_000, truncated=True) == ([], 0, True)
@@ -650,7 +651,7 @@ def test_parse_passages_types_deep_nesting_and_a_reply_cut_before_its_list() -> 
         True,
     )
     assert parse_passages("Here are the passages you", truncated=True) == ([], 0, True)
-    with pytest.raises(jobledger.core.errors.InferenceError):
+    with pytest.raises(jobledger.annotations.InferenceError):
         parse_passages("Here are the passages you", truncated=False)
 
 
@@ -719,7 +720,7 @@ async def test_the_offline_methods_run_off_the_event_loop(db_path: Path, documen
     )
 
 
-class _DiesOnce(jobledger.workers.GenerationWorker):
+class _DiesOnce(jobledger.annotations.GenerationWorker):
     """A generation worker whose first attempt dies after it stored the
     document, before (``after_link=False``) or after it linked it."""
 
@@ -757,7 +758,7 @@ async def test_a_retried_generation_stores_one_document_and_links_it_once(
         assert links == [{"type": "SpecificResource", "source": resource.id, "purpose": "linking"}]
 
 
-class _HighlightDiesOnce(jobledger.workers.HighlightWorker):
+class _HighlightDiesOnce(jobledger.annotations.HighlightWorker):
     """Its first attempt dies after it made its first two marks."""
 
     async def execute(self, job: jobledger.Job, ctx: jobledger.JobContext) -> Any:

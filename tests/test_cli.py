@@ -24,8 +24,8 @@ import pytest
 from rich.console import Console
 
 import jobledger
-from jobledger.cli import main
-from jobledger.demo import (
+from jobledger.annotations import ANNOTATION_JOB_TYPES
+from jobledger.annotations.demo import (
     DEFAULT_JOBS,
     JOB_TYPES,
     SAMPLES,
@@ -35,8 +35,8 @@ from jobledger.demo import (
     ReadabilityWorker,
     run_demo,
 )
+from jobledger.cli import main
 from jobledger.store import content_folder_for
-from jobledger.workers import ANNOTATION_JOB_TYPES
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -1171,10 +1171,10 @@ async def test_the_demo_fetcher_reads_the_ledger_and_drops_the_first_flaky_read(
 
 def test_the_samples_are_package_data() -> None:
     """Every bundled document is in the wheel: pyproject's package-data
-    takes ``samples/*.md`` of the ``jobledger`` package."""
+    takes ``samples/*.md`` of the ``jobledger.annotations`` package."""
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    assert "samples/*.md" in config["tool"]["setuptools"]["package-data"]["jobledger"]
-    files = sorted(p.stem for p in (ROOT / "ledger" / "samples").glob("*.md"))
+    assert "samples/*.md" in config["tool"]["setuptools"]["package-data"]["jobledger.annotations"]
+    files = sorted(p.stem for p in (ROOT / "annotations" / "samples").glob("*.md"))
     assert (
         files
         == list(SAMPLES)

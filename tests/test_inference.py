@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 import jobledger
 from jobledger import Job, JobContext, JobWorker, ManualClock, ValidationError
-from jobledger.workers import (
+from jobledger.annotations import (
     OFFLINE_LABEL,
     ExtractiveMethods,
     Generation,

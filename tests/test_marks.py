@@ -14,6 +14,7 @@ import msgspec
 import pytest
 
 import jobledger
+import jobledger.annotations
 from jobledger import (
     Agent,
     Annotation,
@@ -315,7 +316,9 @@ async def test_the_ledger_fetcher_reads_resources_then_falls_back(tmp_path: Path
     folder = tmp_path / "documents"
     folder.mkdir()
     (folder / "notes.md").write_text("from the folder")
-    fetcher = jobledger.LedgerFetcher(fallback=jobledger.workers.FolderFetcher(folder))
+    fetcher = jobledger.annotations.LedgerFetcher(
+        fallback=jobledger.annotations.FolderFetcher(folder)
+    )
     async with jobledger.open(tmp_path / "f.db") as ledger:
         reading = asyncio.ensure_future(fetcher.fetch("notes"))
         await ledger.head()  # the loop runs the read meanwhile
@@ -329,7 +332,7 @@ async def test_the_ledger_fetcher_reads_resources_then_falls_back(tmp_path: Path
             await fetcher.fetch(binary.id)
         with pytest.raises(jobledger.NotFound):
             await fetcher.fetch("nowhere")
-        alone = jobledger.LedgerFetcher()
+        alone = jobledger.annotations.LedgerFetcher()
         alone.bind(ledger)
         with pytest.raises(jobledger.NotFound):
             await alone.fetch("notes")  # no fallback: only the ledger's resources

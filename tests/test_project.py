@@ -23,7 +23,11 @@ PARTS = {
     "stower": "jobledger.stower",
     "workers": "jobledger.workers",
     "ledger": "jobledger",
+    "annotations": "jobledger.annotations",
+    "cli": "jobledger.cli",
 }
+# The engine: every part but the application and the command line above it.
+ENGINE = ("core", "eventbus", "store", "stower", "workers", "ledger")
 # What each part may import of ours: arrows point down only.
 ALLOWED = {
     "core": set(),
@@ -32,6 +36,9 @@ ALLOWED = {
     "stower": {"core", "eventbus", "store"},
     "workers": {"core", "eventbus"},
     "ledger": {"core", "eventbus", "store", "stower", "workers"},
+    # Above the face, using the engine as any application would.
+    "annotations": {"core", "store", "workers", "ledger"},
+    "cli": {"core", "store", "workers", "ledger", "annotations"},
 }
 
 
@@ -67,7 +74,49 @@ def test_imports_point_only_downward() -> None:
     assert wrong == []
 
 
-@pytest.mark.parametrize("module_name", sorted(PARTS.values()))
+def test_nothing_in_the_engine_may_import_the_application_or_the_command_line() -> None:
+    # The layer rule the import walk above enforces, stated for the two
+    # parts above the face: no engine part lists them, and they list the face.
+    assert [part for part in ENGINE if ALLOWED[part] & {"annotations", "cli"}] == []
+    assert "ledger" in ALLOWED["annotations"] and "annotations" in ALLOWED["cli"]
+    assert "cli" not in ALLOWED["annotations"]
+
+
+def _loaded_after(statement: str, tmp_path: Path) -> set[str]:
+    """The modules a fresh interpreter has loaded after running ``statement``."""
+    code = f"import sys; {statement}; print('\\n'.join(sorted(sys.modules)))"
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    return set(done.stdout.split())
+
+
+def test_importing_jobledger_loads_neither_httpx_nor_the_application(tmp_path: Path) -> None:
+    loaded = _loaded_after(
+        "import jobledger, jobledger.core, jobledger.eventbus, jobledger.store,"
+        " jobledger.stower, jobledger.workers, jobledger.terminal",
+        tmp_path,
+    )
+    assert "jobledger.workers" in loaded  # the statement ran
+    above = sorted(
+        name
+        for name in loaded
+        if name == "httpx" or name.startswith(("httpx.", "jobledger.annotations", "jobledger.cli"))
+    )
+    assert above == []
+
+
+def test_the_offline_application_and_the_command_line_need_no_httpx(tmp_path: Path) -> None:
+    # httpx is the `openai` extra: only OpenAIClient imports it, on first use.
+    loaded = _loaded_after("import jobledger.annotations.demo, jobledger.cli", tmp_path)
+    assert {"jobledger.annotations", "jobledger.annotations.demo", "jobledger.cli"} <= loaded
+    assert "httpx" not in loaded
+    loaded = _loaded_after("from jobledger.annotations import OpenAIClient", tmp_path)
+    assert {"httpx", "jobledger.annotations.openai_client"} <= loaded
+
+
+@pytest.mark.parametrize("module_name", sorted([*PARTS.values(), "jobledger.annotations.demo"]))
 def test_every_package_declares_exactly_what_it_exports(module_name: str) -> None:
     module = importlib.import_module(module_name)
     exported = set(module.__all__)
@@ -85,6 +134,15 @@ def test_every_package_declares_exactly_what_it_exports(module_name: str) -> Non
 def test_every_top_level_name_is_documented() -> None:
     docs = "\n".join(p.read_text() for p in [ROOT / "README.md", *(ROOT / "docs").glob("*.md")])
     missing = [n for n in jobledger.__all__ if n != "__version__" and n not in docs]
+    assert missing == []
+
+
+def test_every_name_of_the_application_is_documented() -> None:
+    import jobledger.annotations
+
+    pages = [ROOT / "README.md", *(ROOT / "docs").rglob("*.md")]
+    docs = "\n".join(p.read_text() for p in pages)
+    missing = [n for n in jobledger.annotations.__all__ if n not in docs]
     assert missing == []
 
 
@@ -125,9 +183,13 @@ def test_the_wheel_holds_exactly_the_jobledger_package(tmp_path: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     tops = {n.split("/")[0] for n in names}
     assert tops == {"jobledger", f"{wheel.name.split('-')[0]}-{wheel.name.split('-')[1]}.dist-info"}
-    for part in ("core", "eventbus", "store", "stower", "workers"):
+    for part in ("core", "eventbus", "store", "stower", "workers", "annotations", "cli"):
         assert f"jobledger/{part}/__init__.py" in names
         assert f"jobledger/{part}/py.typed" in names
+    # The demo's sample documents travel with the application.
+    assert "jobledger/annotations/samples/analytical-engine.md" in names
+    assert "jobledger/annotations/demo/__init__.py" in names
+    assert "jobledger/cli/__main__.py" in names
     assert "jobledger/__init__.py" in names and "jobledger/py.typed" in names
     assert not [n for n in names if "tests/" in n or "__pycache__" in n]
 
@@ -135,7 +197,7 @@ def test_the_wheel_holds_exactly_the_jobledger_package(tmp_path: Path) -> None:
 def test_the_package_is_imported_from_the_install_not_bare_folders() -> None:
     # With --import-mode=importlib the repo root is not on sys.path, so `core`
     # and friends must not be importable as top-level modules.
-    for bare in ("core", "store", "stower", "eventbus", "workers", "ledger"):
+    for bare in ("core", "store", "stower", "eventbus", "workers", "ledger", "annotations", "cli"):
         assert importlib.util.find_spec(bare) is None, bare
 
 

@@ -157,3 +157,45 @@ def test_a_worker_must_declare_job_types_and_sane_concurrency() -> None:
         Counting(Counter(), concurrency=0)
     assert Counting(Counter()).name == "Counting"
     assert Counting(Counter(), name="x").name == "x"
+
+
+class _AppError(Exception):
+    """An application's own error, knowing nothing of jobledger's classes."""
+
+    def __init__(self, message: str, *, retryable: bool) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class RaisesAppError(JobWorker):
+    job_types = ("app-error",)
+
+    def __init__(self, runs: Counter[str]) -> None:
+        super().__init__()
+        self.runs = runs
+
+    async def execute(self, job: Job, ctx: JobContext) -> None:
+        self.runs[job.id] += 1
+        raise _AppError(f"final={job.params['final']}", retryable=not job.params["final"])
+
+
+async def test_an_exception_whose_retryable_is_false_fails_at_once_without_the_engine_knowing_it(
+    db_path: Path,
+) -> None:
+    # Regression: the runner knew one application error class by name (an
+    # InferenceError from core); now it asks any exception's `retryable`.
+    runs: Counter[str] = Counter()
+    no_wait = jobledger.RetryPolicy(base_delay=0.0, jitter=False)
+    async with jobledger.open(db_path, workers=[RaisesAppError(runs)]) as ledger:
+        final = await ledger.submit("app-error", {"final": True}, max_retries=2)
+        again = await ledger.submit("app-error", {"final": False}, max_retries=2, retry=no_wait)
+        final = await ledger.wait(final.id, timeout=10)
+        again = await ledger.wait(again.id, timeout=10)
+    assert (final.status, final.attempt, final.error_type) == ("failed", 1, "_AppError")
+    assert (again.status, again.attempt, again.error_type) == ("failed", 3, "_AppError")
+    assert (runs[final.id], runs[again.id]) == (1, 3)
+
+
+def test_non_retryable_error_says_so_through_the_same_attribute() -> None:
+    assert jobledger.NonRetryableError.retryable is False
+    assert jobledger.NonRetryableError("x").retryable is False

@@ -1,38 +1,9 @@
 """jobledger.workers: JobWorker, JobContext and the runner that polls, claims,
-executes, heartbeats and reports; the six annotation workers
-(:mod:`.annotators`) and the inference clients they call (:mod:`.inference`,
-:mod:`.offline`). Imports only ``jobledger.core`` and ``jobledger.eventbus``."""
+executes, heartbeats and reports. The engine only: an application's workers
+(such as the annotation workers of :mod:`jobledger.annotations`) build on
+these. Imports only ``jobledger.core`` and ``jobledger.eventbus``."""
 
-from jobledger.core.errors import InferenceError
-
-from .annotators import (
-    ANNOTATION_JOB_TYPES,
-    TAG_SCHEMAS,
-    AnnotationResult,
-    AssessmentParams,
-    AssessmentWorker,
-    CommentParams,
-    CommentWorker,
-    ContentFetcher,
-    FolderFetcher,
-    GenerationParams,
-    GenerationResult,
-    GenerationWorker,
-    HighlightParams,
-    HighlightWorker,
-    ReferenceParams,
-    ReferenceWorker,
-    TagCategory,
-    TagParams,
-    TagSchema,
-    TagWorker,
-    annotation_workers,
-    locate,
-    parse_passages,
-)
 from .capacity import QueueCapacity
-from .inference import Generation, InferenceClient, InferenceStatistics, OpenAIClient, Usage
-from .offline import OFFLINE_LABEL, ExtractiveMethods, OfflineClient, Span
 from .runner import ABANDON_AFTER, WorkerRunner, WorkerStatistics
 from .worker import (
     JobContext,
@@ -46,47 +17,14 @@ from .worker import (
 
 __all__ = [
     "ABANDON_AFTER",
-    "ANNOTATION_JOB_TYPES",
-    "OFFLINE_LABEL",
-    "TAG_SCHEMAS",
-    "AnnotationResult",
-    "AssessmentParams",
-    "AssessmentWorker",
-    "CommentParams",
-    "CommentWorker",
-    "ContentFetcher",
-    "ExtractiveMethods",
-    "FolderFetcher",
-    "Generation",
-    "GenerationParams",
-    "GenerationResult",
-    "GenerationWorker",
-    "HighlightParams",
-    "HighlightWorker",
-    "InferenceClient",
-    "InferenceError",
-    "InferenceStatistics",
     "JobContext",
     "JobWorker",
     "NonRetryableError",
-    "OfflineClient",
-    "OpenAIClient",
     "PartialResult",
     "QueueCapacity",
-    "ReferenceParams",
-    "ReferenceWorker",
     "SkipJob",
-    "Span",
-    "TagCategory",
-    "TagParams",
-    "TagSchema",
-    "TagWorker",
-    "Usage",
     "WorkerRunner",
     "WorkerStatistics",
-    "annotation_workers",
-    "locate",
-    "parse_passages",
     "result_of",
     "store_resource",
 ]

@@ -67,12 +67,11 @@ from jobledger.core import (
     get_logger,
     this_holder,
 )
-from jobledger.core.errors import InferenceError
 from jobledger.core.faults import crash_point
 from jobledger.eventbus import EventBus, Subscription
 
 from .capacity import QueueCapacity
-from .worker import JobContext, JobWorker, NonRetryableError, PartialResult, SkipJob, result_of
+from .worker import JobContext, JobWorker, PartialResult, SkipJob, result_of
 
 __all__ = ["ABANDON_AFTER", "WorkerRunner", "WorkerStatistics"]
 
@@ -708,10 +707,11 @@ class WorkerRunner:
 
 def _retryable(error: BaseException) -> bool:
     """Whether a job whose ``execute`` raised ``error`` may be retried: not for
-    a :class:`NonRetryableError`, a ``ValidationError`` or ``NotFound`` (bad or
-    missing input, such as a document that is not there: asking again gives
-    the same answer), nor an ``InferenceError`` the model's reply marked final
-    (a wrong key, a malformed request, an unusable reply)."""
-    if isinstance(error, NonRetryableError | ValidationError | NotFound):
+    a ``ValidationError`` or ``NotFound`` (bad or missing input, such as a
+    document that is not there: asking again gives the same answer), nor for
+    an exception whose ``retryable`` attribute is ``False`` (a
+    :class:`NonRetryableError` always; an application's own error when it
+    knows, such as a model's reply that is final). Anything else is retried."""
+    if isinstance(error, ValidationError | NotFound):
         return False
-    return not (isinstance(error, InferenceError) and not error.retryable)
+    return getattr(error, "retryable", True) is not False

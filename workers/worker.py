@@ -11,8 +11,9 @@ How ``execute`` ends decides how the job ends:
 - it returns a dict, a msgspec Struct or ``None``: **completed** with that result;
 - it returns :class:`PartialResult`: **partial**, with a result and an error;
 - it raises :class:`SkipJob`: **skipped**, with the reason;
-- it raises :class:`NonRetryableError`, or an ``InferenceError`` with
-  ``retryable=False``: **failed** at once, no retry;
+- it raises :class:`NonRetryableError`, or any exception whose ``retryable``
+  attribute is ``False`` (an application's own error that knows asking again
+  cannot help): **failed** at once, no retry;
 - it raises anything else: the attempt **failed**; retried if the job has
   retries left (``job.retry_scheduled``), else **failed**;
 - it runs past the job's timeout: cancelled by the runner; retried, else **timed_out**;
@@ -88,7 +89,16 @@ class SkipJob(Exception):
 
 
 class NonRetryableError(Exception):
-    """Raise (or subclass) for an error that retrying cannot fix; the job fails at once."""
+    """Raise (or subclass) for an error that retrying cannot fix; the job fails at once.
+
+    The runner asks any exception the same question, through its
+    ``retryable`` attribute: one whose ``retryable`` is ``False`` (on the
+    instance or its class) fails the job at once, so an application's error
+    that is sometimes final (say, a model's reply) need not subclass this
+    one; it sets ``retryable`` per instance. This class sets it to ``False``.
+    """
+
+    retryable: ClassVar[bool] = False
 
 
 class PartialResult(msgspec.Struct, frozen=True, kw_only=True):

@@ -1,0 +1,79 @@
+"""The ``jobledger`` command's entry point: :func:`main` parses the
+arguments, runs the command and turns errors into exit codes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from rich.text import Text
+
+from jobledger.core import (
+    JobledgerError,
+    NotFound,
+)
+
+from .audit import _digest, _export, _import, _replay, _verify
+from .common import _console, _MissingFile, _MissingLog, _OutputClosed
+from .demo_command import _demo
+from .follow import _tail
+from .formatting import _text
+from .jobs import _history, _list, _show
+from .marks import _content, _marks, _resources
+from .parser import _parser
+
+__all__ = ["main"]
+
+
+_COMMANDS = {
+    "demo": _demo,
+    "list": _list,
+    "show": _show,
+    "history": _history,
+    "marks": _marks,
+    "resources": _resources,
+    "content": _content,
+    "tail": _tail,
+    "replay": _replay,
+    "verify": _verify,
+    "digest": _digest,
+    "export": _export,
+    "import": _import,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ``jobledger`` command with ``argv`` (default: ``sys.argv[1:]``).
+
+    Returns the exit code: 0 on success, 1 for a jobledger error (printed to
+    stderr, for example an unknown job), 2 for a usage error or a missing
+    log file. Never raises ``SystemExit``.
+    """
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exc:  # --help, or a usage error argparse printed
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    out = _console()
+    err = _console(stderr=True)
+    try:
+        return asyncio.run(_COMMANDS[args.command](args, out))
+    except _MissingLog as exc:
+        err.print(
+            _text(f"jobledger: error: no log file at {exc} (pass --db PATH)", "red"),
+            soft_wrap=True,
+        )
+        return 2
+    except _MissingFile as exc:
+        err.print(_text(f"jobledger: error: no file at {exc}", "red"), soft_wrap=True)
+        return 2
+    except NotFound as exc:
+        err.print(_text(f"jobledger: error: {exc} in {args.db}", "red"), soft_wrap=True)
+        return 1
+    except JobledgerError as exc:
+        err.print(_text(f"jobledger: error: {type(exc).__name__}: {exc}", "red"), soft_wrap=True)
+        return 1
+    except _OutputClosed:
+        return 1
+    except KeyboardInterrupt:
+        err.print(Text("jobledger: interrupted", "red"))
+        return 130
