@@ -3,25 +3,27 @@ jobs, marks and resources), follow it live, check it, and move it between files.
 
 ::
 
-    jobledger demo [--db PATH] [--jobs N] [--fresh] [--no-live] [--pause SECONDS]
-    jobledger list [--db PATH] [--user U] [--status S] [--type T] [--limit N]
-    jobledger show JOB_ID [--db PATH]
-    jobledger history JOB_ID [--db PATH]
-    jobledger marks RESOURCE [--db PATH] [--jsonld]
-    jobledger resources [--db PATH] [--limit N]
-    jobledger content RESOURCE [--db PATH]
-    jobledger tail [JOB_ID] [--db PATH] [--type T] [--after SEQ] [--count N]
-    jobledger replay [--db PATH] [--until-seq SEQ | --until TIME]
-    jobledger verify [--db PATH] [--digest SEQ:HASH]
-    jobledger digest [--db PATH]
-    jobledger export [--db PATH] [--out FILE] [--after SEQ]
-    jobledger import FILE [--db PATH]
+    jobledger demo [--db URL] [--jobs N] [--fresh] [--no-live] [--pause SECONDS]
+    jobledger list [--db URL] [--user U] [--status S] [--type T] [--limit N]
+    jobledger show JOB_ID [--db URL]
+    jobledger history JOB_ID [--db URL]
+    jobledger marks RESOURCE [--db URL] [--jsonld]
+    jobledger resources [--db URL] [--limit N]
+    jobledger content RESOURCE [--db URL]
+    jobledger tail [JOB_ID] [--db URL] [--type T] [--after SEQ] [--count N]
+    jobledger replay [--db URL] [--until-seq SEQ | --until TIME]
+    jobledger verify [--db URL] [--digest SEQ:HASH]
+    jobledger digest [--db URL]
+    jobledger export [--db URL] [--out FILE] [--after SEQ]
+    jobledger import FILE [--db URL]
 
 Exit codes: 0 success; 1 a jobledger error (an unknown job, a damaged file,
 a failed verification, a refused import, an unknown resource); 2 a usage
 error or a missing file.
 Only ``demo`` and ``import`` create a log file; every other command refuses
-a path that does not exist.
+a path that does not exist. ``--db`` takes a path or a URL (``sqlite:///jobs.db``,
+``memory://`` for the demo; see ``jobledger.store.url``), else the
+``JOBLEDGER_DB`` environment variable, else ``jobledger.db``, for every command.
 
 What a job carries is shown, never obeyed: every human-readable line, on
 standard output and standard error, shows the text the CLI did not write
@@ -79,7 +81,14 @@ from jobledger.core import (
     StorageError,
     ValidationError,
 )
-from jobledger.store import ContentFolder, Head, Problem, VerifyReport, content_folder_for
+from jobledger.store import (
+    BackendURL,
+    ContentFolder,
+    Head,
+    Problem,
+    VerifyReport,
+    content_folder_for,
+)
 
 from .demo import (
     DEFAULT_JOBS,
@@ -95,8 +104,8 @@ from .terminal import printable
 
 __all__ = ["main"]
 
-_DEMO_DB = "jobledger-demo.db"
 _DEFAULT_DB = "jobledger.db"
+_DB_HELP = f"the log: a path or a URL (default: $JOBLEDGER_DB, else {_DEFAULT_DB})"
 
 _EVENT_STYLE = {
     "job.completed": STATUS_STYLE[JobStatus.COMPLETED],
@@ -1063,7 +1072,7 @@ def _parser() -> argparse.ArgumentParser:
         "fails, one is retried after a failed first attempt, one is cancelled midway, one "
         "ends partial and one is skipped.",
     )
-    demo.add_argument("--db", default=_DEMO_DB, help=f"the log file (default: {_DEMO_DB})")
+    demo.add_argument("--db", metavar="URL", help=_DB_HELP)
     demo.add_argument(
         "--jobs",
         type=_positive,
@@ -1085,9 +1094,9 @@ def _parser() -> argparse.ArgumentParser:
         help=f"seconds between work steps (default: {DEFAULT_PAUSE})",
     )
 
-    db_help = f"the log file (default: {_DEFAULT_DB}); it must exist"
+    db_help = f"{_DB_HELP}; it must exist"
     listing = commands.add_parser("list", help="list jobs, newest first")
-    listing.add_argument("--db", default=_DEFAULT_DB, help=db_help)
+    listing.add_argument("--db", metavar="URL", help=db_help)
     listing.add_argument("--user", type=_user, help="only this user's jobs")
     listing.add_argument("--status", choices=[s.value for s in JobStatus], help="only this status")
     listing.add_argument("--type", dest="job_type", help="only this job type")
@@ -1097,11 +1106,11 @@ def _parser() -> argparse.ArgumentParser:
 
     show = commands.add_parser("show", help="show one job's fields")
     show.add_argument("job_id", metavar="JOB_ID")
-    show.add_argument("--db", default=_DEFAULT_DB, help=db_help)
+    show.add_argument("--db", metavar="URL", help=db_help)
 
     history = commands.add_parser("history", help="show one job's events, in order")
     history.add_argument("job_id", metavar="JOB_ID")
-    history.add_argument("--db", default=_DEFAULT_DB, help=db_help)
+    history.add_argument("--db", metavar="URL", help=db_help)
 
     _add_mark_commands(commands, db_help)
     _add_live_commands(commands, db_help)
@@ -1118,7 +1127,7 @@ def _add_mark_commands(commands: Any, db_help: str) -> None:
         "as one JSON array of W3C Web Annotation documents instead.",
     )
     marks.add_argument("resource", metavar="RESOURCE", help="the resource (document) id")
-    marks.add_argument("--db", default=_DEFAULT_DB, help=db_help)
+    marks.add_argument("--db", metavar="URL", help=db_help)
     marks.add_argument(
         "--jsonld",
         action="store_true",
@@ -1132,7 +1141,7 @@ def _add_mark_commands(commands: Any, db_help: str) -> None:
     )
 
     listing = commands.add_parser("resources", help="list the resources (documents), oldest first")
-    listing.add_argument("--db", default=_DEFAULT_DB, help=db_help)
+    listing.add_argument("--db", metavar="URL", help=db_help)
     listing.add_argument(
         "--limit",
         type=_integer(1, "must be 1-10000", 10_000),
@@ -1148,7 +1157,7 @@ def _add_mark_commands(commands: Any, db_help: str) -> None:
         "and format characters shown as escapes (\\x1b, \\u202e).",
     )
     content.add_argument("resource", metavar="RESOURCE", help="the resource id")
-    content.add_argument("--db", default=_DEFAULT_DB, help=db_help)
+    content.add_argument("--db", metavar="URL", help=db_help)
 
 
 def _add_live_commands(commands: Any, db_help: str) -> None:
@@ -1160,7 +1169,7 @@ def _add_live_commands(commands: Any, db_help: str) -> None:
         "at the job's end.",
     )
     tail.add_argument("job_id", metavar="JOB_ID", nargs="?", help="follow only this job")
-    tail.add_argument("--db", default=_DEFAULT_DB, help=db_help)
+    tail.add_argument("--db", metavar="URL", help=db_help)
     tail.add_argument(
         "--type", dest="job_type", help="only the jobs of this type (with their marks and assets)"
     )
@@ -1177,7 +1186,7 @@ def _add_audit_commands(commands: Any, db_help: str) -> None:
     replay = commands.add_parser(
         "replay", help="show the state at a past point, recomputed from the log alone"
     )
-    replay.add_argument("--db", default=_DEFAULT_DB, help=db_help)
+    replay.add_argument("--db", metavar="URL", help=db_help)
     point = replay.add_mutually_exclusive_group()
     point.add_argument("--until-seq", type=_seq, metavar="SEQ", help="up to this seq")
     point.add_argument(
@@ -1190,7 +1199,7 @@ def _add_audit_commands(commands: Any, db_help: str) -> None:
     verify = commands.add_parser(
         "verify", help="check the hash chain and the read model; exit 1 on any problem"
     )
-    verify.add_argument("--db", default=_DEFAULT_DB, help=db_help)
+    verify.add_argument("--db", metavar="URL", help=db_help)
     verify.add_argument(
         "--digest",
         type=_head,
@@ -1201,10 +1210,10 @@ def _add_audit_commands(commands: Any, db_help: str) -> None:
     digest = commands.add_parser(
         "digest", help="print the head of the log (SEQ:HASH), to keep elsewhere for verify"
     )
-    digest.add_argument("--db", default=_DEFAULT_DB, help=db_help)
+    digest.add_argument("--db", metavar="URL", help=db_help)
 
     export = commands.add_parser("export", help="write the log as NDJSON, one event a line")
-    export.add_argument("--db", default=_DEFAULT_DB, help=db_help)
+    export.add_argument("--db", metavar="URL", help=db_help)
     export.add_argument("--out", metavar="FILE", help="write to FILE (default: standard output)")
     export.add_argument(
         "--after", type=_seq, default=0, metavar="SEQ", help="only events after this seq"
@@ -1216,8 +1225,8 @@ def _add_audit_commands(commands: Any, db_help: str) -> None:
     load.add_argument("file", metavar="FILE", help="an export (-: standard input)")
     load.add_argument(
         "--db",
-        default=_DEFAULT_DB,
-        help=f"the log file (default: {_DEFAULT_DB}); created if missing, it must be empty",
+        metavar="URL",
+        help=f"{_DB_HELP}; created if missing, it must be empty",
     )
     load.add_argument(
         "--content",
@@ -1245,6 +1254,34 @@ _COMMANDS = {
 }
 
 
+def _database(given: str | None, command: str) -> str:
+    """The log ``command`` works on, from ``--db`` (``given``), else the
+    ``JOBLEDGER_DB`` environment variable (when set and not empty), else
+    ``jobledger.db``: the SQLite file's path, or ``":memory:"`` for the demo.
+
+    ``ValidationError`` for a malformed or unknown URL (naming the accepted
+    forms) and for a log in memory given to any command but ``demo`` (it
+    would be empty, and gone at exit). The commands write with
+    ``synchronous=FULL``, whatever a URL's query says.
+    """
+    source, text = "--db", given
+    if text is None:
+        source, text = "JOBLEDGER_DB", os.environ.get("JOBLEDGER_DB") or _DEFAULT_DB
+    try:
+        url = BackendURL.parse(text)
+    except ValidationError as exc:
+        raise ValidationError(str(exc), field=source) from None
+    if url.path is not None:
+        return url.path
+    if command != "demo":
+        raise ValidationError(
+            f"{text!r} is a log in memory, empty at start and gone at exit: "
+            f"{command} needs a log file (a path or sqlite:///PATH)",
+            field=source,
+        )
+    return ":memory:"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the ``jobledger`` command with ``argv`` (default: ``sys.argv[1:]``).
 
@@ -1259,10 +1296,15 @@ def main(argv: list[str] | None = None) -> int:
     out = _console()
     err = _console(stderr=True)
     try:
+        args.db = _database(args.db, args.command)
+    except ValidationError as exc:
+        err.print(_text(f"jobledger: error: {exc}", "red"), soft_wrap=True)
+        return 2
+    try:
         return asyncio.run(_COMMANDS[args.command](args, out))
     except _MissingLog as exc:
         err.print(
-            _text(f"jobledger: error: no log file at {exc} (pass --db PATH)", "red"),
+            _text(f"jobledger: error: no log file at {exc} (pass --db URL)", "red"),
             soft_wrap=True,
         )
         return 2
