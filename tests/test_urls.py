@@ -323,7 +323,10 @@ def test_the_demo_runs_in_memory_and_writes_no_file(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     assert main(["demo", "--db", "memory://", "--no-live", "--jobs", "1", "--pause", "0"]) == 0
-    assert "verify: ok" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "verify: ok" in out
+    assert "log: in memory, gone now" in out
+    assert "inspect it with" not in out  # no command could find it
     assert os.listdir(tmp_path) == []
 
 
