@@ -3,25 +3,27 @@ jobs, marks and resources), follow it live, check it, and move it between files.
 
 ::
 
-    jobledger demo [--db PATH] [--jobs N] [--fresh] [--no-live] [--pause SECONDS]
-    jobledger list [--db PATH] [--user U] [--status S] [--type T] [--limit N]
-    jobledger show JOB_ID [--db PATH]
-    jobledger history JOB_ID [--db PATH]
-    jobledger marks RESOURCE [--db PATH] [--jsonld]
-    jobledger resources [--db PATH] [--limit N]
-    jobledger content RESOURCE [--db PATH]
-    jobledger tail [JOB_ID] [--db PATH] [--type T] [--after SEQ] [--count N]
-    jobledger replay [--db PATH] [--until-seq SEQ | --until TIME]
-    jobledger verify [--db PATH] [--digest SEQ:HASH]
-    jobledger digest [--db PATH]
-    jobledger export [--db PATH] [--out FILE] [--after SEQ]
-    jobledger import FILE [--db PATH]
+    jobledger demo [--db URL] [--jobs N] [--fresh] [--no-live] [--pause SECONDS]
+    jobledger list [--db URL] [--user U] [--status S] [--type T] [--limit N]
+    jobledger show JOB_ID [--db URL]
+    jobledger history JOB_ID [--db URL]
+    jobledger marks RESOURCE [--db URL] [--jsonld]
+    jobledger resources [--db URL] [--limit N]
+    jobledger content RESOURCE [--db URL]
+    jobledger tail [JOB_ID] [--db URL] [--type T] [--after SEQ] [--count N]
+    jobledger replay [--db URL] [--until-seq SEQ | --until TIME]
+    jobledger verify [--db URL] [--digest SEQ:HASH]
+    jobledger digest [--db URL]
+    jobledger export [--db URL] [--out FILE] [--after SEQ]
+    jobledger import FILE [--db URL]
 
 Exit codes: 0 success; 1 a jobledger error (an unknown job, a damaged file,
 a failed verification, a refused import, an unknown resource); 2 a usage
 error or a missing file.
 Only ``demo`` and ``import`` create a log file; every other command refuses
-a path that does not exist.
+a path that does not exist. ``--db`` takes a path or a URL (``sqlite:///jobs.db``,
+``memory://`` for the demo; see ``jobledger.store.url``), else the
+``JOBLEDGER_DB`` environment variable, else ``jobledger.db``, for every command.
 
 What a job carries is shown, never obeyed: every human-readable line, on
 standard output and standard error, shows the text the CLI did not write

@@ -21,8 +21,8 @@ from jobledger.core import (
     StorageError,
 )
 
-_DEMO_DB = "jobledger-demo.db"
 _DEFAULT_DB = "jobledger.db"
+_DB_HELP = f"the log: a path or a URL (default: $JOBLEDGER_DB, else {_DEFAULT_DB})"
 
 _EVENT_STYLE = {
     "job.completed": STATUS_STYLE[JobStatus.COMPLETED],

@@ -62,6 +62,9 @@ def _print_demo_report(report: DemoReport, out: Console) -> None:
         out.print(Text(f"verify: {len(v.problems)} problem(s)", "bold red"))
         for problem in v.problems:
             out.print(_text(f"  seq {problem.seq}: {problem.kind}: {problem.detail}", "red"))
+    if report.path == ":memory:":
+        out.print(Text("log: in memory, gone now (--db PATH keeps one to inspect)"))
+        return
     out.print(_text(f"log file: {report.path}"), soft_wrap=True)
     db = shlex.quote(report.path)
     examples = [

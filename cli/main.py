@@ -5,16 +5,19 @@ arguments, runs the command and turns errors into exit codes.
 from __future__ import annotations
 
 import asyncio
+import os
 
 from rich.text import Text
 
 from jobledger.core import (
     JobledgerError,
     NotFound,
+    ValidationError,
 )
+from jobledger.store import BackendURL
 
 from .audit import _digest, _export, _import, _replay, _verify
-from .common import _console, _MissingFile, _MissingLog, _OutputClosed
+from .common import _DEFAULT_DB, _console, _MissingFile, _MissingLog, _OutputClosed
 from .demo_command import _demo
 from .follow import _tail
 from .formatting import _text
@@ -42,6 +45,34 @@ _COMMANDS = {
 }
 
 
+def _database(given: str | None, command: str) -> str:
+    """The log ``command`` works on, from ``--db`` (``given``), else the
+    ``JOBLEDGER_DB`` environment variable (when set and not empty), else
+    ``jobledger.db``: the SQLite file's path, or ``":memory:"`` for the demo.
+
+    ``ValidationError`` for a malformed or unknown URL (naming the accepted
+    forms) and for a log in memory given to any command but ``demo`` (it
+    would be empty, and gone at exit). The commands write with
+    ``synchronous=FULL``, whatever a URL's query says.
+    """
+    source, text = "--db", given
+    if text is None:
+        source, text = "JOBLEDGER_DB", os.environ.get("JOBLEDGER_DB") or _DEFAULT_DB
+    try:
+        url = BackendURL.parse(text)
+    except ValidationError as exc:
+        raise ValidationError(str(exc), field=source) from None
+    if url.path is not None:
+        return url.path
+    if command != "demo":
+        raise ValidationError(
+            f"{text!r} is a log in memory, empty at start and gone at exit: "
+            f"{command} needs a log file (a path or sqlite:///PATH)",
+            field=source,
+        )
+    return ":memory:"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the ``jobledger`` command with ``argv`` (default: ``sys.argv[1:]``).
 
@@ -56,10 +87,15 @@ def main(argv: list[str] | None = None) -> int:
     out = _console()
     err = _console(stderr=True)
     try:
+        args.db = _database(args.db, args.command)
+    except ValidationError as exc:
+        err.print(_text(f"jobledger: error: {exc}", "red"), soft_wrap=True)
+        return 2
+    try:
         return asyncio.run(_COMMANDS[args.command](args, out))
     except _MissingLog as exc:
         err.print(
-            _text(f"jobledger: error: no log file at {exc} (pass --db PATH)", "red"),
+            _text(f"jobledger: error: no log file at {exc} (pass --db URL)", "red"),
             soft_wrap=True,
         )
         return 2

@@ -23,7 +23,7 @@ from jobledger.ledger import _as_user
 from jobledger.store import Head
 from jobledger.terminal import printable
 
-from .common import _DEFAULT_DB, _DEMO_DB
+from .common import _DB_HELP
 
 # -- the parser --------------------------------------------------------------
 
@@ -113,7 +113,7 @@ def _parser() -> argparse.ArgumentParser:
         "fails, one is retried after a failed first attempt, one is cancelled midway, one "
         "ends partial and one is skipped.",
     )
-    demo.add_argument("--db", default=_DEMO_DB, help=f"the log file (default: {_DEMO_DB})")
+    demo.add_argument("--db", metavar="URL", help=_DB_HELP)
     demo.add_argument(
         "--jobs",
         type=_positive,
@@ -135,9 +135,9 @@ def _parser() -> argparse.ArgumentParser:
         help=f"seconds between work steps (default: {DEFAULT_PAUSE})",
     )
 
-    db_help = f"the log file (default: {_DEFAULT_DB}); it must exist"
+    db_help = f"{_DB_HELP}; it must exist"
     listing = commands.add_parser("list", help="list jobs, newest first")
-    listing.add_argument("--db", default=_DEFAULT_DB, help=db_help)
+    listing.add_argument("--db", metavar="URL", help=db_help)
     listing.add_argument("--user", type=_user, help="only this user's jobs")
     listing.add_argument("--status", choices=[s.value for s in JobStatus], help="only this status")
     listing.add_argument("--type", dest="job_type", help="only this job type")
@@ -147,11 +147,11 @@ def _parser() -> argparse.ArgumentParser:
 
     show = commands.add_parser("show", help="show one job's fields")
     show.add_argument("job_id", metavar="JOB_ID")
-    show.add_argument("--db", default=_DEFAULT_DB, help=db_help)
+    show.add_argument("--db", metavar="URL", help=db_help)
 
     history = commands.add_parser("history", help="show one job's events, in order")
     history.add_argument("job_id", metavar="JOB_ID")
-    history.add_argument("--db", default=_DEFAULT_DB, help=db_help)
+    history.add_argument("--db", metavar="URL", help=db_help)
 
     _add_mark_commands(commands, db_help)
     _add_live_commands(commands, db_help)
@@ -168,7 +168,7 @@ def _add_mark_commands(commands: Any, db_help: str) -> None:
         "as one JSON array of W3C Web Annotation documents instead.",
     )
     marks.add_argument("resource", metavar="RESOURCE", help="the resource (document) id")
-    marks.add_argument("--db", default=_DEFAULT_DB, help=db_help)
+    marks.add_argument("--db", metavar="URL", help=db_help)
     marks.add_argument(
         "--jsonld",
         action="store_true",
@@ -182,7 +182,7 @@ def _add_mark_commands(commands: Any, db_help: str) -> None:
     )
 
     listing = commands.add_parser("resources", help="list the resources (documents), oldest first")
-    listing.add_argument("--db", default=_DEFAULT_DB, help=db_help)
+    listing.add_argument("--db", metavar="URL", help=db_help)
     listing.add_argument(
         "--limit",
         type=_integer(1, "must be 1-10000", 10_000),
@@ -198,7 +198,7 @@ def _add_mark_commands(commands: Any, db_help: str) -> None:
         "and format characters shown as escapes (\\x1b, \\u202e).",
     )
     content.add_argument("resource", metavar="RESOURCE", help="the resource id")
-    content.add_argument("--db", default=_DEFAULT_DB, help=db_help)
+    content.add_argument("--db", metavar="URL", help=db_help)
 
 
 def _add_live_commands(commands: Any, db_help: str) -> None:
@@ -210,7 +210,7 @@ def _add_live_commands(commands: Any, db_help: str) -> None:
         "at the job's end.",
     )
     tail.add_argument("job_id", metavar="JOB_ID", nargs="?", help="follow only this job")
-    tail.add_argument("--db", default=_DEFAULT_DB, help=db_help)
+    tail.add_argument("--db", metavar="URL", help=db_help)
     tail.add_argument(
         "--type", dest="job_type", help="only the jobs of this type (with their marks and assets)"
     )
@@ -227,7 +227,7 @@ def _add_audit_commands(commands: Any, db_help: str) -> None:
     replay = commands.add_parser(
         "replay", help="show the state at a past point, recomputed from the log alone"
     )
-    replay.add_argument("--db", default=_DEFAULT_DB, help=db_help)
+    replay.add_argument("--db", metavar="URL", help=db_help)
     point = replay.add_mutually_exclusive_group()
     point.add_argument("--until-seq", type=_seq, metavar="SEQ", help="up to this seq")
     point.add_argument(
@@ -240,7 +240,7 @@ def _add_audit_commands(commands: Any, db_help: str) -> None:
     verify = commands.add_parser(
         "verify", help="check the hash chain and the read model; exit 1 on any problem"
     )
-    verify.add_argument("--db", default=_DEFAULT_DB, help=db_help)
+    verify.add_argument("--db", metavar="URL", help=db_help)
     verify.add_argument(
         "--digest",
         type=_head,
@@ -251,10 +251,10 @@ def _add_audit_commands(commands: Any, db_help: str) -> None:
     digest = commands.add_parser(
         "digest", help="print the head of the log (SEQ:HASH), to keep elsewhere for verify"
     )
-    digest.add_argument("--db", default=_DEFAULT_DB, help=db_help)
+    digest.add_argument("--db", metavar="URL", help=db_help)
 
     export = commands.add_parser("export", help="write the log as NDJSON, one event a line")
-    export.add_argument("--db", default=_DEFAULT_DB, help=db_help)
+    export.add_argument("--db", metavar="URL", help=db_help)
     export.add_argument("--out", metavar="FILE", help="write to FILE (default: standard output)")
     export.add_argument(
         "--after", type=_seq, default=0, metavar="SEQ", help="only events after this seq"
@@ -266,8 +266,8 @@ def _add_audit_commands(commands: Any, db_help: str) -> None:
     load.add_argument("file", metavar="FILE", help="an export (-: standard input)")
     load.add_argument(
         "--db",
-        default=_DEFAULT_DB,
-        help=f"the log file (default: {_DEFAULT_DB}); created if missing, it must be empty",
+        metavar="URL",
+        help=f"{_DB_HELP}; created if missing, it must be empty",
     )
     load.add_argument(
         "--content",

@@ -86,13 +86,14 @@ from jobledger.core.annotations import annotation_json
 from jobledger.core.w3c import check_base_iri
 from jobledger.eventbus import BusStatistics, EventBus, Reply
 from jobledger.store import (
+    BackendURL,
     ContentFolder,
     EventLog,
     Head,
     MemoryContent,
     MemoryLog,
-    SqliteLog,
     VerifyReport,
+    backend_for,
     content_folder_for,
     export_log,
     import_log,
@@ -1232,7 +1233,7 @@ async def open(
     *,
     workers: Sequence[JobWorker] = (),
     clock: Clock | None = None,
-    synchronous: Literal["FULL", "NORMAL"] = "FULL",
+    synchronous: Literal["FULL", "NORMAL"] | None = None,
     poll_interval: float = 1.0,
     stop_timeout: float = 10.0,
     mailbox_size: int = 10_000,
@@ -1241,7 +1242,18 @@ async def open(
     queues: Mapping[str, int] | None = None,
     sweep_interval: float = 1.0,
 ) -> AsyncIterator[Ledger]:
-    """Open a ledger on an SQLite file (``path``) or in memory (``None`` or ``":memory:"``).
+    """Open a ledger on the backend ``path`` names: a path or a URL.
+
+    A plain path (text or ``Path``) or ``sqlite:///relative/jobs.db`` /
+    ``sqlite:////absolute/jobs.db`` is an SQLite file; ``None``,
+    ``":memory:"``, ``memory://``, ``sqlite://`` and ``sqlite:///:memory:``
+    are in memory (:mod:`jobledger.store.url` says exactly what counts as a
+    URL). An unknown scheme, a malformed URL or an option the backend does
+    not take is a ``ValidationError`` naming the accepted forms, and
+    ``postgresql://…`` is one saying that backend is not available yet;
+    either way nothing is created. ``synchronous`` (default: the URL's
+    ``?synchronous=``, else ``"FULL"``) applies to a file; given both, they
+    must agree.
 
     The file is created if missing and migrated if old; jobs whose worker was
     lost are recovered. Workers start at once and stop (gracefully, up to
@@ -1253,11 +1265,9 @@ async def open(
     """
     store: EventLog
     content: ContentStore
-    if path is None or str(path) == ":memory:":
-        store, content = MemoryLog(), MemoryContent()
-    else:
-        store = SqliteLog(path, synchronous=synchronous)
-        content = ContentFolder(content_folder_for(path))
+    store, content = backend_for(
+        BackendURL.parse(":memory:" if path is None else path), synchronous=synchronous
+    )
     ledger = Ledger(
         store,
         workers=workers,

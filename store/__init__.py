@@ -1,5 +1,6 @@
 """jobledger.store: the event log behind a Protocol, in memory and in SQLite,
-with its read model, replay and verification. Imports only ``jobledger.core``."""
+with its read model, replay and verification, named by a path or a URL
+(``store.url``). Imports only ``jobledger.core``."""
 
 from .audit import LogLine, export_log, import_log, replay, verify
 from .content import ContentFolder, MemoryContent, content_folder_for
@@ -19,10 +20,12 @@ from .protocol import (
     VerifyReport,
 )
 from .sqlite import SCHEMA_VERSION, SqliteLog
+from .url import BackendURL, backend_for
 
 __all__ = [
     "SCHEMA_VERSION",
     "TABLES",
+    "BackendURL",
     "Changes",
     "ContentFolder",
     "EventLog",
@@ -39,6 +42,7 @@ __all__ = [
     "SqliteLog",
     "StaleWrite",
     "VerifyReport",
+    "backend_for",
     "content_folder_for",
     "export_log",
     "import_log",

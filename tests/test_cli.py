@@ -43,8 +43,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(autouse=True)
 def plain_output(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No colour codes and the CLI's own width for piped output, whatever the CI sets."""
-    for name in ("FORCE_COLOR", "COLUMNS", "TTY_COMPATIBLE", "TTY_INTERACTIVE"):
+    """No colour codes and the CLI's own width for piped output, and the default log,
+    whatever the CI sets."""
+    for name in ("FORCE_COLOR", "COLUMNS", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "JOBLEDGER_DB"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("NO_COLOR", "1")
 
@@ -261,8 +262,8 @@ def test_demo_defaults_to_a_file_in_the_current_directory(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     assert main(["demo", "--no-live", "--jobs", "1", "--pause", "0"]) == 0
-    assert (tmp_path / "jobledger-demo.db").is_file()
-    assert str(tmp_path / "jobledger-demo.db") in capsys.readouterr().out
+    assert (tmp_path / "jobledger.db").is_file()
+    assert str(tmp_path / "jobledger.db") in capsys.readouterr().out
 
 
 def test_demo_shows_every_ending(demo_run: tuple[Path, str]) -> None:

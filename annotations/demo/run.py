@@ -173,7 +173,7 @@ async def _documents(ledger: Ledger, jobs: Sequence[Job]) -> tuple[DemoDocument,
 
 
 async def run_demo(
-    path: str | Path = "jobledger-demo.db",
+    path: str | Path = "jobledger.db",
     *,
     jobs: int = DEFAULT_JOBS,
     fresh: bool = False,
