@@ -1,6 +1,7 @@
 """What ``decide`` and the folds promise beyond the transition table: the
-retry time and its backoff, the idempotency key, the progress a job keeps,
-the finish estimate's cap, the resources a projection folds. Each test here
+retry time and its backoff (never negative, even from an old policy), the
+idempotency key, the progress a job keeps, the finish estimate's cap, a
+mark's target and body, the resources a projection folds. Each test here
 kills a mutant that the sampled mutation run (``tests/mutation.py``) found
 alive: a change to the code that no test noticed."""
 
@@ -8,8 +9,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import msgspec
+import pytest
+
 from jobledger.core import (
     DEFAULT_RETRY,
+    BodyAdd,
     Envelope,
     JobCreate,
     JobDelete,
@@ -17,13 +22,19 @@ from jobledger.core import (
     JobProgress,
     JobRetryScheduled,
     JobStart,
+    MarkCreate,
+    MarkUpdateBody,
     Projection,
     ResourceCreate,
     RetryPolicy,
+    TextualBody,
     User,
+    ValidationError,
     decide,
     retry_delay,
 )
+
+from .conftest import note
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 CAP = 100 * 365 * 24 * 3600.0  # the finish estimate's horizon (docs/lifecycle.md: 100 years)
@@ -92,6 +103,18 @@ def test_a_jittered_backoff_is_uniform_under_its_ceiling_and_the_same_on_replay(
     assert DEFAULT_RETRY.jitter
 
 
+def test_a_policy_written_before_the_limits_never_gives_a_negative_or_nan_delay() -> None:
+    # Submits refuse such policies now (docs/api.md#limits), but a log may
+    # hold one from before; its retries are due at once, never in the past.
+    negative = RetryPolicy(base_delay=-5.0, jitter=False)
+    nan = RetryPolicy(max_delay=float("nan"), jitter=True)
+    assert [retry_delay(negative, 1, "j"), retry_delay(nan, 1, "j")] == [0.0, 0.0]
+    assert retry_delay(RetryPolicy(base_delay=0.5, jitter=False), 1, "j") == 0.5  # under a second
+    model = started(Projection(), max_retries=1, retry=negative)
+    (env,) = fold(model, JobFail(job_id="j", attempt=1, error="e"))
+    assert isinstance(env.data, JobRetryScheduled) and env.data.run_at == NOW
+
+
 # -- idempotency keys ------------------------------------------------------------
 
 
@@ -135,6 +158,36 @@ def test_the_finish_estimate_stops_at_a_hundred_years() -> None:
     fold(model, JobProgress(job_id="j", attempt=1, percent=50), now=far)
     progress = model.jobs["j"].progress
     assert progress is not None and progress.eta is None
+
+
+# -- marks ------------------------------------------------------------------------
+
+
+def test_a_mark_must_target_its_own_resource() -> None:
+    model = Projection()
+    wrong = "targets 'other', not the mark's resource 'doc'"
+    with pytest.raises(ValidationError, match=wrong) as e:
+        decide(MarkCreate(mark_id="m", resource_id="doc", annotation=note("other")), model, NOW)
+    assert e.value.field == "annotation.target.source"
+    fold(model, MarkCreate(mark_id="m", resource_id="doc", annotation=note("doc")))
+    assert model.marks["m"].annotation["target"] == {"source": "doc"}
+
+
+def test_a_body_is_added_to_a_mark_unless_it_has_a_body_value() -> None:
+    model = Projection()
+    fold(model, MarkCreate(mark_id="m", resource_id="doc", annotation=note("doc", "one")))
+    add = [BodyAdd(item=TextualBody(value="two"))]
+    fold(model, MarkUpdateBody(mark_id="m", operations=add))
+    body = model.marks["m"].annotation["body"]
+    assert [item["value"] for item in body] == ["one", "two"]
+    plain = {"target": "doc", "bodyValue": "Seen."}
+    fold(model, MarkCreate(mark_id="v", resource_id="doc", annotation=plain))
+    version = model.version("v")
+    with pytest.raises(ValidationError, match="MUST NOT have both body and bodyValue") as e:
+        decide(MarkUpdateBody(mark_id="v", operations=add), model, NOW)
+    assert e.value.field == "operations"
+    assert model.version("v") == version
+    assert msgspec.to_builtins(model.marks["v"].annotation) == plain
 
 
 # -- resources -------------------------------------------------------------------
