@@ -8,12 +8,14 @@ alive: a change to the code that no test noticed."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import msgspec
 import pytest
 
 from jobledger.core import (
     DEFAULT_RETRY,
+    AssetCreate,
     BodyAdd,
     Envelope,
     JobCreate,
@@ -23,6 +25,7 @@ from jobledger.core import (
     JobRetryScheduled,
     JobStart,
     MarkCreate,
+    MarkDelete,
     MarkUpdateBody,
     Projection,
     ResourceCreate,
@@ -33,8 +36,9 @@ from jobledger.core import (
     decide,
     retry_delay,
 )
+from jobledger.store import SqliteLog
 
-from .conftest import note
+from .conftest import create, note, running
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 CAP = 100 * 365 * 24 * 3600.0  # the finish estimate's horizon (docs/lifecycle.md: 100 years)
@@ -115,6 +119,13 @@ def test_a_policy_written_before_the_limits_never_gives_a_negative_or_nan_delay(
     assert isinstance(env.data, JobRetryScheduled) and env.data.run_at == NOW
 
 
+def test_a_run_at_without_a_time_zone_is_refused() -> None:
+    naive = JobCreate(job_id="j", job_type="t", user=User(id="u"), run_at=datetime(2026, 1, 2))
+    with pytest.raises(ValidationError, match="must be an aware datetime") as e:
+        decide(naive, Projection(), NOW)
+    assert e.value.field == "run_at"
+
+
 # -- idempotency keys ------------------------------------------------------------
 
 
@@ -133,6 +144,24 @@ def test_a_repeated_key_writes_nothing_until_its_job_is_deleted() -> None:
     assert model.job_by_key("u", None, "k") is model.jobs["j2"]
 
 
+async def test_a_cold_stower_finds_keys_and_marks_in_the_file(db_path: Path) -> None:
+    # A new Stower (a reopened ledger) has nothing cached: it must read the
+    # key's job and the mark from the file, not take them as absent.
+    async with running(SqliteLog(db_path)) as engine:
+        [first] = await engine.bus.send(create("j1", idempotency_key="k"))
+        await engine.bus.send(MarkCreate(mark_id="m", resource_id="doc", annotation=note("doc")))
+    async with running(SqliteLog(db_path)) as engine:
+        assert await engine.bus.send(create("j2", idempotency_key="k")) == ()  # the first stands
+        [deleted] = await engine.bus.send(MarkDelete(mark_id="m"))
+        assert (deleted.type, deleted.stream, deleted.version) == ("mark.deleted", "m", 2)
+        assert [(e.stream, e.type) for e in await engine.log.read()] == [
+            ("j1", "job.created"),
+            ("m", "mark.created"),
+            ("m", "mark.deleted"),
+        ]
+    assert first.seq == 1
+
+
 # -- progress --------------------------------------------------------------------
 
 
@@ -145,6 +174,23 @@ def test_a_progress_without_a_checkpoint_keeps_the_last_one() -> None:
     fold(model, JobProgress(job_id="j", attempt=1, percent=30, checkpoint={"page": 9}))
     progress = model.jobs["j"].progress
     assert progress is not None and progress.checkpoint == {"page": 9}
+
+
+def test_a_progress_counted_in_items_is_a_percent_of_the_total() -> None:
+    model = started(Projection())
+
+    def percent(**report: int) -> float:
+        fold(model, JobProgress(job_id="j", attempt=1, **report))
+        progress = model.jobs["j"].progress
+        assert progress is not None
+        return progress.percent
+
+    assert percent(processed=3, total=4) == 75.0
+    assert percent(processed=15, total=10) == 100.0  # more than announced: done, not 150 %
+    assert percent(processed=5, total=0) == 100.0  # no total to divide by: the last percent
+    fold(model, JobProgress(job_id="j", attempt=1, percent=40))
+    assert percent(total=10) == 40.0  # a total alone says nothing new
+    assert percent(processed=5, total=0) == 40.0
 
 
 def test_the_finish_estimate_stops_at_a_hundred_years() -> None:
@@ -171,6 +217,9 @@ def test_a_mark_must_target_its_own_resource() -> None:
     assert e.value.field == "annotation.target.source"
     fold(model, MarkCreate(mark_id="m", resource_id="doc", annotation=note("doc")))
     assert model.marks["m"].annotation["target"] == {"source": "doc"}
+    with pytest.raises(ValidationError, match="this id is already used") as e:
+        decide(MarkCreate(mark_id="m", resource_id="doc", annotation=note("doc")), model, NOW)
+    assert e.value.field == "mark_id"
 
 
 def test_a_body_is_added_to_a_mark_unless_it_has_a_body_value() -> None:
@@ -188,6 +237,21 @@ def test_a_body_is_added_to_a_mark_unless_it_has_a_body_value() -> None:
     assert e.value.field == "operations"
     assert model.version("v") == version
     assert msgspec.to_builtins(model.marks["v"].annotation) == plain
+
+
+# -- assets ---------------------------------------------------------------------
+
+
+def test_an_asset_id_is_used_once() -> None:
+    model = started(Projection())
+    asset = AssetCreate(
+        asset_id="a", job_id="j", attempt=1, asset_type="thumb", storage_path="t/a.png", size=3
+    )
+    [env] = fold(model, asset)
+    assert (env.type, env.stream) == ("asset.created", "a")
+    with pytest.raises(ValidationError, match="this id is already used") as e:
+        decide(asset, model, NOW)
+    assert e.value.field == "asset_id"
 
 
 # -- resources -------------------------------------------------------------------
