@@ -6,6 +6,7 @@ Usage (from the repo root, with the project's venv)::
     .venv/bin/python tests/mutation.py --sample 0         # every mutant
     .venv/bin/python tests/mutation.py --list             # the mutants, not run
     .venv/bin/python tests/mutation.py --only core/decide.py:41 --show
+    .venv/bin/python tests/mutation.py --since a09d751 --sample 0   # changed code only
 
 Each mutant is one small change to one module (``core/decide.py``,
 ``core/status.py``, ``stower/stower.py``), made on its syntax tree:
@@ -20,6 +21,11 @@ Each mutant is one small change to one module (``core/decide.py``,
 Not mutated: docstrings, type annotations, imports, ``__all__``, ``assert``
 statements (they narrow types; removing one changes nothing a test can see)
 and string constants (messages).
+
+``--since REV`` keeps only the mutants whose node touches a line added or
+changed since the git revision ``REV`` (``git diff -U0 REV`` of each module):
+the mutants of new code, which a sample of the whole modules may miss; the
+sample, if any, is then drawn from those.
 
 The mutants are drawn with a fixed seed, so a run is repeatable. Each is
 written over its module in a temporary copy of the repo (never in place),
@@ -37,6 +43,7 @@ import copy
 import difflib
 import os
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -53,8 +60,11 @@ TESTS = (
     "tests/test_decide.py",
     "tests/test_core.py",
     "tests/test_stower.py",
+    "tests/test_recovery.py",
 )
-"""The fast tests of the decision code, the pure ones first (they fail soonest)."""
+"""The fast tests of the decision code, the pure ones first (they fail soonest);
+``test_recovery.py`` last, for the recoveries, releases and holders (a real
+ledger on a file, driven by the injected clock)."""
 SEED = 13
 SAMPLE = 60
 PARTS = ("core", "eventbus", "store", "stower", "workers", "annotations", "cli")
@@ -88,6 +98,10 @@ class Mutant:
     index: int  # the site's place in the walk of the module's tree
     line: int
     what: str
+    end_line: int = 0  # the node's last line (0: its first)
+
+    def touches(self, lines: set[int]) -> bool:
+        return any(n in lines for n in range(self.line, max(self.line, self.end_line) + 1))
 
     @property
     def id(self) -> str:
@@ -231,8 +245,26 @@ def mutants(module: str) -> list[Mutant]:
             what = f"not removed in {ast.unparse(node)[:70]}"
         elif kind == "remove":
             what = f"removed: {ast.unparse(node).splitlines()[0][:70]}"
-        found.append(Mutant(module, index, getattr(node, "lineno", 0), what))
+        line = getattr(node, "lineno", 0)
+        found.append(Mutant(module, index, line, what, getattr(node, "end_lineno", None) or line))
     return found
+
+
+def changed_lines(module: str, since: str) -> set[int]:
+    """The lines of ``module`` (as it is now) added or changed since the git
+    revision ``since``."""
+    diff = subprocess.run(
+        ["git", "diff", "-U0", since, "--", module],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    lines: set[int] = set()
+    for match in re.finditer(r"^@@ -\S+ \+(\d+)(?:,(\d+))? @@", diff, re.MULTILINE):
+        start, count = int(match[1]), int(match[2] or 1)
+        lines.update(range(start, start + count))
+    return lines
 
 
 def mutated_source(mutant: Mutant) -> str:
@@ -282,11 +314,18 @@ def main() -> int:
     parser.add_argument("--sample", type=int, default=SAMPLE, help="0: every mutant")
     parser.add_argument("--only", action="append", default=[], help="a mutant id (repeatable)")
     parser.add_argument("--tests", nargs="+", default=list(TESTS))
+    parser.add_argument(
+        "--since", metavar="REV", help="only mutants of lines changed since this git revision"
+    )
     parser.add_argument("--list", action="store_true", help="list the mutants; run nothing")
     parser.add_argument("--show", action="store_true", help="print each mutant's diff")
     args = parser.parse_args()
 
     every = [m for module in MODULES for m in mutants(module)]
+    if args.since:
+        changed = {module: changed_lines(module, args.since) for module in MODULES}
+        every = [m for m in every if m.touches(changed[m.module])]
+        print(f"since {args.since}: {sum(map(len, changed.values()))} lines changed")
     if args.only:
         chosen = [m for m in every if m.id in args.only]
     elif args.sample and args.sample < len(every):

@@ -1,15 +1,22 @@
 """What ``decide`` and the folds promise beyond the transition table: the
-retry time and its backoff, the idempotency key, the progress a job keeps,
-the finish estimate's cap, the resources a projection folds. Each test here
+retry time and its backoff (never negative, even from an old policy), the
+idempotency key, the progress a job keeps, the finish estimate's cap, a
+mark's target and body, the resources a projection folds. Each test here
 kills a mutant that the sampled mutation run (``tests/mutation.py``) found
 alive: a change to the code that no test noticed."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import msgspec
+import pytest
 
 from jobledger.core import (
     DEFAULT_RETRY,
+    AssetCreate,
+    BodyAdd,
     Envelope,
     JobCreate,
     JobDelete,
@@ -17,13 +24,21 @@ from jobledger.core import (
     JobProgress,
     JobRetryScheduled,
     JobStart,
+    MarkCreate,
+    MarkDelete,
+    MarkUpdateBody,
     Projection,
     ResourceCreate,
     RetryPolicy,
+    TextualBody,
     User,
+    ValidationError,
     decide,
     retry_delay,
 )
+from jobledger.store import SqliteLog
+
+from .conftest import create, note, running
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 CAP = 100 * 365 * 24 * 3600.0  # the finish estimate's horizon (docs/lifecycle.md: 100 years)
@@ -92,6 +107,25 @@ def test_a_jittered_backoff_is_uniform_under_its_ceiling_and_the_same_on_replay(
     assert DEFAULT_RETRY.jitter
 
 
+def test_a_policy_written_before_the_limits_never_gives_a_negative_or_nan_delay() -> None:
+    # Submits refuse such policies now (docs/api.md#limits), but a log may
+    # hold one from before; its retries are due at once, never in the past.
+    negative = RetryPolicy(base_delay=-5.0, jitter=False)
+    nan = RetryPolicy(max_delay=float("nan"), jitter=True)
+    assert [retry_delay(negative, 1, "j"), retry_delay(nan, 1, "j")] == [0.0, 0.0]
+    assert retry_delay(RetryPolicy(base_delay=0.5, jitter=False), 1, "j") == 0.5  # under a second
+    model = started(Projection(), max_retries=1, retry=negative)
+    (env,) = fold(model, JobFail(job_id="j", attempt=1, error="e"))
+    assert isinstance(env.data, JobRetryScheduled) and env.data.run_at == NOW
+
+
+def test_a_run_at_without_a_time_zone_is_refused() -> None:
+    naive = JobCreate(job_id="j", job_type="t", user=User(id="u"), run_at=datetime(2026, 1, 2))
+    with pytest.raises(ValidationError, match="must be an aware datetime") as e:
+        decide(naive, Projection(), NOW)
+    assert e.value.field == "run_at"
+
+
 # -- idempotency keys ------------------------------------------------------------
 
 
@@ -110,6 +144,24 @@ def test_a_repeated_key_writes_nothing_until_its_job_is_deleted() -> None:
     assert model.job_by_key("u", None, "k") is model.jobs["j2"]
 
 
+async def test_a_cold_stower_finds_keys_and_marks_in_the_file(db_path: Path) -> None:
+    # A new Stower (a reopened ledger) has nothing cached: it must read the
+    # key's job and the mark from the file, not take them as absent.
+    async with running(SqliteLog(db_path)) as engine:
+        [first] = await engine.bus.send(create("j1", idempotency_key="k"))
+        await engine.bus.send(MarkCreate(mark_id="m", resource_id="doc", annotation=note("doc")))
+    async with running(SqliteLog(db_path)) as engine:
+        assert await engine.bus.send(create("j2", idempotency_key="k")) == ()  # the first stands
+        [deleted] = await engine.bus.send(MarkDelete(mark_id="m"))
+        assert (deleted.type, deleted.stream, deleted.version) == ("mark.deleted", "m", 2)
+        assert [(e.stream, e.type) for e in await engine.log.read()] == [
+            ("j1", "job.created"),
+            ("m", "mark.created"),
+            ("m", "mark.deleted"),
+        ]
+    assert first.seq == 1
+
+
 # -- progress --------------------------------------------------------------------
 
 
@@ -124,6 +176,23 @@ def test_a_progress_without_a_checkpoint_keeps_the_last_one() -> None:
     assert progress is not None and progress.checkpoint == {"page": 9}
 
 
+def test_a_progress_counted_in_items_is_a_percent_of_the_total() -> None:
+    model = started(Projection())
+
+    def percent(**report: int) -> float:
+        fold(model, JobProgress(job_id="j", attempt=1, **report))
+        progress = model.jobs["j"].progress
+        assert progress is not None
+        return progress.percent
+
+    assert percent(processed=3, total=4) == 75.0
+    assert percent(processed=15, total=10) == 100.0  # more than announced: done, not 150 %
+    assert percent(processed=5, total=0) == 100.0  # no total to divide by: the last percent
+    fold(model, JobProgress(job_id="j", attempt=1, percent=40))
+    assert percent(total=10) == 40.0  # a total alone says nothing new
+    assert percent(processed=5, total=0) == 40.0
+
+
 def test_the_finish_estimate_stops_at_a_hundred_years() -> None:
     model = started(Projection())  # started at NOW
     # Half done after ``elapsed`` seconds: as long again to go.
@@ -135,6 +204,54 @@ def test_the_finish_estimate_stops_at_a_hundred_years() -> None:
     fold(model, JobProgress(job_id="j", attempt=1, percent=50), now=far)
     progress = model.jobs["j"].progress
     assert progress is not None and progress.eta is None
+
+
+# -- marks ------------------------------------------------------------------------
+
+
+def test_a_mark_must_target_its_own_resource() -> None:
+    model = Projection()
+    wrong = "targets 'other', not the mark's resource 'doc'"
+    with pytest.raises(ValidationError, match=wrong) as e:
+        decide(MarkCreate(mark_id="m", resource_id="doc", annotation=note("other")), model, NOW)
+    assert e.value.field == "annotation.target.source"
+    fold(model, MarkCreate(mark_id="m", resource_id="doc", annotation=note("doc")))
+    assert model.marks["m"].annotation["target"] == {"source": "doc"}
+    with pytest.raises(ValidationError, match="this id is already used") as e:
+        decide(MarkCreate(mark_id="m", resource_id="doc", annotation=note("doc")), model, NOW)
+    assert e.value.field == "mark_id"
+
+
+def test_a_body_is_added_to_a_mark_unless_it_has_a_body_value() -> None:
+    model = Projection()
+    fold(model, MarkCreate(mark_id="m", resource_id="doc", annotation=note("doc", "one")))
+    add = [BodyAdd(item=TextualBody(value="two"))]
+    fold(model, MarkUpdateBody(mark_id="m", operations=add))
+    body = model.marks["m"].annotation["body"]
+    assert [item["value"] for item in body] == ["one", "two"]
+    plain = {"target": "doc", "bodyValue": "Seen."}
+    fold(model, MarkCreate(mark_id="v", resource_id="doc", annotation=plain))
+    version = model.version("v")
+    with pytest.raises(ValidationError, match="MUST NOT have both body and bodyValue") as e:
+        decide(MarkUpdateBody(mark_id="v", operations=add), model, NOW)
+    assert e.value.field == "operations"
+    assert model.version("v") == version
+    assert msgspec.to_builtins(model.marks["v"].annotation) == plain
+
+
+# -- assets ---------------------------------------------------------------------
+
+
+def test_an_asset_id_is_used_once() -> None:
+    model = started(Projection())
+    asset = AssetCreate(
+        asset_id="a", job_id="j", attempt=1, asset_type="thumb", storage_path="t/a.png", size=3
+    )
+    [env] = fold(model, asset)
+    assert (env.type, env.stream) == ("asset.created", "a")
+    with pytest.raises(ValidationError, match="this id is already used") as e:
+        decide(asset, model, NOW)
+    assert e.value.field == "asset_id"
 
 
 # -- resources -------------------------------------------------------------------
