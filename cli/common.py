@@ -34,6 +34,7 @@ _EVENT_STYLE = {
     "job.cancelled": STATUS_STYLE[JobStatus.CANCELLED],
     "job.retry_scheduled": "yellow",
     "job.lease_expired": "yellow",
+    "job.released": "yellow",
 }
 """The style of an event type in ``history`` and ``tail`` (others are plain)."""
 

@@ -29,6 +29,7 @@ from jobledger.core import (
     JobLeaseExpired,
     JobPartiallyCompleted,
     JobProgressed,
+    JobReleased,
     JobRetryScheduled,
     JobSkipped,
     JobStarted,
@@ -238,8 +239,15 @@ def _summarize_event(env: Envelope) -> str:
         at = f"attempt {data.attempt}, " if data.attempt is not None else ""
         return f"{at}{data.reason or 'cancelled'}"
     if isinstance(data, JobLeaseExpired):
+        if data.recovery is not None:  # a lost worker: a recovery, not a retry
+            how = "its process died" if data.reason == "holder" else "its lease expired"
+            return f"attempt {data.attempt}: worker lost ({how}); recovery {data.recovery}, pending"
         then = f"retry at {_when(data.retry_at)}" if data.retry_at else "no retries left"
         return f"attempt {data.attempt}, {then}"
+    if isinstance(data, JobReleased):
+        return f"attempt {data.attempt} given back by its worker" + (
+            f": {data.reason}" if data.reason else ""
+        )
     if isinstance(data, MarkCreated):
         motivation = data.annotation.get("motivation", "?")
         return f"mark {data.mark_id} on {data.resource_id} ({motivation})"

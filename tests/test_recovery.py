@@ -347,23 +347,20 @@ async def test_a_lease_running_out_while_no_one_watched_is_recovered_at_its_expi
 CHILD = textwrap.dedent(
     """
     import asyncio, sys
-    from pathlib import Path
     import jobledger
-
-    markers = Path(sys.argv[2])
 
     class Slow(jobledger.JobWorker):
         job_types = ("slow",)
 
         async def execute(self, job, ctx):
-            (markers / job.id).touch()
+            print("running", job.id, flush=True)
             await asyncio.Event().wait()  # runs until the process is killed
 
     async def main():
         async with jobledger.open(sys.argv[1], workers=[Slow() for _ in range(5)]) as ledger:
             for n in range(5):
                 job = await ledger.submit("slow", {"n": n})
-                print(job.id, flush=True)  # acknowledged
+                print("acknowledged", job.id, flush=True)
             await asyncio.Event().wait()
 
     asyncio.run(main())
@@ -382,21 +379,19 @@ class Quick(JobWorker):
 async def test_kill_9_while_five_jobs_run_and_every_acknowledged_job_completes(
     tmp_path: Path,
 ) -> None:
-    db, markers = tmp_path / "jobs.db", tmp_path / "running"
-    markers.mkdir()
+    db = tmp_path / "jobs.db"
     child = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", CHILD, str(db), str(markers), stdout=subprocess.PIPE
+        sys.executable, "-c", CHILD, str(db), stdout=subprocess.PIPE
     )
     try:
         assert child.stdout is not None
-        acknowledged = [
-            (await asyncio.wait_for(child.stdout.readline(), 30)).decode().strip() for _ in range(5)
-        ]
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 30
-        while len(list(markers.iterdir())) < 5:
-            assert loop.time() < deadline, "the five jobs did not start"
-            await asyncio.sleep(0.01)
+        seen: dict[str, list[str]] = {"acknowledged": [], "running": []}
+        while len(seen["acknowledged"]) < 5 or len(seen["running"]) < 5:
+            line = (await asyncio.wait_for(child.stdout.readline(), 30)).decode().split()
+            assert len(line) == 2, line
+            seen[line[0]].append(line[1])
+        acknowledged = seen["acknowledged"]
+        assert sorted(seen["running"]) == sorted(acknowledged)  # all five run now
     finally:
         child.kill()
         await child.wait()
@@ -641,3 +636,23 @@ async def test_a_file_of_schema_2_is_rebuilt_once_and_verifies(db_path: Path) ->
         assert (await ledger.get(running.id)).lease.started_event_id == started.event_id  # type: ignore[union-attr]
         requested = (await ledger.history(stopping.id))[-1]
         assert (await ledger.get(stopping.id)).stop_requested_event_id == requested.event_id
+
+
+async def test_jobledger_history_tells_a_recovery_and_a_release(
+    db_path: Path, clock: ManualClock, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from jobledger.cli import main
+
+    async with jobledger.open(db_path, clock=clock, sweep_interval=3600) as ledger:
+        job = await ledger.submit("t")
+        holder = dead_holder()
+        await claim(ledger, job, holder=holder, lease=60)
+        await ledger.send(
+            jobledger.JobExpire(job_id=job.id, attempt=1, reason="holder", holder=holder)
+        )
+        await claim(ledger, await ledger.get(job.id), holder=None, lease=60)
+        await ledger.send(JobRelease(job_id=job.id, attempt=2, reason="shutting down"))
+    assert await asyncio.to_thread(main, ["history", job.id, "--db", str(db_path)]) == 0
+    out = " ".join(capsys.readouterr().out.split())  # (the table wraps long lines)
+    assert "attempt 1: worker lost (its process died); recovery 1, pending" in out
+    assert "attempt 2 given back by its worker: shutting down" in out

@@ -309,7 +309,13 @@ class _Tracker:
                 ),
             )
         elif isinstance(data, JobLeaseExpired):
-            then = "retry scheduled" if data.retry_at is not None else "no retries left"
+            then = (
+                f"recovery {data.recovery}, pending again"
+                if data.recovery is not None
+                else "retry scheduled"
+                if data.retry_at is not None
+                else "no retries left"
+            )
             self._show(
                 row,
                 seq,
