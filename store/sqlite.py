@@ -59,7 +59,7 @@ from jobledger.core import (
     decode_event,
     get_logger,
 )
-from jobledger.core.faults import crash_point
+from jobledger.core.faults import Faults
 
 from .protocol import TABLES, Changes, Head, Loaded, RawText, RawValue, Record, Scope, StaleWrite
 from .rows import asset_row, event_row, job_row, mark_row, micros, resource_row
@@ -452,11 +452,15 @@ def _run(
 
 
 def _commit(
-    work: Sequence[tuple[str, Sequence[Any]]], expected: Head | None, conn: sqlite3.Connection
+    work: Sequence[tuple[str, Sequence[Any]]],
+    expected: Head | None,
+    faults: Faults | None,
+    conn: sqlite3.Connection,
 ) -> None:
     """Run what is still staged, then COMMIT (if a transaction was begun)."""
     _run(work, expected, conn)
-    crash_point("store.after_insert")
+    if faults is not None:
+        faults.reach("store.after_insert")
     if conn.in_transaction:
         conn.execute("COMMIT")
 
@@ -569,7 +573,8 @@ class SqliteLog:
     power loss) or ``"NORMAL"`` (faster; the last commits may be lost on power
     loss, the file is never corrupted). ``busy_timeout`` is in seconds.
     ``wal_size_limit`` is the size in bytes the WAL file is cut back to once
-    a checkpoint lets it start over.
+    a checkpoint lets it start over. ``faults`` (tests only) is reached at
+    ``store.after_insert`` (:mod:`jobledger.core.faults`).
 
     An open log belongs to the process that opened it: in a child made by
     ``fork`` every call raises ``StorageError`` and ``close`` lets go of it
@@ -584,6 +589,7 @@ class SqliteLog:
         busy_timeout: float = 10.0,
         read_chunk: int = 5000,
         wal_size_limit: int = WAL_SIZE_LIMIT,
+        faults: Faults | None = None,
     ) -> None:
         if synchronous not in ("FULL", "NORMAL"):
             raise ValueError("synchronous must be 'FULL' or 'NORMAL'")
@@ -592,6 +598,7 @@ class SqliteLog:
         self._busy_ms = int(busy_timeout * 1000)
         self._read_chunk = read_chunk
         self._wal_limit = int(wal_size_limit)
+        self._faults = faults
         self._writer: _WriteConnection | None = None
         self._reader: aiosqlite.Connection | None = None
         self._write_lock = asyncio.Lock()
@@ -767,7 +774,9 @@ class SqliteLog:
             writer = _SqliteWriter(conn)
             try:
                 yield writer
-                await conn.call(functools.partial(_commit, writer.work, writer.expected))
+                await conn.call(
+                    functools.partial(_commit, writer.work, writer.expected, self._faults)
+                )
             except BaseException as exc:
                 # The transaction may be gone already (for example, COMMIT failed).
                 with contextlib.suppress(sqlite3.Error, StorageError):

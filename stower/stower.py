@@ -69,7 +69,7 @@ from jobledger.core import (
     to_ms,
     validate_command,
 )
-from jobledger.core.faults import crash_point
+from jobledger.core.faults import Faults
 from jobledger.eventbus import EventBus, Pending, Reply, Subscription
 from jobledger.store import Changes, EventLog, Head, LogWriter, Record, StaleWrite
 
@@ -266,7 +266,8 @@ class Stower:
     calls ``on_crash`` (the owner's cue to stop). ``on_commit``, if given,
     is called with each batch's envelopes once they are committed, before
     they are published (the sweeper watches leases from that moment); it
-    must not block or raise.
+    must not block or raise. ``faults`` (reliability tests only) is reached
+    at the Stower's crash points (:mod:`jobledger.core.faults`).
     """
 
     def __init__(
@@ -281,6 +282,7 @@ class Stower:
         cache_size: int = 10_000,
         on_crash: Any = None,
         on_commit: Callable[[Sequence[Envelope]], None] | None = None,
+        faults: Faults | None = None,
     ) -> None:
         if mailbox_size < 1 or max_batch < 1:
             raise ValueError("mailbox_size and max_batch must be at least 1")
@@ -294,6 +296,7 @@ class Stower:
         self._cache = _Cache(cache_size)
         self._on_crash = on_crash
         self._on_commit = on_commit
+        self._faults = faults
         self._head = Head(0, "")
         self._task: asyncio.Task[None] | None = None
         self._subscription: Subscription | None = None
@@ -425,7 +428,8 @@ class Stower:
                 log.error("a command could not be checked", exc_info=exc)
                 commands.append(ValidationError(f"the command could not be checked: {exc!r}"))
         survivors = _coalesce_progress(commands)
-        crash_point("stower.before_begin")
+        if self._faults is not None:
+            self._faults.reach("stower.before_begin")
         try:
             written = await self._write_known(commands, survivors)
             if written is None:
@@ -447,7 +451,8 @@ class Stower:
             self._answer(batch, [error] * len(batch))
             return
         # Committed: count, remember, publish, then answer.
-        crash_point("stower.after_commit")
+        if self._faults is not None:
+            self._faults.reach("stower.after_commit")
         records, state, outcomes = written
         self._rejected += sum(isinstance(o, BaseException) for o in outcomes)
         self._coalesced += len(survivors)
@@ -463,7 +468,8 @@ class Stower:
             except Exception as exc:  # the owner's hook: committed is committed, go on
                 log.error("the on_commit hook failed", exc_info=exc)
         self._bus.publish(envelopes)
-        crash_point("stower.before_answer")
+        if self._faults is not None:
+            self._faults.reach("stower.before_answer")
         self._answer(batch, outcomes)
 
     async def _write_known(
