@@ -21,10 +21,13 @@ the file is cut back to ``wal_size_limit`` bytes (a long reader can make it
 grow past that meanwhile). ``close`` checkpoints the WAL and truncates it
 (``wal_checkpoint(TRUNCATE)``) unless another connection is reading.
 
-A process made by ``fork`` must open its own log: the parent's connections
-are never used there (a call raises ``StorageError``) and never closed there
-(SQLite may checkpoint stale pages when a connection inherited from another
-process is closed), see ``_disown_in_child``.
+Connections are not carried across ``fork``: a log belongs to the process
+that opened it, and a process that finds itself forked (its pid is not the
+log's) opens its own. It never uses the parent's connections (a call raises
+``StorageError``) nor closes them (SQLite forbids both: closing may
+checkpoint and delete the WAL under the parent). They stay in ``_OWNED``,
+this module's table of the connections it opened, which only the process
+that opened a connection takes it out of.
 """
 
 from __future__ import annotations
@@ -34,7 +37,6 @@ import contextlib
 import functools
 import os
 import sqlite3
-import weakref
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -330,6 +332,14 @@ def _schema_findings(rows: Sequence[Sequence[Any]]) -> list[str]:
     return findings
 
 
+_OWNED: set[object] = set()
+"""Every connection this module opened and its process has not closed. A
+child made by ``fork`` inherits the table with the parent's connections in
+it: there they stay, unused and never closed (so never finalized), until the
+child ends; only the process that opened a connection closes it and takes it
+out (``SqliteLog.close``)."""
+
+
 _SET_CHECKPOINT = "UPDATE meta SET value = ? WHERE key = 'checkpoint'"
 _FLUSH_ROWS = 20_000  # staged rows beyond which a write runs before its commit
 
@@ -362,6 +372,7 @@ class _WriteConnection:
                 conn.close()
                 raise
             self._conn = conn
+            _OWNED.add(conn)
 
         await asyncio.get_running_loop().run_in_executor(self._executor, connect)
 
@@ -376,6 +387,7 @@ class _WriteConnection:
                     _truncate_wal(self._conn)
                 finally:
                     self._conn.close()
+                    _OWNED.discard(self._conn)
                     self._conn = None
 
         done = self._executor.submit(close)  # queued after any work in flight
@@ -577,8 +589,9 @@ class SqliteLog:
     ``store.after_insert`` (:mod:`jobledger.core.faults`).
 
     An open log belongs to the process that opened it: in a child made by
-    ``fork`` every call raises ``StorageError`` and ``close`` lets go of it
-    without touching the file; the child opens its own.
+    ``fork`` every call raises ``StorageError`` and ``close`` leaves the
+    parent's connections alone (never used, never closed there); the child
+    opens its own log.
     """
 
     def __init__(
@@ -622,6 +635,7 @@ class SqliteLog:
             # An unclosed aiosqlite connection keeps its thread, and the process, alive.
             await conn.close()
             raise
+        _OWNED.add(conn)
         return conn
 
     async def open(self) -> None:
@@ -635,7 +649,6 @@ class SqliteLog:
             return
         self._warn_if_networked()
         self._pid = os.getpid()
-        _OPEN.add(self)
         try:
             self._writer = _WriteConnection()
             await self._writer.open(self._path, self._busy_ms, self._synchronous, self._wal_limit)
@@ -720,7 +733,7 @@ class SqliteLog:
         reader, writer = self._reader, self._writer
         self._reader = self._writer = None
         if self._pid != os.getpid():
-            return  # the parent's connections, disowned at the fork: let them be
+            return  # a fork: the parent's connections stay in _OWNED, untouched
         try:
             if reader is not None:
                 try:
@@ -730,6 +743,7 @@ class SqliteLog:
         finally:
             if reader is not None:
                 reader.stop()  # a no-op for a closed connection's finished thread
+                _OWNED.discard(reader)
             if writer is not None:
                 try:
                     await writer.close()
@@ -754,16 +768,6 @@ class SqliteLog:
                 f"{self._path} was opened in process {self._pid}; this is process "
                 f"{os.getpid()} (a fork): open the log again here"
             )
-
-    def _disown(self) -> None:
-        """In a forked child: keep the parent's connections from ever being
-        closed here (``_disown_in_child``)."""
-        import ctypes
-
-        reader, writer = self._reader, self._writer
-        for conn in (getattr(reader, "_connection", None), writer and writer._conn):
-            if conn is not None:
-                ctypes.pythonapi.Py_IncRef(ctypes.py_object(conn))
 
     # -- writing ---------------------------------------------------------
 
@@ -800,7 +804,6 @@ class SqliteLog:
             raise _storage_error(exc, f"cannot open a view of {self._path}: {exc}") from exc
         view = SqliteLog(self._path, read_chunk=self._read_chunk)
         view._reader = conn
-        _OPEN.add(view)
         try:
             await conn.execute("BEGIN")
             await conn.execute_fetchall("SELECT value FROM meta WHERE key = 'checkpoint'")
@@ -1108,22 +1111,3 @@ class SqliteLog:
         log.info("read model rebuilt", events=count, jobs=len(model.jobs))
         return count
 
-
-_OPEN: weakref.WeakSet[SqliteLog] = weakref.WeakSet()
-"""Every log opened in this process (and every ``frozen`` view)."""
-
-
-def _disown_in_child() -> None:
-    """Run in the child after ``os.fork``: the parent's SQLite connections are
-    not the child's. SQLite forbids using them, or even closing them, there:
-    its locks belong to the parent, and closing the last connection of a
-    process may checkpoint the WAL it knew at the fork over newer pages and
-    delete the WAL. So each one is kept alive (never finalized, so never
-    closed) for the child's life, and every call on a log opened before the
-    fork raises ``StorageError`` (``_check_process``)."""
-    for opened in list(_OPEN):
-        opened._disown()
-    _OPEN.clear()
-
-
-os.register_at_fork(after_in_child=_disown_in_child)
