@@ -1110,4 +1110,3 @@ class SqliteLog:
             writer.stage(_SET_CHECKPOINT, [(str(model.seq),)])
         log.info("read model rebuilt", events=count, jobs=len(model.jobs))
         return count
-
