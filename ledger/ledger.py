@@ -83,6 +83,7 @@ from jobledger.core import (
     validate_command,
 )
 from jobledger.core.annotations import annotation_json
+from jobledger.core.faults import Faults
 from jobledger.core.w3c import check_base_iri
 from jobledger.eventbus import BusStatistics, EventBus, Reply
 from jobledger.store import (
@@ -323,7 +324,9 @@ class Ledger:
     """A running jobledger on one event log. Made by :func:`open`.
 
     ``content`` is where resources' content lives: by default the folder
-    beside the log's file (``PATH.content``), or memory for a ``MemoryLog``."""
+    beside the log's file (``PATH.content``), or memory for a ``MemoryLog``.
+    ``faults`` (reliability tests only) goes to the Stower and the workers;
+    the log's own crash point is given to the log by whoever builds it."""
 
     def __init__(
         self,
@@ -339,6 +342,7 @@ class Ledger:
         queues: Mapping[str, int] | None = None,
         sweep_interval: float = 1.0,
         content: ContentStore | None = None,
+        faults: Faults | None = None,
     ) -> None:
         self._log = log
         # Resources' content: given, else beside the file (in memory with a memory log).
@@ -362,6 +366,7 @@ class Ledger:
             max_batch=max_batch,
             on_crash=self._on_stower_crash,
             on_commit=self._sweeper.committed,
+            faults=faults,
         )
         self._runners = [
             WorkerRunner(
@@ -374,6 +379,7 @@ class Ledger:
                 capacity=self._capacity,
                 registry=self._registry,
                 content=self._content,
+                faults=faults,
             )
             for w in workers
         ]
@@ -1241,6 +1247,7 @@ async def open(
     job_types: Sequence[JobType] = (),
     queues: Mapping[str, int] | None = None,
     sweep_interval: float = 1.0,
+    faults: Faults | None = None,
 ) -> AsyncIterator[Ledger]:
     """Open a ledger on the backend ``path`` names: a path or a URL.
 
@@ -1261,12 +1268,16 @@ async def open(
     registry; ``queues`` caps how many jobs of each named queue run at once
     in this process; ``sweep_interval`` is how often lost leases and
     timeouts are looked for. Resources' content lives in a folder beside
-    the file (``PATH.content``), or in memory with the log.
+    the file (``PATH.content``), or in memory with the log. ``faults`` is
+    for reliability tests only: the crash points of
+    :mod:`jobledger.core.faults` are reached on it (default: none).
     """
     store: EventLog
     content: ContentStore
     store, content = backend_for(
-        BackendURL.parse(":memory:" if path is None else path), synchronous=synchronous
+        BackendURL.parse(":memory:" if path is None else path),
+        synchronous=synchronous,
+        faults=faults,
     )
     ledger = Ledger(
         store,
@@ -1280,6 +1291,7 @@ async def open(
         queues=queues,
         sweep_interval=sweep_interval,
         content=content,
+        faults=faults,
     )
     await ledger.start()
     try:

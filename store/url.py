@@ -41,6 +41,7 @@ from typing import Literal
 import msgspec
 
 from jobledger.core import ContentStore, ValidationError
+from jobledger.core.faults import Faults
 
 from .content import ContentFolder, MemoryContent, content_folder_for
 from .memory import MemoryLog
@@ -173,7 +174,10 @@ def _synchronous(text: str, query: str) -> Literal["FULL", "NORMAL"] | None:
 
 
 def backend_for(
-    url: BackendURL, *, synchronous: Literal["FULL", "NORMAL"] | None = None
+    url: BackendURL,
+    *,
+    synchronous: Literal["FULL", "NORMAL"] | None = None,
+    faults: Faults | None = None,
 ) -> tuple[EventLog, ContentStore]:
     """A new, unopened log and the content store beside it, for ``url``.
 
@@ -182,7 +186,8 @@ def backend_for(
     ``synchronous`` (default: the URL's, else ``"FULL"``) applies to a file;
     one that is not ``"FULL"``/``"NORMAL"``, or that differs from the URL's,
     is a ``ValidationError`` naming ``synchronous``. Nothing is created until
-    the log is opened.
+    the log is opened. ``faults`` reaches the SQLite log's crash point
+    (:mod:`jobledger.core.faults`; tests only).
     """
     if synchronous is not None and synchronous not in _SYNCHRONOUS:
         raise ValidationError(f"must be FULL or NORMAL, not {synchronous!r}", field="synchronous")
@@ -193,6 +198,6 @@ def backend_for(
             f"{synchronous!r} differs from the URL's {url.synchronous!r}", field="synchronous"
         )
     chosen = synchronous or url.synchronous or "FULL"
-    return SqliteLog(url.path, synchronous=chosen), ContentFolder(
+    return SqliteLog(url.path, synchronous=chosen, faults=faults), ContentFolder(
         content_folder_for(Path(url.path))
     )

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -40,19 +39,14 @@ import msgspec
 
 from jobledger.core import (
     AnyEvent,
-    Asset,
     Clock,
     Command,
     Envelope,
     IdFactory,
     InternalError,
-    Job,
     JobCreate,
     JobledgerError,
-    JobProgress,
     LedgerClosed,
-    Mark,
-    Resource,
     StorageError,
     SystemClock,
     ValidationError,
@@ -69,9 +63,11 @@ from jobledger.core import (
     to_ms,
     validate_command,
 )
-from jobledger.core.faults import crash_point
+from jobledger.core.faults import Faults
 from jobledger.eventbus import EventBus, Pending, Reply, Subscription
-from jobledger.store import Changes, EventLog, Head, LogWriter, Record, StaleWrite
+from jobledger.store import EventLog, Head, LogWriter, Record, StaleWrite
+
+from .batch import _BatchState, _Cache, _coalesce_progress, _Plan, _Written
 
 __all__ = ["Stower", "StowerStatistics"]
 
@@ -99,163 +95,6 @@ class StowerStatistics(msgspec.Struct, frozen=True, kw_only=True):
     last_seq: int
 
 
-class _BatchState:
-    """The state ``decide`` sees inside one batch: the cache, overlaid with the
-    effect of the batch's earlier commands. ``None`` marks a deleted entity."""
-
-    def __init__(
-        self,
-        jobs: dict[str, Job | None],
-        marks: dict[str, Mark | None],
-        versions: dict[str, int],
-        keys: dict[tuple[str, str | None, str], str],
-    ) -> None:
-        self.jobs = jobs
-        self.marks = marks
-        self.created: dict[str, Asset | Resource] = {}  # assets and resources: made once
-        self.versions = versions
-        self.keys = keys
-        self.dirty: set[tuple[str, str]] = set()  # (kind, id) of what this batch changed
-
-    def changes(self) -> Changes:
-        """The read-model rows this batch changed."""
-        changes = Changes()
-        for kind, key in self.dirty:
-            if kind == "job":
-                job = self.jobs[key]
-                if job is None:
-                    changes.deleted_jobs.append(key)
-                else:
-                    changes.jobs.append(job)
-            elif kind == "mark":
-                mark = self.marks[key]
-                if mark is None:
-                    changes.deleted_marks.append(key)
-                else:
-                    changes.marks.append(mark)
-            else:
-                made = self.created[key]
-                if isinstance(made, Asset):
-                    changes.assets.append(made)
-                else:
-                    changes.resources.append(made)
-        return changes
-
-    def entry(self, kind: str, key: str) -> tuple[Job | Mark | Asset | Resource | None, int]:
-        """What the cache keeps for ``(kind, key)``: the entity (or ``None``) and
-        its stream's version."""
-        value: Job | Mark | Asset | Resource | None = (
-            self.jobs[key]
-            if kind == "job"
-            else self.marks[key]
-            if kind == "mark"
-            else self.created.get(key)
-        )
-        return value, self.versions.get(key, 0)
-
-    def job(self, job_id: str) -> Job | None:
-        return self.jobs.get(job_id)
-
-    def mark(self, mark_id: str) -> Mark | None:
-        return self.marks.get(mark_id)
-
-    def version(self, stream: str) -> int:
-        return self.versions.get(stream, 0)
-
-    def job_by_key(self, user_id: str, tenant: str | None, key: str) -> Job | None:
-        job_id = self.keys.get((user_id, tenant, key))
-        return None if job_id is None else self.jobs.get(job_id)
-
-
-class _Cache:
-    """A bounded LRU of the entities the Stower decided on lately, as committed."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self.entries: OrderedDict[tuple[str, str], Any] = OrderedDict()
-
-    def get(self, key: tuple[str, str]) -> Any:
-        value = self.entries.get(key)
-        if value is not None:
-            self.entries.move_to_end(key)
-        return value
-
-    def put(self, key: tuple[str, str], value: Any) -> None:
-        self.entries[key] = value
-        self.entries.move_to_end(key)
-        while len(self.entries) > self.size:
-            self.entries.popitem(last=False)
-
-    def clear(self) -> None:
-        self.entries.clear()
-
-
-_Written = tuple[list[Record], _BatchState, list[Reply | BaseException]]
-
-
-class _Plan:
-    """What one batch needs: what the cache had (``jobs``, ``marks``,
-    ``versions``) and what must be read."""
-
-    def __init__(self) -> None:
-        self.jobs: dict[str, Job | None] = {}
-        self.marks: dict[str, Mark | None] = {}
-        self.versions: dict[str, int] = {}
-        self.missing_jobs: dict[str, None] = {}  # (dicts: ordered sets)
-        self.missing_marks: dict[str, None] = {}
-        self.new_streams: list[str] = []
-        self.keys: list[tuple[str, str | None, str]] = []
-        self.from_cache = False
-
-    def known(self, commands: Sequence[Command | JobledgerError]) -> bool:
-        """Whether the batch can be decided without reading: no idempotency
-        key, no new asset, no mark outside the cache, and each job outside
-        the cache named by its ``job:create`` commands alone."""
-        if self.keys or self.new_streams or self.missing_marks:
-            return False
-        if not self.missing_jobs:
-            return True
-        guessed = set(self.missing_jobs)
-        return all(
-            isinstance(command, JobCreate)
-            for command in commands
-            if isinstance(command, Command) and getattr(command, "job_id", None) in guessed
-        )
-
-    def wanted(
-        self,
-    ) -> tuple[list[str], list[str], list[str], list[tuple[str, str | None, str]]]:
-        """The arguments of ``LogWriter.load``."""
-        jobs, marks = list(self.missing_jobs), list(self.missing_marks)
-        return jobs, marks, jobs + marks + self.new_streams, self.keys
-
-
-def _coalesce_progress(commands: list[Command | JobledgerError]) -> dict[int, int]:
-    """Progress reports of one job attempt in one batch collapse into the last:
-    returns superseded index → surviving index. (A worker may report often;
-    the log keeps at most one progress event per job attempt per batch.) A
-    checkpoint is never lost: if the survivor carries none, it takes the
-    latest one of those it supersedes (``commands`` is updated in place)."""
-    last: dict[tuple[str, int], int] = {}
-    checkpoints: dict[tuple[str, int], dict[str, Any]] = {}
-    for index, command in enumerate(commands):
-        if isinstance(command, JobProgress):
-            key = (command.job_id, command.attempt)
-            last[key] = index
-            if command.checkpoint is not None:
-                checkpoints[key] = command.checkpoint
-    survivors: dict[int, int] = {}
-    for index, command in enumerate(commands):
-        if isinstance(command, JobProgress):
-            key = (command.job_id, command.attempt)
-            survivor = last[key]
-            if survivor != index:
-                survivors[index] = survivor
-            elif command.checkpoint is None and key in checkpoints:
-                commands[index] = msgspec.structs.replace(command, checkpoint=checkpoints[key])
-    return survivors
-
-
 class Stower:
     """The single writer of one event log. See the module docstring for the contract.
 
@@ -266,7 +105,8 @@ class Stower:
     calls ``on_crash`` (the owner's cue to stop). ``on_commit``, if given,
     is called with each batch's envelopes once they are committed, before
     they are published (the sweeper watches leases from that moment); it
-    must not block or raise.
+    must not block or raise. ``faults`` (reliability tests only) is reached
+    at the Stower's crash points (:mod:`jobledger.core.faults`).
     """
 
     def __init__(
@@ -281,6 +121,7 @@ class Stower:
         cache_size: int = 10_000,
         on_crash: Any = None,
         on_commit: Callable[[Sequence[Envelope]], None] | None = None,
+        faults: Faults | None = None,
     ) -> None:
         if mailbox_size < 1 or max_batch < 1:
             raise ValueError("mailbox_size and max_batch must be at least 1")
@@ -294,6 +135,7 @@ class Stower:
         self._cache = _Cache(cache_size)
         self._on_crash = on_crash
         self._on_commit = on_commit
+        self._faults = faults
         self._head = Head(0, "")
         self._task: asyncio.Task[None] | None = None
         self._subscription: Subscription | None = None
@@ -425,7 +267,8 @@ class Stower:
                 log.error("a command could not be checked", exc_info=exc)
                 commands.append(ValidationError(f"the command could not be checked: {exc!r}"))
         survivors = _coalesce_progress(commands)
-        crash_point("stower.before_begin")
+        if self._faults is not None:
+            self._faults.reach("stower.before_begin")
         try:
             written = await self._write_known(commands, survivors)
             if written is None:
@@ -447,7 +290,8 @@ class Stower:
             self._answer(batch, [error] * len(batch))
             return
         # Committed: count, remember, publish, then answer.
-        crash_point("stower.after_commit")
+        if self._faults is not None:
+            self._faults.reach("stower.after_commit")
         records, state, outcomes = written
         self._rejected += sum(isinstance(o, BaseException) for o in outcomes)
         self._coalesced += len(survivors)
@@ -463,7 +307,8 @@ class Stower:
             except Exception as exc:  # the owner's hook: committed is committed, go on
                 log.error("the on_commit hook failed", exc_info=exc)
         self._bus.publish(envelopes)
-        crash_point("stower.before_answer")
+        if self._faults is not None:
+            self._faults.reach("stower.before_answer")
         self._answer(batch, outcomes)
 
     async def _write_known(

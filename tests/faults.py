@@ -32,6 +32,7 @@ import msgspec
 
 import jobledger
 from jobledger import Job, JobContext, JobledgerError, JobWorker
+from jobledger.core.faults import CrashAt
 
 CHILD_JOBS = 24
 """Jobs a child submits, in groups of four (so batches hold several commands)."""
@@ -74,9 +75,21 @@ def _append(path: str, text: str) -> None:
         os.fsync(file.fileno())
 
 
+CRASH_ENV = "JOBLEDGER_CRASH"
+"""The environment variable that arms a crash point in a child of this module
+(``<point>:<k>``): the child reads it and passes the armed point into
+``jobledger.open(faults=...)``; the library itself reads no environment."""
+
+
+def armed_faults() -> CrashAt | None:
+    """The crash point ``$JOBLEDGER_CRASH`` arms in this process, if any."""
+    spec = os.environ.get(CRASH_ENV)
+    return CrashAt.parse(spec) if spec else None
+
+
 async def finish(db: str, sink: str) -> None:
     """Run the workers until every job in the log has ended."""
-    async with jobledger.open(db, workers=[Work(sink)]) as ledger:
+    async with jobledger.open(db, workers=[Work(sink)], faults=armed_faults()) as ledger:
         while True:
             waiting = [j for j in (await ledger.list(limit=10_000)).jobs if not j.is_terminal]
             if not waiting:
@@ -91,7 +104,7 @@ async def child(db: str, workdir: str, jobs: int) -> None:
     if jobs == 0:
         await finish(db, sink)
         return
-    async with jobledger.open(db, workers=[Work(sink)]) as ledger:
+    async with jobledger.open(db, workers=[Work(sink)], faults=armed_faults()) as ledger:
         done = []
         for start in range(0, jobs, 4):
             keys = [f"{os.getpid()}-{n}" for n in range(start, min(jobs, start + 4))]
@@ -113,9 +126,9 @@ def run_child(
     db: Path, workdir: Path, *, crash: str | None = None, jobs: int = CHILD_JOBS
 ) -> subprocess.CompletedProcess[str]:
     """Run one child on ``db``; with ``crash`` (``point:k``) armed."""
-    env = {k: v for k, v in os.environ.items() if k != "JOBLEDGER_CRASH"}
+    env = {k: v for k, v in os.environ.items() if k != CRASH_ENV}
     if crash is not None:
-        env["JOBLEDGER_CRASH"] = crash
+        env[CRASH_ENV] = crash
     return subprocess.run(
         [sys.executable, __file__, str(db), str(workdir), str(jobs)],
         env=env,
@@ -357,7 +370,7 @@ async def _line_from_parent() -> str:
 def spawn(db: Path, mode: str, *args: str, offset: float = 0.0) -> subprocess.Popen[str]:
     """Start a child of ``mode`` on ``db`` with pipes for its stdin, stdout and
     stderr, its wall clock ``offset`` seconds off."""
-    env = {k: v for k, v in os.environ.items() if k != "JOBLEDGER_CRASH"}
+    env = {k: v for k, v in os.environ.items() if k != CRASH_ENV}
     env[CLOCK_OFFSET_ENV] = repr(offset)
     return subprocess.Popen(
         [sys.executable, __file__, str(db), mode, *args],

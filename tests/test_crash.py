@@ -7,12 +7,15 @@ The full sweep, with more hits per point, is ``python tests/battery.py``.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 import jobledger
-from jobledger.core.faults import CRASH_EXIT_CODE, CRASH_POINTS
+from jobledger.core.faults import CRASH_EXIT_CODE, CRASH_POINTS, CrashAt
 
 from . import faults
 from .faults import check_invariants, kill_soak, records, run_child
@@ -34,6 +37,47 @@ async def test_a_crash_at_any_point_keeps_every_invariant(
     assert after.returncode == 0, after.stderr
     sent, acked = records(tmp_path)
     await check_invariants(db, sent, acked)
+
+
+def test_the_library_reads_no_crash_point_from_the_environment(tmp_path: Path) -> None:
+    """Issue 14, item 7: crash points are armed only by the ``faults`` a test
+    passes in. A process with ``JOBLEDGER_CRASH`` set that opens a ledger
+    without ``faults`` works to the end (it used to die at the first hit)."""
+    script = (
+        "import asyncio, sys, jobledger\n"
+        "class W(jobledger.JobWorker):\n"
+        "    job_types = ('w',)\n"
+        "    async def execute(self, job, ctx):\n"
+        "        await ctx.progress(50)\n"
+        "        return {}\n"
+        "async def main():\n"
+        "    async with jobledger.open(sys.argv[1], workers=[W()]) as ledger:\n"
+        "        job = await ledger.submit('w')\n"
+        "        print((await ledger.wait(job.id, timeout=30)).status)\n"
+        "asyncio.run(main())\n"
+    )
+    for point in CRASH_POINTS:
+        env = {**os.environ, faults.CRASH_ENV: f"{point}:1"}
+        result = subprocess.run(
+            [sys.executable, "-c", script, str(tmp_path / "env.db")],
+            env=env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert (result.returncode, result.stdout.strip()) == (0, "completed"), result.stderr
+
+
+def test_a_crash_point_is_armed_only_by_a_known_point_and_a_positive_count() -> None:
+    assert repr(CrashAt.parse("stower.after_commit:3")) == "CrashAt('stower.after_commit', 3)"
+    with pytest.raises(ValueError, match="expected <point>:<k>"):
+        CrashAt.parse("stower.nowhere:1")
+    with pytest.raises(ValueError, match="expected <point>:<k>"):
+        CrashAt.parse("stower.after_commit:0")
+    with pytest.raises(ValueError, match="expected one of"):
+        CrashAt("store.before_insert", 1)
+    with pytest.raises(ValueError, match="k must be 1 or more"):
+        CrashAt("store.after_insert", 0)
+    armed = CrashAt("runner.after_claim", 2)
+    armed.reach("runner.mid_progress")  # another point: nothing happens
+    armed.reach("runner.after_claim")  # the first hit of two: nothing yet
 
 
 async def test_the_invariants_catch_a_lost_acknowledgement_and_a_stray_job(

@@ -67,7 +67,7 @@ from jobledger.core import (
     get_logger,
     this_holder,
 )
-from jobledger.core.faults import crash_point
+from jobledger.core.faults import Faults
 from jobledger.eventbus import EventBus, Subscription
 
 from .capacity import QueueCapacity
@@ -145,7 +145,9 @@ class WorkerRunner:
     ``stop(timeout)`` stops claiming, lets running jobs finish for up to
     ``timeout`` seconds, then cancels them and releases their leases
     (``job.released``): each is pending again at once, for another worker,
-    having spent neither a retry nor a recovery.
+    having spent neither a retry nor a recovery. ``faults`` (reliability
+    tests only) is reached at the runner's crash points, and at its jobs'
+    (:mod:`jobledger.core.faults`).
     """
 
     def __init__(
@@ -160,6 +162,7 @@ class WorkerRunner:
         capacity: QueueCapacity | None = None,
         registry: Registry | None = None,
         content: ContentStore | None = None,
+        faults: Faults | None = None,
     ) -> None:
         if poll_interval <= 0:
             raise ValueError("poll_interval must be positive")
@@ -172,6 +175,7 @@ class WorkerRunner:
         self._capacity = capacity or QueueCapacity()
         self._registry = registry or Registry()
         self._content = content
+        self._faults = faults
         self._capacity.on_release(self.wake)
         self._types = tuple(worker.job_types)
         self._type_set = frozenset(self._types)
@@ -297,7 +301,8 @@ class WorkerRunner:
                 await self._nap(self._poll_interval)
                 continue
             for job in claimed:
-                crash_point("runner.after_claim")
+                if self._faults is not None:
+                    self._faults.reach("runner.after_claim")
                 task = asyncio.get_running_loop().create_task(
                     self._run(job), name=f"jobledger-job-{job.id}"
                 )
@@ -415,6 +420,7 @@ class WorkerRunner:
             on_stop=lambda: alarm.ring("stop"),
             content=self._content,
             reader=self._reader,
+            faults=self._faults,
         )
         self._contexts[job.id] = ctx
         self._alarms[job.id] = alarm

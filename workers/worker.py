@@ -65,7 +65,7 @@ from jobledger.core import (
     validate_command,
 )
 from jobledger.core.annotations import annotation_json
-from jobledger.core.faults import crash_point
+from jobledger.core.faults import Faults
 from jobledger.eventbus import EventBus, Reply
 
 __all__ = [
@@ -132,8 +132,10 @@ class JobContext:
         on_stop: Callable[[], None] | None = None,
         content: ContentStore | None = None,
         reader: JobReader | None = None,
+        faults: Faults | None = None,
     ) -> None:
         self._job = job
+        self._faults = faults
         self._content = content
         self._reader = reader
         self._on_stop = on_stop
@@ -293,7 +295,8 @@ class JobContext:
         self._last_progress_at = now
         self._last_stage = command.stage
         self._absorb(await self._send(command))
-        crash_point("runner.mid_progress")
+        if self._faults is not None:
+            self._faults.reach("runner.mid_progress")
 
     async def flush(self) -> None:
         """Send a progress report held back by throttling, if any."""

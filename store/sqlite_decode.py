@@ -1,0 +1,126 @@
+"""Reading SQLite rows back: each stored value decoded into ours, with a
+typed error (``CorruptionError`` for damage, ``StorageError`` otherwise)."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from jobledger.core import (
+    GENESIS_HASH,
+    Asset,
+    CorruptionError,
+    Envelope,
+    Job,
+    Mark,
+    Resource,
+    StorageError,
+    decode_event,
+)
+
+from .protocol import Head, RawText, RawValue, Record
+
+__all__: list[str] = []
+
+_job_decoder = msgspec.json.Decoder(Job)
+_mark_decoder = msgspec.json.Decoder(Mark)
+_asset_decoder = msgspec.json.Decoder(Asset)
+_resource_decoder = msgspec.json.Decoder(Resource)
+
+
+_DAMAGED = (11, 26)  # SQLITE_CORRUPT, SQLITE_NOTADB
+
+
+def _storage_error(exc: sqlite3.Error, message: str) -> StorageError:
+    """Our error for an sqlite3 one: ``CorruptionError`` when SQLite says the
+    file is damaged or not a database, ``StorageError`` otherwise."""
+    if getattr(exc, "sqlite_errorcode", None) in _DAMAGED or "decode to UTF-8" in str(exc):
+        return CorruptionError(message)  # (the second: a stored text that is not UTF-8)
+    return StorageError(message)
+
+
+def _envelope(row: Sequence[Any]) -> Envelope:
+    try:
+        return Envelope(
+            seq=row[0],
+            event_id=row[1],
+            stream=row[2],
+            version=row[3],
+            type=row[4],
+            time=datetime.fromisoformat(row[5]),
+            actor=row[6],
+            correlation_id=row[7],
+            causation_id=row[8],
+            data=decode_event(row[9]),
+            hash=row[10],
+        )
+    except (msgspec.DecodeError, ValueError, TypeError) as exc:
+        raise CorruptionError(f"event at seq {row[0]} does not decode: {exc}") from exc
+
+
+def _record(row: Sequence[Any]) -> Record:
+    return Record(_envelope(row), bytes(row[9]))
+
+
+def _decode_job(doc: bytes) -> Job:
+    try:
+        return _job_decoder.decode(doc)
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        raise CorruptionError(f"job row does not decode: {exc}") from exc
+
+
+def _decode_mark(doc: bytes) -> Mark:
+    try:
+        return _mark_decoder.decode(doc)
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        raise CorruptionError(f"mark row does not decode: {exc}") from exc
+
+
+def _decode_resource(doc: bytes) -> Resource:
+    try:
+        return _resource_decoder.decode(doc)
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        raise CorruptionError(f"resource row does not decode: {exc}") from exc
+
+
+def _decode_asset(doc: bytes) -> Asset:
+    try:
+        return _asset_decoder.decode(doc)
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        raise CorruptionError(f"asset row does not decode: {exc}") from exc
+
+
+def _raw_value(value: Any, is_text: Any) -> RawValue:
+    """A stored value as ``raw_rows`` yields it: a text (read as its bytes)
+    decoded, or kept as :class:`RawText` when it is not UTF-8."""
+    if not is_text:
+        return value  # type: ignore[no-any-return]
+    try:
+        return bytes(value).decode("utf-8")
+    except UnicodeDecodeError:
+        return RawText(value)
+
+
+def _head_of(row: Sequence[Any] | None) -> Head:
+    """The head from its row (``None``: an empty log); a row of the wrong
+    types (damage SQLite's dynamic typing lets through) is ``CorruptionError``."""
+    if row is None:
+        return Head(0, GENESIS_HASH)
+    seq, digest = row
+    if not isinstance(seq, int) or not isinstance(digest, str):
+        raise CorruptionError(f"the log's last entry is damaged: seq {seq!r}, hash {digest!r}")
+    return Head(seq, digest)
+
+
+def _checkpoint_of(value: Any) -> int:
+    """The read model's checkpoint from its stored text (0 if there is none)."""
+    if value is None:
+        return 0
+    try:
+        return int(value)
+    except (TypeError, ValueError) as exc:
+        raise CorruptionError(f"the read model's checkpoint is damaged: {value!r}") from exc
