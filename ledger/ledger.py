@@ -66,7 +66,6 @@ from .audit import Audit
 from .lifecycle import Engine, LedgerStatistics
 from .queries import JobPage, Queries
 from .submissions import Submissions
-from .subscriptions import Subscriptions
 from .waiting import Waiting
 from .waiting import _Waiter as _Waiter  # (tests follow one waiter)
 
@@ -147,12 +146,6 @@ class Ledger:
     @property
     def clock(self) -> Clock:
         return self._engine.clock
-
-    @property
-    def subscriptions(self) -> Subscriptions:
-        """The ledger's :class:`~jobledger.subscriptions.Subscriptions` (its one
-        tail), for a server or a command that follows the log."""
-        return self._subscriptions
 
     async def start(self) -> None:
         """Open the log, start the Stower, recover jobs whose worker was lost
