@@ -1,0 +1,197 @@
+"""Lifecycle: the running parts of one ledger (the log, the bus, the Stower,
+the sweeper, the workers and the subscriptions' tail), started in order,
+closed in the reverse order, and refused once closed or in a forked child."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable, Mapping, Sequence
+
+import msgspec
+
+from jobledger.core import (
+    Clock,
+    ContentStore,
+    IdFactory,
+    JobType,
+    LedgerClosed,
+    Registry,
+    SystemClock,
+    get_logger,
+)
+from jobledger.core.faults import Faults
+from jobledger.eventbus import BusStatistics, EventBus
+from jobledger.store import ContentFolder, EventLog, MemoryContent, MemoryLog, content_folder_for
+from jobledger.stower import Stower, StowerStatistics, Sweeper, SweeperStatistics
+from jobledger.workers import JobWorker, QueueCapacity, WorkerRunner, WorkerStatistics
+
+from .subscriptions import Subscriptions
+
+__all__ = ["Engine", "LedgerStatistics"]
+
+log = get_logger("ledger")
+
+
+class LedgerStatistics(msgspec.Struct, frozen=True, kw_only=True):
+    """Counters of every running part of a ledger."""
+
+    path: str
+    bus: BusStatistics
+    stower: StowerStatistics
+    sweeper: SweeperStatistics
+    workers: tuple[WorkerStatistics, ...]
+
+
+class Engine:
+    """The parts of one ledger on ``log``, wired and owned: ``start()`` opens
+    the log and starts them, ``aclose()`` stops them, ``check_open()`` is
+    what every service calls first.
+
+    ``content`` is where resources' content lives: by default the folder
+    beside the log's file (``PATH.content``), or memory for a ``MemoryLog``."""
+
+    def __init__(
+        self,
+        log: EventLog,
+        *,
+        workers: Sequence[JobWorker] = (),
+        clock: Clock | None = None,
+        poll_interval: float = 1.0,
+        stop_timeout: float = 10.0,
+        mailbox_size: int = 10_000,
+        max_batch: int = 1_000,
+        job_types: Sequence[JobType] = (),
+        queues: Mapping[str, int] | None = None,
+        sweep_interval: float = 1.0,
+        content: ContentStore | None = None,
+        faults: Faults | None = None,
+    ) -> None:
+        self.log = log
+        # Resources' content: given, else beside the file (in memory with a memory log).
+        self.content: ContentStore = content or (
+            MemoryContent()
+            if isinstance(log, MemoryLog)
+            else ContentFolder(content_folder_for(log.path))
+        )
+        self.clock = clock or SystemClock()
+        self.ids = IdFactory()
+        self.registry = Registry(job_types)
+        self._capacity = QueueCapacity(queues)
+        self.bus = EventBus(max_in_flight=mailbox_size)
+        self._sweeper = Sweeper(self.bus, log, clock=self.clock, interval=sweep_interval)
+        self._stower = Stower(
+            log,
+            self.bus,
+            clock=self.clock,
+            ids=self.ids,
+            mailbox_size=mailbox_size,
+            max_batch=max_batch,
+            on_crash=self._on_stower_crash,
+            on_commit=self._sweeper.committed,
+            faults=faults,
+        )
+        self._runners = [
+            WorkerRunner(
+                w,
+                self.bus,
+                log,
+                clock=self.clock,
+                ids=self.ids,
+                poll_interval=poll_interval,
+                capacity=self._capacity,
+                registry=self.registry,
+                content=self.content,
+                faults=faults,
+            )
+            for w in workers
+        ]
+        self.subscriptions = Subscriptions(
+            log,
+            self.bus,
+            self.clock,
+            poll_interval=poll_interval,
+            last_committed=lambda: self._stower.statistics().last_seq,
+        )
+        self._stop_timeout = stop_timeout
+        self._on_closed: list[Callable[[], None]] = []
+        self._started = False
+        self._closed = False
+        self._pid = os.getpid()
+
+    def on_closed(self, wake: Callable[[], None]) -> None:
+        """Call ``wake`` once the parts are closed (to wake whoever waits on them)."""
+        self._on_closed.append(wake)
+
+    async def start(self) -> None:
+        """Open the log, start the Stower and the subscriptions, recover jobs
+        whose worker was lost (expired leases and timeouts, in bounded
+        batches), then start the sweeper and the workers."""
+        if self._started:
+            raise RuntimeError("the ledger is already started")
+        self._started = True
+        self._pid = os.getpid()
+        await self.log.open()
+        try:
+            await self._stower.start()
+            await self.subscriptions.start()
+            recovered = await self._sweeper.sweep()
+            if recovered:
+                log.info("recovered jobs of lost workers", count=recovered)
+            await self._sweeper.start()
+            for runner in self._runners:
+                await runner.start()
+        except BaseException:
+            await self.aclose()
+            raise
+        log.info("ledger open", path=self.log.path, workers=[r.name for r in self._runners])
+
+    async def aclose(self) -> None:
+        """Stop the tail, the workers (running jobs get ``stop_timeout`` seconds
+        to finish), then the Stower (commands already sent are committed),
+        then close the log and wake every follower and waiter. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._pid != os.getpid():
+            return  # a forked child: the parent's tasks and file are not ours to stop
+        try:
+            await self.subscriptions.aclose()
+            # Together: a close takes one stop_timeout, not one per worker.
+            await asyncio.gather(*(runner.stop(self._stop_timeout) for runner in self._runners))
+            await self._sweeper.stop()
+            await self._stower.stop()
+            await self.bus.aclose()
+        finally:
+            # Even when cancelled (the whole loop torn down), the file is closed.
+            await self.log.close()
+        # Wake everyone waiting on this ledger so they can see it closed.
+        self.subscriptions.wake_all()
+        for wake in self._on_closed:
+            wake()
+        log.info("ledger closed", path=self.log.path)
+
+    def _on_stower_crash(self, exc: BaseException) -> None:
+        log.critical("the Stower crashed; the ledger refuses commands from now on", error=repr(exc))
+
+    def check_open(self) -> None:
+        """``LedgerClosed`` unless started, not closed, and in the process that opened it."""
+        if self._closed or not self._started:
+            raise LedgerClosed("the ledger is not open")
+        if self._pid != os.getpid():
+            # A child made by fork: the parent's tasks and connections do not
+            # run here (a call would wait forever). The child opens its own.
+            raise LedgerClosed(
+                f"this ledger was opened in process {self._pid}, not in this one "
+                f"({os.getpid()}, a fork): open the log again here"
+            )
+
+    def statistics(self) -> LedgerStatistics:
+        """Counters of the bus, the Stower and each worker. Never blocks."""
+        return LedgerStatistics(
+            path=self.log.path,
+            bus=self.bus.statistics(),
+            stower=self._stower.statistics(),
+            sweeper=self._sweeper.statistics(),
+            workers=tuple(r.statistics() for r in self._runners),
+        )
