@@ -52,6 +52,21 @@ def _ours(module: str) -> str | None:
     return None
 
 
+MAX_MODULE_LINES = 650
+"""A module past about 600 lines holds more than one concept (issue 14)."""
+
+
+@pytest.mark.parametrize("part", sorted(PARTS))
+def test_no_module_holds_more_than_one_concept(part: str) -> None:
+    """Every module of every part is at most ``MAX_MODULE_LINES`` lines and
+    opens with a docstring naming its concept."""
+    for path in sorted((ROOT / part).rglob("*.py")):
+        source = path.read_text()
+        lines = source.count("\n")
+        assert lines <= MAX_MODULE_LINES, f"{path.relative_to(ROOT)}: {lines} lines"
+        assert ast.get_docstring(ast.parse(source)), f"{path.relative_to(ROOT)}: no docstring"
+
+
 def test_imports_point_only_downward() -> None:
     wrong = []
     for part in ALLOWED:

@@ -53,7 +53,6 @@ from jobledger.core import (
     JobPartial,
     JobReader,
     JobRelease,
-    JobSkip,
     JobStart,
     JobSuspend,
     LedgerClosed,
@@ -62,7 +61,6 @@ from jobledger.core import (
     StorageError,
     SystemClock,
     ValidationError,
-    convert_params,
     evolve_job,
     get_logger,
     this_holder,
@@ -71,13 +69,14 @@ from jobledger.core.faults import Faults
 from jobledger.eventbus import EventBus, Subscription
 
 from .capacity import QueueCapacity
-from .worker import JobContext, JobWorker, PartialResult, SkipJob, result_of
+from .reports import MAX_ERROR, Report, report_of
+from .statistics import WorkerStatistics
+from .worker import JobContext, JobWorker
 
 __all__ = ["ABANDON_AFTER", "WorkerRunner", "WorkerStatistics"]
 
 log = get_logger("workers")
 
-_MAX_ERROR = 4000
 _REPORT_GRACE = 5.0  # seconds a cancelled job's last report may take
 _WAKING_EVENTS = (
     "job.created",
@@ -91,8 +90,6 @@ ABANDON_AFTER = 1.0
 """Seconds a cancelled ``execute`` gets to end before the runner gives up on
 it (it swallowed the cancellation): its lease is released and a warning
 names the worker. Real time: it bounds how long a stop can take."""
-
-Report = JobComplete | JobFail | JobPartial | JobSkip | JobCancel | JobSuspend | JobRelease
 
 
 class _Alarm:
@@ -114,29 +111,6 @@ class _Alarm:
         reasons, self.reasons = self.reasons, set()
         self.rung = asyncio.get_running_loop().create_future()
         return reasons
-
-
-class WorkerStatistics(msgspec.Struct, frozen=True, kw_only=True):
-    """A runner's counters. ``active`` is the number of jobs executing now;
-    ``released`` the jobs given back at a stop; ``abandoned`` the executions
-    that would not stop when cancelled."""
-
-    worker: str
-    job_types: tuple[str, ...]
-    running: bool
-    slots: int
-    active: int
-    claimed: int
-    lost_claims: int
-    completed: int
-    failed: int
-    ended_otherwise: int
-    timed_out: int
-    heartbeats: int
-    report_errors: int
-    polls: int
-    released: int = 0
-    abandoned: int = 0
 
 
 class WorkerRunner:
@@ -547,54 +521,9 @@ class WorkerRunner:
     def _ending(
         self, job: Job, ctx: JobContext, execution: asyncio.Future[Any], timed_out: bool
     ) -> Report:
-        common: dict[str, Any] = {
-            "job_id": job.id,
-            "attempt": ctx.attempt,
-            "actor": ctx.actor,
-            "correlation_id": job.id,
-        }
-        if execution.done() and not execution.cancelled():
-            execution.exception()  # retrieved whatever ends the job (a stop ignores it)
-        # The cause: the stop request that ends the attempt, else its start.
-        if ctx.cancel_requested:
-            return JobCancel(causation_id=ctx.stop_cause, **common)
-        if ctx.suspend_requested:
-            return JobSuspend(causation_id=ctx.stop_cause, **common)
-        common["causation_id"] = ctx.cause
-        if timed_out:
+        if timed_out and not (ctx.cancel_requested or ctx.suspend_requested):
             self._counts["timed_out"] += 1
-            return JobFail(
-                error=f"timed out after {job.timeout:g} s",
-                error_type="Timeout",
-                timed_out=True,
-                **common,
-            )
-        if not execution.done() or execution.cancelled():  # (not done: abandoned)
-            return JobFail(error="execute was cancelled", error_type="Cancelled", **common)
-        error = execution.exception()
-        if isinstance(error, SkipJob):
-            return JobSkip(reason=error.reason[:_MAX_ERROR], **common)
-        if error is not None:
-            log.info("job raised", error=repr(error))
-            return JobFail(
-                error=(str(error) or type(error).__name__)[:_MAX_ERROR],
-                error_type=type(error).__name__[:200],
-                retryable=_retryable(error),
-                **common,
-            )
-        value = execution.result()
-        if isinstance(value, PartialResult):
-            return JobPartial(result=value.result, error=value.error[:_MAX_ERROR], **common)
-        try:
-            result = result_of(value)
-            job_type = self._registry.get(job.job_type)
-            if job_type is not None and job_type.result is not None:
-                # The registered result type is the contract: check it, keep its JSON.
-                checked = convert_params(result or {}, job_type.result, field="result")
-                result = msgspec.to_builtins(checked)
-            return JobComplete(result=result, **common)
-        except ValidationError as exc:
-            return JobFail(error=str(exc), error_type="InvalidResult", retryable=False, **common)
+        return report_of(job, ctx, execution, timed_out=timed_out, registry=self._registry)
 
     def _start_heartbeats(self) -> None:
         if self._heartbeats is None or self._heartbeats.done():
@@ -660,7 +589,7 @@ class WorkerRunner:
                     JobFail(
                         job_id=report.job_id,
                         attempt=report.attempt,
-                        error=f"the result was refused: {exc}"[:_MAX_ERROR],
+                        error=f"the result was refused: {exc}"[:MAX_ERROR],
                         error_type="InvalidResult",
                         retryable=False,
                         actor=report.actor,
@@ -709,15 +638,3 @@ class WorkerRunner:
             released=counts["released"],
             abandoned=counts["abandoned"],
         )
-
-
-def _retryable(error: BaseException) -> bool:
-    """Whether a job whose ``execute`` raised ``error`` may be retried: not for
-    a ``ValidationError`` or ``NotFound`` (bad or missing input, such as a
-    document that is not there: asking again gives the same answer), nor for
-    an exception whose ``retryable`` attribute is ``False`` (a
-    :class:`NonRetryableError` always; an application's own error when it
-    knows, such as a model's reply that is final). Anything else is retried."""
-    if isinstance(error, ValidationError | NotFound):
-        return False
-    return getattr(error, "retryable", True) is not False
