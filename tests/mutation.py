@@ -8,8 +8,9 @@ Usage (from the repo root, with the project's venv)::
     .venv/bin/python tests/mutation.py --only core/decide.py:41 --show
     .venv/bin/python tests/mutation.py --since a09d751 --sample 0   # changed code only
 
-Each mutant is one small change to one module (``core/decide.py``,
-``core/status.py``, ``stower/stower.py``), made on its syntax tree:
+Each mutant is one small change to one module of the decision code
+(``core/decide.py``, ``core/evolve.py``, ``core/status.py``,
+``stower/stower.py``, ``stower/batch.py``), made on its syntax tree:
 
 - a comparison flipped (``==``/``!=``, ``<``/``>=``, ``>``/``<=``, ``is``/``is not``,
   ``in``/``not in``), ``and``/``or`` swapped, a ``not`` removed, a condition negated;
@@ -54,7 +55,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-MODULES = ("core/decide.py", "core/status.py", "stower/stower.py")
+MODULES = (
+    "core/decide.py",
+    "core/evolve.py",
+    "core/status.py",
+    "stower/stower.py",
+    "stower/batch.py",
+)
+"""The decision code: deciding commands, folding events, the transition
+table, the Stower and its batch planning (one module before issue 14 split
+``core/decide.py`` and ``stower/stower.py``)."""
 TESTS = (
     "tests/test_transitions.py",
     "tests/test_decide.py",

@@ -21,6 +21,7 @@ from jobledger.core import (
     JobCreate,
     JobDelete,
     JobFail,
+    JobLeaseExpired,
     JobProgress,
     JobRetryScheduled,
     JobStart,
@@ -271,3 +272,44 @@ def test_a_resource_is_folded_into_the_projection() -> None:
         5,
         None,
     )
+
+
+# -- found by the mutation run after the issue-14 splits ------------------------------
+
+
+def test_an_asset_path_with_a_drive_letter_is_refused_as_absolute() -> None:
+    model = started(Projection())
+    for path in ("C:/x.png", "c:/dir/x.png"):
+        with pytest.raises(ValidationError, match="is absolute") as refused:
+            fold(
+                model,
+                AssetCreate(
+                    asset_id=f"a-{path[0]}", job_id="j", attempt=1, asset_type="png",
+                    storage_path=path, size=1,
+                ),
+            )  # fmt: skip
+        assert refused.value.field == "storage_path"
+    # A colon elsewhere is a name, not a drive.
+    fold(model, AssetCreate(
+        asset_id="a-ok", job_id="j", attempt=1, asset_type="png", storage_path="ab:/x.png", size=1
+    ))  # fmt: skip
+    assert "a-ok" in model.assets
+
+
+def test_a_lease_expiry_written_before_recoveries_folds_as_a_failed_attempt() -> None:
+    """A ``job.lease_expired`` without ``recovery`` (logs from before issue 13)
+    keeps the meaning it was decided with: a failed attempt (``failures`` + 1),
+    pending again from ``retry_at``, or failed for good without it."""
+    for retry_at, status in ((NOW + timedelta(seconds=5), "pending"), (None, "failed")):
+        model = started(Projection(), max_retries=1)
+        model.apply(
+            Envelope(
+                seq=model.seq + 1, event_id="evt_old", stream="j", version=model.version("j") + 1,
+                type="job.lease_expired", time=NOW, actor="system:sweeper",
+                data=JobLeaseExpired(job_id="j", attempt=1, retry_at=retry_at), hash="",
+            )
+        )  # fmt: skip
+        job = model.jobs["j"]
+        assert (job.status, job.failures, job.recoveries) == (status, 1, 0)
+        assert job.error == "the worker's lease expired during attempt 1"
+        assert job.run_at == retry_at if status == "pending" else job.finished_at == NOW
