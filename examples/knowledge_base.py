@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import jobledger
+import jobledger.core
 from jobledger.annotations import (
     ANNOTATION_JOB_TYPES,
     FolderFetcher,
@@ -89,7 +90,7 @@ async def follow(ledger: jobledger.Ledger, after: int) -> None:
             elif env.type in jobledger.core.JOB_ENDINGS:
                 print(f"{label} {env.type.removeprefix('job.')}")
                 job = await ledger.get(job_id, user=ALICE)
-                if job.status in jobledger.TERMINAL:
+                if job.status in jobledger.core.TERMINAL:
                     ended.add(job_id)
                     if len(ended) == JOBS:
                         return

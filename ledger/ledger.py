@@ -466,7 +466,7 @@ class Ledger:
         return await self._audit.digest()
 
     async def export_log(self, after: int = 0) -> AsyncGenerator[bytes, None]:
-        """The log after ``after`` as NDJSON lines (``jobledger.LogLine``), with
+        """The log after ``after`` as NDJSON lines (``jobledger.store.LogLine``), with
         each event's exact stored bytes, so ``import_log`` keeps the hashes."""
         async with aclosing(self._audit.export_log(after)) as lines:
             async for line in lines:

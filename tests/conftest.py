@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 import jobledger
+import jobledger.core
 from jobledger.eventbus import EventBus
 from jobledger.store import EventLog, MemoryLog, SqliteLog
 from jobledger.stower import Stower
@@ -86,8 +87,10 @@ async def eventually(
         await asyncio.sleep(0)  # yield to the loop; no fixed delay
 
 
-def create(job_id: str, job_type: str = "t", user: str = "alice", **kw: Any) -> jobledger.JobCreate:
-    return jobledger.JobCreate(
+def create(
+    job_id: str, job_type: str = "t", user: str = "alice", **kw: Any
+) -> jobledger.core.JobCreate:
+    return jobledger.core.JobCreate(
         job_id=job_id, job_type=job_type, user=jobledger.User(id=user), actor=user, **kw
     )
 

@@ -31,6 +31,7 @@ from typing import Any
 import msgspec
 
 import jobledger
+import jobledger.core
 from jobledger import Job, JobContext, JobledgerError, JobWorker
 from jobledger.core.faults import CrashAt
 
@@ -163,7 +164,7 @@ async def check_invariants(db: Path, sent: set[str], acked: Mapping[str, str]) -
     assert seqs == list(range(1, len(seqs) + 1)), "seq is not exactly 1..N"
     # Recover as a new process would (the sweep on open expires the leases
     # that have run out); a lease of the dead process may still be running.
-    clock = jobledger.SystemClock()
+    clock = jobledger.core.SystemClock()
     recovered_at = clock.now()  # the sweep on open expires every lease run out by then
     async with jobledger.open(db, clock=clock, sweep_interval=3600) as ledger:
         report = await ledger.verify()  # chain, versions, replay == read model
@@ -236,7 +237,7 @@ class Echo(JobWorker):
         return {"n": job.params["n"]}
 
 
-def state(model: jobledger.Projection) -> bytes:
+def state(model: jobledger.core.Projection) -> bytes:
     """A folded state as comparable bytes."""
     return msgspec.json.encode(
         [sorted(model.jobs.items()), sorted(model.marks.items()), sorted(model.assets.items())]
@@ -339,7 +340,7 @@ CLOCK_OFFSET_ENV = "JOBLEDGER_TEST_CLOCK_OFFSET"
 in seconds (negative: behind): two processes with different wall clocks."""
 
 
-class OffsetClock(jobledger.SystemClock):
+class OffsetClock(jobledger.core.SystemClock):
     """The real clock with its wall clock ``offset`` seconds off; its monotonic
     clock and its sleeps are the real ones."""
 
@@ -472,12 +473,12 @@ class Pausable(JobWorker):
             "heartbeat": ctx.heartbeat,
             "mark": lambda: ctx.create_mark("late-doc", _note("paused", "late-doc")),
             "asset": lambda: ctx.create_asset("thumb", f"late/{job.id}.png", 10),
-            "complete": lambda: send(jobledger.JobComplete(result={"by": "paused"}, **common)),
-            "partial": lambda: send(jobledger.JobPartial(result={}, error="late", **common)),
-            "skip": lambda: send(jobledger.JobSkip(reason="late", **common)),
-            "fail": lambda: send(jobledger.JobFail(error="late", **common)),
-            "cancel": lambda: send(jobledger.JobCancel(**common)),
-            "suspend": lambda: send(jobledger.JobSuspend(**common)),
+            "complete": lambda: send(jobledger.core.JobComplete(result={"by": "paused"}, **common)),
+            "partial": lambda: send(jobledger.core.JobPartial(result={}, error="late", **common)),
+            "skip": lambda: send(jobledger.core.JobSkip(reason="late", **common)),
+            "fail": lambda: send(jobledger.core.JobFail(error="late", **common)),
+            "cancel": lambda: send(jobledger.core.JobCancel(**common)),
+            "suspend": lambda: send(jobledger.core.JobSuspend(**common)),
         }
         for name in LATE_COMMANDS:
             try:
@@ -600,7 +601,7 @@ async def claimer_child(db: str, tasks: str, index: str) -> None:
             for job in pending[shift:] + pending[:shift]:
                 try:
                     await ledger.send(
-                        jobledger.JobStart(
+                        jobledger.core.JobStart(
                             job_id=job.id,
                             worker=f"{os.getpid()}-{n}",
                             expected_version=job.version,

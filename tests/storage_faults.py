@@ -56,6 +56,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import faults
 
 import jobledger
+import jobledger.core
 from jobledger import Job, JobContext, JobWorker
 from jobledger.store import SqliteLog
 
@@ -298,7 +299,7 @@ async def _group(ledger: jobledger.Ledger, keys: list[str], errors: Counter[str]
         if isinstance(result, Job):
             _say(f"ack {key} {result.id}")
             done.append(result)
-        elif type(result) is not jobledger.StorageError:
+        elif type(result) is not jobledger.core.StorageError:
             raise AssertionError(f"not a StorageError: {result!r}") from result
         else:
             errors[str(result.__cause__)] += 1
@@ -371,8 +372,8 @@ async def full_child(db: str, rounds: int, step: int, ballast: str | None = None
                 try:
                     await ledger.cancel(probe.id)
                     cancelled = True
-                except jobledger.StorageError as exc:
-                    if type(exc) is not jobledger.StorageError:
+                except jobledger.core.StorageError as exc:
+                    if type(exc) is not jobledger.core.StorageError:
                         raise
                     cancelled = False
             finally:

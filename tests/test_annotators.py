@@ -16,6 +16,7 @@ import pytest
 
 import jobledger
 import jobledger.annotations
+import jobledger.core
 from jobledger.annotations import (
     ANNOTATION_JOB_TYPES,
     TAG_SCHEMAS,
@@ -632,7 +633,7 @@ async def test_the_folder_fetcher_keeps_line_endings_and_types_its_errors(
         raise PermissionError(13, "Permission denied", str(self))
 
     monkeypatch.setattr(Path, "read_bytes", unreadable)
-    with pytest.raises(jobledger.StorageError) as failed:
+    with pytest.raises(jobledger.core.StorageError) as failed:
         await fetcher.fetch("crlf")
     assert "crlf.txt" in str(failed.value)
     assert isinstance(failed.value.__cause__, PermissionError)

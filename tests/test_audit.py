@@ -12,7 +12,9 @@ import msgspec
 import pytest
 
 import jobledger
-from jobledger import Head, Job, JobContext, JobWorker, Projection
+from jobledger import Job, JobContext, JobWorker
+from jobledger.core import Projection
+from jobledger.store import Head
 
 from .conftest import note
 

@@ -24,6 +24,8 @@ import pytest
 from rich.console import Console
 
 import jobledger
+import jobledger.core
+import jobledger.store
 from jobledger.annotations import ANNOTATION_JOB_TYPES
 from jobledger.annotations.demo import (
     DEFAULT_JOBS,
@@ -55,7 +57,7 @@ async def _jobs(db: Path) -> list[jobledger.Job]:
         return list(await ledger.list(limit=1000))
 
 
-async def _verify(db: Path) -> jobledger.VerifyReport:
+async def _verify(db: Path) -> jobledger.store.VerifyReport:
     async with jobledger.open(db) as ledger:
         return await ledger.verify()
 
@@ -85,16 +87,16 @@ def envelopes_in(db: Path, job_id: str | None = None) -> list[jobledger.Envelope
     return asyncio.run(_envelopes(db, job_id))
 
 
-async def _digest(db: Path) -> jobledger.Head:
+async def _digest(db: Path) -> jobledger.store.Head:
     async with jobledger.open(db) as ledger:
         return await ledger.digest()
 
 
-def digest_of(db: Path) -> jobledger.Head:
+def digest_of(db: Path) -> jobledger.store.Head:
     return asyncio.run(_digest(db))
 
 
-async def _replay(db: Path, until_seq: int) -> jobledger.Projection:
+async def _replay(db: Path, until_seq: int) -> jobledger.core.Projection:
     async with jobledger.open(db) as ledger:
         return await ledger.replay(until_seq=until_seq)
 
@@ -842,14 +844,14 @@ def test_digest_prints_the_head(demo_db: Path, capsys: pytest.CaptureFixture[str
     head = digest_of(demo_db)
     assert main(["digest", "--db", str(demo_db)]) == 0
     assert capsys.readouterr().out == f"{head.seq}:{head.hash}\n"
-    assert jobledger.Head.parse(f"{head.seq}:{head.hash}") == head
+    assert jobledger.store.Head.parse(f"{head.seq}:{head.hash}") == head
 
 
 def test_verify_with_a_digest(demo_db: Path, capsys: pytest.CaptureFixture[str]) -> None:
     db = str(demo_db)
     assert main(["digest", "--db", db]) == 0
     digest = capsys.readouterr().out.strip()
-    head = jobledger.Head.parse(digest)
+    head = jobledger.store.Head.parse(digest)
     assert main(["verify", "--db", db, "--digest", digest]) == 0
     assert f"; it still holds the digest of seq {head.seq}; head {digest})" in (
         capsys.readouterr().out

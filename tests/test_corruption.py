@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 import jobledger
+import jobledger.core
 
 from .faults import flip_many
 
@@ -25,7 +26,7 @@ async def test_a_flipped_byte_is_found_or_harmless(tmp_path: Path) -> None:
 async def test_a_file_that_is_not_a_database_is_a_corruption_error(tmp_path: Path) -> None:
     path = tmp_path / "noise.db"
     path.write_bytes(random.Random(1).randbytes(8192))
-    with pytest.raises(jobledger.CorruptionError):
+    with pytest.raises(jobledger.core.CorruptionError):
         async with jobledger.open(path):
             pass
 
@@ -45,7 +46,7 @@ async def test_an_open_that_fails_late_leaves_no_thread_behind(tmp_path: Path) -
         conn.execute("UPDATE meta SET value = '99' WHERE key = 'checkpoint'")
     conn.close()
     before = set(threading.enumerate())
-    with pytest.raises(jobledger.CorruptionError, match="past the log head"):
+    with pytest.raises(jobledger.core.CorruptionError, match="past the log head"):
         async with jobledger.open(path):
             pass
     left = set(threading.enumerate()) - before
@@ -85,8 +86,8 @@ async def test_text_that_is_not_utf8_is_reported_by_verify_and_refused_by_reads(
             report = await ledger.verify()
             assert not report.ok
             assert place in {(p.table, p.column) for p in report.problems}
-            with pytest.raises(jobledger.CorruptionError):
+            with pytest.raises(jobledger.core.CorruptionError):
                 await ledger.replay() if place[0] == "events" else await ledger.list()
             assert await ledger.head() == 2  # the rest still serves
-    except jobledger.CorruptionError:
+    except jobledger.core.CorruptionError:
         assert "hash" in damage  # the head itself is damaged: refused at open

@@ -14,6 +14,7 @@ import reactivex
 from reactivex import operators as ops
 
 import jobledger
+import jobledger.core
 from jobledger import Envelope, Job, JobContext, JobWorker
 
 from .conftest import eventually, note
@@ -333,7 +334,7 @@ def test_opening_a_file_that_is_not_a_database_fails_cleanly_and_exits(tmp_path:
         "    try:\n"
         "        async with jobledger.open('notes.txt'):\n"
         "            pass\n"
-        "    except jobledger.StorageError as exc:\n"
+        "    except jobledger.core.StorageError as exc:\n"
         "        print('refused:', exc)\n"
         "asyncio.run(main())\n",
     )

@@ -14,6 +14,7 @@ import msgspec
 import pytest
 
 import jobledger
+import jobledger.core
 from jobledger import (
     Job,
     JobContext,
@@ -142,7 +143,7 @@ async def ledger(
 async def claimed_elsewhere(ledger: jobledger.Ledger, job_type: str = "t") -> Job:
     """A job submitted, then claimed by a worker outside this ledger (a raw ``job:start``)."""
     job = await ledger.submit(job_type)
-    await ledger.send(jobledger.JobStart(job_id=job.id, worker="w", expected_version=1))
+    await ledger.send(jobledger.core.JobStart(job_id=job.id, worker="w", expected_version=1))
     return job
 
 
@@ -161,7 +162,7 @@ async def test_a_refused_transition_names_both_states(ledger: jobledger.Ledger) 
     assert (caught.value.current, caught.value.target) == ("completed", "cancelled")
     assert "completed" in str(caught.value) and "cancelled" in str(caught.value)
     with pytest.raises(jobledger.InvalidTransition):
-        await ledger.send(jobledger.JobProgress(job_id=job.id, attempt=1, percent=5))
+        await ledger.send(jobledger.core.JobProgress(job_id=job.id, attempt=1, percent=5))
 
 
 # -- retries ---------------------------------------------------------------
@@ -499,19 +500,21 @@ async def test_a_lost_worker_loses_its_lease_and_its_late_report_is_fenced(
         job = await ledger.submit("t", max_retries=1, retry=FAST_RETRY)
         # A worker elsewhere claims it, then dies (never heartbeats).
         await ledger.send(
-            jobledger.JobStart(job_id=job.id, worker="ghost", expected_version=1, lease_seconds=30)
+            jobledger.core.JobStart(
+                job_id=job.id, worker="ghost", expected_version=1, lease_seconds=30
+            )
         )
         await advance_until(clock, lambda: status_is(ledger, job.id, "pending"))
         expired = (await ledger.history(job.id))[-1]
         assert expired.type == "job.lease_expired" and expired.actor == "system:sweeper"
         assert (await ledger.get(job.id)).error_type == "LeaseExpired"
         with pytest.raises(jobledger.InvalidTransition):
-            await ledger.send(jobledger.JobComplete(job_id=job.id, attempt=1))
+            await ledger.send(jobledger.core.JobComplete(job_id=job.id, attempt=1))
         clock.advance(2)
-        await ledger.send(jobledger.JobStart(job_id=job.id, worker="w2", expected_version=3))
-        with pytest.raises(jobledger.StaleAttempt):  # the ghost wakes up: fenced
-            await ledger.send(jobledger.JobComplete(job_id=job.id, attempt=1))
-        await ledger.send(jobledger.JobComplete(job_id=job.id, attempt=2))
+        await ledger.send(jobledger.core.JobStart(job_id=job.id, worker="w2", expected_version=3))
+        with pytest.raises(jobledger.core.StaleAttempt):  # the ghost wakes up: fenced
+            await ledger.send(jobledger.core.JobComplete(job_id=job.id, attempt=1))
+        await ledger.send(jobledger.core.JobComplete(job_id=job.id, attempt=2))
         assert (await ledger.get(job.id)).status == "completed"
 
 
@@ -523,7 +526,7 @@ async def test_jobs_of_a_lost_worker_are_recovered_on_open(
         for _ in range(3):
             job = await ledger.submit("t", max_retries=2)
             await ledger.send(
-                jobledger.JobStart(
+                jobledger.core.JobStart(
                     job_id=job.id, worker="ghost", expected_version=1, lease_seconds=30
                 )
             )
@@ -573,7 +576,7 @@ async def test_assets_are_recorded_per_job_and_paths_stay_inside_the_root(
     for bad in ("../etc/passwd", "/abs/path", "a/../../b", "a\x00b", "a//b", "C:/x", "a\\b"):
         with pytest.raises(jobledger.ValidationError) as caught:
             await ledger.send(
-                jobledger.AssetCreate(
+                jobledger.core.AssetCreate(
                     asset_id=f"asset-{len(bad)}",
                     job_id=other.id,
                     attempt=1,
@@ -630,7 +633,7 @@ async def test_progress_carries_items_stage_message_and_an_eta(
         job = await claimed_elsewhere(ledger)
         clock.advance(10)
         await ledger.send(
-            jobledger.JobProgress(
+            jobledger.core.JobProgress(
                 job_id=job.id, attempt=1, processed=25, total=100, stage="s", message="m"
             )
         )
@@ -646,7 +649,7 @@ async def test_the_stower_coalesces_a_burst_of_progress_into_one_event(db_path: 
         job = await claimed_elsewhere(ledger)
         replies = await asyncio.gather(
             *(
-                ledger.send(jobledger.JobProgress(job_id=job.id, attempt=1, percent=p))
+                ledger.send(jobledger.core.JobProgress(job_id=job.id, attempt=1, percent=p))
                 for p in range(1, 101)
             )
         )
@@ -721,7 +724,7 @@ async def test_coalesced_progress_keeps_the_last_checkpoint(db_path: Path) -> No
         await asyncio.gather(
             *(
                 ledger.send(
-                    jobledger.JobProgress(
+                    jobledger.core.JobProgress(
                         job_id=job.id,
                         attempt=1,
                         percent=p,
@@ -739,15 +742,15 @@ async def test_coalesced_progress_keeps_the_last_checkpoint(db_path: Path) -> No
 async def test_a_job_and_a_mark_cannot_share_an_id(db_path: Path) -> None:
     async with jobledger.open(db_path) as ledger:
         await ledger.send(
-            jobledger.MarkCreate(mark_id="x", resource_id="doc", annotation=note("doc"))
+            jobledger.core.MarkCreate(mark_id="x", resource_id="doc", annotation=note("doc"))
         )
         with pytest.raises(jobledger.NotFound):
-            await ledger.send(jobledger.JobCancel(job_id="x"))
+            await ledger.send(jobledger.core.JobCancel(job_id="x"))
         with pytest.raises(jobledger.ValidationError):
             await ledger.send(
-                jobledger.JobCreate(job_id="x", job_type="t", user=jobledger.User(id="u"))
+                jobledger.core.JobCreate(job_id="x", job_type="t", user=jobledger.User(id="u"))
             )
-        await ledger.send(jobledger.MarkDelete(mark_id="x"))
+        await ledger.send(jobledger.core.MarkDelete(mark_id="x"))
         assert await ledger.marks("doc") == []
         assert (await ledger.verify()).ok
 
@@ -824,7 +827,7 @@ async def test_a_crawling_progress_does_not_stop_the_stower(
         job = await claimed_elsewhere(ledger)
         clock.advance(2)
         await ledger.send(
-            jobledger.JobProgress(job_id=job.id, attempt=1, processed=1, total=10**13)
+            jobledger.core.JobProgress(job_id=job.id, attempt=1, processed=1, total=10**13)
         )
         progress = (await ledger.get(job.id)).progress
         assert progress is not None and progress.eta is None
@@ -904,10 +907,10 @@ async def test_an_empty_tenant_is_refused(db_path: Path) -> None:
 async def test_a_cancel_asked_during_a_suspend_wins(db_path: Path) -> None:
     async with jobledger.open(db_path, job_types=[JobType(name="s", suspendable=True)]) as ledger:
         job = await ledger.submit("s")
-        await ledger.send(jobledger.JobStart(job_id=job.id, worker="w", expected_version=1))
+        await ledger.send(jobledger.core.JobStart(job_id=job.id, worker="w", expected_version=1))
         await ledger.suspend(job.id)
         await ledger.cancel(job.id)
-        await ledger.send(jobledger.JobSuspend(job_id=job.id, attempt=1))
+        await ledger.send(jobledger.core.JobSuspend(job_id=job.id, attempt=1))
         assert (await ledger.get(job.id)).status == "cancelled"
 
 
@@ -932,7 +935,7 @@ async def test_a_worker_that_lost_its_lease_stops_the_work(
         await eventually(lambda: status_is(ledger, job.id, "running"))
         await eventually(lambda: clock.sleepers >= 2)  # the sweep and the heartbeat
         # The job is ended elsewhere (as by another process) behind the worker's back.
-        await ledger.send(jobledger.JobCancel(job_id=job.id, attempt=1, reason="elsewhere"))
+        await ledger.send(jobledger.core.JobCancel(job_id=job.id, attempt=1, reason="elsewhere"))
         clock.advance(10)  # the next heartbeat is refused: the lease is lost
         await eventually(lambda: outcome == ["cancelled"])
         assert (await ledger.get(job.id)).status == "cancelled"

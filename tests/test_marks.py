@@ -15,6 +15,7 @@ import pytest
 
 import jobledger
 import jobledger.annotations
+import jobledger.core
 from jobledger import (
     Agent,
     Annotation,
@@ -130,7 +131,7 @@ async def test_a_malformed_annotation_is_refused_and_writes_nothing(
     db_path: Path, annotation: Any, field: str
 ) -> None:
     async with jobledger.open(db_path) as ledger:
-        command = jobledger.MarkCreate(mark_id="m", resource_id="doc", annotation=annotation)
+        command = jobledger.core.MarkCreate(mark_id="m", resource_id="doc", annotation=annotation)
         with pytest.raises(jobledger.ValidationError) as refused:
             await ledger.send(command)
         assert refused.value.field == field
@@ -213,11 +214,13 @@ async def test_a_job_acts_on_marks_and_resources_only_for_its_current_attempt(
         [update] = [e async for e in ledger.events(types=["mark.body_updated"])]
         assert (update.actor, update.data.job_id) == ("worker:Linker", job.id)  # type: ignore[attr-defined]
         # Attempt 1 ends behind the worker's back (as a lost lease would end it).
-        await ledger.send(jobledger.JobFail(job_id=job.id, attempt=1, error="lost", retryable=True))
+        await ledger.send(
+            jobledger.core.JobFail(job_id=job.id, attempt=1, error="lost", retryable=True)
+        )
         head = await ledger.head()
         linker.go.set()
         await eventually(lambda: linker.outcome is not None)
-        assert isinstance(linker.outcome, jobledger.StaleAttempt | jobledger.InvalidTransition)
+        assert isinstance(linker.outcome, jobledger.core.StaleAttempt | jobledger.InvalidTransition)
         after = [e.type async for e in ledger.events(after=head)]
         assert "mark.body_updated" not in after and "resource.created" not in after
         assert (await ledger.mark(mark.id)).annotation["body"] == [msgspec.to_builtins(LINK)]
@@ -253,7 +256,7 @@ async def test_a_resource_keeps_its_content_beside_the_database(db_path: Path) -
     assert files == sorted([stored.name, folder.path_of(jobledger.core.digest_of(b"x")).name])
     stored.write_bytes(b"Grace Hopper wrote nothing.")
     async with jobledger.open(db_path) as ledger:
-        with pytest.raises(jobledger.CorruptionError):
+        with pytest.raises(jobledger.core.CorruptionError):
             await ledger.content("hopper")
         report = await ledger.verify()
         assert [(p.seq, p.kind) for p in report.problems] == [(1, "content"), (2, "content")]
@@ -351,14 +354,14 @@ async def test_an_edited_body_update_is_reported_by_verify_not_raised(db_path: P
         report = await ledger.verify()
         assert [(p.seq, p.kind) for p in report.problems][:2] == [(2, "hash"), (2, "fold")]
         assert "does not apply to mark" in report.problems[1].detail
-        with pytest.raises(jobledger.CorruptionError):
+        with pytest.raises(jobledger.core.CorruptionError):
             await ledger.replay()
 
 
 def test_a_free_form_body_cannot_be_updated() -> None:
     from datetime import UTC, datetime
 
-    model = jobledger.Projection()
+    model = jobledger.core.Projection()
     for body in (None, 5, "abc", {"k": 1}):
         model.marks["m"] = jobledger.Mark(
             id="m",
@@ -369,7 +372,7 @@ def test_a_free_form_body_cannot_be_updated() -> None:
             version=1,
             created_seq=1,
         )
-        command = jobledger.MarkUpdateBody(mark_id="m", operations=[BodyAdd(item=LINK)])
+        command = jobledger.core.MarkUpdateBody(mark_id="m", operations=[BodyAdd(item=LINK)])
         with pytest.raises(jobledger.ValidationError) as refused:
             jobledger.core.decide(command, model, datetime(2026, 1, 2, tzinfo=UTC))
         assert refused.value.field == "body"
@@ -392,7 +395,7 @@ async def test_storing_content_again_repairs_a_damaged_file(tmp_path: Path) -> N
     folder = ContentFolder(tmp_path / "content")
     digest = await folder.put(b"the bytes")
     folder.path_of(digest).write_bytes(b"the bytez")
-    with pytest.raises(jobledger.CorruptionError):
+    with pytest.raises(jobledger.core.CorruptionError):
         await folder.get(digest)
     assert await folder.put(b"the bytes") == digest
     assert await folder.get(digest) == b"the bytes"

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 import jobledger
+import jobledger.core
 
 from . import faults
 
@@ -100,7 +101,7 @@ async def _claim_by_hand(ledger: jobledger.Ledger, lease_seconds: float) -> jobl
     """A job claimed by a worker that then goes silent (no heartbeats)."""
     job = await ledger.submit("silent", max_retries=3)
     await ledger.send(
-        jobledger.JobStart(
+        jobledger.core.JobStart(
             job_id=job.id, worker="gone", expected_version=job.version, lease_seconds=lease_seconds
         )
     )
@@ -186,12 +187,12 @@ async def test_a_command_refused_on_a_stale_cache_is_decided_again_on_the_log(
     async with jobledger.open(db_path) as here, jobledger.open(db_path) as there:
         job = await here.submit("work")  # cached here as pending
         await there.send(
-            jobledger.JobStart(job_id=job.id, worker="there", expected_version=job.version)
+            jobledger.core.JobStart(job_id=job.id, worker="there", expected_version=job.version)
         )
-        (completed,) = await here.send(jobledger.JobComplete(job_id=job.id, attempt=1))
+        (completed,) = await here.send(jobledger.core.JobComplete(job_id=job.id, attempt=1))
         assert completed.type == "job.completed"
         with pytest.raises(jobledger.InvalidTransition):  # a refusal on facts stands
-            await here.send(jobledger.JobComplete(job_id=job.id, attempt=1))
+            await here.send(jobledger.core.JobComplete(job_id=job.id, attempt=1))
         assert (await there.get(job.id)).status == "completed"
 
 
@@ -205,11 +206,11 @@ async def test_a_command_taken_as_in_effect_on_a_stale_cache_is_decided_again(
     async with jobledger.open(db_path) as here, jobledger.open(db_path) as there:
         job = await here.submit("work")
         await there.send(
-            jobledger.JobStart(job_id=job.id, worker="there", expected_version=job.version)
+            jobledger.core.JobStart(job_id=job.id, worker="there", expected_version=job.version)
         )
         await here.cancel(job.id)  # read from the log: running, so a request; cached here
-        await there.send(jobledger.JobComplete(job_id=job.id, attempt=1))
+        await there.send(jobledger.core.JobComplete(job_id=job.id, attempt=1))
         with pytest.raises(jobledger.InvalidTransition):
-            await here.send(jobledger.JobCancel(job_id=job.id))
+            await here.send(jobledger.core.JobCancel(job_id=job.id))
         with pytest.raises(jobledger.InvalidTransition):
-            await there.send(jobledger.JobCancel(job_id=job.id))
+            await there.send(jobledger.core.JobCancel(job_id=job.id))

@@ -146,6 +146,74 @@ def test_every_package_declares_exactly_what_it_exports(module_name: str) -> Non
     assert public - exported == set(), f"public but not in __all__: {public - exported}"
 
 
+# What an embedding application writes (docs/api.md, "What is at the top level").
+TOP_LEVEL = {
+    # opening and holding the ledger, and what its methods return
+    *("open", "Ledger", "JobPage", "LedgerStatistics"),
+    # declaring job types
+    *("JobType", "RetryPolicy"),
+    # writing workers
+    *("JobWorker", "JobContext", "PartialResult", "SkipJob", "NonRetryableError"),
+    # the values the ledger hands back
+    *("Job", "JobStatus", "User", "Progress", "Envelope", "Mark", "Resource", "Asset"),
+    # building marks
+    *("Annotation", "Target", "TextPositionSelector", "TextQuoteSelector", "TextualBody"),
+    *("SpecificResource", "Agent", "BodyAdd", "BodyRemove", "BodyReplace", "to_jsonld"),
+    # the errors an application catches
+    *("JobledgerError", "ValidationError", "NotFound", "InvalidTransition"),
+    *("CancelRequested", "LedgerClosed", "WaitTimeout"),
+    # testing with time under control
+    *("ManualClock", "__version__"),
+}
+# Names that left the top level (issue 14, item 8), by the part that defines them.
+MOVED = {
+    "jobledger.core": (
+        *("SYSTEM_USER", "TERMINAL", "TRANSITIONS", "Clock", "SystemClock", "Command"),
+        *("JobCreate", "JobStart", "JobProgress", "JobHeartbeat", "JobComplete", "JobPartial"),
+        *("JobSkip", "JobFail", "JobCancel", "JobSuspend", "JobResume", "JobDelete"),
+        *("JobExpire", "JobRelease", "AssetCreate", "MarkCreate", "MarkDelete"),
+        *("MarkUpdateBody", "ResourceCreate", "Event", "Projection", "Lease", "Holder"),
+        *("ContentStore", "ConcurrencyConflict", "StaleAttempt", "StorageError"),
+        *("CorruptionError", "InternalError"),
+    ),
+    "jobledger.store": (
+        *("EventLog", "SqliteLog", "MemoryLog", "ContentFolder", "Head", "LogLine"),
+        *("VerifyReport", "Problem"),
+    ),
+    "jobledger.eventbus": ("EventBus", "BusStatistics"),
+    "jobledger.stower": ("StowerStatistics", "SweeperStatistics"),
+    "jobledger.workers": ("WorkerStatistics",),
+}
+
+
+def test_the_top_level_is_small() -> None:
+    assert len(jobledger.__all__) <= 40
+
+
+def test_the_top_level_is_exactly_what_an_application_uses() -> None:
+    assert sorted(jobledger.__all__) == sorted(TOP_LEVEL)
+    public = {name for name in vars(jobledger) if not name.startswith("_")}
+    parts = {name for name, value in vars(jobledger).items() if isinstance(value, type(sys))}
+    assert public - parts == TOP_LEVEL - {"__version__"}
+
+
+@pytest.mark.parametrize("part", sorted(MOVED))
+def test_a_name_that_left_the_top_level_is_importable_from_its_part(part: str) -> None:
+    module = importlib.import_module(part)
+    for name in MOVED[part]:
+        assert name in module.__all__, f"{part}.{name}"
+        assert name not in jobledger.__all__ and not hasattr(jobledger, name), name
+
+
+def test_the_api_page_lists_the_top_level_and_says_where_the_rest_lives() -> None:
+    page = (ROOT / "docs" / "api.md").read_text()
+    section = page.split("## What is at the top level", 1)[1].split("\n## ", 1)[0]
+    missing = [n for n in TOP_LEVEL if f"`{n}`" not in section]
+    assert missing == []
+    for part in MOVED:
+        assert f"`{part}`" in section, part
+
+
 def test_every_top_level_name_is_documented() -> None:
     docs = "\n".join(p.read_text() for p in [ROOT / "README.md", *(ROOT / "docs").glob("*.md")])
     missing = [n for n in jobledger.__all__ if n != "__version__" and n not in docs]

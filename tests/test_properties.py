@@ -74,43 +74,35 @@ from hypothesis import (
 )
 from hypothesis import strategies as st
 
-from jobledger import (
+from jobledger import Job, JobledgerError, JobStatus, LedgerClosed, ManualClock, NotFound, User
+from jobledger.core import (
+    DEFAULT_MAX_RECOVERIES,
     TERMINAL,
     AssetCreate,
     Command,
+    Envelope,
     InternalError,
-    Job,
     JobCancel,
     JobComplete,
     JobCreate,
+    JobCreated,
     JobDelete,
     JobExpire,
     JobFail,
+    JobFailed,
     JobHeartbeat,
-    JobledgerError,
+    JobLeaseExpired,
     JobPartial,
     JobProgress,
+    JobReleased,
     JobResume,
     JobSkip,
     JobStart,
-    JobStatus,
+    JobStarted,
     JobSuspend,
-    LedgerClosed,
-    ManualClock,
+    JobSuspended,
     MarkCreate,
     MarkDelete,
-    NotFound,
-    User,
-)
-from jobledger.core import (
-    DEFAULT_MAX_RECOVERIES,
-    Envelope,
-    JobCreated,
-    JobFailed,
-    JobLeaseExpired,
-    JobReleased,
-    JobStarted,
-    JobSuspended,
 )
 from jobledger.eventbus import EventBus, Reply
 from jobledger.store import EventLog, MemoryLog, SqliteLog, replay, verify

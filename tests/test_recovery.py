@@ -29,17 +29,9 @@ import msgspec
 import pytest
 
 import jobledger
-from jobledger import (
-    CancelRequested,
-    Holder,
-    Job,
-    JobContext,
-    JobRelease,
-    JobStart,
-    JobWorker,
-    ManualClock,
-)
-from jobledger.core import JobLeaseExpired, JobReleased, this_holder
+import jobledger.core
+from jobledger import CancelRequested, Job, JobContext, JobWorker, ManualClock
+from jobledger.core import Holder, JobLeaseExpired, JobRelease, JobReleased, JobStart, this_holder
 from jobledger.workers import ABANDON_AFTER
 
 from .test_lifecycle import advance_until, status_is
@@ -181,7 +173,7 @@ async def test_a_release_puts_the_job_back_at_once_and_spends_nothing(
     assert (back.status, back.failures, back.recoveries, back.lease) == ("pending", 0, 0, None)
     # The next claim is a new attempt; the released one is fenced.
     assert await claim(ledger, back, holder=None, lease=60) == 2
-    with pytest.raises(jobledger.StaleAttempt):
+    with pytest.raises(jobledger.core.StaleAttempt):
         await ledger.send(JobRelease(job_id=job.id, attempt=1))
 
 
@@ -318,7 +310,7 @@ async def test_an_expiry_must_name_the_leases_own_dead_holder(
     for holder in (None, dead_holder()):
         with pytest.raises(jobledger.ValidationError, match="holder"):
             await ledger.send(
-                jobledger.JobExpire(job_id=job.id, attempt=1, reason="holder", holder=holder)
+                jobledger.core.JobExpire(job_id=job.id, attempt=1, reason="holder", holder=holder)
             )
     assert (await ledger.get(job.id)).status == "running"
 
@@ -484,12 +476,12 @@ async def test_after_a_cancel_request_the_stower_refuses_the_jobs_work(
     head = await ledger.head()
     doc = jobledger.Annotation.on_text("doc", "some text", 0, 4, motivation="highlighting")
     for command in (
-        jobledger.JobProgress(job_id=job.id, attempt=1, percent=5),
-        jobledger.JobHeartbeat(job_id=job.id, attempt=1),
-        jobledger.MarkCreate(
+        jobledger.core.JobProgress(job_id=job.id, attempt=1, percent=5),
+        jobledger.core.JobHeartbeat(job_id=job.id, attempt=1),
+        jobledger.core.MarkCreate(
             mark_id="mark_x", resource_id="doc", annotation=doc, job_id=job.id, attempt=1
         ),
-        jobledger.AssetCreate(
+        jobledger.core.AssetCreate(
             asset_id="asset_x", job_id=job.id, attempt=1, asset_type="f", storage_path="a", size=1
         ),
     ):
@@ -498,7 +490,7 @@ async def test_after_a_cancel_request_the_stower_refuses_the_jobs_work(
         assert refused.value.job_id == job.id
     assert await ledger.head() == head
     # Its ending is still taken: a failure report ends it cancelled, not failed.
-    await ledger.send(jobledger.JobFail(job_id=job.id, attempt=1, error="stopped"))
+    await ledger.send(jobledger.core.JobFail(job_id=job.id, attempt=1, error="stopped"))
     assert (await ledger.get(job.id)).status == "cancelled"
 
 
@@ -587,7 +579,7 @@ async def test_events_name_the_event_that_caused_them(db_path: Path, clock: Manu
         # A lease expiry found by the sweeper names the grant of the lost lease.
         lost = await ledger.submit("t")
         await claim(ledger, lost, holder=None, lease=30)
-        [renewal] = await ledger.send(jobledger.JobHeartbeat(job_id=lost.id, attempt=1))
+        [renewal] = await ledger.send(jobledger.core.JobHeartbeat(job_id=lost.id, attempt=1))
         await advance_until(clock, lambda: status_is(ledger, lost.id, "pending"))
         expired = (await ledger.history(lost.id))[-1]
         assert expired.type == "job.lease_expired" and expired.causation_id == renewal.event_id
@@ -648,7 +640,7 @@ async def test_jobledger_history_tells_a_recovery_and_a_release(
         holder = dead_holder()
         await claim(ledger, job, holder=holder, lease=60)
         await ledger.send(
-            jobledger.JobExpire(job_id=job.id, attempt=1, reason="holder", holder=holder)
+            jobledger.core.JobExpire(job_id=job.id, attempt=1, reason="holder", holder=holder)
         )
         await claim(ledger, await ledger.get(job.id), holder=None, lease=60)
         await ledger.send(JobRelease(job_id=job.id, attempt=2, reason="shutting down"))

@@ -1,6 +1,6 @@
 """The transition table is what ``decide`` enforces.
 
-``jobledger.TRANSITIONS`` is the one list of status moves. Here every
+``jobledger.core.TRANSITIONS`` is the one list of status moves. Here every
 command is tried against a job in every status: it is accepted exactly when
 the table allows the move it asks for (and the job is where the command acts:
 a report for an attempt needs a running job, a resume a suspended one), and
@@ -25,6 +25,7 @@ import msgspec
 import pytest
 
 import jobledger
+import jobledger.core
 from jobledger.core import (
     TERMINAL,
     TRANSITIONS,

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import jobledger
+import jobledger.store
 from jobledger.cli import main
 from jobledger.store import (
     BackendURL,
@@ -264,8 +265,8 @@ async def test_synchronous_given_twice_must_agree(tmp_path: Path) -> None:
 # -- the command line ----------------------------------------------------------
 
 
-def _log_with_a_job(file: Path) -> jobledger.Head:
-    async def make() -> jobledger.Head:
+def _log_with_a_job(file: Path) -> jobledger.store.Head:
+    async def make() -> jobledger.store.Head:
         async with jobledger.open(file) as ledger:
             await ledger.submit("echo")
             return await ledger.digest()

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 import jobledger
+import jobledger.core
 from jobledger.core import (
     AssetCreate,
     JobComplete,
@@ -214,7 +215,7 @@ async def test_a_column_set_to_a_wrong_value_is_reported_not_raised(
         async with jobledger.open(path) as ledger:
             opened = True
             report = await ledger.verify()
-    except jobledger.CorruptionError:
+    except jobledger.core.CorruptionError:
         if opened:
             raise  # verify itself raised: the failure this test is for
         # Only a head the Stower cannot read is refused at open: a seq that is
