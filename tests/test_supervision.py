@@ -230,15 +230,16 @@ async def test_a_tail_that_meets_a_damaged_entry_closes_the_ledger_loudly(
 
 async def test_the_tail_waits_on_the_ledgers_clock(db_path: Path) -> None:
     """Another process's commit reaches a waiter at the tail's next look, which
-    comes after ``poll_interval`` seconds of the injected clock, not of real time."""
+    comes after ``poll_interval`` seconds of the injected clock (a minute here,
+    advanced at once), not of real time."""
     clock = ManualClock()
-    async with jobledger.open(db_path, clock=clock, poll_interval=5.0) as ledger:
+    async with jobledger.open(db_path, clock=clock, poll_interval=60.0) as ledger:
         job = await ledger.submit("t")
         waiter = asyncio.create_task(ledger.wait(job.id))
         await eventually(lambda: bool(ledger._waiting._waiters))
         async with jobledger.open(db_path) as elsewhere:
             await elsewhere.cancel(job.id)
-        clock.advance(4.9)
+        clock.advance(59.9)
         for _ in range(50):  # (turns of the loop: the tail is not due yet)
             await asyncio.sleep(0)
         assert not waiter.done()
