@@ -64,7 +64,7 @@ from .administration import Administration
 from .arguments import UserArg
 from .arguments import _as_user as _as_user  # the CLI's check of --user
 from .audit import Audit
-from .lifecycle import Engine, LedgerStatistics
+from .lifecycle import Engine, Health, LedgerStatistics
 from .queries import JobPage, Queries
 from .submissions import Submissions
 from .waiting import Waiting
@@ -490,6 +490,13 @@ class Ledger:
     def statistics(self) -> LedgerStatistics:
         """Counters of the bus, the Stower and each worker. Never blocks."""
         return self._engine.statistics()
+
+    def health(self) -> Health:
+        """Whether the ledger is open and none of its running parts (the
+        Stower, the sweeper, the tail, each worker) failed, with each part's
+        state and last error. A part that fails closes the ledger: every call
+        then raises ``LedgerClosed`` naming the part. Never blocks."""
+        return self._engine.health()
 
 
 @asynccontextmanager

@@ -1,12 +1,14 @@
 """Lifecycle: the running parts of one ledger (the log, the bus, the Stower,
 the sweeper, the workers and the subscriptions' tail), started in order,
-closed in the reverse order, and refused once closed or in a forked child."""
+closed in the reverse order, refused once closed or in a forked child, and
+supervised: when a part fails, the ledger closes loudly."""
 
 from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Literal
 
 import msgspec
 
@@ -28,19 +30,45 @@ from jobledger.workers import JobWorker, QueueCapacity, WorkerRunner, WorkerStat
 
 from .subscriptions import Subscriptions
 
-__all__ = ["Engine", "LedgerStatistics"]
+__all__ = ["Engine", "Failure", "Health", "LedgerStatistics", "PartHealth"]
 
 log = get_logger("ledger")
 
 
+class Failure(msgspec.Struct, frozen=True, kw_only=True):
+    """A running part that failed: ``part`` (``"stower"``, ``"sweeper"``,
+    ``"tail"`` or ``"worker:NAME"``) and the error, as ``repr`` gives it."""
+
+    part: str
+    error: str
+
+
 class LedgerStatistics(msgspec.Struct, frozen=True, kw_only=True):
-    """Counters of every running part of a ledger."""
+    """Counters of every running part of a ledger, and the parts' failures
+    (in the order they happened; any failure closes the ledger)."""
 
     path: str
     bus: BusStatistics
     stower: StowerStatistics
     sweeper: SweeperStatistics
     workers: tuple[WorkerStatistics, ...]
+    failures: tuple[Failure, ...] = ()
+
+
+class PartHealth(msgspec.Struct, frozen=True, kw_only=True):
+    """One running part: ``running``, ``stopped`` (not started, or closed) or
+    ``failed``, with its last error (``None`` unless it failed)."""
+
+    part: str
+    state: Literal["running", "stopped", "failed"]
+    error: str | None = None
+
+
+class Health(msgspec.Struct, frozen=True, kw_only=True):
+    """``ok`` when the ledger is open and no part failed; each part's health."""
+
+    ok: bool
+    parts: tuple[PartHealth, ...]
 
 
 class Engine:
@@ -79,7 +107,13 @@ class Engine:
         self.registry = Registry(job_types)
         self._capacity = QueueCapacity(queues)
         self.bus = EventBus(max_in_flight=mailbox_size)
-        self._sweeper = Sweeper(self.bus, log, clock=self.clock, interval=sweep_interval)
+        self._sweeper = Sweeper(
+            self.bus,
+            log,
+            clock=self.clock,
+            interval=sweep_interval,
+            on_crash=self._supervising("sweeper"),
+        )
         self._stower = Stower(
             log,
             self.bus,
@@ -87,7 +121,7 @@ class Engine:
             ids=self.ids,
             mailbox_size=mailbox_size,
             max_batch=max_batch,
-            on_crash=self._on_stower_crash,
+            on_crash=self._supervising("stower"),
             on_commit=self._sweeper.committed,
             faults=faults,
         )
@@ -103,6 +137,7 @@ class Engine:
                 registry=self.registry,
                 content=self.content,
                 faults=faults,
+                on_crash=self._supervising(f"worker:{w.name}"),
             )
             for w in workers
         ]
@@ -112,11 +147,14 @@ class Engine:
             self.clock,
             poll_interval=poll_interval,
             last_committed=lambda: self._stower.statistics().last_seq,
+            on_crash=self._supervising("tail"),
         )
         self._stop_timeout = stop_timeout
         self._on_closed: list[Callable[[], None]] = []
         self._started = False
         self._closed = False
+        self._closing: asyncio.Task[None] | None = None
+        self._failures: list[Failure] = []
         self._pid = os.getpid()
 
     def on_closed(self, wake: Callable[[], None]) -> None:
@@ -149,19 +187,61 @@ class Engine:
     async def aclose(self) -> None:
         """Stop the tail, the workers (running jobs get ``stop_timeout`` seconds
         to finish), then the Stower (commands already sent are committed),
-        then close the log and wake every follower and waiter. Idempotent."""
-        if self._closed:
-            return
-        self._closed = True
+        then close the log and wake every follower and waiter. Idempotent;
+        a second call waits for the first. A part that fails to stop is
+        recorded as a failure (:meth:`statistics`, :meth:`health`), not raised."""
         if self._pid != os.getpid():
+            self._closed = True
             return  # a forked child: the parent's tasks and file are not ours to stop
+        if self._closing is None:
+            self._closed = True
+            self._closing = asyncio.get_running_loop().create_task(
+                self._close(), name="jobledger-close"
+            )
+        if not self._closing.done():
+            await self._closing
+
+    def _supervising(self, part: str) -> Callable[[BaseException], None]:
+        """What ``part`` calls when it fails."""
+        return lambda exc: self._failed(part, exc)
+
+    def _failed(self, part: str, exc: BaseException) -> None:
+        """Supervision: ``part`` failed with ``exc``. Recorded and logged; every
+        call from now on gets ``LedgerClosed`` naming it, and the ledger
+        closes (in a task of its own: the failing part may be the caller)."""
+        self._failures.append(Failure(part=part, error=repr(exc)))
+        log.critical("a part of the ledger failed; closing the ledger", part=part, error=repr(exc))
+        if self._closing is None and self._started:
+            self._closed = True
+            self._closing = asyncio.get_running_loop().create_task(
+                self._close(), name="jobledger-supervision"
+            )
+
+    def _failure_text(self) -> str | None:
+        if not self._failures:
+            return None
+        first = self._failures[0]
+        return f"the ledger closed because its {first.part} failed: {first.error}"
+
+    async def _stop(self, part: str, stopping: Awaitable[None]) -> None:
         try:
-            await self.subscriptions.aclose()
+            await stopping
+        except Exception as exc:
+            self._failed(part, exc)
+
+    async def _close(self) -> None:
+        try:
+            await self._stop("tail", self.subscriptions.aclose(self._failure_text()))
             # Together: a close takes one stop_timeout, not one per worker.
-            await asyncio.gather(*(runner.stop(self._stop_timeout) for runner in self._runners))
-            await self._sweeper.stop()
-            await self._stower.stop()
-            await self.bus.aclose()
+            await asyncio.gather(
+                *(
+                    self._stop(f"worker:{runner.name}", runner.stop(self._stop_timeout))
+                    for runner in self._runners
+                )
+            )
+            await self._stop("sweeper", self._sweeper.stop())
+            await self._stop("stower", self._stower.stop())
+            await self._stop("bus", self.bus.aclose())
         finally:
             # Even when cancelled (the whole loop torn down), the file is closed.
             await self.log.close()
@@ -169,13 +249,13 @@ class Engine:
         self.subscriptions.wake_all()
         for wake in self._on_closed:
             wake()
-        log.info("ledger closed", path=self.log.path)
-
-    def _on_stower_crash(self, exc: BaseException) -> None:
-        log.critical("the Stower crashed; the ledger refuses commands from now on", error=repr(exc))
+        log.info("ledger closed", path=self.log.path, failed=[f.part for f in self._failures])
 
     def check_open(self) -> None:
         """``LedgerClosed`` unless started, not closed, and in the process that opened it."""
+        failure = self._failure_text()
+        if failure is not None:
+            raise LedgerClosed(failure)
         if self._closed or not self._started:
             raise LedgerClosed("the ledger is not open")
         if self._pid != os.getpid():
@@ -194,4 +274,24 @@ class Engine:
             stower=self._stower.statistics(),
             sweeper=self._sweeper.statistics(),
             workers=tuple(r.statistics() for r in self._runners),
+            failures=tuple(self._failures),
         )
+
+    def health(self) -> Health:
+        """Whether the ledger is open and no part failed, and each part's
+        state and last error. Never blocks."""
+        errors = {f.part: f.error for f in self._failures}  # (the last one of each part)
+        running = [
+            ("stower", self._stower.running),
+            ("sweeper", self._sweeper.statistics().running),
+            ("tail", self.subscriptions.running),
+            *((f"worker:{r.name}", r.statistics().running) for r in self._runners),
+        ]
+        parts = tuple(
+            PartHealth(part=part, state="failed", error=errors[part])
+            if part in errors
+            else PartHealth(part=part, state="running" if up else "stopped")
+            for part, up in running
+        )
+        ok = self._started and not self._closed and not self._failures
+        return Health(ok=ok, parts=parts)

@@ -7,11 +7,15 @@ it once the log is open. An HTTP server or the command line can then serve
 ``events()`` and ``observe()`` from it, and :class:`~jobledger.waiting.Waiting`
 follows jobs through ``watch()``.
 
-The one tail reads the head of the log every ``poll_interval`` seconds: when
+The one tail reads the head of the log every ``poll_interval`` seconds of
+the ledger's clock (a ``ManualClock`` moves it only when advanced): when
 the log is past what was published on the bus here, another process wrote,
 and the tail wakes every follower (which reads the log from where it is)
 and offers the new envelopes to the watchers of their streams. Nothing else
-polls.
+polls. A storage error in the tail is logged and tried again at the next
+poll; a damaged entry (``CorruptionError``) or any other error ends the tail,
+which calls ``on_crash`` (the owner's cue to close): it would never get past
+it, and its watchers would wait forever.
 """
 
 from __future__ import annotations
@@ -29,10 +33,11 @@ from reactivex.disposable import Disposable
 
 from jobledger.core import (
     Clock,
+    CorruptionError,
     Envelope,
     JobCreated,
-    JobledgerError,
     LedgerClosed,
+    StorageError,
     ValidationError,
     get_logger,
 )
@@ -59,8 +64,9 @@ class Subscriptions:
     """Following one log: ``events`` and ``observe`` for readers, ``watch`` for
     one stream's envelopes, and the tail that finds other processes' commits.
 
-    ``clock`` is the ledger's clock (the tail still waits ``poll_interval``
-    seconds of real time). ``last_committed`` (optional) tells, without I/O, the last ``seq``
+    ``clock`` is the ledger's clock: the tail waits ``poll_interval`` seconds
+    of it. ``on_crash`` is called with the error that ended the tail.
+    ``last_committed`` (optional) tells, without I/O, the last ``seq``
     committed in this process (the Stower's), so ``observe()`` starts after
     it even before its envelope is published; without it, the last ``seq``
     published on the bus is used.
@@ -74,12 +80,15 @@ class Subscriptions:
         *,
         poll_interval: float = 1.0,
         last_committed: Callable[[], int] | None = None,
+        on_crash: Callable[[BaseException], None] | None = None,
     ) -> None:
         self._log = log
         self._bus = bus
         self.clock = clock
         self._poll_interval = poll_interval
         self._last_committed = last_committed
+        self._on_crash = on_crash
+        self._failure: str | None = None  # why the ledger closed, if it failed
         self._watchers: dict[str, set[Callable[[Envelope], None]]] = {}
         self._followers: set[asyncio.Event] = set()
         self._seen_seq = 0  # every seq up to this one was published here or found by the tail
@@ -98,9 +107,18 @@ class Subscriptions:
             self._tail_the_log(), name="jobledger-tail"
         )
 
-    async def aclose(self) -> None:
-        """Stop the tail; every follower returns when it next wakes. Idempotent."""
+    @property
+    def running(self) -> bool:
+        """Whether the tail is running."""
+        return self._tail is not None and not self._tail.done()
+
+    async def aclose(self, failure: str | None = None) -> None:
+        """Stop the tail; every follower returns when it next wakes, or, given
+        ``failure`` (why the ledger closed), raises ``LedgerClosed`` with it,
+        as every later call does. Idempotent."""
         self._closed = True
+        if failure is not None and self._failure is None:
+            self._failure = failure
         if self._tail is not None:
             self._tail.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -112,6 +130,8 @@ class Subscriptions:
             event.set()
 
     def _check_running(self) -> None:
+        if self._failure is not None:
+            raise LedgerClosed(self._failure)
         if self._closed or not self._started:
             raise LedgerClosed("the ledger is not open")
 
@@ -148,8 +168,19 @@ class Subscriptions:
         is past the last seq published here, another process wrote. Its
         events are offered to the watchers, and the followers are woken (they
         read the log from where they are). No watcher or follower polls."""
+        try:
+            await self._tail_loop()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.critical("the tail failed", exc_info=exc)
+            if self._on_crash is None:
+                raise
+            self._on_crash(exc)
+
+    async def _tail_loop(self) -> None:
         while True:
-            await asyncio.sleep(self._poll_interval)
+            await self.clock.sleep(self._poll_interval)
             try:
                 head = (await self._log.head()).seq
                 if head <= self._seen_seq:
@@ -162,7 +193,9 @@ class Subscriptions:
                         for offer in offers or ():
                             offer(env)
                 self._seen_seq = max(self._seen_seq, head)
-            except JobledgerError as exc:  # a storage or corruption error: log it, go on
+            except CorruptionError:
+                raise  # damage does not heal: the tail would never get past it
+            except StorageError as exc:  # the disk (full, busy, an I/O error): go on
                 log.warning("tailing the log failed; trying again", error=str(exc))
 
     # -- the log as a stream -----------------------------------------------
@@ -244,6 +277,8 @@ class Subscriptions:
         try:
             while True:
                 if self._closed:
+                    if self._failure is not None:  # closed by a failure: say so
+                        raise LedgerClosed(self._failure)
                     return
                 page = await self._log.read(last, 1000)
                 if page:

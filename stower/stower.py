@@ -245,6 +245,11 @@ class Stower:
                 # Cancelled mid-batch: whether it committed is unknown; say so.
                 self._answer(batch, [LedgerClosed("the Stower stopped mid-batch")] * len(batch))
                 raise
+            except BaseException as exc:
+                # Crashed mid-batch: its senders are answered, not left waiting.
+                crashed = LedgerClosed(f"the Stower crashed mid-batch (committed or not): {exc!r}")
+                self._answer(batch, [crashed] * len(batch))
+                raise
             finally:
                 for _ in batch:
                     self._mailbox.task_done()

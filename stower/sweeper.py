@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import NamedTuple
 
@@ -92,7 +92,11 @@ class SweeperStatistics(msgspec.Struct, frozen=True, kw_only=True):
 class Sweeper:
     """Expires jobs every ``interval`` seconds of ``clock`` time, ``batch`` at
     a time, reading up to ``watch_limit`` running jobs a sweep (beyond that,
-    each sweep sees only some of them)."""
+    each sweep sees only some of them).
+
+    If a sweep fails (anything but ``LedgerClosed``), the sweeper logs it,
+    stops, keeps the error (:attr:`crash`) and calls ``on_crash`` with it: the
+    owner's cue to close. ``stop()`` never raises it again."""
 
     def __init__(
         self,
@@ -103,6 +107,7 @@ class Sweeper:
         interval: float = 1.0,
         batch: int = 500,
         watch_limit: int = 10_000,
+        on_crash: Callable[[BaseException], None] | None = None,
     ) -> None:
         if interval <= 0 or batch < 1 or watch_limit < 1:
             raise ValueError("interval must be positive, batch and watch_limit at least 1")
@@ -112,7 +117,10 @@ class Sweeper:
         self._interval = interval
         self._batch = batch
         self._watch_limit = watch_limit
+        self._on_crash = on_crash
         self._task: asyncio.Task[None] | None = None
+        self.crash: BaseException | None = None
+        """The error that stopped the sweeper's loop, if one did."""
         self._watched: dict[str, _Watched] = {}
         self._sweeps = 0
         self._expired = 0
@@ -245,11 +253,14 @@ class Sweeper:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
+            # Kept and handed to the owner, not raised again at stop().
             log.critical("sweeper crashed", exc_info=exc)
-            raise
+            self.crash = exc
+            if self._on_crash is not None:
+                self._on_crash(exc)
 
     async def stop(self) -> None:
-        """Stop sweeping. Idempotent."""
+        """Stop sweeping. Idempotent; never raises a crash (see :attr:`crash`)."""
         task, self._task = self._task, None
         if task is not None:
             task.cancel()

@@ -362,6 +362,7 @@ CALLS: dict[str, Call] = {
     "head": Call(_none),
     "rebuild": Call(_none),
     "statistics": Call(_none),
+    "health": Call(_none),
     "job_types": Call(_none),
     "register": Call(lambda fx: _const({"job_type": jobledger.JobType(name="t2", max_retries=1)})),
     "export_log": Call(lambda fx: _const({"after": 0})),

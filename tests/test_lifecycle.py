@@ -464,11 +464,11 @@ async def test_heartbeats_keep_a_long_job_alive(
 ) -> None:
     job = await submit(ledger, "cooperate")
     await eventually(lambda: status_is(ledger, job.id, "running"))
-    await eventually(lambda: clock.sleepers >= 3)  # the poll, the sweep, the heartbeat
+    await eventually(lambda: clock.sleepers >= 4)  # the poll, the sweep, the tail, the heartbeat
     for beat in range(1, 13):  # 120 s: four times the 30 s lease
         clock.advance(10)
         await eventually(lambda beat=beat: ledger.statistics().workers[0].heartbeats >= beat)
-        await eventually(lambda: clock.sleepers >= 3)  # the next heartbeat is scheduled
+        await eventually(lambda: clock.sleepers >= 4)  # the next heartbeat is scheduled
     current = await ledger.get(job.id)
     assert current.status == "running" and current.attempt == 1
     assert current.lease is not None and current.lease.expires_at > clock.now()
@@ -482,8 +482,9 @@ async def test_one_heartbeat_renews_every_running_job_together(
     jobs = [await submit(ledger, "cooperate") for _ in range(3)]
     for job in jobs:
         await eventually(lambda job=job: status_is(ledger, job.id, "running"))
-    await eventually(lambda: clock.sleepers >= 3)  # the poll, the sweep, one heartbeat task
-    assert clock.sleepers == 3  # not one per job
+    # The poll, the sweep, the tail, one heartbeat task:
+    await eventually(lambda: clock.sleepers >= 4)
+    assert clock.sleepers == 4  # not one per job
     clock.advance(10)  # a third of the 30 s lease
     await eventually(lambda: ledger.statistics().workers[0].heartbeats == 3)
     renewals = [e async for e in ledger.events(types=["job.lease_renewed"])]
@@ -933,7 +934,7 @@ async def test_a_worker_that_lost_its_lease_stops_the_work(
     async with jobledger.open(db_path, workers=[Stuck()], clock=clock) as ledger:
         job = await ledger.submit("stuck")
         await eventually(lambda: status_is(ledger, job.id, "running"))
-        await eventually(lambda: clock.sleepers >= 2)  # the sweep and the heartbeat
+        await eventually(lambda: clock.sleepers >= 3)  # the sweep, the tail, the heartbeat
         # The job is ended elsewhere (as by another process) behind the worker's back.
         await ledger.send(jobledger.core.JobCancel(job_id=job.id, attempt=1, reason="elsewhere"))
         clock.advance(10)  # the next heartbeat is refused: the lease is lost

@@ -43,7 +43,7 @@ OWNING_PATHS = {"submit"}
 # application's to guard (docs/marks.md).
 APPLICATION_PATHS = {
     "aclose", "cleanup", "digest", "export_log", "head", "import_log", "job_types", "marks",
-    "rebuild", "register", "replay", "send", "start", "statistics", "verify",
+    "rebuild", "register", "replay", "send", "start", "statistics", "verify", "health",
     "mark", "annotations", "create_mark", "update_mark_body", "delete_mark",
     "create_resource", "resource", "resources", "content",
 }  # fmt: skip

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -121,7 +122,10 @@ class WorkerRunner:
     (``job.released``): each is pending again at once, for another worker,
     having spent neither a retry nor a recovery. ``faults`` (reliability
     tests only) is reached at the runner's crash points, and at its jobs'
-    (:mod:`jobledger.core.faults`).
+    (:mod:`jobledger.core.faults`). If the dispatcher itself fails (not a
+    job: a job's error is reported), it is logged and ``on_crash`` is called
+    with the error (the owner's cue to close); without ``on_crash`` the
+    dispatcher's task ends with it.
     """
 
     def __init__(
@@ -137,6 +141,7 @@ class WorkerRunner:
         registry: Registry | None = None,
         content: ContentStore | None = None,
         faults: Faults | None = None,
+        on_crash: Callable[[BaseException], None] | None = None,
     ) -> None:
         if poll_interval <= 0:
             raise ValueError("poll_interval must be positive")
@@ -150,6 +155,7 @@ class WorkerRunner:
         self._registry = registry or Registry()
         self._content = content
         self._faults = faults
+        self._on_crash = on_crash
         self._capacity.on_release(self.wake)
         self._types = tuple(worker.job_types)
         self._type_set = frozenset(self._types)
@@ -256,7 +262,9 @@ class WorkerRunner:
         except Exception as exc:
             # The runner itself failed (not a job: job errors are reported).
             log.critical("worker dispatcher crashed", worker=self.name, exc_info=exc)
-            raise
+            if self._on_crash is None:
+                raise
+            self._on_crash(exc)  # the owner collects it (and closes)
 
     async def _dispatch(self) -> None:
         while not self._stopping:
