@@ -42,12 +42,14 @@ import msgspec
 
 from jobledger.core import (
     Clock,
+    CorruptionError,
     Envelope,
     Holder,
     Job,
     JobExpire,
     JobledgerError,
     LedgerClosed,
+    StorageError,
     SystemClock,
     get_logger,
     holder_is_dead,
@@ -60,6 +62,10 @@ __all__ = ["Sweeper", "SweeperStatistics"]
 log = get_logger("sweeper")
 
 ACTOR = "system:sweeper"
+
+STORAGE_FAILURES_IN_A_ROW = 3
+"""Sweeps in a row that may fail with a ``StorageError`` (not a
+``CorruptionError``) before the sweeper counts as failed."""
 
 _END_OF_TIME = datetime(9999, 1, 1, tzinfo=UTC)  # every lease expires before it
 _LEASE_EVENTS = ("job.started", "job.lease_renewed")
@@ -244,10 +250,22 @@ class Sweeper:
         self._task = asyncio.get_running_loop().create_task(self._loop(), name="jobledger-sweeper")
 
     async def _loop(self) -> None:
+        failed = 0  # storage failures in a row
         try:
             while True:
                 await self._clock.sleep(self._interval)
-                await self.sweep()
+                try:
+                    await self.sweep()
+                    failed = 0
+                except CorruptionError:
+                    raise  # damage does not heal
+                except StorageError as exc:
+                    # A disk that is full or busy for a moment: the next sweep
+                    # tries again; one that keeps failing is a failure.
+                    failed += 1
+                    if failed >= STORAGE_FAILURES_IN_A_ROW:
+                        raise
+                    log.warning("a sweep failed; trying again", error=str(exc), failed=failed)
         except LedgerClosed:
             return
         except asyncio.CancelledError:

@@ -25,6 +25,7 @@ import jobledger
 from jobledger import Envelope, Job, JobContext, JobWorker, LedgerClosed, ManualClock
 from jobledger.lifecycle import Failure, Health, PartHealth
 from jobledger.store import SqliteLog
+from jobledger.stower.sweeper import STORAGE_FAILURES_IN_A_ROW
 
 from .conftest import eventually
 
@@ -95,7 +96,7 @@ async def assert_closed_loudly(
     with pytest.raises(LedgerClosed) as waited:
         await asyncio.wait_for(watched.waiter, 10)
     if follower_meets_it:
-        with pytest.raises(jobledger.CorruptionError, match=re.escape(error)):
+        with pytest.raises(jobledger.core.CorruptionError, match=re.escape(error)):
             await asyncio.wait_for(watched.follower, 10)
         loud = [waited]
     else:
@@ -153,7 +154,15 @@ async def test_a_sweeper_whose_log_fails_closes_the_ledger_loudly(
         watched = Watched(ledger, job.id)
         await watched.blocked()
         await log.close()  # the file goes away under the running ledger
-        clock.advance(1.0)  # the sweeper's next sweep reads it
+        # A failing sweep is tried again; the third in a row is a failure.
+        for _ in range(STORAGE_FAILURES_IN_A_ROW):
+            sweeps = ledger.statistics().sweeper.sweeps
+            clock.advance(1.0)  # the sweeper's next sweep reads it
+            deadline = asyncio.get_running_loop().time() + 10
+            while ledger.statistics().sweeper.sweeps == sweeps:
+                assert asyncio.get_running_loop().time() < deadline, "no sweep"
+                await asyncio.sleep(0)
+        assert "a sweep failed; trying again" in caplog.text
         await assert_closed_loudly(
             ledger, watched, "sweeper", "StorageError('the log is not open')", caplog
         )
