@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jobledger.core import (
     Asset,
@@ -29,13 +29,16 @@ log = get_logger("store")
 
 
 class _ReadModelQueries:
-    """The read-model members of the ``EventLog`` protocol over one reader."""
+    """The read-model members of the ``EventLog`` protocol over one reader.
 
-    async def _fetchall(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
-        raise NotImplementedError
+    A mixin of :class:`~jobledger.store.sqlite.SqliteLog`, which provides
+    the two members declared here for the type checker only."""
 
-    async def checkpoint(self) -> int:
-        raise NotImplementedError
+    if TYPE_CHECKING:
+
+        async def _fetchall(self, sql: str, args: Sequence[Any] = ()) -> list[Any]: ...
+
+        async def checkpoint(self) -> int: ...
 
     async def get_job(self, job_id: str) -> Job | None:
         rows = await self._fetchall("SELECT doc FROM jobs WHERE id = ?", (job_id,))
