@@ -33,7 +33,7 @@ from jobledger.core import (
 )
 from jobledger.core.annotations import annotation_json
 from jobledger.eventbus import EventBus
-from jobledger.store import EventLog
+from jobledger.store import Backend
 from jobledger.workers import store_resource
 
 from .arguments import UserArg, _actor, _as_user, _count
@@ -49,7 +49,7 @@ class Administration:
 
     def __init__(
         self,
-        log: EventLog,
+        log: Backend,
         bus: EventBus,
         *,
         queries: Queries,

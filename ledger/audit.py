@@ -8,7 +8,16 @@ from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable
 from datetime import datetime
 
 from jobledger.core import ContentStore, Projection, ValidationError, get_logger
-from jobledger.store import EventLog, Head, VerifyReport, export_log, import_log, replay, verify
+from jobledger.store import (
+    Backend,
+    Head,
+    VerifyReport,
+    export_log,
+    import_log,
+    rebuild,
+    replay,
+    verify,
+)
 
 from .arguments import _seq
 
@@ -21,9 +30,7 @@ class Audit:
     """Audit of one log and its content store. Each method's contract is that
     of the :class:`jobledger.Ledger` method of its name."""
 
-    def __init__(
-        self, log: EventLog, content: ContentStore, check_open: Callable[[], None]
-    ) -> None:
+    def __init__(self, log: Backend, content: ContentStore, check_open: Callable[[], None]) -> None:
         self._log = log
         self._content = content
         self._check_open = check_open
@@ -68,4 +75,4 @@ class Audit:
 
     async def rebuild(self) -> int:
         self._check_open()
-        return await self._log.rebuild()
+        return await rebuild(self._log)

@@ -57,7 +57,7 @@ from jobledger.core import (
 )
 from jobledger.core.faults import Faults
 from jobledger.eventbus import EventBus, Reply
-from jobledger.store import BackendURL, EventLog, Head, VerifyReport, backend_for
+from jobledger.store import Backend, BackendURL, Head, VerifyReport, backend_for
 from jobledger.workers import JobWorker
 
 from .administration import Administration
@@ -77,13 +77,13 @@ class Ledger:
     """A running jobledger on one event log. Made by :func:`open`.
 
     ``content`` is where resources' content lives: by default the folder
-    beside the log's file (``PATH.content``), or memory for a ``MemoryLog``.
+    beside the log's file (``PATH.content``), or in memory for a log in memory.
     ``faults`` (reliability tests only) goes to the Stower and the workers;
     the log's own crash point is given to the log by whoever builds it."""
 
     def __init__(
         self,
-        log: EventLog,
+        log: Backend,
         *,
         workers: Sequence[JobWorker] = (),
         clock: Clock | None = None,
@@ -538,7 +538,7 @@ async def open(
     for reliability tests only: the crash points of
     :mod:`jobledger.core.faults` are reached on it (default: none).
     """
-    store: EventLog
+    store: Backend
     content: ContentStore
     store, content = backend_for(
         BackendURL.parse(":memory:" if path is None else path),

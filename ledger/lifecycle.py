@@ -24,7 +24,7 @@ from jobledger.core import (
 )
 from jobledger.core.faults import Faults
 from jobledger.eventbus import BusStatistics, EventBus
-from jobledger.store import ContentFolder, EventLog, MemoryContent, MemoryLog, content_folder_for
+from jobledger.store import MEMORY, Backend, ContentFolder, MemoryContent, content_folder_for
 from jobledger.stower import Stower, StowerStatistics, Sweeper, SweeperStatistics
 from jobledger.workers import JobWorker, QueueCapacity, WorkerRunner, WorkerStatistics
 
@@ -77,11 +77,11 @@ class Engine:
     what every service calls first.
 
     ``content`` is where resources' content lives: by default the folder
-    beside the log's file (``PATH.content``), or memory for a ``MemoryLog``."""
+    beside the log's file (``PATH.content``), or in memory for a log in memory."""
 
     def __init__(
         self,
-        log: EventLog,
+        log: Backend,
         *,
         workers: Sequence[JobWorker] = (),
         clock: Clock | None = None,
@@ -98,9 +98,7 @@ class Engine:
         self.log = log
         # Resources' content: given, else beside the file (in memory with a memory log).
         self.content: ContentStore = content or (
-            MemoryContent()
-            if isinstance(log, MemoryLog)
-            else ContentFolder(content_folder_for(log.path))
+            MemoryContent() if log.path == MEMORY else ContentFolder(content_folder_for(log.path))
         )
         self.clock = clock or SystemClock()
         self.ids = IdFactory()

@@ -24,7 +24,7 @@ from jobledger.core import (
     to_jsonld,
 )
 from jobledger.core.w3c import check_base_iri
-from jobledger.store import EventLog
+from jobledger.store import Backend
 
 from .arguments import (
     _STATUS_NAMES,
@@ -61,9 +61,7 @@ class Queries:
     """Reads of one log's read model and its content store. Each method's
     contract is that of the :class:`jobledger.Ledger` method of its name."""
 
-    def __init__(
-        self, log: EventLog, content: ContentStore, check_open: Callable[[], None]
-    ) -> None:
+    def __init__(self, log: Backend, content: ContentStore, check_open: Callable[[], None]) -> None:
         self._log = log
         self._content = content
         self._check_open = check_open

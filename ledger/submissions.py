@@ -27,7 +27,7 @@ from jobledger.core import (
     validate_command,
 )
 from jobledger.eventbus import EventBus, Reply
-from jobledger.store import EventLog
+from jobledger.store import ReadModel
 
 from .arguments import UserArg, _as_user, _seconds
 
@@ -41,7 +41,7 @@ class Submissions:
 
     def __init__(
         self,
-        log: EventLog,
+        log: ReadModel,
         bus: EventBus,
         *,
         registry: Registry,

@@ -8,8 +8,10 @@ it once the log is open. An HTTP server or the command line can then serve
 follows jobs through ``watch()``.
 
 The one tail reads the head of the log every ``poll_interval`` seconds of
-the ledger's clock (a ``ManualClock`` moves it only when advanced): when
-the log is past what was published on the bus here, another process wrote,
+the ledger's clock (a ``ManualClock`` moves it only when advanced), and at
+once when the log tells of a commit (``EventLog.on_commit``) that was not
+published on the bus here: when the log is past what was published on the
+bus here, another process wrote,
 and the tail wakes every follower (which reads the log from where it is)
 and offers the new envelopes to the watchers of their streams. Nothing else
 polls. A storage error in the tail is logged and tried again at the next
@@ -42,7 +44,7 @@ from jobledger.core import (
     get_logger,
 )
 from jobledger.eventbus import EventBus
-from jobledger.store import EventLog
+from jobledger.store import Backend
 
 from .arguments import (
     UserArg,
@@ -74,7 +76,7 @@ class Subscriptions:
 
     def __init__(
         self,
-        log: EventLog,
+        log: Backend,
         bus: EventBus,
         clock: Clock,
         *,
@@ -93,6 +95,9 @@ class Subscriptions:
         self._followers: set[asyncio.Event] = set()
         self._seen_seq = 0  # every seq up to this one was published here or found by the tail
         self._tail: asyncio.Task[None] | None = None
+        self._sleeper: asyncio.Future[None] | None = None  # the tail's wait, cut short by a nudge
+        self._nudged = False
+        self._stop_hearing: Callable[[], None] | None = None
         self._started = False
         self._closed = False
 
@@ -103,6 +108,7 @@ class Subscriptions:
         self._started = True
         self._seen_seq = (await self._log.head()).seq
         self._bus.subscribe(self._published)
+        self._stop_hearing = self._log.on_commit(self._heard)
         self._tail = asyncio.get_running_loop().create_task(
             self._tail_the_log(), name="jobledger-tail"
         )
@@ -119,6 +125,9 @@ class Subscriptions:
         self._closed = True
         if failure is not None and self._failure is None:
             self._failure = failure
+        if self._stop_hearing is not None:
+            self._stop_hearing()
+            self._stop_hearing = None
         if self._tail is not None:
             self._tail.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -163,6 +172,33 @@ class Subscriptions:
             for offer in offers:
                 offer(env)
 
+    def _heard(self, seq: int) -> None:
+        """The log told of a commit. Checked once the committing task yields
+        (by then a commit made here is published, and needs no read), then
+        the tail's wait is cut short if the log is past what was published."""
+        loop = asyncio.get_running_loop()
+        loop.call_soon(self._nudge, seq)
+
+    def _nudge(self, seq: int) -> None:
+        if seq > self._seen_seq and not self._nudged:
+            self._nudged = True
+            if self._sleeper is not None:
+                self._sleeper.cancel()
+
+    async def _wait(self) -> None:
+        """``poll_interval`` seconds of the clock, or less if nudged."""
+        if self._nudged:
+            self._nudged = False
+            return
+        sleeper = asyncio.ensure_future(self.clock.sleep(self._poll_interval))
+        self._sleeper = sleeper
+        try:
+            await asyncio.wait((sleeper,))
+        finally:
+            self._sleeper = None
+            sleeper.cancel()
+        self._nudged = False
+
     async def _tail_the_log(self) -> None:
         """Every ``poll_interval`` seconds, one read of the head: if the log
         is past the last seq published here, another process wrote. Its
@@ -180,7 +216,7 @@ class Subscriptions:
 
     async def _tail_loop(self) -> None:
         while True:
-            await self.clock.sleep(self._poll_interval)
+            await self._wait()
             try:
                 head = (await self._log.head()).seq
                 if head <= self._seen_seq:

@@ -2,34 +2,43 @@
 with its read model, replay and verification, named by a path or a URL
 (``store.url``). Imports only ``jobledger.core``."""
 
-from .audit import LogLine, export_log, import_log, replay, verify
+from .audit import LogLine, export_log, import_log, rebuild, replay, verify
 from .content import ContentFolder, MemoryContent, content_folder_for
 from .memory import MemoryLog
 from .protocol import (
     TABLES,
+    AuditSource,
+    Backend,
     Changes,
     EventLog,
     Head,
+    JobCount,
     Loaded,
     LogWriter,
     Problem,
     RawText,
     RawValue,
+    ReadModel,
     Record,
+    Schedule,
     StaleWrite,
     VerifyReport,
 )
-from .sqlite import SCHEMA_VERSION, SqliteLog
+from .sqlite import MEMORY, SCHEMA_VERSION, SqliteLog
 from .url import BackendURL, backend_for
 
 __all__ = [
+    "MEMORY",
     "SCHEMA_VERSION",
     "TABLES",
+    "AuditSource",
+    "Backend",
     "BackendURL",
     "Changes",
     "ContentFolder",
     "EventLog",
     "Head",
+    "JobCount",
     "Loaded",
     "LogLine",
     "LogWriter",
@@ -38,7 +47,9 @@ __all__ = [
     "Problem",
     "RawText",
     "RawValue",
+    "ReadModel",
     "Record",
+    "Schedule",
     "SqliteLog",
     "StaleWrite",
     "VerifyReport",
@@ -46,6 +57,7 @@ __all__ = [
     "content_folder_for",
     "export_log",
     "import_log",
+    "rebuild",
     "replay",
     "verify",
 ]

@@ -1,4 +1,5 @@
-"""Replay, verification, export and import over any :class:`~jobledger.store.EventLog`.
+"""Replay, rebuild, verification, export and import, written once over the
+backend protocols (:mod:`jobledger.store.protocol`).
 
 All of them read the log alone, streaming it in chunks, and fold it with the
 same pure functions the Stower uses.
@@ -24,13 +25,27 @@ from jobledger.core import (
     StorageError,
     ValidationError,
     decode_event,
+    get_logger,
 )
 
-from .protocol import TABLES, Changes, EventLog, Head, Problem, RawValue, Record, VerifyReport
+from .protocol import (
+    TABLES,
+    AuditSource,
+    Backend,
+    Changes,
+    EventLog,
+    Head,
+    Problem,
+    RawValue,
+    Record,
+    VerifyReport,
+)
 from .rows import asset_row, checkpoint_row, doc_type, job_row, mark_row, resource_row
 from .walk import Entry, Walk, entry_of_row, show
 
-__all__ = ["LogLine", "export_log", "import_log", "replay", "verify", "verify_view"]
+__all__ = ["LogLine", "export_log", "import_log", "rebuild", "replay", "verify", "verify_view"]
+
+_log = get_logger("store")
 
 IMPORT_CHUNK = 5_000
 """Entries appended to the transaction at a time while importing."""
@@ -71,13 +86,35 @@ async def replay(
     ``until_seq`` stops after that ``seq``. ``until`` stops before the first
     event whose time is after it: the state is that of the longest prefix of
     the log written up to ``until`` (the order of the log, never the wall
-    clock, decides what came first).
+    clock, decides what came first). Streams the log.
     """
-    return await log.replay(until_seq=until_seq, until=until)
+    model = Projection()
+    async for env in log.scan(0, until_seq):
+        if until is not None and env.time > until:
+            break
+        model.apply(env)
+    return model
+
+
+async def rebuild(log: EventLog) -> int:
+    """Recompute the read model from the log alone, in one write transaction
+    (no other writer appends meanwhile); returns the events folded. Raises
+    ``CorruptionError`` for an entry that does not decode, and then changes
+    nothing."""
+    async with log.write() as writer:
+        head = await writer.head()
+        model = Projection()
+        count = 0
+        async for env in log.scan(0, head.seq):
+            model.apply(env)
+            count += 1
+        writer.replace_read_model(model)
+    _log.info("read model rebuilt", events=count, jobs=len(model.jobs))
+    return count
 
 
 async def verify(
-    log: EventLog, *, digest: Head | None = None, content: ContentStore | None = None
+    log: Backend, *, digest: Head | None = None, content: ContentStore | None = None
 ) -> VerifyReport:
     """Walk the whole log and compare it with the read model, both as they
     were at one instant (writes may go on meanwhile).
@@ -93,7 +130,7 @@ _ENTITIES: Final = {"jobs": "job", "marks": "mark", "assets": "asset", "resource
 
 
 async def verify_view(
-    log: EventLog, *, digest: Head | None = None, content: ContentStore | None = None
+    log: Backend, *, digest: Head | None = None, content: ContentStore | None = None
 ) -> VerifyReport:
     """Walk the whole log and compare every stored row of the read model with
     a replay, reading both as stored (``raw_rows``), undecoded.
@@ -176,7 +213,7 @@ def _row_or_none(make: Callable[[T], tuple[Any, ...]], value: T) -> tuple[Any, .
         return None
 
 
-async def _compare_meta(log: EventLog, seq: int) -> list[Problem]:
+async def _compare_meta(log: AuditSource, seq: int) -> list[Problem]:
     """The checkpoint row against the log's last ``seq``; any other ``meta`` row is extra."""
     found: list[Problem] = []
     want = checkpoint_row(seq)
@@ -220,7 +257,7 @@ async def _compare_meta(log: EventLog, seq: int) -> list[Problem]:
 
 
 async def _compare_table(
-    log: EventLog,
+    log: AuditSource,
     table: str,
     expected: Mapping[str, tuple[Any, ...] | None],
     last_seq: Mapping[str, int],

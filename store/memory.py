@@ -9,7 +9,7 @@ but nothing survives the process. Its read model is a
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 
@@ -24,14 +24,28 @@ from jobledger.core import (
     Resource,
     StorageError,
     expired,
+    get_logger,
     pending_order,
     runnable,
 )
 
-from .protocol import TABLES, Changes, Head, Loaded, RawValue, Record, Scope, StaleWrite
+from .commits import tell_commit, watch_commits
+from .protocol import (
+    TABLES,
+    Changes,
+    Head,
+    JobCount,
+    Loaded,
+    RawValue,
+    Record,
+    Scope,
+    StaleWrite,
+)
 from .rows import asset_row, checkpoint_row, event_row, job_row, mark_row, resource_row
 
 __all__ = ["MemoryLog"]
+
+log = get_logger("store")
 
 
 class _MemoryWriter:
@@ -39,6 +53,7 @@ class _MemoryWriter:
         self._log = log
         self.records: list[Record] = []
         self.expected: Head | None = None
+        self.replacement: Projection | None = None
 
     def expect(self, head: Head) -> None:
         self.expected = head
@@ -67,12 +82,17 @@ class _MemoryWriter:
     async def append(self, records: Sequence[Record], changes: Changes) -> None:
         # The read model folds the records themselves on commit (``changes`` is
         # what the Stower folded from the same records with the same functions).
+        if self.expected is not None and self.expected != self._log._head:
+            raise StaleWrite("the head moved")
         expected = self._log._head.seq + len(self.records) + 1
         for record in records:
             if record.envelope.seq != expected:
                 raise StorageError(f"seq {record.envelope.seq} appended where {expected} was due")
             expected += 1
         self.records.extend(records)
+
+    def replace_read_model(self, model: Projection) -> None:
+        self.replacement = model
 
 
 def _due_at(job: Job) -> datetime:
@@ -83,9 +103,10 @@ def _due_at(job: Job) -> datetime:
 
 
 class MemoryLog:
-    """An :class:`~jobledger.store.EventLog` held in memory."""
+    """A :class:`~jobledger.store.Backend` held in memory."""
 
     def __init__(self) -> None:
+        self._commit_callbacks: list[Callable[[int], None]] = []
         self._records: list[Record] = []
         self._streams: dict[str, list[Envelope]] = {}
         self._model = Projection()
@@ -112,7 +133,22 @@ class MemoryLog:
             yield writer
             if writer.expected is not None and writer.expected != self._head:
                 raise StaleWrite("the head moved")
+            replacement = writer.replacement
+            if replacement is not None:
+                last = writer.records[-1].envelope.seq if writer.records else self._head.seq
+                if replacement.seq != last:
+                    raise StorageError(
+                        f"a read model at seq {replacement.seq} for a log at seq {last}"
+                    )
             self._commit(writer.records, stale_if_taken=writer.expected is not None)
+            if replacement is not None:
+                self._model = replacement
+            committed = writer.records or writer.replacement is not None
+        if committed:
+            tell_commit(self._commit_callbacks, self._head.seq)
+
+    def on_commit(self, callback: Callable[[int], None]) -> Callable[[], None]:
+        return watch_commits(self._commit_callbacks, callback)
 
     def _commit(self, records: Sequence[Record], *, stale_if_taken: bool = False) -> None:
         expected: dict[str, int] = {}  # each stream's next version, this batch included
@@ -200,6 +236,24 @@ class MemoryLog:
         found.sort(key=lambda j: (j.finished_at, j.created_seq))
         return found[:limit]
 
+    async def job_counts(self) -> list[JobCount]:
+        counts: dict[tuple[str, JobStatus], JobCount] = {}
+        for job in self._model.jobs.values():
+            key = (job.job_type, job.status)
+            seen = counts.get(key)
+            if seen is None:
+                counts[key] = JobCount(
+                    job_type=job.job_type, status=job.status, count=1, oldest=job.created_at
+                )
+            else:
+                counts[key] = JobCount(
+                    job_type=job.job_type,
+                    status=job.status,
+                    count=seen.count + 1,
+                    oldest=min(seen.oldest, job.created_at),
+                )
+        return [counts[key] for key in sorted(counts)]
+
     async def job_by_key(self, user_id: str, tenant: str | None, key: str) -> Job | None:
         return self._model.job_by_key(user_id, tenant, key)
 
@@ -242,19 +296,6 @@ class MemoryLog:
         found.sort(key=lambda r: r.created_seq)
         return found[:limit]
 
-    async def replay(
-        self, *, until_seq: int | None = None, until: datetime | None = None
-    ) -> Projection:
-        model = Projection()
-        for record in list(self._records):
-            env = record.envelope
-            if (until_seq is not None and env.seq > until_seq) or (
-                until is not None and env.time > until
-            ):
-                break
-            model.apply(env)
-        return model
-
     async def integrity(self) -> list[str]:
         return []  # nothing below the model to damage
 
@@ -291,10 +332,3 @@ class MemoryLog:
         copy.keys = dict(self._model.keys)
         copy.seq = self._model.seq
         return copy
-
-    async def rebuild(self) -> int:
-        async with self._lock:
-            model = Projection()
-            model.apply_all(r.envelope for r in self._records)
-            self._model = model
-            return len(self._records)

@@ -1,15 +1,19 @@
-"""The storage contract: what every event-log backend provides.
+"""The storage contract: what every backend provides, as four narrow protocols.
 
-A backend is an append-only log of :class:`~jobledger.core.Envelope` plus a
-read model (jobs and marks) kept in step with it. Writes happen only inside
-``write()``, one transaction at a time; the read model is updated in that
-same transaction, together with its checkpoint (the last ``seq`` folded), so
-a reader never sees an event without its effect or the reverse.
+A :class:`Backend` is an append-only log of :class:`~jobledger.core.Envelope`
+(:class:`EventLog`), a read model of jobs, marks, assets and resources kept in
+step with it (:class:`ReadModel`), the queries claiming and sweeping need
+(:class:`Schedule`), and what verification reads (:class:`AuditSource`).
+Writes happen only inside ``EventLog.write()``, one transaction at a time;
+the read model is updated in that same transaction, together with its
+checkpoint (the last ``seq`` folded), so a reader never sees an event
+without its effect or the reverse. Each docstring states a promise the
+contract suite (:mod:`jobledger.testing`) checks.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from types import MappingProxyType
@@ -31,15 +35,20 @@ from jobledger.core import (
 
 __all__ = [
     "TABLES",
+    "AuditSource",
+    "Backend",
     "Changes",
     "EventLog",
     "Head",
+    "JobCount",
     "Loaded",
     "LogWriter",
     "Problem",
     "RawText",
     "RawValue",
+    "ReadModel",
     "Record",
+    "Schedule",
     "StaleWrite",
     "VerifyReport",
 ]
@@ -205,11 +214,23 @@ class VerifyReport(msgspec.Struct, frozen=True, kw_only=True):
         return not self.problems
 
 
+class JobCount(msgspec.Struct, frozen=True, kw_only=True):
+    """How many jobs of one type are in one status, and when the oldest of
+    them was created (for the age of a queue's oldest pending job)."""
+
+    job_type: str
+    status: JobStatus
+    count: int
+    oldest: datetime
+
+
 class LogWriter(Protocol):
-    """The inside of one write transaction."""
+    """The inside of one write transaction (``EventLog.write()``)."""
 
     async def head(self) -> Head:
-        """The log's head as of this transaction (other processes may have appended)."""
+        """The log's head as of this transaction (other processes may have
+        appended). The first read begins the transaction: from then on no
+        other writer, in this process or another, appends until it ends."""
         ...
 
     async def load(
@@ -231,44 +252,63 @@ class LogWriter(Protocol):
         ...
 
     async def append(self, records: Sequence[Record], changes: Changes) -> None:
-        """Append ``records`` (contiguous ``seq`` after the head) and apply
-        ``changes`` to the read model, in the same transaction."""
+        """Append ``records``, already hashed, and apply ``changes`` to the
+        read model, in the same transaction. The records' ``seq`` must follow
+        on from the head (and from records appended before in this
+        transaction) without a gap, and each record's ``version`` must be its
+        stream's next: otherwise the transaction fails (``StorageError``; a
+        ``StaleWrite`` when ``expect`` was called) and writes nothing. The
+        backend stores each record's ``data`` bytes exactly, and never
+        computes or checks a hash: the chain is the caller's."""
+        ...
+
+    def replace_read_model(self, model: Projection) -> None:
+        """At commit, replace the whole read model with ``model`` (every job,
+        mark, asset and resource it holds; nothing else), checkpointed at
+        ``model.seq``, which must be this transaction's head. How
+        ``rebuild`` writes a read model folded from the log alone."""
         ...
 
 
 class EventLog(Protocol):
-    """An event log with its read model. Every backend passes the same contract tests."""
+    """The append-only log: one global order of envelopes (``seq`` 1, 2, …
+    with no gap), each stream's envelopes in version order (1, 2, … with no
+    gap), appended a batch at a time, all or nothing.
+
+    A backend also keeps a :class:`ReadModel` in step with the log (in the
+    same transaction as each append), what :class:`Schedule` needs to claim
+    and sweep, and what :class:`AuditSource` needs to verify: a
+    :class:`Backend` is all four. Every backend passes the contract suite in
+    :mod:`jobledger.testing`.
+    """
 
     @property
     def path(self) -> str:
-        """Where the log lives (``":memory:"`` for memory backends)."""
+        """Where the log lives, for messages and for the content folder next
+        to it (``":memory:"`` for a log that keeps nothing after close)."""
         ...
 
     async def open(self) -> None:
-        """Open (creating or migrating if needed) and bring the read model up to the head."""
+        """Open (creating or migrating if needed) and bring the read model up
+        to the head. Raises ``StorageError`` (``CorruptionError`` for damage)
+        and then leaves nothing open. Opening an open log does nothing."""
         ...
 
     async def close(self) -> None:
-        """Close. Idempotent."""
+        """Close. Idempotent. After it every call raises ``StorageError``."""
         ...
 
     def write(self) -> AbstractAsyncContextManager[LogWriter]:
-        """A write transaction: committed when the block exits normally, rolled back
-        (and nothing visible) when it raises. Raises ``StorageError`` on database failure."""
-        ...
-
-    def frozen(self) -> AbstractAsyncContextManager[EventLog]:
-        """A read-only view of the log and its read model as they are at one
-        instant: commits made while the view is open are not in it. For
-        audits that read a lot and must see one consistent state."""
+        """A write transaction: committed when the block exits normally, rolled
+        back (nothing visible, nothing kept) when it raises. One at a time:
+        a second ``write()`` waits for the first. Nothing a transaction
+        appends is visible to any reader before its commit, and all of it is
+        at once after. Raises ``StorageError`` on database failure."""
         ...
 
     async def head(self) -> Head:
-        """The committed head."""
-        ...
-
-    async def checkpoint(self) -> int:
-        """The last ``seq`` folded into the read model."""
+        """The committed head: the last ``seq`` and its hash (``Head(0,
+        GENESIS_HASH)`` when empty)."""
         ...
 
     async def read(self, after: int = 0, limit: int = 1000) -> list[Envelope]:
@@ -276,22 +316,47 @@ class EventLog(Protocol):
         ...
 
     def scan(self, after: int = 0, until_seq: int | None = None) -> AsyncIterator[Envelope]:
-        """Every committed envelope with ``after < seq <= until_seq``, in order, in chunks."""
+        """Every committed envelope with ``after < seq <= until_seq``, in
+        order, streamed in chunks (memory stays flat for any log). A caller
+        may stop early."""
         ...
 
     def scan_records(self, after: int = 0, until_seq: int | None = None) -> AsyncIterator[Record]:
-        """As ``scan``, with each event's exact stored bytes (what the hash chain covers)."""
+        """As ``scan``, with each event's exact stored bytes (what the hash
+        chain covers): what ``export`` writes."""
         ...
 
     async def stream(self, stream: str) -> list[Envelope]:
         """Every committed envelope of one stream, in version order."""
         ...
 
-    async def get_job(self, job_id: str) -> Job | None: ...
+    def on_commit(self, callback: Callable[[int], None]) -> Callable[[], None]:
+        """Call ``callback(seq)`` after each commit this log learns of, with
+        the head ``seq`` it knows then; returns the function that stops it.
 
-    async def next_pending(
-        self, job_types: Sequence[str], now: datetime, limit: int = 1
-    ) -> list[Job]: ...
+        A commit made through this object is always told, after it is
+        visible to every reader and before ``write()`` returns. A commit by
+        another process is told where the backend can learn of it (a
+        notification is a hint: it may come late, or several at once as
+        one; a reader then reads the log, so a lost one delays an event but
+        never loses it). A callback that raises is logged and never fails
+        the write."""
+        ...
+
+
+class ReadModel(Protocol):
+    """The jobs, marks, assets and resources folded from the log, kept in
+    step with it: a reader sees the read model and the log move together
+    (never an event without its effect, nor the reverse). Every answer is
+    what the fold of the log up to ``checkpoint()`` holds."""
+
+    async def checkpoint(self) -> int:
+        """The last ``seq`` folded into the read model (the head's, once open)."""
+        ...
+
+    async def get_job(self, job_id: str) -> Job | None:
+        """The job, or ``None`` when there is none (or it was deleted)."""
+        ...
 
     async def list_jobs(
         self,
@@ -303,11 +368,59 @@ class EventLog(Protocol):
         before_seq: int | None = None,
         limit: int = 100,
     ) -> list[Job]:
-        """Jobs newest first (by ``created_seq``), filtered; ``before_seq`` pages."""
+        """Up to ``limit`` jobs newest first (by ``created_seq``), filtered.
+        The cursor is ``before_seq``: the next page is asked for with the
+        ``created_seq`` of the last job of this one, so pages are stable
+        while jobs are added (each job is on exactly one page)."""
+        ...
+
+    async def job_by_key(self, user_id: str, tenant: str | None, key: str) -> Job | None:
+        """The live job of ``user_id`` in ``tenant`` submitted with
+        idempotency ``key`` (a key is free again once its job is deleted)."""
+        ...
+
+    async def assets_of(self, job_id: str) -> list[Asset]:
+        """The assets of a job, oldest first."""
+        ...
+
+    async def get_mark(self, mark_id: str) -> Mark | None:
+        """The live mark, or ``None`` (none, or deleted)."""
+        ...
+
+    async def marks_of(self, resource_id: str) -> list[Mark]:
+        """The live marks of a resource, oldest first."""
+        ...
+
+    async def get_resource(self, resource_id: str) -> Resource | None:
+        """The resource, or ``None``."""
+        ...
+
+    async def list_resources(self, *, after_seq: int = 0, limit: int = 100) -> list[Resource]:
+        """Up to ``limit`` resources oldest first (by ``created_seq``), after
+        ``after_seq`` (the cursor: the last one's ``created_seq``)."""
+        ...
+
+    async def job_counts(self) -> list[JobCount]:
+        """For each job type and status that has jobs: how many, and when
+        the oldest of them was created; ordered by type, then status. What
+        statistics count without reading every job."""
+        ...
+
+
+class Schedule(Protocol):
+    """What claiming, the sweeper and cleanup ask of the read model."""
+
+    async def next_pending(
+        self, job_types: Sequence[str], now: datetime, limit: int = 1
+    ) -> list[Job]:
+        """Up to ``limit`` pending jobs of ``job_types`` that may run at
+        ``now`` (no ``run_at``, or one not after ``now``), in claim order:
+        highest priority first, then oldest (``created_seq``) first."""
         ...
 
     async def next_due(self, job_types: Sequence[str]) -> datetime | None:
-        """The earliest ``run_at`` among pending jobs of ``job_types``."""
+        """The earliest ``run_at`` among pending jobs of ``job_types``
+        (``None`` when none has one): when a worker should look again."""
         ...
 
     async def expiring(self, now: datetime, limit: int = 500) -> list[Job]:
@@ -318,31 +431,22 @@ class EventLog(Protocol):
         ...
 
     async def finished_before(self, cutoff: datetime, limit: int = 500) -> list[Job]:
-        """Terminal jobs that finished before ``cutoff``, oldest first."""
+        """Up to ``limit`` terminal jobs that finished before ``cutoff``, oldest first."""
         ...
 
-    async def job_by_key(self, user_id: str, tenant: str | None, key: str) -> Job | None:
-        """The live job of ``user_id`` in ``tenant`` submitted with idempotency ``key``."""
-        ...
 
-    async def assets_of(self, job_id: str) -> list[Asset]:
-        """The assets of a job, oldest first."""
-        ...
+class AuditSource(Protocol):
+    """What ``verify`` reads beside the log: one instant, the storage's own
+    findings, and the rows as stored. Nothing but audit uses these."""
 
-    async def get_mark(self, mark_id: str) -> Mark | None: ...
-
-    async def marks_of(self, resource_id: str) -> list[Mark]:
-        """The live marks of a resource, oldest first."""
-        ...
-
-    async def get_resource(self, resource_id: str) -> Resource | None: ...
-
-    async def list_resources(self, *, after_seq: int = 0, limit: int = 100) -> list[Resource]:
-        """Resources oldest first (by ``created_seq``), after ``after_seq``."""
+    def frozen(self) -> AbstractAsyncContextManager[Backend]:
+        """A read-only view of the log and its read model as they are at one
+        instant: commits made while the view is open are not in it. For
+        audits that read a lot and must see one consistent state."""
         ...
 
     async def snapshot(self) -> Projection:
-        """The whole read model as a :class:`Projection` (for verification)."""
+        """The whole read model as a :class:`Projection`."""
         ...
 
     async def integrity(self) -> list[str]:
@@ -365,13 +469,9 @@ class EventLog(Protocol):
         ``StorageError`` (on a failed read), never for what a row holds."""
         ...
 
-    async def replay(
-        self, *, until_seq: int | None = None, until: datetime | None = None
-    ) -> Projection:
-        """The state folded from the log alone, up to ``until_seq`` and before
-        the first event whose time is after ``until``. Streams the log."""
-        ...
 
-    async def rebuild(self) -> int:
-        """Recompute the read model from the log alone; returns the events folded."""
-        ...
+class Backend(EventLog, ReadModel, Schedule, AuditSource, Protocol):
+    """A whole backend: the log, its read model, scheduling and audit. What
+    ``jobledger.open`` runs on; each part of the engine asks only for the
+    protocol it uses. Replay, rebuild, verify, export and import are written
+    once over these (:mod:`jobledger.store.audit`)."""

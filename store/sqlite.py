@@ -36,28 +36,27 @@ import asyncio
 import contextlib
 import functools
 import os
+import shutil
 import sqlite3
-from collections.abc import AsyncIterator, Sequence
+import tempfile
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
 import aiosqlite
-import msgspec
 
 from jobledger.core import (
     CorruptionError,
     Envelope,
-    Projection,
     StorageError,
-    decode_event,
     get_logger,
 )
 from jobledger.core.faults import Faults
 
+from .audit import rebuild
+from .commits import tell_commit, watch_commits
 from .protocol import TABLES, Head, RawValue, Record
-from .rows import asset_row, job_row, mark_row, resource_row
 from .sqlite_decode import (
     _checkpoint_of,
     _envelope,
@@ -69,20 +68,33 @@ from .sqlite_decode import (
 from .sqlite_queries import _ReadModelQueries
 from .sqlite_schema import _MIGRATIONS, _SELECT_SCHEMA, SCHEMA_VERSION, _schema_findings
 from .sqlite_writer import (
-    _INSERT_ASSET,
-    _INSERT_RESOURCE,
     _OWNED,
     _SELECT_HEAD,
-    _SET_CHECKPOINT,
-    _UPSERT_JOB,
-    _UPSERT_MARK,
     _commit,
     _rollback,
     _SqliteWriter,
     _WriteConnection,
 )
 
-__all__ = ["NETWORK_FILESYSTEMS", "SCHEMA_VERSION", "WAL_SIZE_LIMIT", "SqliteLog", "filesystem_of"]
+__all__ = [
+    "MEMORY",
+    "NETWORK_FILESYSTEMS",
+    "SCHEMA_VERSION",
+    "WAL_SIZE_LIMIT",
+    "SqliteLog",
+    "filesystem_of",
+]
+
+MEMORY = ":memory:"
+"""The path that opens a SQLite log in memory: nothing is kept after close."""
+
+
+def _memory_folder() -> str | None:
+    """Where a SQLite log in memory keeps its file: ``/dev/shm`` (a RAM file
+    system) where this system has one, else the temporary folder."""
+    shm = "/dev/shm"
+    return shm if os.path.isdir(shm) and os.access(shm, os.W_OK | os.X_OK) else None
+
 
 log = get_logger("store")
 
@@ -91,7 +103,6 @@ WAL_SIZE_LIMIT = 8 * 1024 * 1024
 checkpoint (SQLite's ``journal_size_limit``)."""
 
 
-_SELECT_FOLD = "SELECT seq, event_id, stream, version, type, time, actor, data FROM events"
 _SELECT_EVENTS = (
     "SELECT seq, event_id, stream, version, type, time, actor, correlation_id,"
     " causation_id, data, hash FROM events"
@@ -154,6 +165,9 @@ class SqliteLog(_ReadModelQueries):
         if synchronous not in ("FULL", "NORMAL"):
             raise ValueError("synchronous must be 'FULL' or 'NORMAL'")
         self._path = str(path)
+        self._file = self._path  # the file SQLite opens (a fresh one on tmpfs in memory)
+        self._memory_dir: str | None = None
+        self._commit_callbacks: list[Callable[[int], None]] = []
         self._synchronous = synchronous
         self._busy_ms = int(busy_timeout * 1000)
         self._read_chunk = read_chunk
@@ -173,7 +187,7 @@ class SqliteLog(_ReadModelQueries):
     async def _connect(self) -> aiosqlite.Connection:
         """A read-only aiosqlite connection."""
         conn = await aiosqlite.connect(
-            self._path, isolation_level=None, iter_chunk_size=self._read_chunk
+            self._file, isolation_level=None, iter_chunk_size=self._read_chunk
         )
         try:
             await conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
@@ -197,8 +211,11 @@ class SqliteLog(_ReadModelQueries):
         self._warn_if_networked()
         self._pid = os.getpid()
         try:
+            if self._path == MEMORY:
+                self._memory_dir = tempfile.mkdtemp(prefix="jobledger-", dir=_memory_folder())
+                self._file = os.path.join(self._memory_dir, "log.db")
             self._writer = _WriteConnection()
-            await self._writer.open(self._path, self._busy_ms, self._synchronous, self._wal_limit)
+            await self._writer.open(self._file, self._busy_ms, self._synchronous, self._wal_limit)
             await self._writer.call(self._migrate)
             self._reader = await self._connect()
             await self._catch_up()
@@ -214,7 +231,7 @@ class SqliteLog(_ReadModelQueries):
             raise
 
     def _warn_if_networked(self) -> None:
-        if self._path == ":memory:":
+        if self._path == MEMORY:
             return
         fstype = filesystem_of(self._path)
         if fstype in NETWORK_FILESYSTEMS:
@@ -270,7 +287,7 @@ class SqliteLog(_ReadModelQueries):
             )
         log.warning("read model behind the log; rebuilding", checkpoint=checkpoint, head=head.seq)
         try:
-            await self.rebuild()
+            await rebuild(self)
         except CorruptionError as exc:  # a damaged entry: nothing was rebuilt
             log.warning("the read model cannot be rebuilt; verify names why", error=str(exc))
 
@@ -296,6 +313,9 @@ class SqliteLog(_ReadModelQueries):
                     await writer.close()
                 except sqlite3.Error as exc:  # pragma: no cover - close failing is rare
                     log.warning("close failed", error=str(exc))
+            if self._memory_dir is not None:  # in memory: nothing is kept after close
+                shutil.rmtree(self._memory_dir, ignore_errors=True)
+                self._memory_dir = None
 
     def _conn(self) -> _WriteConnection:
         if self._writer is None:
@@ -328,6 +348,7 @@ class SqliteLog(_ReadModelQueries):
                 await conn.call(
                     functools.partial(_commit, writer.work, writer.expected, self._faults)
                 )
+                committed = writer.committed_seq
             except BaseException as exc:
                 # The transaction may be gone already (for example, COMMIT failed).
                 with contextlib.suppress(sqlite3.Error, StorageError):
@@ -337,6 +358,13 @@ class SqliteLog(_ReadModelQueries):
                 if isinstance(exc, UnicodeDecodeError):  # a stored text that is not UTF-8
                     raise CorruptionError(f"write failed and was rolled back: {exc}") from exc
                 raise
+        if committed is not None:
+            tell_commit(self._commit_callbacks, committed)
+
+    def on_commit(self, callback: Callable[[int], None]) -> Callable[[], None]:
+        """Commits made through this object only, for now: another process's
+        commits are found by the readers' poll of the head."""
+        return watch_commits(self._commit_callbacks, callback)
 
     # -- reading ---------------------------------------------------------
 
@@ -349,7 +377,7 @@ class SqliteLog(_ReadModelQueries):
             conn = await self._connect()
         except sqlite3.Error as exc:
             raise _storage_error(exc, f"cannot open a view of {self._path}: {exc}") from exc
-        view = SqliteLog(self._path, read_chunk=self._read_chunk)
+        view = SqliteLog(self._file, read_chunk=self._read_chunk)
         view._reader = conn
         try:
             await conn.execute("BEGIN")
@@ -395,37 +423,6 @@ class SqliteLog(_ReadModelQueries):
         async for rows in self._chunks(after, until_seq):
             for row in rows:
                 yield _record(row)
-
-    async def replay(
-        self, *, until_seq: int | None = None, until: datetime | None = None
-    ) -> Projection:
-        # The fold reads only what the evolve functions use: no correlation,
-        # causation or hash (its envelopes never leave this method).
-        model = Projection()
-        decode, parse = decode_event, datetime.fromisoformat
-        async for rows in self._chunks(0, until_seq, _SELECT_FOLD):
-            for seq, event_id, stream, version, type_, time_column, actor, data in rows:
-                try:
-                    when = parse(time_column)
-                    event = decode(data)
-                except (msgspec.DecodeError, ValueError, TypeError) as exc:
-                    raise CorruptionError(f"event at seq {seq} does not decode: {exc}") from exc
-                if until is not None and when > until:
-                    return model
-                model.apply(
-                    Envelope(
-                        seq=seq,
-                        event_id=event_id,
-                        stream=stream,
-                        version=version,
-                        type=type_,
-                        time=when,
-                        actor=actor,
-                        data=event,
-                        hash="",
-                    )
-                )
-        return model
 
     async def _chunks(
         self, after: int, until_seq: int | None, select: str = _SELECT_EVENTS
@@ -497,22 +494,3 @@ class SqliteLog(_ReadModelQueries):
             if len(rows) < self._read_chunk:
                 return
             last = rows[-1][0]
-
-    async def rebuild(self) -> int:
-        """Recompute the read model from the log alone, in one write transaction."""
-        model = Projection()
-        count = 0
-        async with self.write() as writer:
-            await writer.head()  # begin: no other writer until the new read model is in
-            async for env in self.scan():
-                model.apply(env)
-                count += 1
-            for table in ("jobs", "marks", "assets", "resources"):
-                writer.stage(f"DELETE FROM {table}", [()])
-            writer.stage(_UPSERT_JOB, [job_row(j) for j in model.jobs.values()])
-            writer.stage(_UPSERT_MARK, [mark_row(m) for m in model.marks.values()])
-            writer.stage(_INSERT_ASSET, [asset_row(a) for a in model.assets.values()])
-            writer.stage(_INSERT_RESOURCE, [resource_row(r) for r in model.resources.values()])
-            writer.stage(_SET_CHECKPOINT, [(str(model.seq),)])
-        log.info("read model rebuilt", events=count, jobs=len(model.jobs))
-        return count

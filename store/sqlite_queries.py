@@ -19,6 +19,7 @@ from jobledger.core import (
     get_logger,
 )
 
+from .protocol import JobCount
 from .rows import micros
 from .sqlite_decode import _decode_asset, _decode_job, _decode_mark, _decode_resource
 from .sqlite_writer import _SELECT_BY_KEY
@@ -29,7 +30,7 @@ log = get_logger("store")
 
 
 class _ReadModelQueries:
-    """The read-model members of the ``EventLog`` protocol over one reader.
+    """The ``ReadModel`` and ``Schedule`` members over one reader.
 
     A mixin of :class:`~jobledger.store.sqlite.SqliteLog`, which provides
     the two members declared here for the type checker only."""
@@ -163,6 +164,24 @@ class _ReadModelQueries:
             (after_seq, limit),
         )
         return [_decode_resource(r[0]) for r in rows]
+
+    async def job_counts(self) -> list[JobCount]:
+        # One statement, one snapshot: the groups and the oldest job of each.
+        rows = await self._fetchall(
+            "SELECT g.job_type, g.status, g.n, j.doc FROM"
+            " (SELECT job_type, status, count(*) AS n, min(created_seq) AS first"
+            "  FROM jobs GROUP BY job_type, status) AS g"
+            " JOIN jobs AS j ON j.created_seq = g.first ORDER BY g.job_type, g.status"
+        )
+        return [
+            JobCount(
+                job_type=job_type,
+                status=JobStatus(status),
+                count=count,
+                oldest=_decode_job(doc).created_at,
+            )
+            for job_type, status, count, doc in rows
+        ]
 
     async def snapshot(self) -> Projection:
         model = Projection()

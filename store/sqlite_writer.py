@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from jobledger.core import (
+    Projection,
     StorageError,
     get_logger,
 )
@@ -199,6 +200,8 @@ class _SqliteWriter:
         self.expected: Head | None = None
         self.work: list[tuple[str, Sequence[Any]]] = []
         self._staged = 0
+        self._appended = 0
+        self._replaced = False
 
     def expect(self, head: Head) -> None:
         if self._head is not None:
@@ -260,9 +263,27 @@ class _SqliteWriter:
             work, self.work, self._staged = self.work, [], 0
             await self._conn.call(functools.partial(_run, work, self.expected))
 
+    @property
+    def committed_seq(self) -> int | None:
+        """The head ``seq`` once this transaction commits; ``None`` when it
+        writes nothing."""
+        base = self._head if self._head is not None else self.expected
+        if base is None or not (self._appended or self._replaced):
+            return None
+        return base.seq + self._appended
+
     async def append(self, records: Sequence[Record], changes: Changes) -> None:
         if not records:
             return
+        # The seqs must follow on from the head: the storage would take a gap.
+        base = self.expected if self._head is None and self.expected is not None else None
+        head = base if base is not None else await self.head()
+        due = head.seq + self._appended + 1
+        for record in records:
+            if record.envelope.seq != due:
+                raise StorageError(f"seq {record.envelope.seq} appended where {due} was due")
+            due += 1
+        self._appended += len(records)
         self.stage(_INSERT_EVENT, [event_row(record) for record in records])
         self.stage("DELETE FROM jobs WHERE id = ?", [(j,) for j in changes.deleted_jobs])
         self.stage(_UPSERT_JOB, [job_row(j) for j in changes.jobs])
@@ -272,3 +293,20 @@ class _SqliteWriter:
         self.stage(_INSERT_RESOURCE, [resource_row(r) for r in changes.resources])
         self.stage(_SET_CHECKPOINT, [(str(records[-1].envelope.seq),)])
         await self._flush_if_large()
+
+    def replace_read_model(self, model: Projection) -> None:
+        if self._head is None:
+            raise StorageError("read the head (head() or load()) before replacing the read model")
+        if model.seq != self._head.seq + self._appended:
+            raise StorageError(
+                f"a read model at seq {model.seq} for a log at seq "
+                f"{self._head.seq + self._appended}"
+            )
+        self._replaced = True
+        for table in ("jobs", "marks", "assets", "resources"):
+            self.stage(f"DELETE FROM {table}", [()])
+        self.stage(_UPSERT_JOB, [job_row(j) for j in model.jobs.values()])
+        self.stage(_UPSERT_MARK, [mark_row(m) for m in model.marks.values()])
+        self.stage(_INSERT_ASSET, [asset_row(a) for a in model.assets.values()])
+        self.stage(_INSERT_RESOURCE, [resource_row(r) for r in model.resources.values()])
+        self.stage(_SET_CHECKPOINT, [(str(model.seq),)])

@@ -17,9 +17,10 @@ file name. Everything else is a path: ``./a:b.db``, ``C:\\x\\jobs.db`` (a
 single letter before the colon is a Windows drive), and any ``pathlib.Path``.
 ``":memory:"`` as a path is in memory, as it always was.
 
-In memory means :class:`MemoryLog`, for ``sqlite://`` too: the SQLite backend
-reads and writes on two connections, and two connections cannot share one
-SQLite database in memory; the memory backend keeps the same contract.
+``memory://`` (and the path ``":memory:"``) is :class:`MemoryLog`, the
+reference backend; ``sqlite://`` is :class:`SqliteLog` in memory (its
+database lives on a RAM file system and is removed on close: see
+docs/architecture.md, "SQLite in memory"). Both keep nothing after close.
 
 A URL's query holds the backend's options: ``?synchronous=FULL`` or
 ``?synchronous=NORMAL`` for an SQLite file, nothing else. The path in a URL is
@@ -45,8 +46,8 @@ from jobledger.core.faults import Faults
 
 from .content import ContentFolder, MemoryContent, content_folder_for
 from .memory import MemoryLog
-from .protocol import EventLog
-from .sqlite import SqliteLog
+from .protocol import Backend
+from .sqlite import MEMORY, SqliteLog
 
 __all__ = ["FORMS", "BackendURL", "backend_for"]
 
@@ -70,7 +71,7 @@ def _refuse(message: str) -> ValidationError:
 
 class BackendURL(msgspec.Struct, frozen=True, kw_only=True):
     """Which backend a ledger opens: ``scheme`` (``"sqlite"`` or ``"memory"``),
-    the SQLite file ``path`` (``None``: in memory) and the options the URL set
+    the SQLite file ``path`` (``None``: in memory, for both schemes) and the options the URL set
     (``synchronous``; ``None``: not set). Made by :meth:`parse`."""
 
     scheme: Literal["sqlite", "memory"]
@@ -146,7 +147,7 @@ def _sqlite(text: str, rest: str, query: str) -> BackendURL:
     if rest in ("", ":memory:", "/:memory:"):
         if query:
             raise _refuse(f"{text!r}: an SQLite log in memory takes no options")
-        return BackendURL(scheme="memory")
+        return BackendURL(scheme="sqlite")
     if not rest.startswith("/"):
         raise _refuse(f"{text!r}: SQLite takes no host (sqlite:///FILE)")
     path = rest[1:]
@@ -178,11 +179,12 @@ def backend_for(
     *,
     synchronous: Literal["FULL", "NORMAL"] | None = None,
     faults: Faults | None = None,
-) -> tuple[EventLog, ContentStore]:
+) -> tuple[Backend, ContentStore]:
     """A new, unopened log and the content store beside it, for ``url``.
 
     An SQLite file gets :class:`SqliteLog` and a :class:`ContentFolder` at
-    ``PATH.content``; in memory, :class:`MemoryLog` and :class:`MemoryContent`.
+    ``PATH.content``; ``memory://`` gets :class:`MemoryLog`, and SQLite in
+    memory a :class:`SqliteLog` in memory, each with a :class:`MemoryContent`.
     ``synchronous`` (default: the URL's, else ``"FULL"``) applies to a file;
     one that is not ``"FULL"``/``"NORMAL"``, or that differs from the URL's,
     is a ``ValidationError`` naming ``synchronous``. Nothing is created until
@@ -191,8 +193,10 @@ def backend_for(
     """
     if synchronous is not None and synchronous not in _SYNCHRONOUS:
         raise ValidationError(f"must be FULL or NORMAL, not {synchronous!r}", field="synchronous")
-    if url.path is None:
+    if url.scheme == "memory":
         return MemoryLog(), MemoryContent()
+    if url.path is None:
+        return SqliteLog(MEMORY, synchronous=synchronous or "FULL", faults=faults), MemoryContent()
     if synchronous is not None and url.synchronous not in (None, synchronous):
         raise ValidationError(
             f"{synchronous!r} differs from the URL's {url.synchronous!r}", field="synchronous"

@@ -55,7 +55,7 @@ from jobledger.core import (
     holder_is_dead,
 )
 from jobledger.eventbus import EventBus
-from jobledger.store import EventLog
+from jobledger.store import Schedule
 
 __all__ = ["Sweeper", "SweeperStatistics"]
 
@@ -107,7 +107,7 @@ class Sweeper:
     def __init__(
         self,
         bus: EventBus,
-        log: EventLog,
+        log: Schedule,
         *,
         clock: Clock | None = None,
         interval: float = 1.0,

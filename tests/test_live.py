@@ -137,3 +137,28 @@ async def test_replay_until_a_naive_time_is_a_typed_error(db_path: Path) -> None
         with pytest.raises(jobledger.ValidationError) as caught:
             await ledger.replay(until=datetime(2026, 1, 1))
         assert caught.value.field == "until"
+
+
+async def test_a_commit_the_log_tells_of_wakes_followers_without_a_poll(tmp_path: Path) -> None:
+    # An import writes through the log, not the bus: the log's commit
+    # notification wakes the tail at once, with no tick of the clock.
+    async with jobledger.open(tmp_path / "source.db") as source:
+        for i in range(3):
+            await source.submit("t", {"i": i})
+        lines = [line async for line in source.export_log()]
+    clock = jobledger.ManualClock()
+    async with jobledger.open("memory://", clock=clock, poll_interval=3600) as ledger:
+        seen: list[int] = []
+
+        async def follow() -> None:
+            async for env in ledger.events(follow=True):
+                seen.append(env.seq)
+                if len(seen) == 3:
+                    return
+
+        follower = asyncio.ensure_future(follow())
+        await eventually(lambda: clock.sleepers >= 1)  # the tail waits on the clock
+        assert await ledger.import_log(lines) == 3
+        await asyncio.wait_for(follower, 10)
+        assert seen == [1, 2, 3]
+        assert clock.monotonic() == 0.0  # no poll came due: the notification woke it

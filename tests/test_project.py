@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import os
 import shutil
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 import jobledger
+from jobledger.testing import BackendContract
 
 ROOT = Path(__file__).resolve().parent.parent
 PARTS = {
@@ -25,6 +27,7 @@ PARTS = {
     "ledger": "jobledger",
     "annotations": "jobledger.annotations",
     "cli": "jobledger.cli",
+    "testing": "jobledger.testing",
 }
 # The engine: every part but the application and the command line above it.
 ENGINE = ("core", "eventbus", "store", "stower", "workers", "ledger")
@@ -39,6 +42,9 @@ ALLOWED = {
     # Above the face, using the engine as any application would.
     "annotations": {"core", "store", "workers", "ledger"},
     "cli": {"core", "store", "workers", "ledger", "annotations"},
+    # The backend contract, shipped for a backend's own tests: the write path
+    # it runs (the bus and the Stower) and the store it checks.
+    "testing": {"core", "eventbus", "store", "stower"},
 }
 
 
@@ -243,8 +249,10 @@ def test_importing_jobledger_prints_nothing_and_configures_no_logging(tmp_path: 
     assert done.stdout == "" and done.stderr == ""
 
 
-def test_the_wheel_holds_exactly_the_jobledger_package(tmp_path: Path) -> None:
-    out = tmp_path / "dist"
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The wheel ``pip wheel`` builds of this checkout."""
+    out = tmp_path_factory.mktemp("dist")
     done = subprocess.run(
         [
             sys.executable,
@@ -259,14 +267,18 @@ def test_the_wheel_holds_exactly_the_jobledger_package(tmp_path: Path) -> None:
         ],
         capture_output=True,
         text=True,
-        cwd=tmp_path,
+        cwd=out,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    (wheel,) = out.glob("jobledger-*.whl")
+    (built,) = out.glob("jobledger-*.whl")
+    return built
+
+
+def test_the_wheel_holds_exactly_the_jobledger_package(wheel: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     tops = {n.split("/")[0] for n in names}
     assert tops == {"jobledger", f"{wheel.name.split('-')[0]}-{wheel.name.split('-')[1]}.dist-info"}
-    for part in ("core", "eventbus", "store", "stower", "workers", "annotations", "cli"):
+    for part in ("core", "eventbus", "store", "stower", "workers", "annotations", "cli", "testing"):
         assert f"jobledger/{part}/__init__.py" in names
         assert f"jobledger/{part}/py.typed" in names
     # The demo's sample documents travel with the application.
@@ -277,10 +289,63 @@ def test_the_wheel_holds_exactly_the_jobledger_package(tmp_path: Path) -> None:
     assert not [n for n in names if "tests/" in n or "__pycache__" in n]
 
 
+_CONTRACT_FROM_THE_WHEEL = """
+import pytest
+
+import jobledger
+from jobledger.store import MEMORY, MemoryLog, SqliteLog
+from jobledger.testing import BackendContract
+
+
+def test_this_is_the_installed_wheel():
+    assert jobledger.__file__.startswith({target!r}), jobledger.__file__
+
+
+class TestMemoryLog(BackendContract):
+    @pytest.fixture
+    def new_backend(self):
+        return MemoryLog
+
+
+class TestSqliteInMemory(BackendContract):
+    @pytest.fixture
+    def new_backend(self):
+        return lambda: SqliteLog(MEMORY)
+"""
+
+
+def test_the_contract_suite_runs_from_the_installed_wheel(wheel: Path, tmp_path: Path) -> None:
+    # Installed from the wheel into a folder of its own (its dependencies are
+    # this environment's), and run by a separate pytest as a backend's own
+    # suite would run it: nothing of this checkout on the path.
+    target = tmp_path / "site"
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "--target", str(target), str(wheel)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    suite = tmp_path / "suite" / "test_my_backend.py"
+    suite.parent.mkdir()
+    suite.write_text(_CONTRACT_FROM_THE_WHEEL.format(target=str(target)))
+    ran = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(suite)],
+        capture_output=True,
+        text=True,
+        cwd=suite.parent,
+        env={**os.environ, "PYTHONPATH": str(target)},
+        timeout=600,
+    )
+    assert ran.returncode == 0, ran.stdout[-3000:] + ran.stderr[-3000:]
+    count = 1 + 2 * len([n for n in dir(BackendContract) if n.startswith("test_")])
+    assert f"{count} passed" in ran.stdout
+
+
 def test_the_package_is_imported_from_the_install_not_bare_folders() -> None:
     # With --import-mode=importlib the repo root is not on sys.path, so `core`
     # and friends must not be importable as top-level modules.
-    for bare in ("core", "store", "stower", "eventbus", "workers", "ledger", "annotations", "cli"):
+    for bare in PARTS:
         assert importlib.util.find_spec(bare) is None, bare
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -81,16 +82,24 @@ def test_a_path_object_is_always_a_path() -> None:
     assert BackendURL.parse(Path("/tmp/jobs.db")) == absolute
 
 
-@pytest.mark.parametrize(
-    "text",
-    [":memory:", "memory://", "MEMORY://", "sqlite://", "sqlite:///:memory:", "sqlite://:memory:"],
-)
-def test_in_memory_forms_open_the_memory_backend(text: str) -> None:
+@pytest.mark.parametrize("text", [":memory:", "memory://", "MEMORY://"])
+def test_memory_forms_open_the_memory_backend(text: str) -> None:
     url = BackendURL.parse(text)
     assert url.in_memory
     assert url.path is None
     log, content = backend_for(url)
     assert type(log) is MemoryLog
+    assert type(content) is MemoryContent
+
+
+@pytest.mark.parametrize("text", ["sqlite://", "sqlite:///:memory:", "sqlite://:memory:"])
+def test_sqlite_in_memory_forms_open_sqlite_in_memory(text: str) -> None:
+    url = BackendURL.parse(text)
+    assert url == BackendURL(scheme="sqlite")
+    assert url.in_memory
+    log, content = backend_for(url)
+    assert type(log) is SqliteLog
+    assert log.path == ":memory:"
     assert type(content) is MemoryContent
 
 
@@ -109,7 +118,7 @@ def test_the_canonical_text_of_a_url_parses_back_to_it() -> None:
     for text, canonical in [
         ("jobs.db", "sqlite:///jobs.db"),
         ("sqlite:////abs/jobs.db?synchronous=normal", "sqlite:////abs/jobs.db?synchronous=NORMAL"),
-        ("sqlite:///:memory:", "memory://"),
+        ("sqlite:///:memory:", "sqlite://"),
         ("memory://", "memory://"),
     ]:
         url = BackendURL.parse(text)
@@ -172,6 +181,16 @@ async def test_an_in_memory_ledger_writes_no_file(
     async with jobledger.open(text) as ledger:  # a new, empty log
         assert await ledger.head() == 0
     assert os.listdir(tmp_path) == []
+
+
+async def test_sqlite_in_memory_leaves_nothing_behind_after_close() -> None:
+    folder = Path("/dev/shm") if os.access("/dev/shm", os.W_OK) else Path(tempfile.gettempdir())
+    before = set(folder.iterdir())
+    async with jobledger.open("sqlite://") as ledger:
+        await ledger.submit("echo")
+        made = set(folder.iterdir()) - before
+        assert [p.name.startswith("jobledger-") for p in made] == [True]
+    assert set(folder.iterdir()) - before == set()
 
 
 # -- what is refused -----------------------------------------------------------

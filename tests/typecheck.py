@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PARTS = ("core", "eventbus", "store", "stower", "workers", "annotations", "cli")
+PARTS = ("core", "eventbus", "store", "stower", "workers", "annotations", "cli", "testing")
 
 
 def package_tree(into: Path) -> Path:
