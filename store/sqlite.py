@@ -60,6 +60,7 @@ from .protocol import TABLES, Head, RawValue, Record
 from .sqlite_decode import (
     _checkpoint_of,
     _envelope,
+    _envelopes,
     _head_of,
     _raw_value,
     _record,
@@ -410,12 +411,12 @@ class SqliteLog(_ReadModelQueries):
         )
 
     async def read(self, after: int = 0, limit: int = 1000) -> list[Envelope]:
-        return [_envelope(r) for r in await self._rows_after(after, limit)]
+        return _envelopes(await self._rows_after(after, limit))
 
     async def scan(self, after: int = 0, until_seq: int | None = None) -> AsyncIterator[Envelope]:
         async for rows in self._chunks(after, until_seq):
-            for row in rows:
-                yield _envelope(row)
+            for envelope in _envelopes(rows):
+                yield envelope
 
     async def scan_records(
         self, after: int = 0, until_seq: int | None = None
