@@ -237,22 +237,17 @@ class MemoryLog:
         return found[:limit]
 
     async def job_counts(self) -> list[JobCount]:
-        counts: dict[tuple[str, JobStatus], JobCount] = {}
+        counts: dict[tuple[str, JobStatus], int] = {}
+        first: dict[tuple[str, JobStatus], Job] = {}
         for job in self._model.jobs.values():
             key = (job.job_type, job.status)
-            seen = counts.get(key)
-            if seen is None:
-                counts[key] = JobCount(
-                    job_type=job.job_type, status=job.status, count=1, oldest=job.created_at
-                )
-            else:
-                counts[key] = JobCount(
-                    job_type=job.job_type,
-                    status=job.status,
-                    count=seen.count + 1,
-                    oldest=min(seen.oldest, job.created_at),
-                )
-        return [counts[key] for key in sorted(counts)]
+            counts[key] = counts.get(key, 0) + 1
+            if key not in first or job.created_seq < first[key].created_seq:
+                first[key] = job
+        return [
+            JobCount(job_type=t, status=s, count=counts[t, s], oldest=first[t, s].created_at)
+            for t, s in sorted(counts)
+        ]
 
     async def job_by_key(self, user_id: str, tenant: str | None, key: str) -> Job | None:
         return self._model.job_by_key(user_id, tenant, key)

@@ -215,8 +215,9 @@ class VerifyReport(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class JobCount(msgspec.Struct, frozen=True, kw_only=True):
-    """How many jobs of one type are in one status, and when the oldest of
-    them was created (for the age of a queue's oldest pending job)."""
+    """How many jobs of one type are in one status, and when the first of
+    them in the log (the lowest ``created_seq``) was created: the age of the
+    oldest pending job of a type, say."""
 
     job_type: str
     status: JobStatus
@@ -331,8 +332,9 @@ class EventLog(Protocol):
         ...
 
     def on_commit(self, callback: Callable[[int], None]) -> Callable[[], None]:
-        """Call ``callback(seq)`` after each commit this log learns of, with
-        the head ``seq`` it knows then; returns the function that stops it.
+        """Call ``callback(seq)`` on the event loop after each commit this log
+        learns of, with the head ``seq`` it knows then; returns the function
+        that stops it (calling it again does nothing).
 
         A commit made through this object is always told, after it is
         visible to every reader and before ``write()`` returns. A commit by
@@ -402,8 +404,8 @@ class ReadModel(Protocol):
 
     async def job_counts(self) -> list[JobCount]:
         """For each job type and status that has jobs: how many, and when
-        the oldest of them was created; ordered by type, then status. What
-        statistics count without reading every job."""
+        the first of them in the log was created; ordered by type, then
+        status. What statistics count without reading every job."""
         ...
 
 
