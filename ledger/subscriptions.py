@@ -173,14 +173,17 @@ class Subscriptions:
                 offer(env)
 
     def _heard(self, seq: int) -> None:
-        """The log told of a commit. Checked once the committing task yields
-        (by then a commit made here is published, and needs no read), then
-        the tail's wait is cut short if the log is past what was published."""
-        loop = asyncio.get_running_loop()
-        loop.call_soon(self._nudge, seq)
+        """The log told of a commit: once the committing task has yielded,
+        cut the tail's wait short unless the commit is one this process's
+        bus publishes (the Stower's own, known without I/O through
+        ``last_committed``, which the Stower moves before it yields)."""
+        asyncio.get_running_loop().call_soon(self._nudge, seq)
 
     def _nudge(self, seq: int) -> None:
-        if seq > self._seen_seq and not self._nudged:
+        known = self._seen_seq
+        if self._last_committed is not None:
+            known = max(known, self._last_committed())
+        if seq > known and not self._nudged:
             self._nudged = True
             if self._sleeper is not None:
                 self._sleeper.cancel()
