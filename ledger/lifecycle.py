@@ -26,7 +26,7 @@ from jobledger.core.faults import Faults
 from jobledger.eventbus import BusStatistics, EventBus
 from jobledger.store import MEMORY, Backend, ContentFolder, MemoryContent, content_folder_for
 from jobledger.stower import Stower, StowerStatistics, Sweeper, SweeperStatistics
-from jobledger.workers import JobWorker, QueueCapacity, WorkerRunner, WorkerStatistics
+from jobledger.workers import ClaimDesk, JobWorker, QueueCapacity, WorkerRunner, WorkerStatistics
 
 from .subscriptions import Subscriptions
 
@@ -123,6 +123,7 @@ class Engine:
             on_commit=self._sweeper.committed,
             faults=faults,
         )
+        desk = ClaimDesk(log, self.clock, self._capacity)  # one for the process's runners
         self._runners = [
             WorkerRunner(
                 w,
@@ -136,6 +137,7 @@ class Engine:
                 content=self.content,
                 faults=faults,
                 on_crash=self._supervising(f"worker:{w.name}"),
+                desk=desk,
             )
             for w in workers
         ]

@@ -75,6 +75,7 @@ from .sqlite_writer import (
     _rollback,
     _SqliteWriter,
     _WriteConnection,
+    fork_generation,
 )
 
 __all__ = [
@@ -178,6 +179,7 @@ class SqliteLog(_ReadModelQueries):
         self._reader: aiosqlite.Connection | None = None
         self._write_lock = asyncio.Lock()
         self._pid = os.getpid()  # the process whose connections these are
+        self._generation = fork_generation()  # ... told apart without a system call
 
     @property
     def path(self) -> str:
@@ -211,6 +213,7 @@ class SqliteLog(_ReadModelQueries):
             return
         self._warn_if_networked()
         self._pid = os.getpid()
+        self._generation = fork_generation()
         try:
             if self._path == MEMORY:
                 self._memory_dir = tempfile.mkdtemp(prefix="jobledger-", dir=_memory_folder())
@@ -297,7 +300,7 @@ class SqliteLog(_ReadModelQueries):
         connection's thread is told to stop, so none keeps the process alive."""
         reader, writer = self._reader, self._writer
         self._reader = self._writer = None
-        if self._pid != os.getpid():
+        if self._generation != fork_generation():
             return  # a fork: the parent's connections stay in _OWNED, untouched
         try:
             if reader is not None:
@@ -331,7 +334,7 @@ class SqliteLog(_ReadModelQueries):
         return self._reader
 
     def _check_process(self) -> None:
-        if self._pid != os.getpid():
+        if self._generation != fork_generation():
             raise StorageError(
                 f"{self._path} was opened in process {self._pid}; this is process "
                 f"{os.getpid()} (a fork): open the log again here"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 import sqlite3
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -56,6 +57,24 @@ child made by ``fork`` inherits the table with the parent's connections in
 it: there they stay, unused and never closed (so never finalized), until the
 child ends; only the process that opened a connection closes it and takes it
 out (``SqliteLog.close``)."""
+
+
+_forks = [0]
+"""How many times this process's line was forked: a child counts one more
+than its parent had (``os.register_at_fork``), so a log can tell that it
+was opened in another process without a system call on every use."""
+
+
+def _count_fork() -> None:
+    _forks[0] += 1
+
+
+os.register_at_fork(after_in_child=_count_fork)
+
+
+def fork_generation() -> int:
+    """The number of forks this process's line has been through."""
+    return _forks[0]
 
 
 _SET_CHECKPOINT = "UPDATE meta SET value = ? WHERE key = 'checkpoint'"

@@ -4,6 +4,7 @@ executes, heartbeats and reports. The engine only: an application's workers
 these. Imports only ``jobledger.core`` and ``jobledger.eventbus``."""
 
 from .capacity import QueueCapacity
+from .desk import ClaimDesk
 from .runner import ABANDON_AFTER, WorkerRunner, WorkerStatistics
 from .worker import (
     JobContext,
@@ -17,6 +18,7 @@ from .worker import (
 
 __all__ = [
     "ABANDON_AFTER",
+    "ClaimDesk",
     "JobContext",
     "JobWorker",
     "NonRetryableError",

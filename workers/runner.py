@@ -39,7 +39,6 @@ import msgspec
 import structlog
 
 from jobledger.core import (
-    CancelRequested,
     Clock,
     ConcurrencyConflict,
     ContentStore,
@@ -70,6 +69,8 @@ from jobledger.core.faults import Faults
 from jobledger.eventbus import EventBus, Subscription
 
 from .capacity import QueueCapacity
+from .desk import ClaimDesk
+from .heartbeats import Heartbeats
 from .reports import MAX_ERROR, Report, report_of
 from .statistics import WorkerStatistics
 from .worker import JobContext, JobWorker
@@ -142,6 +143,7 @@ class WorkerRunner:
         content: ContentStore | None = None,
         faults: Faults | None = None,
         on_crash: Callable[[BaseException], None] | None = None,
+        desk: ClaimDesk | None = None,
     ) -> None:
         if poll_interval <= 0:
             raise ValueError("poll_interval must be positive")
@@ -157,6 +159,7 @@ class WorkerRunner:
         self._faults = faults
         self._on_crash = on_crash
         self._capacity.on_release(self.wake)
+        self._desk = desk or ClaimDesk(reader, self._clock, self._capacity)
         self._types = tuple(worker.job_types)
         self._type_set = frozenset(self._types)
         self._wake = asyncio.Event()
@@ -166,7 +169,14 @@ class WorkerRunner:
         self._jobs: set[asyncio.Task[None]] = set()
         self._contexts: dict[str, JobContext] = {}
         self._alarms: dict[str, _Alarm] = {}
-        self._heartbeats: asyncio.Task[None] | None = None
+        self._heartbeats = Heartbeats(
+            f"jobledger-heartbeats-{worker.name}",
+            worker.lease_seconds,
+            self._clock,
+            reader,
+            self._contexts,
+            on_lost=self._lease_lost,
+        )
         self._subscriptions: list[Subscription] = []
         self._holder = this_holder()  # (taken again at start: a forked child is another)
         self._claimed_at = datetime.min.replace(tzinfo=UTC)  # when the last claim looked
@@ -178,7 +188,6 @@ class WorkerRunner:
                 "failed",
                 "ended_otherwise",
                 "timed_out",
-                "heartbeats",
                 "report_errors",
                 "polls",
                 "released",
@@ -244,11 +253,7 @@ class WorkerRunner:
             if pending:
                 log.warning("jobs cancelled at stop", worker=self.name, count=len(pending))
                 await asyncio.wait(pending)
-        if self._heartbeats is not None:
-            self._heartbeats.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._heartbeats
-            self._heartbeats = None
+        await self._heartbeats.stop()
 
     # -- dispatching -----------------------------------------------------
 
@@ -333,17 +338,17 @@ class WorkerRunner:
     async def _claim(self, limit: int) -> list[Job]:
         """Claim up to ``limit`` pending jobs at once; return the ones won."""
         self._counts["polls"] += 1
-        wanted = limit * 4 if self._capacity.limited else limit
-        self._claimed_at = self._clock.now()
-        found = await self._reader.next_pending(self._types, self._claimed_at, limit=wanted)
-        candidates: list[Job] = []
-        for job in found:
-            if len(candidates) == limit:
-                break
-            if self._capacity.try_acquire(job.queue):
-                candidates.append(job)
+        candidates, self._claimed_at = await self._desk.deal(self._types, limit)
         if not candidates:
             return []
+        try:
+            return await self._propose(candidates)
+        finally:
+            self._desk.settle(job.id for job in candidates)
+
+    async def _propose(self, candidates: list[Job]) -> list[Job]:
+        """Send a fenced claim for each of ``candidates`` (dealt to this
+        runner, with their queue places taken); return the ones won."""
         if self._stopping:
             for job in candidates:
                 self._capacity.release(job.queue)
@@ -406,7 +411,7 @@ class WorkerRunner:
         )
         self._contexts[job.id] = ctx
         self._alarms[job.id] = alarm
-        self._start_heartbeats()
+        self._heartbeats.start()
         try:
             with structlog.contextvars.bound_contextvars(job_id=job.id, worker=self.name):
                 try:
@@ -533,56 +538,10 @@ class WorkerRunner:
             self._counts["timed_out"] += 1
         return report_of(job, ctx, execution, timed_out=timed_out, registry=self._registry)
 
-    def _start_heartbeats(self) -> None:
-        if self._heartbeats is None or self._heartbeats.done():
-            self._heartbeats = asyncio.get_running_loop().create_task(
-                self._beat_while_running(), name=f"jobledger-heartbeats-{self.name}"
-            )
-
-    async def _beat_while_running(self) -> None:
-        """Every third of the lease, renew the lease of every job running now,
-        together (one batch for all of them); ends when none is running."""
-        interval = self.worker.lease_seconds / 3
-        while self._contexts:
-            await self._clock.sleep(interval)
-            await asyncio.gather(*(self._heartbeat(ctx) for ctx in list(self._contexts.values())))
-
-    async def _heartbeat(self, ctx: JobContext) -> None:
-        """Renew one job's lease; learn of stop requests made elsewhere. A
-        refused renewal means the lease is lost: the job's alarm rings."""
-        try:
-            await ctx.heartbeat()
-            self._counts["heartbeats"] += 1
-        except LedgerClosed:
-            return  # the ledger is closing: the runner is being stopped too
-        except CancelRequested:
-            return  # the context has rung the alarm: the job is stopping
-        except StorageError as exc:
-            # Not refused: the disk failed (full, an I/O error). The lease holds
-            # until it runs out; the next beat tries again.
-            log.warning("heartbeat failed", job_id=ctx.job.id, error=str(exc))
-            return
-        except JobledgerError as exc:
-            # StaleAttempt (another attempt owns the job) or InvalidTransition
-            # (it was expired or ended elsewhere): the lease is lost.
-            log.warning("heartbeat refused: lease lost", job_id=ctx.job.id, error=repr(exc))
-            alarm = self._alarms.get(ctx.job.id)
-            if alarm is not None:
-                alarm.ring("lease")
-            return
-        try:
-            current = await self._reader.get_job(ctx.job.id)
-        except JobledgerError as exc:  # (a read failed: the renewal stands; look next time)
-            log.warning(
-                "reading a job after its heartbeat failed", job_id=ctx.job.id, error=str(exc)
-            )
-            return
-        if current is not None:
-            ctx.request_stop(
-                cancel=current.cancel_requested,
-                suspend=current.suspend_requested,
-                cause=current.stop_requested_event_id,
-            )
+    def _lease_lost(self, job_id: str) -> None:
+        alarm = self._alarms.get(job_id)
+        if alarm is not None:
+            alarm.ring("lease")
 
     async def _report(self, report: Report) -> None:
         try:
@@ -640,7 +599,7 @@ class WorkerRunner:
             failed=counts["failed"],
             ended_otherwise=counts["ended_otherwise"],
             timed_out=counts["timed_out"],
-            heartbeats=counts["heartbeats"],
+            heartbeats=self._heartbeats.count,
             report_errors=counts["report_errors"],
             polls=counts["polls"],
             released=counts["released"],

@@ -1,0 +1,127 @@
+"""The claim desk: deals the pending jobs of one process's runners, so that no
+two of them propose the same job.
+
+Runners of one process that each read the pending jobs and claim the first
+ones race for the same jobs: all but one claim lose, and each lost claim
+costs the writer a decision (four plain workers lost 1.5 claims per job).
+The desk serves every runner that asks in one turn of the event loop with
+one read of the read model, deals each job found to one runner (in the
+order they asked, each within its job types, its free slots and its queue's
+capacity), and keeps a dealt job from being dealt again until its claim is
+answered (``settle``). A claim stays a fenced ``job:start`` that the runner
+sends with the version it saw: the desk only decides who proposes it.
+Runners of other processes can still race; the fence decides.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+
+from jobledger.core import Clock, Job, JobReader
+
+from .capacity import QueueCapacity
+
+__all__ = ["ClaimDesk"]
+
+
+class _Request:
+    __slots__ = ("answer", "limit", "types")
+
+    def __init__(self, types: frozenset[str], limit: int) -> None:
+        self.types = types
+        self.limit = limit
+        self.answer: asyncio.Future[tuple[list[Job], datetime]] = (
+            asyncio.get_running_loop().create_future()
+        )
+
+
+class ClaimDesk:
+    """Deals pending jobs to the runners of one process. Each dealt job has
+    taken a place in its queue (``capacity``); the runner gives it back if
+    the claim is lost."""
+
+    def __init__(self, reader: JobReader, clock: Clock, capacity: QueueCapacity) -> None:
+        self._reader = reader
+        self._clock = clock
+        self._capacity = capacity
+        self._requests: list[_Request] = []
+        self._dealt: set[str] = set()  # jobs whose claims are not answered yet
+        self._serving: asyncio.Task[None] | None = None
+        self.reads = 0
+
+    async def deal(self, job_types: Sequence[str], limit: int) -> tuple[list[Job], datetime]:
+        """Up to ``limit`` pending jobs of ``job_types`` that no other runner
+        here is claiming, in claim order, each with its queue place taken;
+        and the time the read model was asked at. The caller claims them and
+        then calls ``settle`` with their ids, whatever the outcome."""
+        request = _Request(frozenset(job_types), limit)
+        self._requests.append(request)
+        if self._serving is None:
+            self._serving = asyncio.get_running_loop().create_task(
+                self._serve(), name="jobledger-claim-desk"
+            )
+        try:
+            return await request.answer
+        except asyncio.CancelledError:
+            answer = request.answer
+            if answer.done() and not answer.cancelled() and answer.exception() is None:
+                dealt, _ = answer.result()  # dealt, but the runner is gone: give them back
+                for job in dealt:
+                    self._capacity.release(job.queue)
+                self.settle(job.id for job in dealt)
+            raise
+
+    def settle(self, job_ids: Iterable[str]) -> None:
+        """The claims of ``job_ids`` are answered: they may be dealt again
+        (a lost or refused claim's job is pending still, or is another's)."""
+        self._dealt.difference_update(job_ids)
+
+    async def _serve(self) -> None:
+        try:
+            await asyncio.sleep(0)  # every runner that asks in this turn is served together
+            while self._requests:
+                requests, self._requests = self._requests, []
+                await self._serve_round(requests)
+        finally:
+            self._serving = None
+            for request in self._requests:  # (cancelled half-way: none is left waiting)
+                if not request.answer.done():
+                    request.answer.cancel()
+
+    async def _serve_round(self, requests: list[_Request]) -> None:
+        waiting = [r for r in requests if not r.answer.done()]
+        if not waiting:
+            return
+        types = sorted(set().union(*(r.types for r in waiting)))
+        wanted = sum(r.limit for r in waiting)
+        if self._capacity.limited:
+            wanted *= 4  # some may be in queues that are full
+        now = self._clock.now()
+        self.reads += 1
+        try:
+            found = await self._reader.next_pending(types, now, limit=wanted + len(self._dealt))
+        except asyncio.CancelledError:
+            for request in waiting:
+                request.answer.cancel()
+            raise
+        except Exception as exc:  # (a StorageError, say): each runner handles it
+            for request in waiting:
+                if not request.answer.done():
+                    request.answer.set_exception(exc)
+            return
+        for request in waiting:
+            if request.answer.done():  # the runner stopped waiting
+                continue
+            picked: list[Job] = []
+            for job in found:
+                if len(picked) == request.limit:
+                    break
+                if job.id in self._dealt or job.job_type not in request.types:
+                    continue
+                if not self._capacity.try_acquire(job.queue):
+                    continue
+                self._dealt.add(job.id)
+                picked.append(job)
+            request.answer.set_result((picked, now))
