@@ -3,7 +3,7 @@
 Usage::
 
     python bench/run.py            # full
-    python bench/run.py --quick    # under a minute on a small machine
+    python bench/run.py --quick    # about a minute on a small machine (2 cores)
     python bench/run.py --smoke    # a few seconds; checks the harness, not the speed
 
 Prints one table and writes a JSON file (``--json PATH``, default
