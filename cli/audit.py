@@ -16,6 +16,7 @@ from rich.text import Text
 
 from jobledger import open as open_ledger
 from jobledger.store import ContentFolder, content_folder_for
+from jobledger.store.sqlite import COMPANIONS
 
 from .common import _check_sqlite, _existing, _MissingFile, _OutputClosed, _silence
 from .formatting import _jobs_table, _problems_table, _text, _verdict
@@ -127,8 +128,8 @@ def _new_log(db: str) -> bool:
 
 
 def _discard(db: str) -> None:
-    """Delete the log file ``db`` and its ``-wal``/``-shm``/``-journal`` companions."""
-    for suffix in ("", "-wal", "-shm", "-journal"):
+    """Delete the log file ``db`` and the files it keeps beside it."""
+    for suffix in ("", *COMPANIONS):
         Path(f"{db}{suffix}").unlink(missing_ok=True)
 
 

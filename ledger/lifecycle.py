@@ -156,6 +156,18 @@ class Engine:
         self._closing: asyncio.Task[None] | None = None
         self._failures: list[Failure] = []
         self._pid = os.getpid()
+        self._stop_hearing: Callable[[], None] | None = None
+
+    def _heard(self, seq: int) -> None:
+        """The log told of a commit: once the committing task has yielded,
+        wake the runners if it is not the Stower's own (another process
+        wrote, and may have written work for them)."""
+        asyncio.get_running_loop().call_soon(self._wake_runners_past, seq)
+
+    def _wake_runners_past(self, seq: int) -> None:
+        if seq > self._stower.statistics().last_seq:
+            for runner in self._runners:
+                runner.wake()
 
     def on_closed(self, wake: Callable[[], None]) -> None:
         """Call ``wake`` once the parts are closed (to wake whoever waits on them)."""
@@ -170,6 +182,7 @@ class Engine:
         self._started = True
         self._pid = os.getpid()
         await self.log.open()
+        self._stop_hearing = self.log.on_commit(self._heard)
         try:
             await self._stower.start()
             await self.subscriptions.start()
@@ -243,6 +256,8 @@ class Engine:
             await self._stop("stower", self._stower.stop())
             await self._stop("bus", self.bus.aclose())
         finally:
+            if self._stop_hearing is not None:
+                self._stop_hearing()
             # Even when cancelled (the whole loop torn down), the file is closed.
             await self.log.close()
         # Wake everyone waiting on this ledger so they can see it closed.

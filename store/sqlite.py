@@ -68,6 +68,7 @@ from .sqlite_decode import (
 )
 from .sqlite_queries import _ReadModelQueries
 from .sqlite_schema import _MIGRATIONS, _SELECT_SCHEMA, SCHEMA_VERSION, _schema_findings
+from .sqlite_watch import CommitWatcher, notify, notify_path
 from .sqlite_writer import (
     _OWNED,
     _SELECT_HEAD,
@@ -79,6 +80,7 @@ from .sqlite_writer import (
 )
 
 __all__ = [
+    "COMPANIONS",
     "MEMORY",
     "NETWORK_FILESYSTEMS",
     "SCHEMA_VERSION",
@@ -86,6 +88,10 @@ __all__ = [
     "SqliteLog",
     "filesystem_of",
 ]
+
+COMPANIONS = ("-wal", "-shm", "-journal", "-notify")
+"""The files an SQLite log keeps beside ``PATH``: SQLite's own, and the
+notify file committers write to (:mod:`.sqlite_watch`)."""
 
 MEMORY = ":memory:"
 """The path that opens a SQLite log in memory: nothing is kept after close."""
@@ -145,7 +151,10 @@ class SqliteLog(_ReadModelQueries):
     power loss) or ``"NORMAL"`` (faster; the last commits may be lost on power
     loss, the file is never corrupted). ``busy_timeout`` is in seconds.
     ``wal_size_limit`` is the size in bytes the WAL file is cut back to once
-    a checkpoint lets it start over. ``faults`` (tests only) is reached at
+    a checkpoint lets it start over. ``watch`` (default on) watches the
+    file for other processes' commits, to tell ``on_commit`` listeners at
+    once (:mod:`.sqlite_watch`; Linux); without it they learn of them by
+    their own polls. ``faults`` (tests only) is reached at
     ``store.after_insert`` (:mod:`jobledger.core.faults`).
 
     An open log belongs to the process that opened it: in a child made by
@@ -163,6 +172,7 @@ class SqliteLog(_ReadModelQueries):
         read_chunk: int = 5000,
         wal_size_limit: int = WAL_SIZE_LIMIT,
         faults: Faults | None = None,
+        watch: bool = True,
     ) -> None:
         if synchronous not in ("FULL", "NORMAL"):
             raise ValueError("synchronous must be 'FULL' or 'NORMAL'")
@@ -170,6 +180,10 @@ class SqliteLog(_ReadModelQueries):
         self._file = self._path  # the file SQLite opens (a fresh one on tmpfs in memory)
         self._memory_dir: str | None = None
         self._commit_callbacks: list[Callable[[int], None]] = []
+        self._told = 0  # the last seq the callbacks were told of
+        self._watch = watch
+        self._watcher: CommitWatcher | None = None
+        self._notify_fd: int | None = None
         self._synchronous = synchronous
         self._busy_ms = int(busy_timeout * 1000)
         self._read_chunk = read_chunk
@@ -223,6 +237,9 @@ class SqliteLog(_ReadModelQueries):
             await self._writer.call(self._migrate)
             self._reader = await self._connect()
             await self._catch_up()
+            self._told = (await self.head()).seq
+            if self._path != MEMORY:  # (in memory, no other process can commit)
+                self._start_notifying()
         except sqlite3.Error as exc:
             await self.close()
             raise _storage_error(exc, f"cannot open {self._path}: {exc}") from exc
@@ -300,6 +317,13 @@ class SqliteLog(_ReadModelQueries):
         connection's thread is told to stop, so none keeps the process alive."""
         reader, writer = self._reader, self._writer
         self._reader = self._writer = None
+        watcher, self._watcher = self._watcher, None
+        notify_fd, self._notify_fd = self._notify_fd, None
+        if self._generation == fork_generation():
+            if watcher is not None:
+                watcher.stop()
+            if notify_fd is not None:
+                os.close(notify_fd)
         if self._generation != fork_generation():
             return  # a fork: the parent's connections stay in _OWNED, untouched
         try:
@@ -363,12 +387,36 @@ class SqliteLog(_ReadModelQueries):
                     raise CorruptionError(f"write failed and was rolled back: {exc}") from exc
                 raise
         if committed is not None:
-            tell_commit(self._commit_callbacks, committed)
+            if self._notify_fd is not None:
+                notify(self._notify_fd)  # for other processes: it is visible now
+            self._tell(committed)
 
     def on_commit(self, callback: Callable[[int], None]) -> Callable[[], None]:
-        """Commits made through this object only, for now: another process's
-        commits are found by the readers' poll of the head."""
+        """Commits made through this object, at once; commits of other
+        processes (or other objects on the file) as soon as the kernel says
+        the WAL was written, where it can (:class:`CommitWatcher`)."""
         return watch_commits(self._commit_callbacks, callback)
+
+    def _start_notifying(self) -> None:
+        """Open the notify file (to tell other processes of this one's
+        commits) and watch it for theirs (unless ``watch=False``). Where the
+        file cannot be made (a folder this process may not write), other
+        processes learn of this one's commits by their polls."""
+        try:
+            self._notify_fd = os.open(
+                notify_path(self._file), os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644
+            )
+        except OSError as exc:
+            log.info("commits here will not be notified", path=self._path, error=str(exc))
+        if self._watch:
+            watcher = CommitWatcher(self._file, self._tell)
+            if watcher.start():
+                self._watcher = watcher
+
+    def _tell(self, seq: int) -> None:
+        if seq > self._told:
+            self._told = seq
+            tell_commit(self._commit_callbacks, seq)
 
     # -- reading ---------------------------------------------------------
 

@@ -48,6 +48,14 @@ class BackendFixtures:
     def backend(self, new_backend: Callable[[], Backend]) -> Backend:
         return new_backend()
 
+    @pytest.fixture
+    def same_storage(self) -> Callable[[Backend], Backend] | None:
+        """For a backend whose storage other processes share (a file, a
+        server): a function that makes another, unopened backend object on
+        the storage of the one it is given, standing for another process.
+        ``None`` (the default) for a backend whose storage is its own."""
+        return None
+
     @pytest_asyncio.fixture
     async def log(self, backend: Backend) -> AsyncIterator[Backend]:
         await backend.open()
@@ -285,6 +293,30 @@ class LogContract(BackendFixtures):
         stop()  # stopping twice is harmless
         await _append(log, chain, created("e"))
         assert [seq for seq, _ in told] == [1, 3]
+
+    async def test_commits_through_another_handle_are_notified(
+        self, log: Backend, same_storage: Callable[[Backend], Backend] | None
+    ) -> None:
+        if same_storage is None:
+            pytest.skip("the backend's storage is its own: no other process can commit to it")
+        told: list[int] = []
+        arrived = asyncio.Event()
+
+        def heard(seq: int) -> None:
+            told.append(seq)
+            arrived.set()
+
+        log.on_commit(heard)
+        other = same_storage(log)
+        await other.open()
+        try:
+            await _append(other, Chain(), created("elsewhere"))
+            # Told without polling and without a write through this handle.
+            await asyncio.wait_for(arrived.wait(), timeout=10)
+            assert told == [1]
+            assert [e.stream for e in await log.read()] == ["elsewhere"]
+        finally:
+            await other.close()
 
     async def test_a_failing_commit_listener_fails_no_write(self, log: Backend) -> None:
         def broken(seq: int) -> None:

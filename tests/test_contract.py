@@ -34,6 +34,10 @@ class TestSqliteFile(BackendContract):
         numbers = itertools.count()
         return lambda: SqliteLog(tmp_path / f"log-{next(numbers)}.db")
 
+    @pytest.fixture
+    def same_storage(self) -> Callable[[Backend], Backend]:
+        return lambda log: SqliteLog(log.path)
+
 
 # -- the contract catches a backend that breaks it -------------------------------
 

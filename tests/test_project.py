@@ -338,8 +338,10 @@ def test_the_contract_suite_runs_from_the_installed_wheel(wheel: Path, tmp_path:
         timeout=600,
     )
     assert ran.returncode == 0, ran.stdout[-3000:] + ran.stderr[-3000:]
-    count = 1 + 2 * len([n for n in dir(BackendContract) if n.startswith("test_")])
-    assert f"{count} passed" in ran.stdout
+    # Both backends keep their storage to themselves: the one test that needs
+    # another handle on the same storage is skipped, visibly, for each.
+    count = 1 + 2 * (len([n for n in dir(BackendContract) if n.startswith("test_")]) - 1)
+    assert f"{count} passed, 2 skipped" in ran.stdout, ran.stdout[-500:]
 
 
 def test_the_package_is_imported_from_the_install_not_bare_folders() -> None:

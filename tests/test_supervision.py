@@ -213,7 +213,9 @@ async def test_a_tail_that_meets_a_damaged_entry_closes_the_ledger_loudly(
     db_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     clock = ManualClock()
-    ledger = jobledger.Ledger(SqliteLog(db_path), clock=clock, poll_interval=1.0)
+    # Not told of the other writer's commit (watch=False): its tail finds it
+    # at its next look, after the damage.
+    ledger = jobledger.Ledger(SqliteLog(db_path, watch=False), clock=clock, poll_interval=1.0)
     await ledger.start()
     with caplog.at_level(logging.WARNING, logger="jobledger"):
         job = await ledger.submit("t")
@@ -238,11 +240,15 @@ async def test_a_tail_that_meets_a_damaged_entry_closes_the_ledger_loudly(
 
 
 async def test_the_tail_waits_on_the_ledgers_clock(db_path: Path) -> None:
-    """Another process's commit reaches a waiter at the tail's next look, which
+    """Where no notification comes (``watch=False``: a system without inotify),
+    another process's commit reaches a waiter at the tail's next look, which
     comes after ``poll_interval`` seconds of the injected clock (a minute here,
-    advanced at once), not of real time."""
+    advanced at once), not of real time. (With notifications it comes at
+    once: tests/test_wakeup.py.)"""
     clock = ManualClock()
-    async with jobledger.open(db_path, clock=clock, poll_interval=60.0) as ledger:
+    ledger = jobledger.Ledger(SqliteLog(db_path, watch=False), clock=clock, poll_interval=60.0)
+    await ledger.start()
+    try:
         job = await ledger.submit("t")
         waiter = asyncio.create_task(ledger.wait(job.id))
         await eventually(lambda: bool(ledger._waiting._waiters))
@@ -255,3 +261,5 @@ async def test_the_tail_waits_on_the_ledgers_clock(db_path: Path) -> None:
         clock.advance(0.1)
         done = await asyncio.wait_for(waiter, 10)
         assert done.status == "cancelled"
+    finally:
+        await ledger.aclose()
