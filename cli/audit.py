@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import shutil
 import sys
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from pathlib import Path
@@ -130,7 +131,11 @@ def _new_log(db: str) -> bool:
 def _discard(db: str) -> None:
     """Delete the log file ``db`` and the files it keeps beside it."""
     for suffix in ("", *COMPANIONS):
-        Path(f"{db}{suffix}").unlink(missing_ok=True)
+        companion = Path(f"{db}{suffix}")
+        if companion.is_dir():  # (the notify folder)
+            shutil.rmtree(companion, ignore_errors=True)
+        else:
+            companion.unlink(missing_ok=True)
 
 
 async def _import(args: argparse.Namespace, out: Console) -> int:

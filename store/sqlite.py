@@ -68,7 +68,7 @@ from .sqlite_decode import (
 )
 from .sqlite_queries import _ReadModelQueries
 from .sqlite_schema import _MIGRATIONS, _SELECT_SCHEMA, SCHEMA_VERSION, _schema_findings
-from .sqlite_watch import CommitWatcher, notify, notify_path
+from .sqlite_watch import CommitWatcher, Notifier
 from .sqlite_writer import (
     _OWNED,
     _SELECT_HEAD,
@@ -90,8 +90,8 @@ __all__ = [
 ]
 
 COMPANIONS = ("-wal", "-shm", "-journal", "-notify")
-"""The files an SQLite log keeps beside ``PATH``: SQLite's own, and the
-notify file committers write to (:mod:`.sqlite_watch`)."""
+"""What an SQLite log keeps beside ``PATH``: SQLite's files, and the folder
+of notify files (:mod:`.sqlite_watch`)."""
 
 MEMORY = ":memory:"
 """The path that opens a SQLite log in memory: nothing is kept after close."""
@@ -183,7 +183,7 @@ class SqliteLog(_ReadModelQueries):
         self._told = 0  # the last seq the callbacks were told of
         self._watch = watch
         self._watcher: CommitWatcher | None = None
-        self._notify_fd: int | None = None
+        self._notifier: Notifier | None = None
         self._synchronous = synchronous
         self._busy_ms = int(busy_timeout * 1000)
         self._read_chunk = read_chunk
@@ -318,12 +318,12 @@ class SqliteLog(_ReadModelQueries):
         reader, writer = self._reader, self._writer
         self._reader = self._writer = None
         watcher, self._watcher = self._watcher, None
-        notify_fd, self._notify_fd = self._notify_fd, None
+        notifier, self._notifier = self._notifier, None
         if self._generation == fork_generation():
             if watcher is not None:
                 watcher.stop()
-            if notify_fd is not None:
-                os.close(notify_fd)
+            if notifier is not None:
+                notifier.close()
         if self._generation != fork_generation():
             return  # a fork: the parent's connections stay in _OWNED, untouched
         try:
@@ -373,8 +373,13 @@ class SqliteLog(_ReadModelQueries):
             writer = _SqliteWriter(conn)
             try:
                 yield writer
+                notify_fd = None
+                if self._notifier is not None and writer.committed_seq is not None:
+                    notify_fd = self._notifier.fd
                 await conn.call(
-                    functools.partial(_commit, writer.work, writer.expected, self._faults)
+                    functools.partial(
+                        _commit, writer.work, writer.expected, self._faults, notify_fd
+                    )
                 )
                 committed = writer.committed_seq
             except BaseException as exc:
@@ -387,8 +392,6 @@ class SqliteLog(_ReadModelQueries):
                     raise CorruptionError(f"write failed and was rolled back: {exc}") from exc
                 raise
         if committed is not None:
-            if self._notify_fd is not None:
-                notify(self._notify_fd)  # for other processes: it is visible now
             self._tell(committed)
 
     def on_commit(self, callback: Callable[[int], None]) -> Callable[[], None]:
@@ -398,18 +401,11 @@ class SqliteLog(_ReadModelQueries):
         return watch_commits(self._commit_callbacks, callback)
 
     def _start_notifying(self) -> None:
-        """Open the notify file (to tell other processes of this one's
-        commits) and watch it for theirs (unless ``watch=False``). Where the
-        file cannot be made (a folder this process may not write), other
-        processes learn of this one's commits by their polls."""
-        try:
-            self._notify_fd = os.open(
-                notify_path(self._file), os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644
-            )
-        except OSError as exc:
-            log.info("commits here will not be notified", path=self._path, error=str(exc))
+        """Make this log's notify file (to tell other processes of its
+        commits) and watch the others' (unless ``watch=False``)."""
+        self._notifier = Notifier(self._file)
         if self._watch:
-            watcher = CommitWatcher(self._file, self._tell)
+            watcher = CommitWatcher(self._file, self._notifier.name, self._tell)
             if watcher.start():
                 self._watcher = watcher
 

@@ -23,6 +23,7 @@ from jobledger.core.faults import Faults
 from .protocol import Changes, Head, Loaded, Record, Scope, StaleWrite
 from .rows import asset_row, event_row, job_row, mark_row, resource_row
 from .sqlite_decode import _decode_job, _decode_mark, _head_of
+from .sqlite_watch import notify
 
 __all__: list[str] = []
 
@@ -183,14 +184,18 @@ def _commit(
     work: Sequence[tuple[str, Sequence[Any]]],
     expected: Head | None,
     faults: Faults | None,
+    notify_fd: int | None,
     conn: sqlite3.Connection,
 ) -> None:
-    """Run what is still staged, then COMMIT (if a transaction was begun)."""
+    """Run what is still staged, then COMMIT (if a transaction was begun),
+    then tell other processes through ``notify_fd`` (given when the
+    transaction writes something)."""
     _run(work, expected, conn)
     if faults is not None:
         faults.reach("store.after_insert")
     if conn.in_transaction:
         conn.execute("COMMIT")
+        notify(notify_fd)
 
 
 def _rollback(conn: sqlite3.Connection) -> None:
