@@ -48,13 +48,14 @@ async def test_the_desk_deals_each_job_to_one_runner_with_one_read() -> None:
         for i in range(6):
             await engine.bus.send(create(f"j{i}", job_type="a" if i % 2 else "b"))
         desk = ClaimDesk(engine.log, ManualClock(), QueueCapacity())
-        (first, _), (second, _), (third, _) = await asyncio.gather(
-            desk.deal(["a", "b"], 2), desk.deal(["a"], 5), desk.deal(["a", "b"], 5)
+        (first, _), (second, _) = await asyncio.gather(
+            desk.deal(["a", "b"], 2), desk.deal(["a", "b"], 3)
         )
-        assert desk.reads == 1  # one turn, one read
+        assert desk.reads == 1  # one turn, one kind of runner: one read
         assert [j.id for j in first] == ["j0", "j1"]
-        assert [j.id for j in second] == ["j3", "j5"]  # only its type, none dealt twice
-        assert [j.id for j in third] == ["j2", "j4"]
+        assert [j.id for j in second] == ["j2", "j3", "j4"]  # none dealt twice
+        only_a, _ = await desk.deal(["a"], 5)
+        assert [j.id for j in only_a] == ["j5"]  # its type, and not dealt yet
         again, _ = await desk.deal(["a", "b"], 10)  # all are dealt: none until settled
         assert again == []
         desk.settle(["j0", "j3"])
@@ -82,3 +83,15 @@ async def test_the_desk_keeps_queue_capacity_and_gives_it_back_when_a_runner_lea
         assert capacity.in_use("q") == 0
         again, _ = await desk.deal(["a"], 3)
         assert [j.id for j in again] == ["j0", "j1"]
+
+
+async def test_plenty_of_one_type_never_starves_a_runner_of_another() -> None:
+    async with running(MemoryLog()) as engine:
+        for i in range(5):
+            await engine.bus.send(create(f"a{i}", job_type="a", priority=9))
+        await engine.bus.send(create("b0", job_type="b"))
+        desk = ClaimDesk(engine.log, ManualClock(), QueueCapacity())
+        (for_a, _), (for_b, _) = await asyncio.gather(desk.deal(["a"], 2), desk.deal(["b"], 2))
+        assert [j.id for j in for_a] == ["a0", "a1"]
+        assert [j.id for j in for_b] == ["b0"]
+        assert desk.reads == 2  # one read for each kind of runner

@@ -5,11 +5,13 @@ Runners of one process that each read the pending jobs and claim the first
 ones race for the same jobs: all but one claim lose, and each lost claim
 costs the writer a decision (four plain workers lost 1.5 claims per job).
 The desk serves every runner that asks in one turn of the event loop with
-one read of the read model, deals each job found to one runner (in the
-order they asked, each within its job types, its free slots and its queue's
-capacity), and keeps a dealt job from being dealt again until its claim is
-answered (``settle``). A claim stays a fenced ``job:start`` that the runner
-sends with the version it saw: the desk only decides who proposes it.
+one read of the read model for each set of job types asked for (runners of
+one kind share a read; runners of other kinds never wait behind them),
+deals each job found to one runner (in the order they asked, each within
+its free slots and its queue's capacity), and keeps a dealt job from being
+dealt again until its claim is answered (``settle``). A claim stays a
+fenced ``job:start`` that the runner sends with the version it saw: the
+desk only decides who proposes it.
 Runners of other processes can still race; the fence decides.
 """
 
@@ -91,36 +93,49 @@ class ClaimDesk:
                     request.answer.cancel()
 
     async def _serve_round(self, requests: list[_Request]) -> None:
-        waiting = [r for r in requests if not r.answer.done()]
-        if not waiting:
-            return
-        types = sorted(set().union(*(r.types for r in waiting)))
-        wanted = sum(r.limit for r in waiting)
+        # One read for the runners that take the same job types (the usual
+        # case: several workers of one kind); runners of other types get a
+        # read of their own, so plenty of one type never starves another.
+        groups: dict[frozenset[str], list[_Request]] = {}
+        for request in requests:
+            if not request.answer.done():
+                groups.setdefault(request.types, []).append(request)
+        try:
+            for types, group in groups.items():
+                await self._serve_group(types, group)
+        except asyncio.CancelledError:
+            for request in requests:  # (none is left waiting)
+                if not request.answer.done():
+                    request.answer.cancel()
+            raise
+
+    async def _serve_group(self, types: frozenset[str], group: list[_Request]) -> None:
+        wanted = sum(r.limit for r in group)
         if self._capacity.limited:
             wanted *= 4  # some may be in queues that are full
         now = self._clock.now()
         self.reads += 1
         try:
-            found = await self._reader.next_pending(types, now, limit=wanted + len(self._dealt))
+            found = await self._reader.next_pending(
+                sorted(types), now, limit=wanted + len(self._dealt)
+            )
         except asyncio.CancelledError:
-            for request in waiting:
+            for request in group:
                 request.answer.cancel()
             raise
         except Exception as exc:  # (a StorageError, say): each runner handles it
-            for request in waiting:
+            for request in group:
                 if not request.answer.done():
                     request.answer.set_exception(exc)
             return
-        for request in waiting:
+        for request in group:
             if request.answer.done():  # the runner stopped waiting
                 continue
             picked: list[Job] = []
             for job in found:
                 if len(picked) == request.limit:
                     break
-                if job.id in self._dealt or job.job_type not in request.types:
-                    continue
-                if not self._capacity.try_acquire(job.queue):
+                if job.id in self._dealt or not self._capacity.try_acquire(job.queue):
                     continue
                 self._dealt.add(job.id)
                 picked.append(job)
