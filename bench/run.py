@@ -533,7 +533,7 @@ async def p4(tmp: Path, sz: Sizes) -> Result:
     p50, p99 = pct(samples, 50), pct(samples, 99)
     return Result(
         "P4", f"pickup latency, {len(samples)} jobs, p50", p50, "ms",
-        target="p50 ≤ 2 ms, p99 ≤ 20 ms", met=p50 <= 2 and p99 <= 20,
+        target="p50 ≤ 1 ms, p99 ≤ 20 ms", met=p50 <= 1 and p99 <= 20,
         extra={"p50_ms": p50, "p99_ms": p99},
     )  # fmt: skip
 

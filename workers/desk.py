@@ -50,6 +50,8 @@ class ClaimDesk:
         self._capacity = capacity
         self._requests: list[_Request] = []
         self._dealt: set[str] = set()  # jobs whose claims are not answered yet
+        self._reading = False
+        self._settled_while_reading: set[str] = set()  # a read begun before may show them
         self._serving: asyncio.Task[None] | None = None
         self.reads = 0
 
@@ -78,7 +80,10 @@ class ClaimDesk:
     def settle(self, job_ids: Iterable[str]) -> None:
         """The claims of ``job_ids`` are answered: they may be dealt again
         (a lost or refused claim's job is pending still, or is another's)."""
-        self._dealt.difference_update(job_ids)
+        ids = set(job_ids)
+        self._dealt.difference_update(ids)
+        if self._reading:  # the read in flight may have seen them still pending
+            self._settled_while_reading.update(ids)
 
     async def _serve(self) -> None:
         try:
@@ -115,6 +120,7 @@ class ClaimDesk:
             wanted *= 4  # some may be in queues that are full
         now = self._clock.now()
         self.reads += 1
+        self._reading = True
         try:
             found = await self._reader.next_pending(
                 sorted(types), now, limit=wanted + len(self._dealt)
@@ -128,6 +134,9 @@ class ClaimDesk:
                 if not request.answer.done():
                     request.answer.set_exception(exc)
             return
+        finally:
+            self._reading = False
+            stale, self._settled_while_reading = self._settled_while_reading, set()
         for request in group:
             if request.answer.done():  # the runner stopped waiting
                 continue
@@ -135,7 +144,9 @@ class ClaimDesk:
             for job in found:
                 if len(picked) == request.limit:
                     break
-                if job.id in self._dealt or not self._capacity.try_acquire(job.queue):
+                if job.id in self._dealt or job.id in stale:
+                    continue
+                if not self._capacity.try_acquire(job.queue):
                     continue
                 self._dealt.add(job.id)
                 picked.append(job)
