@@ -147,6 +147,7 @@ from .models import (
     RetryPolicy,
     User,
 )
+from .proposals import ClaimProposer
 from .queries import JobReader, expired, pending_order, runnable
 from .registry import JobType, Registry, Resolved, convert_params
 from .status import TERMINAL, TRANSITIONS, JobStatus, can_transition, is_terminal
@@ -189,6 +190,7 @@ __all__ = [
     "BodyRemove",
     "BodyReplace",
     "CancelRequested",
+    "ClaimProposer",
     "Clock",
     "Command",
     "ConcurrencyConflict",

@@ -112,6 +112,9 @@ class Engine:
             interval=sweep_interval,
             on_crash=self._supervising("sweeper"),
         )
+        # One claim desk for the process's runners; the Stower asks it for
+        # claims of the jobs a batch makes runnable, to decide in that batch.
+        desk = ClaimDesk(log, self.clock, self._capacity)
         self._stower = Stower(
             log,
             self.bus,
@@ -122,8 +125,8 @@ class Engine:
             on_crash=self._supervising("stower"),
             on_commit=self._sweeper.committed,
             faults=faults,
+            proposer=desk if workers else None,
         )
-        desk = ClaimDesk(log, self.clock, self._capacity)  # one for the process's runners
         self._runners = [
             WorkerRunner(
                 w,

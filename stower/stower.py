@@ -33,19 +33,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any
 
 import msgspec
 
 from jobledger.core import (
     AnyEvent,
+    ClaimProposer,
     Clock,
     Command,
     Envelope,
     IdFactory,
     InternalError,
+    Job,
     JobCreate,
     JobledgerError,
+    JobStart,
     LedgerClosed,
     StorageError,
     SystemClock,
@@ -122,6 +126,7 @@ class Stower:
         on_crash: Any = None,
         on_commit: Callable[[Sequence[Envelope]], None] | None = None,
         faults: Faults | None = None,
+        proposer: ClaimProposer | None = None,
     ) -> None:
         if mailbox_size < 1 or max_batch < 1:
             raise ValueError("mailbox_size and max_batch must be at least 1")
@@ -136,6 +141,8 @@ class Stower:
         self._on_crash = on_crash
         self._on_commit = on_commit
         self._faults = faults
+        self._proposer = proposer
+        self._proposals: list[tuple[JobStart, Job | None]] = []  # this attempt's, undecided
         self._head = Head(0, "")
         self._task: asyncio.Task[None] | None = None
         self._subscription: Subscription | None = None
@@ -243,11 +250,13 @@ class Stower:
                 await self._process(batch)
             except asyncio.CancelledError:
                 # Cancelled mid-batch: whether it committed is unknown; say so.
+                self._withdraw_proposals()
                 self._answer(batch, [LedgerClosed("the Stower stopped mid-batch")] * len(batch))
                 raise
             except BaseException as exc:
                 # Crashed mid-batch: its senders are answered, not left waiting.
                 crashed = LedgerClosed(f"the Stower crashed mid-batch (committed or not): {exc!r}")
+                self._withdraw_proposals()
                 self._answer(batch, [crashed] * len(batch))
                 raise
             finally:
@@ -282,6 +291,7 @@ class Stower:
             self._storage_errors += 1
             self._cache.clear()
             log.error("batch rolled back", commands=len(batch), error=str(exc))
+            self._withdraw_proposals()
             self._answer(batch, [exc] * len(batch))
             return
         except Exception as exc:
@@ -292,6 +302,7 @@ class Stower:
             log.error("batch failed and was rolled back", commands=len(batch), exc_info=exc)
             error = InternalError(f"the batch failed and was rolled back: {exc!r}")
             error.__cause__ = exc
+            self._withdraw_proposals()
             self._answer(batch, [error] * len(batch))
             return
         # Committed: count, remember, publish, then answer.
@@ -312,6 +323,9 @@ class Stower:
             except Exception as exc:  # the owner's hook: committed is committed, go on
                 log.error("the on_commit hook failed", exc_info=exc)
         self._bus.publish(envelopes)
+        if self._proposals:  # committed: the claims proposed go to their runners
+            proposals, self._proposals = self._proposals, []
+            self._settle_proposals(proposals)
         if self._faults is not None:
             self._faults.reach("stower.before_answer")
         self._answer(batch, outcomes)
@@ -471,9 +485,71 @@ class Stower:
                 records.append(record)
                 produced.append(record.envelope)
             outcomes.append(tuple(produced))
+        if self._proposer is not None:
+            seq, previous = self._decide_proposals(state, now, ms, seq, previous, records)
         for superseded, survivor in survivors.items():
             outcomes[superseded] = outcomes[survivor]
         return records
+
+    def _decide_proposals(
+        self,
+        state: _BatchState,
+        now: datetime,
+        ms: int,
+        seq: int,
+        previous: str,
+        records: list[Record],
+    ) -> tuple[int, str]:
+        """Ask the proposer for claims for the runners whose slots are free
+        (most often, the slot a job this batch ends frees), and decide them in
+        the batch (a stale or refused one writes nothing). Returns the ``seq``
+        and hash the batch has reached."""
+        assert self._proposer is not None
+        self._withdraw_proposals()  # (an earlier attempt at this batch that did not commit)
+        try:
+            proposals = self._proposer.propose(now)
+        except Exception as exc:  # the proposer's bug: the batch goes on without claims
+            log.error("proposing claims failed", exc_info=exc)
+            return seq, previous
+        for command in proposals:
+            started: Job | None = None
+            if command.job_id not in state.jobs:
+                # A job this batch does not name: decided on what the cache
+                # knows (current: the batch's read or its commit checks the
+                # head), or not at all.
+                cached = self._cache.get(("job", command.job_id))
+                if cached is None or cached[0] is None:
+                    self._proposals.append((command, None))
+                    continue
+                state.jobs[command.job_id], state.versions[command.job_id] = cached
+            try:
+                events = decide(validate_command(command), state, now)
+            except Exception as exc:  # refused (or a bug): nothing written for it
+                log.debug("a proposed claim was refused", job_id=command.job_id, error=repr(exc))
+                events = []
+            for event in events:
+                seq += 1
+                record = self._record(event, command, seq, previous, now, ms, state)
+                previous = record.envelope.hash
+                self._evolve(record.envelope, state)
+                records.append(record)
+            if events:
+                started = state.jobs.get(command.job_id)
+            self._proposals.append((command, started))
+        return seq, previous
+
+    def _withdraw_proposals(self) -> None:
+        """The batch was not committed: no claim it proposed started anything."""
+        if self._proposals:
+            proposals, self._proposals = self._proposals, []
+            self._settle_proposals([(command, None) for command, _ in proposals])
+
+    def _settle_proposals(self, outcomes: Sequence[tuple[JobStart, Job | None]]) -> None:
+        assert self._proposer is not None
+        try:
+            self._proposer.settle(outcomes)
+        except Exception as exc:  # the proposer's bug: committed is committed
+            log.error("settling proposed claims failed", exc_info=exc)
 
     def _record(
         self,

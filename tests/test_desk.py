@@ -58,7 +58,7 @@ async def test_the_desk_deals_each_job_to_one_runner_with_one_read() -> None:
         assert [j.id for j in only_a] == ["j5"]  # its type, and not dealt yet
         again, _ = await desk.deal(["a", "b"], 10)  # all are dealt: none until settled
         assert again == []
-        desk.settle(["j0", "j3"])
+        desk.answered(["j0", "j3"])
         back, _ = await desk.deal(["a", "b"], 10)
         assert [j.id for j in back] == ["j0", "j3"]
 
@@ -74,7 +74,7 @@ async def test_the_desk_keeps_queue_capacity_and_gives_it_back_when_a_runner_lea
         assert capacity.in_use("q") == 2
         for job in dealt:
             capacity.release(job.queue)
-        desk.settle(j.id for j in dealt)
+        desk.answered(j.id for j in dealt)
 
         asking = asyncio.ensure_future(desk.deal(["a"], 3))
         await asyncio.sleep(0)
@@ -95,3 +95,47 @@ async def test_plenty_of_one_type_never_starves_a_runner_of_another() -> None:
         assert [j.id for j in for_a] == ["a0", "a1"]
         assert [j.id for j in for_b] == ["b0"]
         assert desk.reads == 2  # one read for each kind of runner
+
+
+async def test_a_runner_whose_job_ends_gets_its_next_job_in_the_same_commit(
+    tmp_path: Path,
+) -> None:
+    workers = [Noop(name=f"w{i}") for i in range(4)]
+    async with jobledger.open(tmp_path / "j.db", workers=workers) as ledger:
+        jobs = await asyncio.gather(*(ledger.submit("noop", {"i": i}) for i in range(200)))
+        before = ledger.statistics().stower.batches
+        await asyncio.gather(*(ledger.wait(j.id, timeout=60) for j in jobs))
+        stats = ledger.statistics()
+        # Most claims were made by the Stower in the batch of the report that
+        # freed the slot (the first ones, and after the desk's spare jobs ran
+        # out, by the runners themselves), so the jobs took fewer commits than
+        # their three steps each would take alone.
+        proposed = sum(w.proposed for w in stats.workers)
+        assert proposed >= 150
+        assert sum(w.claimed for w in stats.workers) == 200
+        assert sum(w.lost_claims for w in stats.workers) == 0
+        assert stats.stower.batches - before <= 200
+        for job in jobs:
+            history = await ledger.history(job.id)
+            assert [e.type for e in history] == [
+                "job.created",
+                "job.started",
+                "job.progressed",
+                "job.completed",
+            ]
+            assert history[1].data.worker in {w.name for w in workers}  # type: ignore[union-attr]
+        assert (await ledger.verify()).ok
+
+
+async def test_a_job_is_never_claimed_in_the_batch_that_creates_it(tmp_path: Path) -> None:
+    # One job at a time: each is made runnable by its own submission, never by
+    # a slot freeing up while it waits, so no claim of it may be proposed:
+    # submit() answers with the job its command left, pending, and the
+    # runner claims it in a commit of its own.
+    async with jobledger.open(tmp_path / "j.db", workers=[Noop()]) as ledger:
+        for i in range(20):
+            job = await ledger.submit("noop", {"i": i})
+            assert job.status == "pending"
+            assert (await ledger.wait(job.id, timeout=60)).status == "completed"
+        (worker,) = ledger.statistics().workers
+        assert (worker.claimed, worker.proposed, worker.lost_claims) == (20, 0, 0)

@@ -9,7 +9,7 @@ one read of the read model for each set of job types asked for (runners of
 one kind share a read; runners of other kinds never wait behind them),
 deals each job found to one runner (in the order they asked, each within
 its free slots and its queue's capacity), and keeps a dealt job from being
-dealt again until its claim is answered (``settle``). A claim stays a
+dealt again until its claim is answered (``answered``). A claim stays a
 fenced ``job:start`` that the runner sends with the version it saw: the
 desk only decides who proposes it.
 Runners of other processes can still race; the fence decides.
@@ -20,12 +20,18 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from typing import Protocol
 
-from jobledger.core import Clock, Job, JobReader
+from jobledger.core import Clock, Job, JobReader, JobStart
+from jobledger.core import runnable as runnable_at
 
 from .capacity import QueueCapacity
 
-__all__ = ["ClaimDesk"]
+__all__ = ["ClaimDesk", "Idle"]
+
+_SPARE = 32
+"""Pending jobs a read asks for beyond what the runners asked for, kept for
+the claims the Stower proposes when slots free up."""
 
 
 class _Request:
@@ -37,6 +43,33 @@ class _Request:
         self.answer: asyncio.Future[tuple[list[Job], datetime]] = (
             asyncio.get_running_loop().create_future()
         )
+
+
+class Idle(Protocol):
+    """A runner as the desk sees it while it waits for work."""
+
+    @property
+    def job_types(self) -> frozenset[str]: ...
+
+    def free(self) -> int:
+        """Slots free now (neither running a job nor held for a proposed claim)."""
+        ...
+
+    def claim_for(self, job: Job) -> JobStart:
+        """The fenced claim this runner would send for ``job``."""
+        ...
+
+    def reserve(self) -> None:
+        """Hold a slot for a claim proposed on this runner's behalf."""
+        ...
+
+    def unreserve(self) -> None:
+        """The proposed claim did not start the job: the slot is free again."""
+        ...
+
+    def accept(self, job: Job) -> None:
+        """The proposed claim started ``job`` (committed): run it."""
+        ...
 
 
 class ClaimDesk:
@@ -53,13 +86,16 @@ class ClaimDesk:
         self._reading = False
         self._settled_while_reading: set[str] = set()  # a read begun before may show them
         self._serving: asyncio.Task[None] | None = None
+        self._idle: list[Idle] = []  # runners waiting for work, in the order they began
+        self._proposed: dict[str, tuple[Idle, str]] = {}  # job -> (runner, queue): in a batch
+        self._spare: list[Job] = []  # pending jobs the last read found that nobody took
         self.reads = 0
 
     async def deal(self, job_types: Sequence[str], limit: int) -> tuple[list[Job], datetime]:
         """Up to ``limit`` pending jobs of ``job_types`` that no other runner
         here is claiming, in claim order, each with its queue place taken;
         and the time the read model was asked at. The caller claims them and
-        then calls ``settle`` with their ids, whatever the outcome."""
+        then calls ``answered`` with their ids, whatever the outcome."""
         request = _Request(frozenset(job_types), limit)
         self._requests.append(request)
         if self._serving is None:
@@ -74,16 +110,63 @@ class ClaimDesk:
                 dealt, _ = answer.result()  # dealt, but the runner is gone: give them back
                 for job in dealt:
                     self._capacity.release(job.queue)
-                self.settle(job.id for job in dealt)
+                self.answered(job.id for job in dealt)
             raise
 
-    def settle(self, job_ids: Iterable[str]) -> None:
+    def answered(self, job_ids: Iterable[str]) -> None:
         """The claims of ``job_ids`` are answered: they may be dealt again
         (a lost or refused claim's job is pending still, or is another's)."""
         ids = set(job_ids)
         self._dealt.difference_update(ids)
         if self._reading:  # the read in flight may have seen them still pending
             self._settled_while_reading.update(ids)
+
+    # -- claims the writer proposes (jobledger.core.ClaimProposer) -----------
+
+    def offer(self, runner: Idle) -> None:
+        """``runner`` is idle, waiting for work: the Stower may claim a job
+        made runnable in a batch for it, in that batch."""
+        if runner not in self._idle:
+            self._idle.append(runner)
+
+    def withdraw(self, runner: Idle) -> None:
+        """``runner`` is no longer waiting (it looks for work itself, or stops)."""
+        if runner in self._idle:
+            self._idle.remove(runner)
+
+    def propose(self, now: datetime) -> list[JobStart]:
+        """Claims for runners with a free slot, of the pending jobs the last
+        read found and nobody took, in claim order."""
+        if not self._spare or not any(runner.free() > 0 for runner in self._idle):
+            return []
+        proposals: list[JobStart] = []
+        for job in self._spare:
+            if not runnable_at(job, now):
+                continue
+            if job.id in self._dealt or job.id in self._proposed:
+                continue
+            for runner in self._idle:
+                if job.job_type not in runner.job_types or runner.free() <= 0:
+                    continue
+                if not self._capacity.try_acquire(job.queue):
+                    break
+                runner.reserve()
+                self._proposed[job.id] = (runner, job.queue)
+                proposals.append(runner.claim_for(job))
+                break
+        if proposals:
+            taken = {command.job_id for command in proposals}
+            self._spare = [j for j in self._spare if j.id not in taken]
+        return proposals
+
+    def settle(self, outcomes: Sequence[tuple[JobStart, Job | None]]) -> None:
+        for command, started in outcomes:
+            runner, queue = self._proposed.pop(command.job_id)
+            if started is None:
+                self._capacity.release(queue)
+                runner.unreserve()
+            else:
+                runner.accept(started)
 
     async def _serve(self) -> None:
         try:
@@ -115,7 +198,7 @@ class ClaimDesk:
             raise
 
     async def _serve_group(self, types: frozenset[str], group: list[_Request]) -> None:
-        wanted = sum(r.limit for r in group)
+        wanted = max(sum(r.limit for r in group), _SPARE)
         if self._capacity.limited:
             wanted *= 4  # some may be in queues that are full
         now = self._clock.now()
@@ -137,6 +220,7 @@ class ClaimDesk:
         finally:
             self._reading = False
             stale, self._settled_while_reading = self._settled_while_reading, set()
+        found = [j for j in found if j.id not in stale and j.id not in self._proposed]
         for request in group:
             if request.answer.done():  # the runner stopped waiting
                 continue
@@ -144,10 +228,13 @@ class ClaimDesk:
             for job in found:
                 if len(picked) == request.limit:
                     break
-                if job.id in self._dealt or job.id in stale:
+                if job.id in self._dealt:
                     continue
                 if not self._capacity.try_acquire(job.queue):
                     continue
                 self._dealt.add(job.id)
                 picked.append(job)
             request.answer.set_result((picked, now))
+        # What nobody took now, for the claims the Stower proposes when a
+        # runner's slot frees (a stale one is refused by its fence).
+        self._spare = [j for j in found if j.id not in self._dealt][:_SPARE]

@@ -40,11 +40,9 @@ import structlog
 
 from jobledger.core import (
     Clock,
-    ConcurrencyConflict,
     ContentStore,
     Envelope,
     IdFactory,
-    InvalidTransition,
     Job,
     JobCancel,
     JobComplete,
@@ -53,15 +51,12 @@ from jobledger.core import (
     JobPartial,
     JobReader,
     JobRelease,
-    JobStart,
     JobSuspend,
     LedgerClosed,
-    NotFound,
     Registry,
     StorageError,
     SystemClock,
     ValidationError,
-    evolve_job,
     get_logger,
     this_holder,
 )
@@ -69,6 +64,7 @@ from jobledger.core.faults import Faults
 from jobledger.eventbus import EventBus, Subscription
 
 from .capacity import QueueCapacity
+from .claiming import _Claiming
 from .desk import ClaimDesk
 from .heartbeats import Heartbeats
 from .reports import MAX_ERROR, Report, report_of
@@ -115,7 +111,7 @@ class _Alarm:
         return reasons
 
 
-class WorkerRunner:
+class WorkerRunner(_Claiming):
     """Runs one :class:`JobWorker` until stopped. Owns its tasks.
 
     ``stop(timeout)`` stops claiming, lets running jobs finish for up to
@@ -164,6 +160,11 @@ class WorkerRunner:
         self._type_set = frozenset(self._types)
         self._wake = asyncio.Event()
         self._slot_free = asyncio.Event()
+        self._reserved = 0  # slots held for claims the Stower proposed for this runner
+        self._claiming = 0  # slots held for claims this runner sent itself
+        self._finishing = 0  # jobs whose work has ended, their report not yet answered
+        self._none_reserved = asyncio.Event()
+        self._none_reserved.set()
         self._stopping = False
         self._dispatcher: asyncio.Task[None] | None = None
         self._jobs: set[asyncio.Task[None]] = set()
@@ -192,6 +193,7 @@ class WorkerRunner:
                 "polls",
                 "released",
                 "abandoned",
+                "proposed",
             ),
             0,
         )
@@ -214,6 +216,9 @@ class WorkerRunner:
         self._dispatcher = asyncio.get_running_loop().create_task(
             self._supervised_dispatch(), name=f"jobledger-worker-{self.name}"
         )
+        # While it has a free slot, the Stower may claim a job for it in the
+        # batch that makes the job runnable, or that ends its previous job.
+        self._desk.offer(self)
 
     def _on_ready(self, env: Envelope) -> None:
         job_type = getattr(env.data, "job_type", None)
@@ -244,8 +249,12 @@ class WorkerRunner:
         for subscription in self._subscriptions:
             subscription.unsubscribe()
         self._subscriptions = []
+        self._desk.withdraw(self)
         if self._dispatcher is not None:
             await asyncio.wait([self._dispatcher])
+        if self._reserved:  # a claim proposed for it is in a batch: see how it ends
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._none_reserved.wait(), _REPORT_GRACE)
         if self._jobs:
             _, pending = await asyncio.wait(set(self._jobs), timeout=timeout)
             for task in pending:
@@ -273,7 +282,7 @@ class WorkerRunner:
 
     async def _dispatch(self) -> None:
         while not self._stopping:
-            free = self.worker.concurrency - len(self._jobs)
+            free = self.free()
             if free <= 0:
                 self._slot_free.clear()
                 await self._slot_free.wait()
@@ -288,16 +297,20 @@ class WorkerRunner:
                 await self._nap(self._poll_interval)
                 continue
             for job in claimed:
-                if self._faults is not None:
-                    self._faults.reach("runner.after_claim")
-                task = asyncio.get_running_loop().create_task(
-                    self._run(job), name=f"jobledger-job-{job.id}"
-                )
-                self._jobs.add(task)
-                task.add_done_callback(self._job_done)
+                self._start(job)
             if claimed:
                 continue  # there may be more work right away
             await self._nap(await self._until_due())
+
+    def _start(self, job: Job) -> None:
+        """Run a job this runner has claimed, in a task of its own."""
+        if self._faults is not None:
+            self._faults.reach("runner.after_claim")
+        task = asyncio.get_running_loop().create_task(
+            self._run(job), name=f"jobledger-job-{job.id}"
+        )
+        self._jobs.add(task)
+        task.add_done_callback(self._job_done)
 
     async def _until_due(self) -> float:
         """Seconds until the next poll: the poll interval, or sooner if a
@@ -335,63 +348,6 @@ class WorkerRunner:
         if not task.cancelled() and task.exception() is not None:
             log.error("job task failed", worker=self.name, exc_info=task.exception())
 
-    async def _claim(self, limit: int) -> list[Job]:
-        """Claim up to ``limit`` pending jobs at once; return the ones won."""
-        self._counts["polls"] += 1
-        candidates, self._claimed_at = await self._desk.deal(self._types, limit)
-        if not candidates:
-            return []
-        try:
-            return await self._propose(candidates)
-        finally:
-            self._desk.settle(job.id for job in candidates)
-
-    async def _propose(self, candidates: list[Job]) -> list[Job]:
-        """Send a fenced claim for each of ``candidates`` (dealt to this
-        runner, with their queue places taken); return the ones won."""
-        if self._stopping:
-            for job in candidates:
-                self._capacity.release(job.queue)
-            return []
-        actor = f"worker:{self.name}"
-        replies = await asyncio.gather(
-            *(
-                self._bus.send(
-                    JobStart(
-                        job_id=job.id,
-                        worker=self.name,
-                        expected_version=job.version,
-                        lease_seconds=self.worker.lease_seconds,
-                        holder=self._holder,
-                        actor=actor,
-                        correlation_id=job.id,
-                    )
-                )
-                for job in candidates
-            ),
-            return_exceptions=True,
-        )
-        won: list[Job] = []
-        for job, reply in zip(candidates, replies, strict=True):
-            if isinstance(reply, BaseException):
-                self._capacity.release(job.queue)
-                if isinstance(reply, ConcurrencyConflict | InvalidTransition | NotFound):
-                    self._counts["lost"] += 1  # another worker claimed it first
-                    continue
-                if isinstance(reply, ValidationError):  # e.g. not due yet on the Stower's clock
-                    continue
-                if isinstance(reply, StorageError):  # rolled back: not claimed
-                    log.warning("a claim failed", job_id=job.id, error=str(reply))
-                    continue
-                raise reply
-            started: Job | None = job
-            for env in reply:
-                started = evolve_job(started, env)
-            assert started is not None
-            won.append(started)
-        self._counts["claimed"] += len(won)
-        return won
-
     # -- running one job -------------------------------------------------
 
     async def _run(self, job: Job) -> None:
@@ -412,6 +368,7 @@ class WorkerRunner:
         self._contexts[job.id] = ctx
         self._alarms[job.id] = alarm
         self._heartbeats.start()
+        finished = False
         try:
             with structlog.contextvars.bound_contextvars(job_id=job.id, worker=self.name):
                 try:
@@ -429,7 +386,10 @@ class WorkerRunner:
                     await self._settle(asyncio.ensure_future(self._report(released)))
                     raise
                 # The work has ended: its report goes out even if a stop comes now
-                # (releasing a finished job would run it again).
+                # (releasing a finished job would run it again). Its slot is free
+                # for the next job, which the Stower may claim in the report's batch.
+                finished = True
+                self._finishing += 1
                 finishing = asyncio.ensure_future(self._finish(job, ctx, report))
                 try:
                     await asyncio.shield(finishing)
@@ -437,6 +397,8 @@ class WorkerRunner:
                     await self._settle(finishing)
                     raise
         finally:
+            if finished:
+                self._finishing -= 1
             self._contexts.pop(job.id, None)
             self._alarms.pop(job.id, None)
             self._capacity.release(job.queue)
@@ -604,4 +566,5 @@ class WorkerRunner:
             polls=counts["polls"],
             released=counts["released"],
             abandoned=counts["abandoned"],
+            proposed=counts["proposed"],
         )

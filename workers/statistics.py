@@ -10,7 +10,8 @@ __all__ = ["WorkerStatistics"]
 class WorkerStatistics(msgspec.Struct, frozen=True, kw_only=True):
     """A runner's counters. ``active`` is the number of jobs executing now;
     ``released`` the jobs given back at a stop; ``abandoned`` the executions
-    that would not stop when cancelled."""
+    that would not stop when cancelled; ``proposed`` the jobs of ``claimed``
+    that the Stower claimed for it in the batch that freed its slot."""
 
     worker: str
     job_types: tuple[str, ...]
@@ -28,3 +29,4 @@ class WorkerStatistics(msgspec.Struct, frozen=True, kw_only=True):
     polls: int
     released: int = 0
     abandoned: int = 0
+    proposed: int = 0
