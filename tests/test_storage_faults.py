@@ -41,6 +41,19 @@ async def test_a_full_disk_is_a_storage_error_and_the_stower_serves_again(
     assert figures["acked"] >= 4 * 3 + 4  # two groups a round, and the probes
 
 
+async def test_a_claim_proposed_in_a_batch_the_full_disk_rolls_back_frees_its_slot(
+    tmp_path: Path,
+) -> None:
+    """Many rounds, a small step: some batches that fail carry claims the
+    Stower proposed for a runner (its next job, with its last report). Each
+    is withdrawn and its slot is free again; every acknowledged job ends. (A
+    runner whose every slot a withdrawn claim had held waited for a job of its
+    own to end, which never came: the battery found it.)"""
+    figures = await disk_full(tmp_path, rounds=15, step=4096)
+    assert figures["errors"] == {"disk I/O error": 60}
+    assert figures["acked"] >= 15 * 3
+
+
 async def test_the_wal_shrinks_after_a_long_reader_lets_go_and_is_truncated_on_close(
     tmp_path: Path,
 ) -> None:

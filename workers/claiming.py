@@ -59,6 +59,7 @@ class _Claiming:
         _claiming: int
         _finishing: int
         _wake: asyncio.Event
+        _slot_free: asyncio.Event
         _none_reserved: asyncio.Event
 
         @property
@@ -154,7 +155,10 @@ class _Claiming:
         self._reserved -= 1
         if not self._reserved:
             self._none_reserved.set()
-        self._wake.set()  # (not started: look for work as usual)
+        # Not started: the slot is free again, for the dispatcher (which may
+        # be waiting for a slot that only this reservation held).
+        self._slot_free.set()
+        self._wake.set()
 
     def accept(self, job: Job) -> None:
         self._counts["claimed"] += 1
