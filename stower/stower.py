@@ -72,6 +72,7 @@ from jobledger.eventbus import EventBus, Pending, Reply, Subscription
 from jobledger.store import EventLog, Head, LogWriter, Record, StaleWrite
 
 from .batch import _BatchState, _Cache, _coalesce_progress, _Plan, _Written
+from .proposing import _Proposing
 
 __all__ = ["Stower", "StowerStatistics"]
 
@@ -99,7 +100,7 @@ class StowerStatistics(msgspec.Struct, frozen=True, kw_only=True):
     last_seq: int
 
 
-class Stower:
+class Stower(_Proposing):
     """The single writer of one event log. See the module docstring for the contract.
 
     ``start()`` registers it as the bus's command handler and starts its
@@ -476,80 +477,36 @@ class Stower:
                 failure.__cause__ = exc
                 outcomes.append(failure)
                 continue
-            produced: list[Envelope] = []
-            for event in events:
-                seq += 1
-                record = self._record(event, command, seq, previous, now, ms, state)
-                previous = record.envelope.hash
-                self._evolve(record.envelope, state)
-                records.append(record)
-                produced.append(record.envelope)
-            outcomes.append(tuple(produced))
+            seq, previous, produced = self._chain(events, command, seq, previous, now, ms, state)
+            records.extend(produced)
+            outcomes.append(tuple(r.envelope for r in produced))
         if self._proposer is not None:
             seq, previous = self._decide_proposals(state, now, ms, seq, previous, records)
         for superseded, survivor in survivors.items():
             outcomes[superseded] = outcomes[survivor]
         return records
 
-    def _decide_proposals(
+    def _chain(
         self,
-        state: _BatchState,
-        now: datetime,
-        ms: int,
+        events: Sequence[AnyEvent],
+        command: Command,
         seq: int,
         previous: str,
-        records: list[Record],
-    ) -> tuple[int, str]:
-        """Ask the proposer for claims for the runners whose slots are free
-        (most often, the slot a job this batch ends frees), and decide them in
-        the batch (a stale or refused one writes nothing). Returns the ``seq``
-        and hash the batch has reached."""
-        assert self._proposer is not None
-        self._withdraw_proposals()  # (an earlier attempt at this batch that did not commit)
-        try:
-            proposals = self._proposer.propose(now)
-        except Exception as exc:  # the proposer's bug: the batch goes on without claims
-            log.error("proposing claims failed", exc_info=exc)
-            return seq, previous
-        for command in proposals:
-            started: Job | None = None
-            if command.job_id not in state.jobs:
-                # A job this batch does not name: decided on what the cache
-                # knows (current: the batch's read or its commit checks the
-                # head), or not at all.
-                cached = self._cache.get(("job", command.job_id))
-                if cached is None or cached[0] is None:
-                    self._proposals.append((command, None))
-                    continue
-                state.jobs[command.job_id], state.versions[command.job_id] = cached
-            try:
-                events = decide(validate_command(command), state, now)
-            except Exception as exc:  # refused (or a bug): nothing written for it
-                log.debug("a proposed claim was refused", job_id=command.job_id, error=repr(exc))
-                events = []
-            for event in events:
-                seq += 1
-                record = self._record(event, command, seq, previous, now, ms, state)
-                previous = record.envelope.hash
-                self._evolve(record.envelope, state)
-                records.append(record)
-            if events:
-                started = state.jobs.get(command.job_id)
-            self._proposals.append((command, started))
-        return seq, previous
-
-    def _withdraw_proposals(self) -> None:
-        """The batch was not committed: no claim it proposed started anything."""
-        if self._proposals:
-            proposals, self._proposals = self._proposals, []
-            self._settle_proposals([(command, None) for command, _ in proposals])
-
-    def _settle_proposals(self, outcomes: Sequence[tuple[JobStart, Job | None]]) -> None:
-        assert self._proposer is not None
-        try:
-            self._proposer.settle(outcomes)
-        except Exception as exc:  # the proposer's bug: committed is committed
-            log.error("settling proposed claims failed", exc_info=exc)
+        now: datetime,
+        ms: int,
+        state: _BatchState,
+    ) -> tuple[int, str, list[Record]]:
+        """The records of one command's events, each the next ``seq`` after
+        ``seq``, hashed on from ``previous`` and folded into ``state``;
+        returns the ``seq`` and hash reached, and the records."""
+        made: list[Record] = []
+        for event in events:
+            seq += 1
+            record = self._record(event, command, seq, previous, now, ms, state)
+            previous = record.envelope.hash
+            self._evolve(record.envelope, state)
+            made.append(record)
+        return seq, previous, made
 
     def _record(
         self,
