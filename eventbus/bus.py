@@ -186,6 +186,7 @@ class Subscription:
             self._active = False
             self._subscriber.unsubscribe()
             self._bus._inline.pop(self._subscriber, None)
+            self._bus._queued.discard(self._subscriber)
             self._bus._subscriber_count -= 1
 
 
@@ -217,6 +218,7 @@ class EventBus:
         self._event_processing = _OrderedProcessing(self._processing_error)
         # A plain-function subscriber's delivery, called inside ``publish``.
         self._inline: dict[EventSubscriber, Callable[[Sequence[Envelope]], None]] = {}
+        self._queued: set[EventSubscriber] = set()  # coroutine subscribers (on the FIFO)
         self._undelivered = 0  # published batches whose delivery has not run yet
         self._all_delivered: asyncio.Event | None = None  # set when that is 0 again
         if max_in_flight < 1:
@@ -396,8 +398,9 @@ class EventBus:
             deliver = inline.get(subscriber)
             if deliver is not None:
                 deliver(batch)
-            else:
+            elif subscriber in self._queued:
                 self._event_processing.submit(subscriber.execute, batch)
+            # (else it was unsubscribed by a handler called before it here)
 
     def subscribe(self, handler: EventHandler, *event_types: str) -> Subscription:
         """Call ``handler`` with every envelope of ``event_types`` (all types if
@@ -413,6 +416,7 @@ class EventBus:
             subscriber = self._events.subscribe(
                 _EVENTS, event_callback=self._wrap(handler, where, types), force_async=False
             )
+            self._queued.add(subscriber)
         else:
             deliver = self._inline_delivery(handler, where, types)
             subscriber = self._events.subscribe(_EVENTS, event_callback=deliver, force_async=False)
@@ -445,7 +449,8 @@ class EventBus:
         self._flush()
         await self._command_processing.wait_idle()
         if self._undelivered:  # (the deliveries already scheduled run first)
-            self._all_delivered = asyncio.Event()
+            if self._all_delivered is None or self._all_delivered.is_set():
+                self._all_delivered = asyncio.Event()  # (shared by every drain waiting)
             await self._all_delivered.wait()
         await self._event_processing.wait_idle()
 

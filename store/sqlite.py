@@ -319,13 +319,12 @@ class SqliteLog(_ReadModelQueries):
         self._reader = self._writer = None
         watcher, self._watcher = self._watcher, None
         notifier, self._notifier = self._notifier, None
-        if self._generation == fork_generation():
-            if watcher is not None:
-                watcher.stop()
-            if notifier is not None:
-                notifier.close()
         if self._generation != fork_generation():
             return  # a fork: the parent's connections stay in _OWNED, untouched
+        if watcher is not None:
+            watcher.stop()
+        if notifier is not None and writer is None:
+            notifier.close()
         try:
             if reader is not None:
                 try:
@@ -338,7 +337,10 @@ class SqliteLog(_ReadModelQueries):
                 _OWNED.discard(reader)
             if writer is not None:
                 try:
-                    await writer.close()
+                    # The notify file closes on the writer's thread, after a
+                    # commit in flight has written its notice: closed before,
+                    # its number could be another file's by then.
+                    await writer.close(notifier.close if notifier is not None else None)
                 except sqlite3.Error as exc:  # pragma: no cover - close failing is rare
                     log.warning("close failed", error=str(exc))
             if self._memory_dir is not None:  # in memory: nothing is kept after close

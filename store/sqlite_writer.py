@@ -114,19 +114,25 @@ class _WriteConnection:
 
         await asyncio.get_running_loop().run_in_executor(self._executor, connect)
 
-    async def close(self) -> None:
+    async def close(self, then: Callable[[], None] | None = None) -> None:
         """Checkpoint the WAL and truncate it if no other connection is reading
         (without waiting for one), close the connection and end the thread,
-        even if cancelled while waiting."""
+        even if cancelled while waiting. ``then`` runs on the thread last,
+        after any work in flight (a commit's notice writes to a file that
+        must stay open until then)."""
 
         def close() -> None:
-            if self._conn is not None:
-                try:
-                    _truncate_wal(self._conn)
-                finally:
-                    self._conn.close()
-                    _OWNED.discard(self._conn)
-                    self._conn = None
+            try:
+                if self._conn is not None:
+                    try:
+                        _truncate_wal(self._conn)
+                    finally:
+                        self._conn.close()
+                        _OWNED.discard(self._conn)
+                        self._conn = None
+            finally:
+                if then is not None:
+                    then()
 
         done = self._executor.submit(close)  # queued after any work in flight
         self._executor.shutdown(wait=False)

@@ -235,3 +235,38 @@ async def test_a_closed_bus_refuses_new_subscribers() -> None:
     assert bus.closed
     with pytest.raises(LedgerClosed):
         bus.subscribe(lambda env: None)
+
+
+async def test_two_drains_while_a_delivery_is_scheduled_both_return() -> None:
+    bus = EventBus()
+    seen: list[int] = []
+    bus.subscribe(lambda env: seen.append(env.seq))
+    drains = [asyncio.ensure_future(bus.drain()) for _ in range(2)]  # they start first
+    bus.publish(envelopes(3))  # its delivery runs once this task yields, after theirs begin
+    await asyncio.wait_for(asyncio.gather(*drains), timeout=5)
+    assert seen == [1, 2, 3]
+
+
+async def test_a_subscriber_unsubscribed_during_a_delivery_gets_nothing_after() -> None:
+    # A plain subscriber unsubscribes the others when it sees seq 1 (as a
+    # waiter does when its job ends): whichever order the bus calls them in,
+    # none of them is called after that.
+    bus = EventBus()
+    late: list[int] = []
+    unsubscribed = [False]
+
+    def other(env: Envelope) -> None:
+        if unsubscribed[0]:
+            late.append(env.seq)
+
+    others = [bus.subscribe(other) for _ in range(16)]
+
+    def first(env: Envelope) -> None:
+        unsubscribed[0] = True
+        for subscription in others:
+            subscription.unsubscribe()
+
+    bus.subscribe(first)
+    bus.publish(envelopes(1))
+    await bus.drain()
+    assert late == []

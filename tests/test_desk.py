@@ -6,12 +6,14 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 import jobledger
 from jobledger.core import ManualClock
-from jobledger.store import MemoryLog
-from jobledger.workers import ClaimDesk, QueueCapacity
+from jobledger.store import MemoryLog, SqliteLog
+from jobledger.workers import ClaimDesk, QueueCapacity, WorkerRunner
 
-from .conftest import create, running
+from .conftest import create, eventually, running
 
 
 class Noop(jobledger.JobWorker):
@@ -139,3 +141,94 @@ async def test_a_job_is_never_claimed_in_the_batch_that_creates_it(tmp_path: Pat
             assert (await ledger.wait(job.id, timeout=60)).status == "completed"
         (worker,) = ledger.statistics().workers
         assert (worker.claimed, worker.proposed, worker.lost_claims) == (20, 0, 0)
+
+
+async def test_a_job_a_proposed_claim_starts_while_the_desk_reads_is_not_dealt(
+    tmp_path: Path,
+) -> None:
+    # The desk's read began before the batch with its proposed claim of j1
+    # committed, so it may still show j1 pending; the desk is told the claim
+    # started (settle) before the read comes back. Dealt again, j1's claim
+    # could only lose (nobody else here claims it: the runner's own fence
+    # refuses it), a lost claim the desk exists to prevent.
+    async with running(SqliteLog(tmp_path / "j.db")) as engine:
+        for i in range(3):
+            await engine.bus.send(create(f"j{i}", job_type="noop"))
+        clock = ManualClock()
+        capacity = QueueCapacity()
+        desk = ClaimDesk(engine.log, clock, capacity)
+        runner = WorkerRunner(
+            Noop(name="idle"), engine.bus, engine.log, clock=clock, capacity=capacity, desk=desk
+        )
+        first, _ = await desk.deal(["noop"], 1)  # j0, in a claim; the read keeps j1, j2
+        assert [j.id for j in first] == ["j0"]
+        desk.offer(runner)  # one free slot, waiting for work
+        j1 = await engine.log.get_job("j1")
+        assert j1 is not None
+
+        reading = asyncio.ensure_future(desk.deal(["noop"], 3))  # another runner asks
+        await eventually(lambda: desk.reads == 2)  # its read is on its way (a snapshot of before)
+        (claim,) = desk.propose(clock.now())
+        assert claim.job_id == "j1"
+        # The batch commits: the claim started j1 (what the Stower hands back).
+        desk.settle([(claim, msgspec.structs.replace(j1, status="running", version=2))])
+        dealt, _ = await reading
+        assert [j.id for j in dealt] == ["j2"]
+        await runner.stop(0)
+
+
+async def test_a_runner_asking_the_desk_for_its_slot_gets_no_proposed_claim_for_it_too(
+    tmp_path: Path,
+) -> None:
+    # A runner with one slot asks the desk for one job; while the desk reads,
+    # a batch asks the desk for claims for runners with a free slot. The slot
+    # the runner is asking for is not free: proposing a claim for it as well
+    # would have the runner run two jobs at once.
+    running_now: set[str] = set()
+    peak = [0]
+    release = asyncio.Event()
+
+    class Hold(jobledger.JobWorker):
+        job_types = ("noop",)
+        concurrency = 1
+
+        async def execute(self, job: jobledger.Job, ctx: jobledger.JobContext) -> Any:
+            running_now.add(job.id)
+            peak[0] = max(peak[0], len(running_now))
+            try:
+                await release.wait()
+            finally:
+                running_now.discard(job.id)
+
+    async with running(SqliteLog(tmp_path / "j.db")) as engine:
+        for i in range(4):
+            await engine.bus.send(create(f"j{i}", job_type="noop"))
+        clock = ManualClock()
+        capacity = QueueCapacity()
+        desk = ClaimDesk(engine.log, clock, capacity)
+        runner = WorkerRunner(
+            Hold(),
+            engine.bus,
+            engine.log,
+            clock=clock,
+            capacity=capacity,
+            desk=desk,
+            poll_interval=3600,
+        )
+        first, _ = await desk.deal(["noop"], 1)  # j0, for another runner; the read keeps j1..j3
+        assert [j.id for j in first] == ["j0"]
+        await runner.start()
+        await eventually(lambda: desk.reads == 2)  # the runner asks for its slot's job
+        proposals = desk.propose(clock.now())
+        for claim in proposals:  # a batch decides what the desk proposes
+            reply = await engine.bus.send(claim)
+            started = await engine.log.get_job(claim.job_id)
+            assert reply and started is not None
+            desk.settle([(claim, started)])
+        # The runner's own claim is answered, and what it won runs.
+        await eventually(lambda: runner.statistics().claimed == len(proposals) + 1)
+        await eventually(lambda: len(running_now) == runner.statistics().active)
+        assert runner.statistics().active == 1
+        assert peak[0] <= 1
+        release.set()
+        await runner.stop(5)

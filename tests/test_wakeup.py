@@ -67,3 +67,55 @@ async def test_a_follower_sees_another_process_events_without_a_poll(tmp_path: P
         await asyncio.wait_for(follower, timeout=30)
         assert seen == ["job.created", "job.created"]
         assert clock.monotonic() == 0.0
+
+
+class _HoldCommit:
+    """Faults that hold the writer's thread just before COMMIT until let go
+    (a slow disk), to close the log while a commit is in flight."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.reached = threading.Event()
+        self.go = threading.Event()
+
+    def reach(self, point: str) -> None:
+        if point == "store.after_insert" and not self.go.is_set():
+            self.reached.set()
+            self.go.wait(10)
+
+
+async def test_closing_while_a_commit_is_in_flight_never_writes_into_a_reused_fd(
+    tmp_path: Path,
+) -> None:
+    # The notice of a commit is written on the writer's thread, after COMMIT.
+    # A close that runs meanwhile must not close the notify file under it:
+    # its number may be taken at once by any file this process opens, which
+    # the late notice would then overwrite (a byte at offset 0).
+    import os
+
+    from jobledger.store import SqliteLog
+
+    from .conftest import create, running
+
+    hold = _HoldCommit()
+    log = SqliteLog(tmp_path / "j.db", faults=hold)
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"SQLite format 3\x00")
+    async with running(log) as engine:
+        sending = asyncio.ensure_future(engine.bus.send(create("j1")))
+        await asyncio.get_running_loop().run_in_executor(None, hold.reached.wait, 10)
+        notify_fd = log._notifier.fd if log._notifier is not None else None
+        assert notify_fd is not None
+        closing = asyncio.ensure_future(log.close())
+        await asyncio.sleep(0.05)
+        opened: list[int] = []  # files opened now, by anyone here, take the lowest numbers
+        while len(opened) < 16 and notify_fd not in opened:
+            opened.append(os.open(victim, os.O_RDWR))
+        try:
+            hold.go.set()
+            await asyncio.gather(closing, sending, return_exceptions=True)
+        finally:
+            for fd in opened:
+                os.close(fd)
+    assert victim.read_bytes() == b"SQLite format 3\x00"

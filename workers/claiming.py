@@ -70,7 +70,14 @@ class _Claiming:
     async def _claim(self, limit: int) -> list[Job]:
         """Claim up to ``limit`` pending jobs at once; return the ones won."""
         self._counts["polls"] += 1
-        candidates, self._claimed_at = await self._desk.deal(self._types, limit)
+        # The slots asked for are held while the desk deals: the Stower must
+        # not propose a claim for one of them meanwhile (the runner would
+        # then run more jobs at once than its concurrency).
+        self._claiming += limit
+        try:
+            candidates, self._claimed_at = await self._desk.deal(self._types, limit)
+        finally:
+            self._claiming -= limit
         if not candidates:
             return []
         self._claiming += len(candidates)

@@ -162,6 +162,8 @@ class ClaimDesk:
     def settle(self, outcomes: Sequence[tuple[JobStart, Job | None]]) -> None:
         for command, started in outcomes:
             runner, queue = self._proposed.pop(command.job_id)
+            if self._reading:  # the read in flight may have seen it still pending
+                self._settled_while_reading.add(command.job_id)
             if started is None:
                 self._capacity.release(queue)
                 runner.unreserve()
