@@ -62,10 +62,12 @@ class Notifier:
 
     def __init__(self, path: str) -> None:
         self.name = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
-        self._file = os.path.join(notify_folder(path), self.name)
+        folder = notify_folder(path)
+        self._file = os.path.join(folder, self.name)
         self.fd: int | None = None
         try:
-            os.makedirs(notify_folder(path), exist_ok=True)
+            os.makedirs(folder, exist_ok=True)
+            _prune(folder)
             self.fd = os.open(self._file, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
         except OSError as exc:
             log.info("commits here will not be notified", path=path, error=str(exc))
@@ -77,6 +79,29 @@ class Notifier:
             os.close(fd)
             with contextlib.suppress(OSError):
                 os.unlink(self._file)
+
+
+def _prune(folder: str) -> None:
+    """Remove the notify files of processes that are gone (killed before they
+    could remove their own), so watches do not pile up. A file is taken for
+    gone only when no process has its pid; one whose pid was reused stays,
+    which costs a watch and nothing else."""
+    with contextlib.suppress(OSError):
+        for name in os.listdir(folder):
+            pid, _, _ = name.partition("-")
+            if pid.isdigit() and not _alive(int(pid)):
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join(folder, name))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # (another user's process: alive)
+        return True
+    return True
 
 
 def notify(fd: int | None) -> None:
@@ -122,7 +147,11 @@ class CommitWatcher:
             inotify.add_watch(self._folder, flags.CREATE | flags.MOVED_TO | flags.ONLYDIR)
             for name in os.listdir(self._folder):
                 self._watch(name)
-            self._conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+            # No busy wait: it runs on the event loop; a busy file is looked at
+            # again ``_RETRY`` seconds later instead.
+            self._conn = sqlite3.connect(
+                self._path, timeout=0, isolation_level=None, check_same_thread=False
+            )
             self._conn.execute("PRAGMA query_only = 1")
             self._loop = asyncio.get_running_loop()
             self._loop.add_reader(inotify.fileno(), self._written)

@@ -69,27 +69,28 @@ class _Proposing:
         except Exception as exc:  # the proposer's bug: the batch goes on without claims
             log.error("proposing claims failed", exc_info=exc)
             return seq, previous
-        for command in proposals:
-            started: Job | None = None
+        # Each is on record before any is decided: whatever fails half-way,
+        # every proposal is settled (withdrawn with the batch, at worst).
+        first = len(self._proposals)
+        self._proposals.extend((command, None) for command in proposals)
+        for index, command in enumerate(proposals, start=first):
             if command.job_id not in state.jobs:
                 # A job this batch does not name: decided on what the cache
                 # knows (current: the batch's read or its commit checks the
                 # head), or not at all.
                 cached = self._cache.get(("job", command.job_id))
                 if cached is None or cached[0] is None:
-                    self._proposals.append((command, None))
                     continue
                 state.jobs[command.job_id], state.versions[command.job_id] = cached
             try:
                 events = decide(validate_command(command), state, now)
             except Exception as exc:  # refused (or a bug): nothing written for it
                 log.debug("a proposed claim was refused", job_id=command.job_id, error=repr(exc))
-                events = []
+                continue
             seq, previous, produced = self._chain(events, command, seq, previous, now, ms, state)
             records.extend(produced)
             if events:
-                started = state.jobs.get(command.job_id)
-            self._proposals.append((command, started))
+                self._proposals[index] = (command, state.jobs.get(command.job_id))
         return seq, previous
 
     def _withdraw_proposals(self) -> None:

@@ -4,6 +4,7 @@ followers, with no poll (the clock never moves here)."""
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -119,3 +120,19 @@ async def test_closing_while_a_commit_is_in_flight_never_writes_into_a_reused_fd
             for fd in opened:
                 os.close(fd)
     assert victim.read_bytes() == b"SQLite format 3\x00"
+
+
+async def test_notify_files_of_processes_that_are_gone_are_pruned_on_open(tmp_path: Path) -> None:
+    path = tmp_path / "shared.db"
+    gone = await asyncio.create_subprocess_exec(sys.executable, "-c", "pass")
+    assert await gone.wait() == 0
+    folder = tmp_path / "shared.db-notify"
+    folder.mkdir()
+    (folder / f"{gone.pid}-0123456789ab").write_bytes(b"")  # killed before it cleaned up
+    (folder / f"{os.getpid()}-ba9876543210").write_bytes(b"")  # a live process's
+    async with jobledger.open(path):
+        names = sorted(p.name for p in folder.iterdir())
+        assert f"{gone.pid}-0123456789ab" not in names
+        assert f"{os.getpid()}-ba9876543210" in names
+        assert len(names) == 2  # the live one's, and this log's own
+    assert [p.name for p in folder.iterdir()] == [f"{os.getpid()}-ba9876543210"]
