@@ -9,10 +9,18 @@ one read of the read model for each set of job types asked for (runners of
 one kind share a read; runners of other kinds never wait behind them),
 deals each job found to one runner (in the order they asked, each within
 its free slots and its queue's capacity), and keeps a dealt job from being
-dealt again until its claim is answered (``answered``). A claim stays a
-fenced ``job:start`` that the runner sends with the version it saw: the
-desk only decides who proposes it.
-Runners of other processes can still race; the fence decides.
+dealt again until its claim is answered (``answered``).
+
+It is also the Stower's :class:`~jobledger.core.ClaimProposer`: it keeps
+what its last read found and nobody took (up to ``_SPARE`` jobs), and when
+the Stower asks, at each batch, it proposes claims of those for the
+runners (its ``Idle`` ones: all that are started) with a free slot, most
+often the slot a report in that batch frees. The Stower decides them in the
+batch and tells the desk after the commit which started (``settle``).
+
+Either way a claim stays a fenced ``job:start`` naming the version seen:
+the desk only decides who proposes it. Runners of other processes can
+still race; the fence decides.
 """
 
 from __future__ import annotations
@@ -46,7 +54,8 @@ class _Request:
 
 
 class Idle(Protocol):
-    """A runner as the desk sees it while it waits for work."""
+    """A runner as the desk sees it: its job types and free slots, and what
+    it does with a claim proposed for it."""
 
     @property
     def job_types(self) -> frozenset[str]: ...
@@ -124,13 +133,13 @@ class ClaimDesk:
     # -- claims the writer proposes (jobledger.core.ClaimProposer) -----------
 
     def offer(self, runner: Idle) -> None:
-        """``runner`` is idle, waiting for work: the Stower may claim a job
-        made runnable in a batch for it, in that batch."""
+        """From now on, whenever ``runner`` has a free slot, the Stower may
+        claim a job for it in the batch it is deciding."""
         if runner not in self._idle:
             self._idle.append(runner)
 
     def withdraw(self, runner: Idle) -> None:
-        """``runner`` is no longer waiting (it looks for work itself, or stops)."""
+        """No more proposed claims for ``runner`` (it stops)."""
         if runner in self._idle:
             self._idle.remove(runner)
 
