@@ -62,23 +62,33 @@ class Notifier:
 
     def __init__(self, path: str) -> None:
         self.name = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
-        folder = notify_folder(path)
-        self._file = os.path.join(folder, self.name)
+        self._folder = notify_folder(os.path.abspath(path))
+        self._file = os.path.join(self._folder, self.name)
         self.fd: int | None = None
-        try:
-            os.makedirs(folder, exist_ok=True)
-            _prune(folder)
-            self.fd = os.open(self._file, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        except OSError as exc:
-            log.info("commits here will not be notified", path=path, error=str(exc))
+        error: OSError | None = None
+        for _ in range(3):  # (the last log to close may remove the folder meanwhile)
+            try:
+                os.makedirs(self._folder, exist_ok=True)
+                _prune(self._folder)
+                self.fd = os.open(self._file, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+                return
+            except FileNotFoundError as exc:
+                error = exc
+            except OSError as exc:
+                error = exc
+                break
+        log.info("commits here will not be notified", path=path, error=str(error))
 
     def close(self) -> None:
-        """Close and remove the file. Idempotent."""
+        """Close and remove the file, and the folder if it is empty now (the
+        last log of the file to close). Idempotent."""
         fd, self.fd = self.fd, None
         if fd is not None:
             os.close(fd)
             with contextlib.suppress(OSError):
                 os.unlink(self._file)
+            with contextlib.suppress(OSError):  # (not empty: another log is open)
+                os.rmdir(self._folder)
 
 
 def _prune(folder: str) -> None:

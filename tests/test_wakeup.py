@@ -131,8 +131,17 @@ async def test_notify_files_of_processes_that_are_gone_are_pruned_on_open(tmp_pa
     (folder / f"{gone.pid}-0123456789ab").write_bytes(b"")  # killed before it cleaned up
     (folder / f"{os.getpid()}-ba9876543210").write_bytes(b"")  # a live process's
     async with jobledger.open(path):
-        names = sorted(p.name for p in folder.iterdir())
+        names = sorted(os.listdir(folder))
         assert f"{gone.pid}-0123456789ab" not in names
         assert f"{os.getpid()}-ba9876543210" in names
         assert len(names) == 2  # the live one's, and this log's own
-    assert [p.name for p in folder.iterdir()] == [f"{os.getpid()}-ba9876543210"]
+    assert os.listdir(folder) == [f"{os.getpid()}-ba9876543210"]
+
+
+async def test_the_last_log_to_close_leaves_no_notify_folder(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.db"
+    async with jobledger.open(path) as first, jobledger.open(path) as second:
+        await first.submit("t")
+        await second.submit("t")
+        assert len(os.listdir(tmp_path / "jobs.db-notify")) == 2
+    assert sorted(os.listdir(tmp_path)) == ["jobs.db"]
