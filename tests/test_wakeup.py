@@ -96,8 +96,9 @@ async def test_closing_while_a_commit_is_in_flight_never_writes_into_a_reused_fd
     import os
 
     from jobledger.store import SqliteLog
+    from jobledger.store.sqlite_writer import _OWNED
 
-    from .conftest import create, running
+    from .conftest import create, eventually, running
 
     hold = _HoldCommit()
     log = SqliteLog(tmp_path / "j.db", faults=hold)
@@ -108,8 +109,11 @@ async def test_closing_while_a_commit_is_in_flight_never_writes_into_a_reused_fd
         await asyncio.get_running_loop().run_in_executor(None, hold.reached.wait, 10)
         notify_fd = log._notifier.fd if log._notifier is not None else None
         assert notify_fd is not None
+        reader = log._reader
         closing = asyncio.ensure_future(log.close())
-        await asyncio.sleep(0.05)
+        # Until the close has let go of the reader: from then on it only waits
+        # for the writer's thread (a condition, not a duration).
+        await eventually(lambda: reader not in _OWNED)
         opened: list[int] = []  # files opened now, by anyone here, take the lowest numbers
         while len(opened) < 16 and notify_fd not in opened:
             opened.append(os.open(victim, os.O_RDWR))
