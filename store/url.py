@@ -121,7 +121,7 @@ class BackendURL(msgspec.Struct, frozen=True, kw_only=True):
         if scheme_name in _POSTGRES or scheme_name.startswith("postgresql+"):
             raise ValidationError(
                 f"{scheme_name}:// names the PostgreSQL backend, which this jobledger "
-                "does not have yet; it will come with the extra jobledger[postgresql]",
+                "does not have yet; it will come with the extra jobledger[postgres]",
                 field="url",
             )
         rest, _, query = rest.partition("?")

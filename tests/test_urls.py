@@ -256,7 +256,7 @@ async def test_postgresql_is_reserved_and_not_available_yet(
     message = str(caught.value)
     assert "PostgreSQL backend" in message
     assert "not have yet" in message
-    assert "jobledger[postgresql]" in message
+    assert "jobledger[postgres]" in message
     assert os.listdir(tmp_path) == []
 
 
