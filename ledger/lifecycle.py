@@ -149,7 +149,7 @@ class Engine:
             self.bus,
             self.clock,
             poll_interval=poll_interval,
-            last_committed=lambda: self._stower.statistics().last_seq,
+            last_committed=lambda: self._stower.last_seq,
             on_crash=self._supervising("tail"),
         )
         self._stop_timeout = stop_timeout
@@ -168,7 +168,7 @@ class Engine:
         asyncio.get_running_loop().call_soon(self._wake_runners_past, seq)
 
     def _wake_runners_past(self, seq: int) -> None:
-        if seq > self._stower.statistics().last_seq:
+        if seq > self._stower.last_seq:
             for runner in self._runners:
                 runner.wake()
 

@@ -568,6 +568,12 @@ class Stower(_Proposing):
             else:
                 future.set_result(outcome)
 
+    @property
+    def last_seq(self) -> int:
+        """The ``seq`` of the Stower's last commit (moved before it yields
+        after committing). Cheap: for checks made on every commit."""
+        return self._head.seq
+
     def statistics(self) -> StowerStatistics:
         """A snapshot of the Stower's counters. Never blocks."""
         return StowerStatistics(
