@@ -6,8 +6,10 @@ runners' claim desk) after deciding each batch's commands for claims for
 the runners whose slots are free, decides each claim it gets like any other
 (a fenced ``job:start`` naming the version the proposer saw: a stale one is
 refused, never written), and after the commit tells the proposer which
-claims started which jobs. A job is never claimed in the batch that creates
-it: ``submit()`` answers with the job as its own command left it, pending.
+claims started which jobs. A job created in the batch is offered too
+(``fresh``), so a job submitted while a runner waits is created and claimed
+in one commit; ``submit()`` still answers with the job as its own command
+left it (pending), as it would if the claim came a commit later.
 """
 
 from __future__ import annotations
@@ -25,11 +27,12 @@ __all__ = ["ClaimProposer"]
 class ClaimProposer(Protocol):
     """Proposes claims for runners with a free slot."""
 
-    def propose(self, now: datetime) -> list[JobStart]:
+    def propose(self, now: datetime, fresh: Sequence[Job] = ()) -> list[JobStart]:
         """Claims to decide in this batch, each of a job the proposer knows
-        to be pending and due at ``now`` (from a read made before) and for
-        one runner with a free slot; each claim holds that slot until
-        ``settle``. Never blocks, never raises."""
+        to be pending and due at ``now`` (from a read made before, or in
+        ``fresh``: the jobs this batch creates, pending, in the order they
+        were created) and for one runner with a free slot; each claim holds
+        that slot until ``settle``. Never blocks, never raises."""
         ...
 
     def settle(self, outcomes: Sequence[tuple[JobStart, Job | None]]) -> None:

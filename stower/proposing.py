@@ -57,15 +57,17 @@ class _Proposing:
         seq: int,
         previous: str,
         records: list[Record],
+        fresh: Sequence[Job] = (),
     ) -> tuple[int, str]:
         """Ask the proposer for claims for the runners whose slots are free
-        (most often, the slot a job this batch ends frees), and decide them in
+        (most often, the slot a job this batch ends frees), of the jobs it
+        knows and the ``fresh`` ones this batch creates, and decide them in
         the batch (a stale or refused one writes nothing). Returns the ``seq``
         and hash the batch has reached."""
         assert self._proposer is not None
         self._withdraw_proposals()  # (an earlier attempt at this batch that did not commit)
         try:
-            proposals = self._proposer.propose(now)
+            proposals = self._proposer.propose(now, fresh)
         except Exception as exc:  # the proposer's bug: the batch goes on without claims
             log.error("proposing claims failed", exc_info=exc)
             return seq, previous

@@ -50,6 +50,7 @@ from jobledger.core import (
     JobCreate,
     JobledgerError,
     JobStart,
+    JobStatus,
     LedgerClosed,
     StorageError,
     SystemClock,
@@ -458,6 +459,7 @@ class Stower(_Proposing):
         now = self._clock.now()
         ms = to_ms(now)
         records: list[Record] = []
+        fresh: list[Job] = []  # jobs this batch creates, pending: claims may be proposed
         seq, previous = head.seq, head.hash
         for index, command in enumerate(commands):
             if isinstance(command, JobledgerError):  # it failed validation
@@ -480,8 +482,12 @@ class Stower(_Proposing):
             seq, previous, produced = self._chain(events, command, seq, previous, now, ms, state)
             records.extend(produced)
             outcomes.append(tuple(r.envelope for r in produced))
+            if produced and isinstance(command, JobCreate):
+                created = state.jobs.get(command.job_id)
+                if created is not None and created.status is JobStatus.PENDING:
+                    fresh.append(created)
         if self._proposer is not None:
-            seq, previous = self._decide_proposals(state, now, ms, seq, previous, records)
+            seq, previous = self._decide_proposals(state, now, ms, seq, previous, records, fresh)
         for superseded, survivor in survivors.items():
             outcomes[superseded] = outcomes[survivor]
         return records

@@ -126,18 +126,76 @@ async def test_a_runner_whose_job_ends_gets_its_next_job_in_the_same_commit(
         assert (await ledger.verify()).ok
 
 
-async def test_a_job_is_never_claimed_in_the_batch_that_creates_it(tmp_path: Path) -> None:
-    # One job at a time: each is made runnable by its own submission, never by
-    # a slot freeing up while it waits, so no claim of it may be proposed:
-    # submit() answers with the job its command left, pending, and the
-    # runner claims it in a commit of its own.
+async def test_a_job_submitted_while_a_runner_waits_is_created_and_claimed_in_one_commit(
+    tmp_path: Path,
+) -> None:
+    # One job at a time, each made runnable by its own submission: the
+    # Stower proposes its claim in the batch that creates it, so a job is
+    # three commits (created and started; progressed; completed), and
+    # submit() still answers with the job its own command left, pending.
     async with jobledger.open(tmp_path / "j.db", workers=[Noop()]) as ledger:
+        warm = await ledger.submit("noop", {"i": -1})  # the runner is started and waiting
+        await ledger.wait(warm.id, timeout=60)
+        before = ledger.statistics()
+        jobs = []
         for i in range(20):
             job = await ledger.submit("noop", {"i": i})
             assert job.status == "pending"
+            assert job.lease is None and job.attempt == 0
             assert (await ledger.wait(job.id, timeout=60)).status == "completed"
-        (worker,) = ledger.statistics().workers
-        assert (worker.claimed, worker.proposed, worker.lost_claims) == (20, 0, 0)
+            jobs.append(job)
+        after = ledger.statistics()
+        ((worker_before,), (worker,)) = before.workers, after.workers
+        assert worker.claimed - worker_before.claimed == 20
+        assert worker.proposed - worker_before.proposed == 20
+        assert worker.lost_claims == 0
+        assert after.stower.batches - before.stower.batches == 3 * 20
+        await _each_ran_once(ledger, jobs)
+        for job in jobs:
+            created, started, *_ = await ledger.history(job.id)
+            assert started.seq == created.seq + 1  # decided together, in one batch
+        assert (await ledger.verify()).ok
+
+
+async def test_a_fresh_job_of_a_type_no_runner_here_takes_is_not_proposed(tmp_path: Path) -> None:
+    async with jobledger.open(tmp_path / "j.db", workers=[Noop()]) as ledger:
+        warm = await ledger.submit("noop")
+        await ledger.wait(warm.id, timeout=60)
+        other = await ledger.submit("other")
+        follow = await ledger.submit("noop")
+        await ledger.wait(follow.id, timeout=60)
+        assert (await ledger.get(other.id)).status == "pending"
+        assert ledger.statistics().workers[0].lost_claims == 0
+
+
+async def test_fresh_jobs_are_proposed_in_claim_order_with_the_spare_ones(
+    tmp_path: Path,
+) -> None:
+    # The desk's read kept j1 (priority 0); a batch then creates f9
+    # (priority 9) and f0 (priority 0, after j1): with one free slot the
+    # claim goes to f9, and the others wait in claim order for the next.
+    async with running(SqliteLog(tmp_path / "j.db")) as engine:
+        for i in range(2):
+            await engine.bus.send(create(f"j{i}", job_type="noop"))
+        clock = ManualClock()
+        capacity = QueueCapacity()
+        desk = ClaimDesk(engine.log, clock, capacity)
+        runner = WorkerRunner(
+            Noop(name="idle"), engine.bus, engine.log, clock=clock, capacity=capacity, desk=desk
+        )
+        first, _ = await desk.deal(["noop"], 1)  # j0; the read keeps j1
+        assert [j.id for j in first] == ["j0"]
+        for job_id, priority in (("f9", 9), ("f0", 0)):
+            await engine.bus.send(create(job_id, job_type="noop", priority=priority))
+        desk.offer(runner)
+        fresh = [await engine.log.get_job(job_id) for job_id in ("f9", "f0")]
+        (claim,) = desk.propose(clock.now(), [j for j in fresh if j is not None])
+        assert claim.job_id == "f9"
+        desk.settle([(claim, None)])  # (refused, say): the slot is free again
+        claims = desk.propose(clock.now())
+        assert [c.job_id for c in claims] == ["j1"]
+        desk.settle([(claims[0], None)])
+        await runner.stop(0)
 
 
 async def test_a_job_a_proposed_claim_starts_while_the_desk_reads_is_not_dealt(

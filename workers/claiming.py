@@ -54,6 +54,7 @@ class _Claiming:
         _counts: dict[str, int]
         _claimed_at: datetime
         _stopping: bool
+        _failed: Exception | None
         _jobs: set[asyncio.Task[None]]
         _reserved: int
         _claiming: int
@@ -170,7 +171,17 @@ class _Claiming:
     def accept(self, job: Job) -> None:
         self._counts["claimed"] += 1
         self._counts["proposed"] += 1
-        self._start(job)  # (a stopping runner runs it too: its stop releases it)
-        self._reserved -= 1
-        if not self._reserved:
-            self._none_reserved.set()
+        try:
+            self._start(job)  # (a stopping runner runs it too: its stop releases it)
+        except Exception as exc:
+            # This runner failed, not the Stower that hands it the job: its
+            # dispatcher raises it, as if it had claimed the job itself.
+            self._failed = exc
+            self._slot_free.set()
+            self._wake.set()
+            if self._stopping:
+                log.error("starting a job failed", worker=self.name, exc_info=exc)
+        finally:
+            self._reserved -= 1
+            if not self._reserved:
+                self._none_reserved.set()

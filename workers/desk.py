@@ -12,7 +12,8 @@ its free slots and its queue's capacity), and keeps a dealt job from being
 dealt again until its claim is answered (``answered``).
 
 It is also the Stower's :class:`~jobledger.core.ClaimProposer`: it keeps
-what its last read found and nobody took (up to ``_SPARE`` jobs), and when
+what its last read found and nobody took, with the jobs batches created
+since (up to ``_SPARE`` jobs, in claim order), and when
 the Stower asks, at each batch, it proposes claims of those for the
 runners (its ``Idle`` ones: all that are started) with a free slot, most
 often the slot a report in that batch frees. The Stower decides them in the
@@ -30,7 +31,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Protocol
 
-from jobledger.core import Clock, Job, JobReader, JobStart
+from jobledger.core import Clock, Job, JobReader, JobStart, pending_order
 from jobledger.core import runnable as runnable_at
 
 from .capacity import QueueCapacity
@@ -143,9 +144,13 @@ class ClaimDesk:
         if runner in self._idle:
             self._idle.remove(runner)
 
-    def propose(self, now: datetime) -> list[JobStart]:
+    def propose(self, now: datetime, fresh: Sequence[Job] = ()) -> list[JobStart]:
         """Claims for runners with a free slot, of the pending jobs the last
-        read found and nobody took, in claim order."""
+        read found and nobody took and the ``fresh`` ones the batch creates,
+        in claim order. Fresh jobs nobody takes join the spare ones."""
+        fresh = [j for j in fresh if any(j.job_type in r.job_types for r in self._idle)]
+        if fresh:
+            self._spare = sorted([*self._spare, *fresh], key=pending_order)[:_SPARE]
         if not self._spare or not any(runner.free() > 0 for runner in self._idle):
             return []
         proposals: list[JobStart] = []

@@ -166,6 +166,7 @@ class WorkerRunner(_Claiming):
         self._none_reserved = asyncio.Event()
         self._none_reserved.set()
         self._stopping = False
+        self._failed: Exception | None = None  # starting a proposed job failed (raised here)
         self._dispatcher: asyncio.Task[None] | None = None
         self._jobs: set[asyncio.Task[None]] = set()
         self._contexts: dict[str, JobContext] = {}
@@ -282,6 +283,8 @@ class WorkerRunner(_Claiming):
 
     async def _dispatch(self) -> None:
         while not self._stopping:
+            if self._failed is not None:
+                raise self._failed
             free = self.free()
             if free <= 0:
                 self._slot_free.clear()
