@@ -1,5 +1,5 @@
 """The commands that check and move a log: ``replay``, ``verify``,
-``digest``, ``export`` and ``import``.
+``digest``, ``export``, ``import`` and ``copy``.
 """
 
 from __future__ import annotations
@@ -16,10 +16,19 @@ from rich.console import Console
 from rich.text import Text
 
 from jobledger import open as open_ledger
-from jobledger.store import ContentFolder, content_folder_for
+from jobledger.core import ValidationError
+from jobledger.store import BackendURL, ContentFolder, backend_for, content_folder_for, verify
+from jobledger.store.audit import copy_log
 from jobledger.store.sqlite import COMPANIONS
 
-from .common import _check_sqlite, _existing, _MissingFile, _OutputClosed, _silence
+from .common import (
+    _check_sqlite,
+    _existing,
+    _MissingFile,
+    _OutputClosed,
+    _silence,
+    is_server_url,
+)
 from .formatting import _jobs_table, _problems_table, _text, _verdict
 
 # -- auditing the log ----------------------------------------------------------
@@ -124,6 +133,8 @@ def _reading(name: str) -> Iterator[IO[bytes]]:
 
 def _new_log(db: str) -> bool:
     """Whether ``db`` does not exist yet; ``StorageError`` if it is not a log."""
+    if is_server_url(db):
+        return False  # (an import there is one transaction: nothing to remove)
     _check_sqlite(db)
     return not Path(db).exists()
 
@@ -156,6 +167,51 @@ async def _import(args: argparse.Namespace, out: Console) -> int:
                 _discard(args.db)
             raise
     out.print(Text.assemble(f"imported {count} events; ", _verdict(report)))
+    if not report.ok:
+        out.print(_problems_table(report.problems))
+        return 1
+    return 0
+
+
+def _copy_end(text: str, field: str) -> BackendURL:
+    """One end of a copy: a log that outlives the command (not in memory)."""
+    try:
+        url = BackendURL.parse(text)
+    except ValidationError as exc:
+        raise ValidationError(str(exc), field=field) from None
+    if url.in_memory:
+        raise ValidationError(
+            f"{text!r} is a log in memory: copy needs one that stays", field=field
+        )
+    return url
+
+
+async def _copy(args: argparse.Namespace, out: Console) -> int:
+    source_url = _copy_end(args.source, "--from")
+    target_url = _copy_end(args.target, "--to")
+    if source_url.path is not None:
+        _existing(source_url.path)
+    created = target_url.path is not None and _new_log(target_url.path)
+    source, source_content = backend_for(source_url)
+    target, target_content = backend_for(target_url)
+    try:
+        try:
+            await source.open()
+            await target.open()
+            head = await copy_log(source, target, source_content, target_content)
+            report = await verify(target, digest=await source.head(), content=target_content)
+        finally:
+            await target.close()
+            await source.close()
+    except BaseException:
+        if created and target_url.path is not None:  # all or nothing: so is the file it made
+            _discard(target_url.path)
+        raise
+    out.print(
+        Text.assemble(
+            f"copied {head.seq} events to {target_url}; digest {head.text}; ", _verdict(report)
+        )
+    )
     if not report.ok:
         out.print(_problems_table(report.problems))
         return 1

@@ -93,12 +93,19 @@ def _console(*, stderr: bool = False) -> Console:
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
+def is_server_url(db: str) -> bool:
+    """Whether ``db`` names a log on a database server (PostgreSQL), not a file."""
+    return db.lower().startswith(("postgresql://", "postgres://"))
+
+
 def _check_sqlite(db: str) -> None:
     """Raise ``StorageError`` if ``db`` exists but is not an SQLite file.
 
     Checked before opening: a non-empty file without the SQLite header can
     never be a jobledger log (an empty file is a valid, empty database).
     """
+    if is_server_url(db):
+        return  # (a server's log: no file to look at)
     path = Path(db)
     if not path.exists():
         return
@@ -111,7 +118,10 @@ def _check_sqlite(db: str) -> None:
 
 
 def _existing(db: str) -> str:
-    """``db``, if it is an existing SQLite file; else ``_MissingLog`` or ``StorageError``."""
+    """``db``, if it is an existing SQLite file (or a server's URL: the server
+    says, when it is opened); else ``_MissingLog`` or ``StorageError``."""
+    if is_server_url(db):
+        return db
     if not Path(db).exists():
         raise _MissingLog(db)
     _check_sqlite(db)

@@ -16,7 +16,7 @@ from jobledger.core import (
 )
 from jobledger.store import BackendURL
 
-from .audit import _digest, _export, _import, _replay, _verify
+from .audit import _copy, _digest, _export, _import, _replay, _verify
 from .common import _DEFAULT_DB, _console, _MissingFile, _MissingLog, _OutputClosed
 from .demo_command import _demo
 from .follow import _tail
@@ -42,13 +42,15 @@ _COMMANDS = {
     "digest": _digest,
     "export": _export,
     "import": _import,
+    "copy": _copy,
 }
 
 
 def _database(given: str | None, command: str) -> str:
     """The log ``command`` works on, from ``--db`` (``given``), else the
     ``JOBLEDGER_DB`` environment variable (when set and not empty), else
-    ``jobledger.db``: the SQLite file's path, or ``":memory:"`` for the demo.
+    ``jobledger.db``: the SQLite file's path, a PostgreSQL URL as given, or
+    ``":memory:"`` for the demo.
 
     ``ValidationError`` for a malformed or unknown URL (naming the accepted
     forms) and for a log in memory given to any command but ``demo`` (it
@@ -64,6 +66,8 @@ def _database(given: str | None, command: str) -> str:
         raise ValidationError(str(exc), field=source) from None
     if url.path is not None:
         return url.path
+    if url.dsn is not None:
+        return text  # a PostgreSQL log: opened by its URL
     if command != "demo":
         raise ValidationError(
             f"{text!r} is a log in memory, empty at start and gone at exit: "
@@ -87,12 +91,21 @@ def main(argv: list[str] | None = None) -> int:
     out = _console()
     err = _console(stderr=True)
     try:
-        args.db = _database(args.db, args.command)
+        if hasattr(args, "db"):  # (copy names its two logs itself)
+            args.db = _database(args.db, args.command)
     except ValidationError as exc:
         err.print(_text(f"jobledger: error: {exc}", "red"), soft_wrap=True)
         return 2
     try:
         return asyncio.run(_COMMANDS[args.command](args, out))
+    except ValidationError as exc:
+        if not (exc.field or "").startswith("--"):
+            err.print(
+                _text(f"jobledger: error: {type(exc).__name__}: {exc}", "red"), soft_wrap=True
+            )
+            return 1
+        err.print(_text(f"jobledger: error: {exc}", "red"), soft_wrap=True)  # a usage error
+        return 2
     except _MissingLog as exc:
         err.print(
             _text(f"jobledger: error: no log file at {exc} (pass --db URL)", "red"),

@@ -276,3 +276,17 @@ def _add_audit_commands(commands: Any, db_help: str) -> None:
         help="the content folder of the exported log (OLD.db.content): its resources' "
         "content is copied in, checked against the digests",
     )
+
+    copy = commands.add_parser(
+        "copy",
+        help="copy a whole log to another backend (SQLite to PostgreSQL and back): "
+        "events with their hashes, content, read model; then verify the copy",
+    )
+    copy.add_argument("--from", dest="source", required=True, metavar="URL", help="the log to copy")
+    copy.add_argument(
+        "--to",
+        dest="target",
+        required=True,
+        metavar="URL",
+        help="where to: a new SQLite file, or an empty PostgreSQL schema",
+    )

@@ -41,9 +41,20 @@ from .protocol import (
     VerifyReport,
 )
 from .rows import asset_row, checkpoint_row, doc_type, job_row, mark_row, resource_row
+from .sqlite_decode import _checkpoint_of
 from .walk import Entry, Walk, entry_of_row, show
 
-__all__ = ["LogLine", "export_log", "import_log", "rebuild", "replay", "verify", "verify_view"]
+__all__ = [
+    "LogLine",
+    "catch_up",
+    "copy_log",
+    "export_log",
+    "import_log",
+    "rebuild",
+    "replay",
+    "verify",
+    "verify_view",
+]
 
 _log = get_logger("store")
 
@@ -111,6 +122,29 @@ async def rebuild(log: EventLog) -> int:
         writer.replace_read_model(model)
     _log.info("read model rebuilt", events=count, jobs=len(model.jobs))
     return count
+
+
+async def catch_up(log: EventLog, head: Head, checkpoint: object) -> None:
+    """On open: fold log entries past the read model's ``checkpoint`` (its
+    stored value, read in one snapshot with ``head``), by a rebuild, when a
+    crashed older version or a hand left the read model behind. A damaged
+    checkpoint, or an entry that does not decode, is left as it is for
+    ``verify`` to name (a rebuild would hide it); a checkpoint past the head
+    is ``CorruptionError``."""
+    try:
+        folded = _checkpoint_of(checkpoint)
+    except CorruptionError:
+        _log.warning("the read model's checkpoint is damaged; verify names it", value=checkpoint)
+        return
+    if folded == head.seq:
+        return
+    if folded > head.seq:
+        raise CorruptionError(f"read model checkpoint {folded} is past the log head {head.seq}")
+    _log.warning("read model behind the log; rebuilding", checkpoint=folded, head=head.seq)
+    try:
+        await rebuild(log)
+    except CorruptionError as exc:  # a damaged entry: nothing was rebuilt
+        _log.warning("the read model cannot be rebuilt; verify names why", error=str(exc))
 
 
 async def verify(
@@ -452,3 +486,29 @@ def _record_of(number: int, raw: bytes) -> Record:
     except (msgspec.DecodeError, ValueError, TypeError) as exc:
         raise ValidationError(f"not a log entry: {exc}", field=f"line {number}") from exc
     return Record(envelope, data)
+
+
+async def copy_log(
+    source: Backend,
+    target: Backend,
+    source_content: ContentStore,
+    target_content: ContentStore,
+) -> Head:
+    """Copy the whole log of ``source`` into the empty ``target`` (another
+    backend, say from SQLite to PostgreSQL): first every resource's content,
+    then every entry with its exact bytes and hash, through the checks of
+    :func:`import_log` (all or nothing, the read model built from the copy).
+    Returns the target's head, the same as the source's: ``verify`` with it
+    as the digest passes on the copy. A target that is not empty is refused
+    (``ValidationError``) before anything is copied."""
+    if (await target.head()).seq != 0:
+        raise ValidationError(_NOT_EMPTY)
+    after = 0
+    while page := await source.list_resources(after_seq=after, limit=500):
+        for resource in page:
+            await target_content.put(await source_content.get(resource.digest))
+        after = page[-1].created_seq
+    count = await import_log(target, export_log(source))
+    head = await target.head()
+    _log.info("log copied", events=count, head=head.text)
+    return head

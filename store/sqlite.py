@@ -54,9 +54,10 @@ from jobledger.core import (
 )
 from jobledger.core.faults import Faults
 
-from .audit import rebuild
+from .audit import catch_up
 from .commits import tell_commit, watch_commits
 from .protocol import TABLES, Head, RawValue, Record
+from .queries import _ReadModelQueries
 from .sqlite_decode import (
     _checkpoint_of,
     _envelope,
@@ -66,11 +67,11 @@ from .sqlite_decode import (
     _record,
     _storage_error,
 )
-from .sqlite_queries import _ReadModelQueries
 from .sqlite_schema import _MIGRATIONS, _SELECT_SCHEMA, SCHEMA_VERSION, _schema_findings
 from .sqlite_watch import CommitWatcher, Notifier
 from .sqlite_writer import (
     _OWNED,
+    _SELECT_BY_KEY,
     _SELECT_HEAD,
     _commit,
     _rollback,
@@ -162,6 +163,8 @@ class SqliteLog(_ReadModelQueries):
     parent's connections alone (never used, never closed there); the child
     opens its own log.
     """
+
+    _SELECT_BY_KEY = _SELECT_BY_KEY
 
     def __init__(
         self,
@@ -293,24 +296,7 @@ class SqliteLog(_ReadModelQueries):
             " (SELECT hash FROM events ORDER BY seq DESC LIMIT 1),"
             " (SELECT value FROM meta WHERE key = 'checkpoint')"
         )
-        head = _head_of(None if seq is None else (seq, digest))
-        try:
-            checkpoint = _checkpoint_of(value)
-        except CorruptionError:
-            # Left as it is, for verify to report (a rebuild would hide it).
-            log.warning("the read model's checkpoint is damaged; verify names it", value=value)
-            return
-        if checkpoint == head.seq:
-            return
-        if checkpoint > head.seq:
-            raise CorruptionError(
-                f"read model checkpoint {checkpoint} is past the log head {head.seq}"
-            )
-        log.warning("read model behind the log; rebuilding", checkpoint=checkpoint, head=head.seq)
-        try:
-            await rebuild(self)
-        except CorruptionError as exc:  # a damaged entry: nothing was rebuilt
-            log.warning("the read model cannot be rebuilt; verify names why", error=str(exc))
+        await catch_up(self, _head_of(None if seq is None else (seq, digest)), value)
 
     async def close(self) -> None:
         """Close both connections. Idempotent. Even if cancelled half-way, each

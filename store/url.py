@@ -7,7 +7,7 @@ The grammar is SQLAlchemy's, which users know::
     sqlite:////absolute/jobs.db     an SQLite file, absolute (four slashes)
     sqlite://, sqlite:///:memory:   in memory (also sqlite://:memory:)
     memory://                       in memory
-    postgresql://…, postgres://…    reserved for the PostgreSQL backend (not available yet)
+    postgresql://user@host:5432/db  PostgreSQL (the jobledger[postgres] extra); also postgres://
 
 What counts as a URL, exactly: text that starts with a scheme (a letter, then
 letters, digits, ``+``, ``-`` or ``.``; at least two characters) followed by
@@ -25,7 +25,10 @@ docs/architecture.md, "SQLite in memory"). Both keep nothing after close.
 A URL's query holds the backend's options: ``?synchronous=FULL`` or
 ``?synchronous=NORMAL`` for an SQLite file, nothing else. The path in a URL is
 taken as written (no percent-decoding): a file whose name holds ``?`` is given
-as a plain path.
+as a plain path. A PostgreSQL URL is libpq's, passed to the driver as it is
+(its query may hold the driver's options, ``sslmode=require`` say), but for
+jobledger's own ``?schema=NAME``: the schema the tables live in (default
+``jobledger``; lower-case letters, digits and ``_``), taken out first.
 
 An unknown scheme, a malformed URL, an option the backend does not know, an
 empty text or a NUL character is a ``ValidationError`` that names the
@@ -46,6 +49,9 @@ from jobledger.core.faults import Faults
 
 from .content import ContentFolder, MemoryContent, content_folder_for
 from .memory import MemoryLog
+from .postgres import DEFAULT_SCHEMA, PostgresLog
+from .postgres_audit import PostgresContent
+from .postgres_schema import check_schema_name
 from .protocol import Backend
 from .sqlite import MEMORY, SqliteLog
 
@@ -53,8 +59,8 @@ __all__ = ["FORMS", "BackendURL", "backend_for"]
 
 FORMS = (
     "a path (jobs.db), sqlite:///relative/jobs.db, sqlite:////absolute/jobs.db, "
-    "sqlite:// or sqlite:///:memory: (in memory), memory://; "
-    "postgresql://… is reserved for the PostgreSQL backend"
+    "sqlite:// or sqlite:///:memory: (in memory), memory://, "
+    "postgresql://user@host:5432/db[?schema=NAME]"
 )
 """The accepted forms, as every error about a backend URL names them."""
 
@@ -70,21 +76,34 @@ def _refuse(message: str) -> ValidationError:
 
 
 class BackendURL(msgspec.Struct, frozen=True, kw_only=True):
-    """Which backend a ledger opens: ``scheme`` (``"sqlite"`` or ``"memory"``),
-    the SQLite file ``path`` (``None``: in memory, for both schemes) and the options the URL set
-    (``synchronous``; ``None``: not set). Made by :meth:`parse`."""
+    """Which backend a ledger opens: ``scheme`` (``"sqlite"``, ``"memory"`` or
+    ``"postgresql"``), the SQLite file ``path`` (``None``: in memory, for the
+    first two), the options the URL set (``synchronous``; ``None``: not
+    set), and for PostgreSQL the driver's ``dsn`` and the ``schema``. Made
+    by :meth:`parse`."""
 
-    scheme: Literal["sqlite", "memory"]
+    scheme: Literal["sqlite", "memory", "postgresql"]
     path: str | None = None
     synchronous: Literal["FULL", "NORMAL"] | None = None
+    dsn: str | None = None
+    schema: str | None = None
 
     @property
     def in_memory(self) -> bool:
         """Whether the log lives in memory (and is gone when it closes)."""
-        return self.path is None
+        return self.path is None and self.dsn is None
 
     def __str__(self) -> str:
-        """The URL that names this backend (``sqlite:///jobs.db``, ``memory://``)."""
+        """The URL that names this backend (``sqlite:///jobs.db``, ``memory://``;
+        a PostgreSQL URL without its password)."""
+        if self.dsn is not None:
+            scheme, _, rest = self.dsn.partition("://")
+            credentials, at, place = rest.rpartition("@")
+            user = credentials.partition(":")[0]
+            shown = f"{scheme}://{user}{at}{place}" if at else self.dsn
+            if self.schema is not None:
+                shown += ("&" if "?" in shown else "?") + f"schema={self.schema}"
+            return shown
         if self.path is None:
             return f"{self.scheme}://"
         query = "" if self.synchronous is None else f"?synchronous={self.synchronous}"
@@ -97,8 +116,9 @@ class BackendURL(msgspec.Struct, frozen=True, kw_only=True):
 
         Raises ``ValidationError`` (field ``url``, naming the accepted forms)
         for an empty text, a NUL character, an unknown scheme, a malformed URL
-        or an option the backend does not take, and for ``postgresql://`` until
-        the PostgreSQL backend exists. Reads and creates nothing.
+        or an option the backend does not take. Reads and creates nothing
+        (a PostgreSQL URL is checked for form only: the server is asked when
+        the log opens).
         """
         if isinstance(text, os.PathLike):
             path = os.fspath(text)
@@ -118,12 +138,10 @@ class BackendURL(msgspec.Struct, frozen=True, kw_only=True):
                 raise _refuse(f"{text!r} is not a URL ({scheme.group(1)}: needs '://')")
             return cls(scheme="sqlite", path=text)
         scheme_name, rest = url.group(1).lower(), url.group(2)
-        if scheme_name in _POSTGRES or scheme_name.startswith("postgresql+"):
-            raise ValidationError(
-                f"{scheme_name}:// names the PostgreSQL backend, which this jobledger "
-                "does not have yet; it will come with the extra jobledger[postgres]",
-                field="url",
-            )
+        if scheme_name in _POSTGRES:
+            return _postgresql(text)
+        if scheme_name.startswith("postgresql+"):
+            raise _refuse(f"{text!r}: jobledger picks its own driver (postgresql://…)")
         rest, _, query = rest.partition("?")
         if scheme_name == "memory":
             if rest or query:
@@ -156,6 +174,29 @@ def _sqlite(text: str, rest: str, query: str) -> BackendURL:
     return BackendURL(scheme="sqlite", path=path, synchronous=_synchronous(text, query))
 
 
+def _postgresql(text: str) -> BackendURL:
+    """``postgresql://…[?…]``: the driver's URL, with ``schema=`` taken out
+    of the query and checked."""
+    base, _, query = text.partition("?")
+    if not base.partition("://")[2].strip("/"):
+        raise _refuse(f"{text!r} names no server")
+    kept: list[str] = []
+    schema: str | None = None
+    for pair in query.split("&") if query else ():
+        key, _, value = pair.partition("=")
+        if key != "schema":
+            kept.append(pair)
+            continue
+        if schema is not None:
+            raise _refuse(f"{text!r}: schema is given twice")
+        try:
+            schema = check_schema_name(value)
+        except ValueError as exc:
+            raise ValidationError(str(exc), field="schema") from None
+    dsn = base + ("?" + "&".join(kept) if kept else "")
+    return BackendURL(scheme="postgresql", dsn=dsn, schema=schema)
+
+
 def _synchronous(text: str, query: str) -> Literal["FULL", "NORMAL"] | None:
     """The ``synchronous`` option of an SQLite file's query (the only one it takes)."""
     synchronous: Literal["FULL", "NORMAL"] | None = None
@@ -184,7 +225,9 @@ def backend_for(
 
     An SQLite file gets :class:`SqliteLog` and a :class:`ContentFolder` at
     ``PATH.content``; ``memory://`` gets :class:`MemoryLog`, and SQLite in
-    memory a :class:`SqliteLog` in memory, each with a :class:`MemoryContent`.
+    memory a :class:`SqliteLog` in memory, each with a :class:`MemoryContent`;
+    PostgreSQL a :class:`PostgresLog` with its content in the database
+    (:class:`PostgresContent`), and only ``synchronous="FULL"`` or none.
     ``synchronous`` (default: the URL's, else ``"FULL"``) applies to a file;
     one that is not ``"FULL"``/``"NORMAL"``, or that differs from the URL's,
     is a ``ValidationError`` naming ``synchronous``. Nothing is created until
@@ -195,6 +238,14 @@ def backend_for(
         raise ValidationError(f"must be FULL or NORMAL, not {synchronous!r}", field="synchronous")
     if url.scheme == "memory":
         return MemoryLog(), MemoryContent()
+    if url.dsn is not None:
+        if synchronous not in (None, "FULL"):
+            raise ValidationError(
+                "PostgreSQL commits durably (synchronous_commit on the server): only FULL",
+                field="synchronous",
+            )
+        store = PostgresLog(url.dsn, schema=url.schema or DEFAULT_SCHEMA, faults=faults)
+        return store, PostgresContent(store)
     if url.path is None:
         return SqliteLog(MEMORY, synchronous=synchronous or "FULL", faults=faults), MemoryContent()
     if synchronous is not None and url.synchronous not in (None, synchronous):

@@ -1,6 +1,8 @@
-"""The SQLite read model's queries: jobs, marks, assets and resources as the
-read-model tables hold them (a mixin of :class:`~jobledger.store.SqliteLog`,
-which gives it ``_fetchall`` and ``checkpoint``)."""
+"""The read model's queries, in SQL that SQLite and PostgreSQL both run:
+jobs, marks, assets and resources as the read-model tables hold them (a
+mixin of :class:`~jobledger.store.SqliteLog` and of the PostgreSQL log,
+which give it ``_fetchall``, with ``?`` for each parameter, and
+``checkpoint``)."""
 
 from __future__ import annotations
 
@@ -22,7 +24,6 @@ from jobledger.core import (
 from .protocol import JobCount
 from .rows import micros
 from .sqlite_decode import _decode_asset, _decode_job, _decode_mark, _decode_resource
-from .sqlite_writer import _SELECT_BY_KEY
 
 __all__: list[str] = []
 
@@ -32,8 +33,12 @@ log = get_logger("store")
 class _ReadModelQueries:
     """The ``ReadModel`` and ``Schedule`` members over one reader.
 
-    A mixin of :class:`~jobledger.store.sqlite.SqliteLog`, which provides
-    the two members declared here for the type checker only."""
+    A mixin of each SQL backend, which provides the two members declared
+    here for the type checker only, and ``_SELECT_BY_KEY``: the query of a
+    job by its idempotency scope, as the backend's unique index on the scope
+    is written (so that the index serves it)."""
+
+    _SELECT_BY_KEY: str
 
     if TYPE_CHECKING:
 
@@ -111,10 +116,10 @@ class _ReadModelQueries:
         us = micros(now)
         rows = await self._fetchall(
             "SELECT doc FROM jobs WHERE status = 'running'"
-            " AND (lease_expires_us <= ?1 OR deadline_us <= ?1)"
-            " ORDER BY min(lease_expires_us, ifnull(deadline_us, lease_expires_us)), created_seq"
-            " LIMIT ?2",
-            (us, limit),
+            " AND (lease_expires_us <= ? OR deadline_us <= ?)"
+            " ORDER BY CASE WHEN deadline_us < lease_expires_us THEN deadline_us"
+            " ELSE lease_expires_us END, created_seq LIMIT ?",
+            (us, us, limit),
         )
         jobs = []
         for (doc,) in rows:
@@ -134,7 +139,7 @@ class _ReadModelQueries:
         return [_decode_job(r[0]) for r in rows]
 
     async def job_by_key(self, user_id: str, tenant: str | None, key: str) -> Job | None:
-        rows = await self._fetchall(_SELECT_BY_KEY, (user_id, tenant, key))
+        rows = await self._fetchall(self._SELECT_BY_KEY, (user_id, tenant, key))
         return _decode_job(rows[0][0]) if rows else None
 
     async def assets_of(self, job_id: str) -> list[Asset]:

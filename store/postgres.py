@@ -1,0 +1,479 @@
+"""The PostgreSQL event log, through asyncpg (the ``jobledger[postgres]`` extra).
+
+Many processes on many hosts share one log. Three kinds of connection, per
+log: one **writer** (every write transaction, one at a time in a process; the
+append lock orders them across processes: :mod:`.postgres_writer`), a small
+**pool** of readers, and one **listener** that LISTENs on the schema's
+channel, so every other process's commit is told to ``on_commit`` at once. A
+notice is a hint: the listener reads nothing, its callbacks read the log. If
+the listener's connection drops, a fallback poll of the head covers the gap
+while it reconnects, so a lost notice delays an event, never loses it.
+
+A lost connection during a commit is resolved, not guessed: the writer
+reconnects and looks up the batch's first event id. If it is there, the
+batch committed; if not, nothing of it did (a transaction is all or
+nothing), and the write raises :class:`~jobledger.store.StaleWrite` so the
+Stower decides the batch again on fresh state.
+
+Every error of the driver or the network is a ``StorageError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import re
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from jobledger.core import Envelope, StorageError, get_logger
+from jobledger.core.faults import Faults
+
+from .audit import catch_up
+from .commits import tell_commit, watch_commits
+from .postgres_schema import (
+    _CREATE_VERSION_TABLE,
+    _MIGRATIONS,
+    SCHEMA_VERSION,
+    channel_of,
+    check_schema_name,
+    lock_key,
+)
+from .postgres_writer import BEGIN_FUNCTION, SELECT_BY_KEY, _PostgresWriter
+from .protocol import TABLES, Head, RawValue, Record
+from .queries import _ReadModelQueries
+from .sqlite_decode import _envelope, _envelopes, _head_of, _record
+
+__all__ = ["DEFAULT_SCHEMA", "PostgresLog"]
+
+log = get_logger("store")
+
+DEFAULT_SCHEMA = "jobledger"
+"""The PostgreSQL schema a log keeps its tables in unless told another."""
+
+_SELECT_EVENTS = (
+    "SELECT seq, event_id, stream, version, type, time, actor, correlation_id,"
+    " causation_id, data, hash FROM events"
+)
+_SELECT_HEAD = "SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1"
+_MARK = re.compile(r"\?")
+
+
+@functools.lru_cache(maxsize=256)
+def _numbered(sql: str) -> str:
+    """``sql`` with each ``?`` as PostgreSQL's ``$1``, ``$2``, …"""
+    count = iter(range(1, 1_000))
+    return _MARK.sub(lambda _: f"${next(count)}", sql)
+
+
+def _driver() -> Any:
+    try:
+        import asyncpg
+    except ImportError as exc:
+        raise StorageError(
+            "the PostgreSQL backend needs the jobledger[postgres] extra: "
+            "pip install 'jobledger[postgres]'"
+        ) from exc
+    return asyncpg
+
+
+def _is_lost(exc: BaseException) -> bool:
+    """Whether ``exc`` says the connection is gone (not that a statement failed)."""
+    asyncpg = _driver()
+    return isinstance(
+        exc,
+        asyncpg.ConnectionDoesNotExistError
+        | asyncpg.InterfaceError
+        | asyncpg.exceptions.AdminShutdownError
+        | asyncpg.exceptions.CannotConnectNowError
+        | ConnectionError
+        | OSError,
+    )
+
+
+def _failure(exc: BaseException, message: str) -> StorageError:
+    return StorageError(f"{message}: {type(exc).__name__}: {exc}")
+
+
+class PostgresLog(_ReadModelQueries):
+    """An :class:`~jobledger.store.EventLog` in one PostgreSQL schema.
+
+    ``dsn`` is a libpq connection URL (``postgresql://user@host:5432/db``)
+    without jobledger's own options; ``schema`` (default ``jobledger``) is
+    where the tables live, made on first open (lower-case letters, digits
+    and ``_``). ``pool_size`` bounds the reading connections;
+    ``poll_interval`` is how often the head is polled while the listener's
+    connection is down (never while it is up). ``faults`` (tests only) is
+    reached at ``store.after_insert``.
+    """
+
+    _SELECT_BY_KEY = SELECT_BY_KEY
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        schema: str = DEFAULT_SCHEMA,
+        pool_size: int = 4,
+        read_chunk: int = 5000,
+        poll_interval: float = 1.0,
+        connect_timeout: float = 10.0,
+        faults: Faults | None = None,
+    ) -> None:
+        self._dsn = dsn
+        self._schema = check_schema_name(schema)
+        self._pool_size = max(1, int(pool_size))
+        self._read_chunk = read_chunk
+        self._poll_interval = poll_interval
+        self._connect_timeout = connect_timeout
+        self._faults = faults
+        self._append_key = lock_key(self._schema, "append")
+        self._channel = channel_of(self._schema)
+        self._writer: Any = None
+        self._pool: Any = None
+        self._listener: Any = None
+        self._watching: asyncio.Task[None] | None = None
+        self._single: Any = None  # a frozen view's one connection, in its transaction
+        self._single_lock = asyncio.Lock()
+        self._write_lock = asyncio.Lock()
+        self._commit_callbacks: list[Callable[[int], None]] = []
+        self._told = 0
+        self._open = False
+
+    @property
+    def path(self) -> str:
+        host = self._dsn.split("@")[-1]  # (never the password)
+        return f"postgresql://{host.removeprefix('postgresql://').removeprefix('postgres://')}#{self._schema}"
+
+    @property
+    def schema(self) -> str:
+        return self._schema
+
+    # -- lifecycle -------------------------------------------------------
+
+    async def _connect(self) -> Any:
+        asyncpg = _driver()
+        return await asyncpg.connect(
+            self._dsn,
+            timeout=self._connect_timeout,
+            server_settings={"search_path": f'"{self._schema}"', "application_name": "jobledger"},
+        )
+
+    async def open(self) -> None:
+        """Connect, make or migrate the schema, and catch the read model up
+        to the head. Raises ``StorageError`` (the server cannot be reached,
+        refuses the login, or holds a newer schema) and then leaves nothing open."""
+        if self._open:
+            return
+        asyncpg = _driver()
+        try:
+            self._writer = await self._connect()
+            await self._migrate(self._writer)
+            self._pool = await asyncpg.create_pool(
+                self._dsn,
+                min_size=1,
+                max_size=self._pool_size,
+                timeout=self._connect_timeout,
+                server_settings={
+                    "search_path": f'"{self._schema}"',
+                    "application_name": "jobledger",
+                },
+            )
+            self._open = True
+            rows = await self._fetchall(
+                "SELECT (SELECT seq FROM events ORDER BY seq DESC LIMIT 1),"
+                " (SELECT hash FROM events ORDER BY seq DESC LIMIT 1),"
+                " (SELECT value FROM meta WHERE key = 'checkpoint')"
+            )
+            seq, digest, value = rows[0]
+            await catch_up(self, _head_of(None if seq is None else (seq, digest)), value)
+            self._told = (await self.head()).seq
+            await self._listen()
+            self._watching = asyncio.get_running_loop().create_task(
+                self._watch(), name="jobledger-postgres-watch"
+            )
+        except StorageError:
+            await self.close()
+            raise
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+            await self.close()
+            raise _failure(exc, f"cannot open {self.path}") from exc
+        except BaseException:
+            await self.close()
+            raise
+
+    async def _migrate(self, conn: Any) -> None:
+        async with conn.transaction():
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock($1)", lock_key(self._schema, "migrate")
+            )
+            await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self._schema}"')
+            await conn.execute(f'SET LOCAL search_path TO "{self._schema}"')
+            await conn.execute(_CREATE_VERSION_TABLE)
+            version = await conn.fetchval("SELECT max(version) FROM schema_version") or 0
+            if version > SCHEMA_VERSION:
+                raise StorageError(
+                    f"{self.path} has schema {version}; this jobledger knows up to "
+                    f"{SCHEMA_VERSION}: upgrade jobledger"
+                )
+            for step in range(version, SCHEMA_VERSION):
+                await conn.execute(_MIGRATIONS[step])
+                log.info("schema migrated", path=self.path, to_version=step + 1)
+            await conn.execute(BEGIN_FUNCTION)
+            if version != SCHEMA_VERSION:
+                await conn.execute("DELETE FROM schema_version")
+                await conn.execute("INSERT INTO schema_version VALUES ($1)", SCHEMA_VERSION)
+
+    async def close(self) -> None:
+        """Close every connection. Idempotent."""
+        self._open = False
+        watching, self._watching = self._watching, None
+        if watching is not None:
+            watching.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await watching
+        listener, self._listener = self._listener, None
+        writer, self._writer = self._writer, None
+        pool, self._pool = self._pool, None
+        for conn in (listener, writer):
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(conn.close(), self._connect_timeout)
+                if not conn.is_closed():
+                    conn.terminate()
+        if pool is not None:
+            try:
+                await asyncio.wait_for(pool.close(), self._connect_timeout)
+            except Exception:
+                pool.terminate()
+
+    def _check_open(self) -> None:
+        if not self._open and self._single is None:
+            raise StorageError("the log is not open")
+
+    # -- commits of other processes --------------------------------------
+
+    async def _listen(self) -> None:
+        conn = await self._connect()
+        await conn.add_listener(self._channel, self._notified)
+        self._listener = conn
+
+    def _notified(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        try:
+            seq = int(payload)
+        except ValueError:
+            log.warning("a commit notice that is not a seq", payload=payload[:100])
+            return
+        self._tell(seq)
+
+    async def _watch(self) -> None:
+        """While the listener's connection is down: poll the head (a commit
+        missed meanwhile is told) and reconnect it. Idle otherwise."""
+        while True:
+            await asyncio.sleep(self._poll_interval)
+            listener = self._listener
+            if listener is not None and not listener.is_closed():
+                continue
+            try:
+                self._tell((await self.head()).seq)
+                if listener is not None:
+                    listener.terminate()
+                self._listener = None
+                await self._listen()
+                log.info("listening for commits again", path=self.path)
+                self._tell((await self.head()).seq)  # (what came while reconnecting)
+            except Exception as exc:
+                log.warning("the commit listener is down; polling", error=str(exc))
+
+    def on_commit(self, callback: Callable[[int], None]) -> Callable[[], None]:
+        """Commits made through this object, at once; other processes' by
+        their notice on the schema's channel (or the fallback poll)."""
+        return watch_commits(self._commit_callbacks, callback)
+
+    def _tell(self, seq: int) -> None:
+        if seq > self._told:
+            self._told = seq
+            tell_commit(self._commit_callbacks, seq)
+
+    # -- writing ---------------------------------------------------------
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[_PostgresWriter]:
+        self._check_open()
+        if self._single is not None:
+            raise StorageError("a frozen view is read-only")
+        asyncpg = _driver()
+        async with self._write_lock:
+            writer = _PostgresWriter(self._writer, self._append_key, self._channel)
+            committed: int | None = None
+            try:
+                yield writer
+                await writer.commit(self._faults, asyncpg.UniqueViolationError)
+                committed = writer.committed_seq
+            except BaseException as exc:
+                if _is_lost(exc):
+                    committed = await self._resolve_lost(writer, exc)
+                else:
+                    with contextlib.suppress(Exception):
+                        await asyncio.shield(writer.rollback())
+                    if isinstance(exc, asyncpg.PostgresError | asyncpg.InterfaceError):
+                        raise _failure(exc, "write failed and was rolled back") from exc
+                    raise
+        if committed is not None:
+            self._tell(committed)
+
+    async def _resolve_lost(self, writer: _PostgresWriter, exc: BaseException) -> int | None:
+        """The connection was lost mid-transaction: reconnect, and find out
+        whether the batch committed (its first event is there) or not."""
+        old, self._writer = self._writer, None
+        with contextlib.suppress(Exception):
+            old.terminate()
+        try:
+            self._writer = await self._connect()
+        except Exception as again:
+            raise _failure(
+                again, f"write failed, connection lost ({exc}); cannot reconnect"
+            ) from exc
+        event_id = writer.first_event_id
+        if event_id is not None and writer.committed_seq is not None:
+            seq = await self._writer.fetchval(
+                "SELECT seq FROM events WHERE event_id = $1", event_id
+            )
+            if seq is not None:
+                log.warning("connection lost at commit; the batch had committed", seq=seq)
+                return writer.committed_seq
+        from .protocol import StaleWrite
+
+        raise StaleWrite(f"connection lost before the commit ({exc}); nothing was written") from exc
+
+    # -- reading ---------------------------------------------------------
+
+    @asynccontextmanager
+    async def _reading(self) -> AsyncIterator[Any]:
+        """A connection to read on: the frozen view's own, or one of the pool's."""
+        self._check_open()
+        if self._single is not None:
+            async with self._single_lock:
+                yield self._single
+            return
+        async with self._pool.acquire() as conn:
+            yield conn
+
+    async def _fetchall(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
+        asyncpg = _driver()
+        try:
+            async with self._reading() as conn:
+                return list(await conn.fetch(_numbered(sql), *args))
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+            raise _failure(exc, "read failed") from exc
+
+    async def head(self) -> Head:
+        rows = await self._fetchall(_SELECT_HEAD)
+        return _head_of(tuple(rows[0]) if rows else None)
+
+    async def checkpoint(self) -> int:
+        from .sqlite_decode import _checkpoint_of
+
+        rows = await self._fetchall("SELECT value FROM meta WHERE key = 'checkpoint'")
+        return _checkpoint_of(rows[0][0] if rows else None)
+
+    async def read(self, after: int = 0, limit: int = 1000) -> list[Envelope]:
+        return _envelopes(
+            await self._fetchall(
+                f"{_SELECT_EVENTS} WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit)
+            )
+        )
+
+    async def scan(self, after: int = 0, until_seq: int | None = None) -> AsyncIterator[Envelope]:
+        async for rows in self._chunks(after, until_seq):
+            for envelope in _envelopes(rows):
+                yield envelope
+
+    async def scan_records(
+        self, after: int = 0, until_seq: int | None = None
+    ) -> AsyncIterator[Record]:
+        async for rows in self._chunks(after, until_seq):
+            for row in rows:
+                yield _record(row)
+
+    async def _chunks(self, after: int, until_seq: int | None) -> AsyncIterator[list[Any]]:
+        last = after
+        while True:
+            limit = self._read_chunk
+            if until_seq is not None:
+                limit = min(limit, until_seq - last)
+                if limit <= 0:
+                    return
+            rows = await self._fetchall(
+                f"{_SELECT_EVENTS} WHERE seq > ? ORDER BY seq LIMIT ?", (last, limit)
+            )
+            if not rows:
+                return
+            yield rows
+            last = rows[-1][0]
+
+    async def stream(self, stream: str) -> list[Envelope]:
+        rows = await self._fetchall(
+            f"{_SELECT_EVENTS} WHERE stream = ? ORDER BY version", (stream,)
+        )
+        return [_envelope(r) for r in rows]
+
+    # -- audit -----------------------------------------------------------
+
+    @asynccontextmanager
+    async def frozen(self) -> AsyncIterator[PostgresLog]:
+        self._check_open()
+        from .postgres_audit import made_shape
+
+        async with self._pool.acquire() as conn:
+            await made_shape(conn)  # (what integrity compares with: made once, before read-only)
+            view = PostgresLog(self._dsn, schema=self._schema, read_chunk=self._read_chunk)
+            view._single = conn
+            tx = conn.transaction(isolation="repeatable_read", readonly=True)
+            await tx.start()
+            try:
+                await conn.fetch("SELECT value FROM meta WHERE key = 'checkpoint'")  # the snapshot
+                yield view
+            finally:
+                view._single = None
+                with contextlib.suppress(Exception):
+                    await tx.rollback()
+
+    async def integrity(self) -> list[str]:
+        from .postgres_audit import schema_findings
+
+        async with self._reading() as conn:
+            return await schema_findings(conn, self._schema)
+
+    async def raw_rows(self, table: str) -> AsyncIterator[tuple[RawValue, ...]]:
+        columns = TABLES.get(table)
+        if columns is None:
+            raise ValueError(f"no table {table!r} in the stored shape")
+        present = {
+            r[0]
+            for r in await self._fetchall(
+                "SELECT column_name FROM information_schema.columns"
+                " WHERE table_schema = ? AND table_name = ?",
+                (self._schema, table),
+            )
+        }
+        if not present:
+            return
+        key = columns[0]
+        select = ", ".join(c if c in present else "NULL" for c in columns)
+        last: Any = None
+        while True:
+            where = "" if last is None else f"WHERE {key} > ?"
+            args: tuple[Any, ...] = (
+                (self._read_chunk,) if last is None else (last, self._read_chunk)
+            )
+            rows = await self._fetchall(
+                f"SELECT {select} FROM {table} {where} ORDER BY {key} LIMIT ?", args
+            )
+            for row in rows:
+                yield tuple(row)
+            if len(rows) < self._read_chunk:
+                return
+            last = rows[-1][0]

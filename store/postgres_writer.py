@@ -1,0 +1,261 @@
+"""One PostgreSQL write transaction (:class:`_PostgresWriter`): begin with the
+append lock and the head in one round trip, stage, and commit with the
+notice to other processes.
+
+**One global, gapless order.** Every transaction that appends takes a
+transaction-scoped advisory lock on the schema's append key before it reads
+the head, and holds it to its commit or rollback. So appends from every
+process on every host are serialised: the next ``seq`` is always the head's
+plus one, nothing commits out of order, and a rolled-back transaction leaves
+no gap (``seq`` is written by us, never drawn from a sequence). The lock and
+the head's read are one statement of a function (``jobledger_begin``) whose
+head query runs after the lock is granted, with a fresh snapshot (a plain
+``SELECT lock, head`` would read the head from before the wait).
+
+**Publish after commit, across processes.** The transaction calls
+``pg_notify`` with the head ``seq`` it reaches; PostgreSQL delivers the
+notice to every listener only when, and if, the transaction commits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from jobledger.core import Projection, StorageError
+from jobledger.core.faults import Faults
+
+from .protocol import Changes, Head, Loaded, Record, Scope, StaleWrite
+from .rows import asset_row, event_row, job_row, mark_row, resource_row
+from .sqlite_decode import _decode_job, _decode_mark, _head_of
+
+__all__: list[str] = []
+
+_INSERT_EVENT = (
+    "INSERT INTO events (seq, event_id, stream, version, type, time, actor,"
+    " correlation_id, causation_id, data, hash) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)"
+)
+_JOB_COLUMNS = (
+    "job_type",
+    "status",
+    "user_id",
+    "tenant",
+    "priority",
+    "run_at_us",
+    "lease_expires_us",
+    "deadline_us",
+    "finished_us",
+    "idempotency_key",
+    "created_seq",
+    "doc",
+)
+_UPSERT_JOB = (
+    f"INSERT INTO jobs (id, {', '.join(_JOB_COLUMNS)})"
+    " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13) ON CONFLICT (id) DO UPDATE SET "
+    + ", ".join(f"{c} = EXCLUDED.{c}" for c in _JOB_COLUMNS)
+)
+_UPSERT_MARK = (
+    "INSERT INTO marks (id, resource_id, job_id, created_seq, doc) VALUES ($1,$2,$3,$4,$5)"
+    " ON CONFLICT (id) DO UPDATE SET resource_id = EXCLUDED.resource_id,"
+    " job_id = EXCLUDED.job_id, created_seq = EXCLUDED.created_seq, doc = EXCLUDED.doc"
+)
+_INSERT_ASSET = "INSERT INTO assets (id, job_id, created_seq, doc) VALUES ($1,$2,$3,$4)"
+_INSERT_RESOURCE = "INSERT INTO resources (id, created_seq, doc) VALUES ($1,$2,$3)"
+_SET_CHECKPOINT = "UPDATE meta SET value = $1 WHERE key = 'checkpoint'"
+SELECT_BY_KEY = (
+    "SELECT doc FROM jobs WHERE user_id = ? AND coalesce(tenant, '') = coalesce(?, '')"
+    " AND idempotency_key = ?"
+)
+_FLUSH_ROWS = 20_000  # staged rows beyond which a write runs before its commit
+
+BEGIN_FUNCTION = """
+CREATE OR REPLACE FUNCTION jobledger_begin(key bigint)
+RETURNS TABLE (seq bigint, hash text) LANGUAGE plpgsql VOLATILE
+SET search_path FROM CURRENT AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock(key);
+    -- A new statement after the lock: it sees every append committed before.
+    RETURN QUERY SELECT e.seq, e.hash FROM events AS e ORDER BY e.seq DESC LIMIT 1;
+END $$
+"""
+"""The function that takes the append lock and then reads the head."""
+
+
+class _PostgresWriter:
+    """One write transaction on the write connection. It begins (the append
+    lock, then the head) with its first read; ``append`` stages its
+    statements, which run at ``commit``."""
+
+    def __init__(self, conn: Any, append_key: int, channel: str) -> None:
+        self._conn = conn
+        self._key = append_key
+        self._channel = channel
+        self._tx: Any = None
+        self._head: Head | None = None
+        self.expected: Head | None = None
+        self._work: list[tuple[str, list[tuple[Any, ...]] | None]] = []
+        self._staged = 0
+        self._appended = 0
+        self._replaced = False
+        self.first_event_id: str | None = None  # to tell, after a lost connection, if it landed
+
+    def expect(self, head: Head) -> None:
+        if self._head is not None:
+            raise RuntimeError("expect() comes before any read")
+        self.expected = head
+
+    async def _begin(self) -> Head:
+        if self._head is None:
+            self._tx = self._conn.transaction()
+            await self._tx.start()
+            row = await self._conn.fetchrow("SELECT * FROM jobledger_begin($1)", self._key)
+            self._head = _head_of(None if row is None else (row[0], row[1]))
+        return self._head
+
+    async def head(self) -> Head:
+        return await self._begin()
+
+    async def load(
+        self,
+        job_ids: Sequence[str] = (),
+        mark_ids: Sequence[str] = (),
+        streams: Sequence[str] = (),
+        keys: Sequence[Scope] = (),
+    ) -> Loaded:
+        head = await self._begin()
+        conn = self._conn
+        job_rows = (
+            await conn.fetch("SELECT doc FROM jobs WHERE id = ANY($1::text[])", list(job_ids))
+            if job_ids
+            else []
+        )
+        mark_rows = (
+            await conn.fetch("SELECT doc FROM marks WHERE id = ANY($1::text[])", list(mark_ids))
+            if mark_ids
+            else []
+        )
+        version_rows = (
+            await conn.fetch(
+                "SELECT stream, max(version) FROM events WHERE stream = ANY($1::text[])"
+                " GROUP BY stream",
+                list(streams),
+            )
+            if streams
+            else []
+        )
+        by_key = SELECT_BY_KEY.replace("?", "$1", 1).replace("?", "$2", 1).replace("?", "$3", 1)
+        holders: dict[Scope, Any] = {}
+        for key in keys:
+            row = await conn.fetchrow(by_key, *key)
+            if row is not None:
+                holders[key] = _decode_job(row[0])
+        jobs = [_decode_job(r[0]) for r in job_rows]
+        marks = [_decode_mark(r[0]) for r in mark_rows]
+        return Loaded(
+            head=head,
+            jobs={j.id: j for j in jobs},
+            marks={m.id: m for m in marks},
+            versions={r[0]: r[1] for r in version_rows},
+            holders=holders,
+        )
+
+    def _stage(self, sql: str, rows: list[tuple[Any, ...]] | None) -> None:
+        """Run ``sql`` for each of ``rows`` (once, with no parameters, for
+        ``None``) at commit, in staging order."""
+        if rows is None or rows:
+            self._work.append((sql, rows))
+            self._staged += 1 if rows is None else len(rows)
+
+    async def _run(self) -> None:
+        work, self._work, self._staged = self._work, [], 0
+        for sql, rows in work:
+            if rows is None:
+                await self._conn.execute(sql)
+            else:
+                await self._conn.executemany(sql, rows)
+
+    @property
+    def committed_seq(self) -> int | None:
+        """The head ``seq`` once this transaction commits; ``None`` when it
+        writes nothing."""
+        base = self._head if self._head is not None else self.expected
+        if base is None or not (self._appended or self._replaced):
+            return None
+        return base.seq + self._appended
+
+    async def append(self, records: Sequence[Record], changes: Changes) -> None:
+        if not records:
+            return
+        base = self.expected if self._head is None and self.expected is not None else None
+        head = base if base is not None else await self.head()
+        due = head.seq + self._appended + 1
+        for record in records:
+            if record.envelope.seq != due:
+                raise StorageError(f"seq {record.envelope.seq} appended where {due} was due")
+            due += 1
+        if self.first_event_id is None:
+            self.first_event_id = records[0].envelope.event_id
+        self._appended += len(records)
+        self._stage(_INSERT_EVENT, [event_row(record) for record in records])
+        self._stage("DELETE FROM jobs WHERE id = $1", [(j,) for j in changes.deleted_jobs])
+        self._stage(_UPSERT_JOB, [job_row(j) for j in _last_of_each(changes.jobs)])
+        self._stage(_UPSERT_MARK, [mark_row(m) for m in _last_of_each(changes.marks)])
+        self._stage("DELETE FROM marks WHERE id = $1", [(m,) for m in changes.deleted_marks])
+        self._stage(_INSERT_ASSET, [asset_row(a) for a in changes.assets])
+        self._stage(_INSERT_RESOURCE, [resource_row(r) for r in changes.resources])
+        self._stage(_SET_CHECKPOINT, [(str(records[-1].envelope.seq),)])
+        if self._staged >= _FLUSH_ROWS and self._head is not None:
+            await self._run()  # a very large write (an import) runs as it goes, in one transaction
+
+    def replace_read_model(self, model: Projection) -> None:
+        if self._head is None:
+            raise StorageError("read the head (head() or load()) before replacing the read model")
+        if model.seq != self._head.seq + self._appended:
+            raise StorageError(
+                f"a read model at seq {model.seq} for a log at seq "
+                f"{self._head.seq + self._appended}"
+            )
+        self._replaced = True
+        for table in ("jobs", "marks", "assets", "resources"):
+            self._stage(f"DELETE FROM {table}", None)
+        self._stage(_UPSERT_JOB, [job_row(j) for j in model.jobs.values()])
+        self._stage(_UPSERT_MARK, [mark_row(m) for m in model.marks.values()])
+        self._stage(_INSERT_ASSET, [asset_row(a) for a in model.assets.values()])
+        self._stage(_INSERT_RESOURCE, [resource_row(r) for r in model.resources.values()])
+        self._stage(_SET_CHECKPOINT, [(str(model.seq),)])
+
+    async def commit(self, faults: Faults | None, unique_violation: type[Exception]) -> None:
+        """Run what is staged and commit, telling other processes of the new
+        head (``pg_notify``, delivered at commit). With ``expect`` (nothing
+        read), the head must still be the one expected and no stream taken
+        for new may exist: otherwise ``StaleWrite``, nothing written."""
+        if self._head is None:
+            if not self._work:
+                return  # nothing was read or written
+            head = await self._begin()
+            if self.expected is not None and head != self.expected:
+                raise StaleWrite("the head moved")
+        try:
+            await self._run()
+        except unique_violation as exc:
+            if self.expected is None:
+                raise
+            raise StaleWrite(f"a stream taken for new exists: {exc}") from exc
+        if faults is not None:
+            faults.reach("store.after_insert")
+        seq = self.committed_seq
+        if seq is not None:
+            await self._conn.execute("SELECT pg_notify($1, $2)", self._channel, str(seq))
+        await self._tx.commit()
+        self._tx = None
+
+    async def rollback(self) -> None:
+        """Roll back, if a transaction was begun and is still open."""
+        tx, self._tx = self._tx, None
+        if tx is not None:
+            await tx.rollback()
+
+
+def _last_of_each(items: Sequence[Any]) -> list[Any]:
+    """Each id once, its last state (an upsert may not touch a row twice)."""
+    return list({item.id: item for item in items}.values())
