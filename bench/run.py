@@ -682,7 +682,7 @@ class Pickup(jobledger.JobWorker):
         return None
 
 
-async def p8_worker(path: Path) -> None:
+async def p8_worker(path: str | Path) -> None:
     """The worker process of P8 (``--p8-worker``): one default ``Pickup`` on
     the file; prints ready, then a line per ``execute``; ends when stdin closes
     (the bench closes it, or the bench died)."""
@@ -735,7 +735,7 @@ async def p8_line(child: asyncio.subprocess.Process, timeout: float) -> Any:
             return json.loads(text[len(P8_MARK) :])
 
 
-async def p8_pickup(path: Path, samples: int) -> list[float]:
+async def p8_pickup(path: str | Path, samples: int) -> list[float]:
     """This process submits one job at a time on the file (``time.time()`` just
     before ``submit``); a worker process on the same file stamps ``time.time()``
     when ``execute`` starts. The next submit comes a random 10 ms to 1 s after
@@ -899,7 +899,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=Path(__file__).parent / "results.json")
     parser.add_argument("--p6-child", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--mode", choices=sorted(MODES), help=argparse.SUPPRESS)
-    parser.add_argument("--p8-worker", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--p8-worker", help=argparse.SUPPRESS)  # a path or a URL
     parser.add_argument("--p8-idle", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--seconds", type=float, default=1.0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

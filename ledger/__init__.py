@@ -58,6 +58,7 @@ from jobledger.workers import (
 )
 
 from .ledger import JobPage, Ledger, LedgerStatistics, open
+from .submissions import NewJob
 
 __version__ = "0.1.0"
 
@@ -87,6 +88,7 @@ __all__ = [
     "LedgerStatistics",
     "ManualClock",
     "Mark",
+    "NewJob",
     "NonRetryableError",
     "NotFound",
     "PartialResult",

@@ -66,7 +66,7 @@ from .arguments import _as_user as _as_user  # the CLI's check of --user
 from .audit import Audit
 from .lifecycle import Engine, Health, LedgerStatistics
 from .queries import JobPage, Queries
-from .submissions import Submissions
+from .submissions import NewJob, Submissions
 from .waiting import Waiting
 from .waiting import _Waiter as _Waiter  # (tests follow one waiter)
 
@@ -221,6 +221,20 @@ class Ledger:
             correlation_id=correlation_id,
             max_recoveries=max_recoveries,
         )
+
+    async def submit_many(self, jobs: Iterable[NewJob]) -> builtins.list[Job]:
+        """Submit many jobs in one batch and one commit (up to ``max_batch``,
+        1 000 by default; more take a batch for each ``max_batch``); return
+        them, pending, in the order given.
+
+        Each :class:`NewJob` carries the arguments of :meth:`submit` and is
+        decided as if submitted alone (its own idempotency key, its own
+        checks). Every job is checked before anything is sent: a bad one is a
+        ``ValidationError`` whose ``field`` names it (``jobs[3].params``), and
+        then nothing is written. A job the Stower refuses (rare once checked)
+        raises its error after the others are committed.
+        """
+        return await self._submissions.submit_many(jobs)
 
     async def cancel(self, job_id: str, *, user: UserArg = None, reason: str | None = None) -> Job:
         """Cancel a job. Pending or suspended: it is ``cancelled`` at once. Running:

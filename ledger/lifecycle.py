@@ -19,12 +19,11 @@ from jobledger.core import (
     JobType,
     LedgerClosed,
     Registry,
-    SystemClock,
     get_logger,
 )
 from jobledger.core.faults import Faults
 from jobledger.eventbus import BusStatistics, EventBus
-from jobledger.store import MEMORY, Backend, ContentFolder, MemoryContent, content_folder_for
+from jobledger.store import Backend, ServerClock, clock_for, content_for
 from jobledger.stower import Stower, StowerStatistics, Sweeper, SweeperStatistics
 from jobledger.workers import ClaimDesk, JobWorker, QueueCapacity, WorkerRunner, WorkerStatistics
 
@@ -96,11 +95,11 @@ class Engine:
         faults: Faults | None = None,
     ) -> None:
         self.log = log
-        # Resources' content: given, else beside the file (in memory with a memory log).
-        self.content: ContentStore = content or (
-            MemoryContent() if log.path == MEMORY else ContentFolder(content_folder_for(log.path))
-        )
-        self.clock = clock or SystemClock()
+        # Resources' content: given, else beside the file (in memory with a memory
+        # log, in the database on PostgreSQL).
+        self.content: ContentStore = content or content_for(log)
+        # Time: given, else the server's on a log several hosts share, else the system's.
+        self.clock = clock or clock_for(log)
         self.ids = IdFactory()
         self.registry = Registry(job_types)
         self._capacity = QueueCapacity(queues)
@@ -187,6 +186,8 @@ class Engine:
         await self.log.open()
         self._stop_hearing = self.log.on_commit(self._heard)
         try:
+            if isinstance(self.clock, ServerClock):  # before anything is judged by it
+                await self.clock.sync()
             await self._stower.start()
             await self.subscriptions.start()
             recovered = await self._sweeper.sweep()

@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import builtins
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -31,7 +32,25 @@ from jobledger.store import ReadModel
 
 from .arguments import UserArg, _as_user, _seconds
 
-__all__ = ["Submissions"]
+__all__ = ["NewJob", "Submissions"]
+
+
+class NewJob(msgspec.Struct, frozen=True):
+    """One job of :meth:`jobledger.Ledger.submit_many`: the arguments of
+    :meth:`jobledger.Ledger.submit`, with the same meaning and defaults
+    (``NewJob("report", {"month": "2026-01"}, priority=5)``)."""
+
+    job_type: str
+    params: Any = None
+    user: Any = None
+    idempotency_key: str | None = None
+    priority: int = 0
+    run_at: datetime | None = None
+    max_retries: int | None = None
+    timeout: float | timedelta | None = None
+    retry: RetryPolicy | None = None
+    correlation_id: str | None = None
+    max_recoveries: int | None = None
 
 
 class Submissions:
@@ -108,7 +127,55 @@ class Submissions:
         max_recoveries: int | None = None,
     ) -> Job:
         self._check_open()
-        owner = _as_user(user) or SYSTEM_USER
+        command = self._command(
+            NewJob(
+                job_type,
+                params,
+                user=user,
+                idempotency_key=idempotency_key,
+                priority=priority,
+                run_at=run_at,
+                max_retries=max_retries,
+                timeout=timeout,
+                retry=retry,
+                correlation_id=correlation_id,
+                max_recoveries=max_recoveries,
+            )
+        )
+        return await self._created(command, await self._bus.send(command))
+
+    async def submit_many(self, jobs: Iterable[NewJob]) -> builtins.list[Job]:
+        self._check_open()
+        if isinstance(jobs, str | bytes | Mapping) or not isinstance(jobs, Iterable):
+            raise ValidationError("must be a list of jobledger.NewJob", field="jobs")
+        commands: builtins.list[JobCreate] = []
+        for index, job in enumerate(jobs):
+            if not isinstance(job, NewJob):
+                raise ValidationError("must be a jobledger.NewJob", field=f"jobs[{index}]")
+            try:
+                commands.append(self._command(job))
+            except ValidationError as exc:
+                where = f"jobs[{index}]" + (f".{exc.field}" if exc.field else "")
+                raise ValidationError(
+                    str(exc).removeprefix(f"{exc.field}: "), field=where
+                ) from None
+        # Sent in one turn of the loop: they reach the Stower together, and it
+        # decides them in one batch (each as if alone) and commits them at once.
+        replies = await asyncio.gather(
+            *(self._bus.send(command) for command in commands), return_exceptions=True
+        )
+        created: builtins.list[Job] = []
+        for command, reply in zip(commands, replies, strict=True):
+            if isinstance(reply, BaseException):
+                raise reply
+            created.append(await self._created(command, reply))
+        return created
+
+    def _command(self, new: NewJob) -> JobCreate:
+        """The ``job:create`` a submission sends, checked: ``ValidationError``
+        for a bad argument (nothing is sent)."""
+        owner = _as_user(new.user) or SYSTEM_USER
+        job_type, params, run_at, retry = new.job_type, new.params, new.run_at, new.retry
         if not isinstance(job_type, str):
             raise ValidationError("must be a string", field="job_type")
         if run_at is not None and (not isinstance(run_at, datetime) or run_at.tzinfo is None):
@@ -122,33 +189,37 @@ class Submissions:
         rules = self._registry.resolve(
             job_type,
             params,
-            timeout=_seconds(timeout, "timeout"),
-            max_retries=max_retries,
-            max_recoveries=max_recoveries,
+            timeout=_seconds(new.timeout, "timeout"),
+            max_retries=new.max_retries,
+            max_recoveries=new.max_recoveries,
             retry=retry,
         )
         job_id = self._ids.make("job", to_ms(self._clock.now()))
-        envelopes = await self._bus.send(
-            JobCreate(
-                job_id=job_id,
-                job_type=job_type,
-                params=rules.params,
-                user=owner,
-                priority=priority,
-                run_at=run_at,
-                max_retries=rules.max_retries,
-                max_recoveries=rules.max_recoveries,
-                timeout=rules.timeout,
-                idempotency_key=idempotency_key,
-                queue=rules.queue,
-                suspendable=rules.suspendable,
-                retry=rules.retry,
-                actor=owner.id,
-                correlation_id=correlation_id or job_id,
-            )
+        return JobCreate(
+            job_id=job_id,
+            job_type=job_type,
+            params=rules.params,
+            user=owner,
+            priority=new.priority,
+            run_at=run_at,
+            max_retries=rules.max_retries,
+            max_recoveries=rules.max_recoveries,
+            timeout=rules.timeout,
+            idempotency_key=new.idempotency_key,
+            queue=rules.queue,
+            suspendable=rules.suspendable,
+            retry=rules.retry,
+            actor=owner.id,
+            correlation_id=new.correlation_id or job_id,
         )
-        if not envelopes and idempotency_key is not None:
-            existing = await self._log.job_by_key(owner.id, owner.tenant, idempotency_key)
+
+    async def _created(self, command: JobCreate, envelopes: Reply) -> Job:
+        """The job a ``job:create`` left: folded from its events, or (nothing
+        written) the live job holding its idempotency key."""
+        if not envelopes and command.idempotency_key is not None:
+            existing = await self._log.job_by_key(
+                command.user.id, command.user.tenant, command.idempotency_key
+            )
             if existing is not None:
                 return existing
         job: Job | None = None

@@ -26,6 +26,7 @@ import functools
 import re
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 from jobledger.core import Envelope, StorageError, get_logger
@@ -419,6 +420,15 @@ class PostgresLog(_ReadModelQueries):
             f"{_SELECT_EVENTS} WHERE stream = ? ORDER BY version", (stream,)
         )
         return [_envelope(r) for r in rows]
+
+    async def server_time(self) -> datetime:
+        """The server's clock now (``clock_timestamp()``): what a
+        :class:`~jobledger.store.ServerClock` judges leases and delays by, so
+        that hosts whose clocks disagree agree on "now"."""
+        rows = await self._fetchall("SELECT clock_timestamp()")
+        value = rows[0][0]
+        assert isinstance(value, datetime)
+        return value.astimezone(UTC)
 
     # -- audit -----------------------------------------------------------
 

@@ -55,7 +55,7 @@ from .postgres_schema import check_schema_name
 from .protocol import Backend
 from .sqlite import MEMORY, SqliteLog
 
-__all__ = ["FORMS", "BackendURL", "backend_for"]
+__all__ = ["FORMS", "BackendURL", "backend_for", "content_for"]
 
 FORMS = (
     "a path (jobs.db), sqlite:///relative/jobs.db, sqlite:////absolute/jobs.db, "
@@ -256,3 +256,14 @@ def backend_for(
     return SqliteLog(url.path, synchronous=chosen, faults=faults), ContentFolder(
         content_folder_for(Path(url.path))
     )
+
+
+def content_for(backend: Backend) -> ContentStore:
+    """The content store that goes with ``backend`` when none is given: in
+    memory for a log in memory, the database's own table for PostgreSQL,
+    else a folder beside the file (``PATH.content``)."""
+    if isinstance(backend, PostgresLog):
+        return PostgresContent(backend)
+    if backend.path == MEMORY or isinstance(backend, MemoryLog):
+        return MemoryContent()
+    return ContentFolder(content_folder_for(Path(backend.path)))

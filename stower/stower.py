@@ -288,7 +288,14 @@ class Stower(_Proposing):
         try:
             written = await self._write_known(commands, survivors)
             if written is None:
-                written = await self._write_loaded(commands, survivors)
+                try:
+                    written = await self._write_loaded(commands, survivors)
+                except StaleWrite:
+                    # Nothing was written (a backend that lost its connection
+                    # and found the batch absent): decide it again on facts.
+                    self._cache.clear()
+                    self._stale_writes += 1
+                    written = await self._write_loaded(commands, survivors)
         except StorageError as exc:
             self._storage_errors += 1
             self._cache.clear()

@@ -153,15 +153,16 @@ def records(workdir: Path) -> tuple[set[str], dict[str, str]]:
 
 
 async def check_invariants(db: Path, sent: set[str], acked: Mapping[str, str]) -> int:
-    """Every invariant of issue 6 on the file ``db``, after recovery; returns
-    the number of entries in the log."""
-    conn = sqlite3.connect(db)
-    try:
-        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-        seqs = [row[0] for row in conn.execute("SELECT seq FROM events ORDER BY seq")]
-    finally:
-        conn.close()
-    assert seqs == list(range(1, len(seqs) + 1)), "seq is not exactly 1..N"
+    """Every invariant of issue 6 on the log ``db`` (a file, or a PostgreSQL
+    URL), after recovery; returns the number of entries in the log."""
+    if not str(db).startswith(("postgresql://", "postgres://")):
+        conn = sqlite3.connect(db)
+        try:
+            assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+            seqs = [row[0] for row in conn.execute("SELECT seq FROM events ORDER BY seq")]
+        finally:
+            conn.close()
+        assert seqs == list(range(1, len(seqs) + 1)), "seq is not exactly 1..N"
     # Recover as a new process would (the sweep on open expires the leases
     # that have run out); a lease of the dead process may still be running.
     clock = jobledger.core.SystemClock()
@@ -169,6 +170,8 @@ async def check_invariants(db: Path, sent: set[str], acked: Mapping[str, str]) -
     async with jobledger.open(db, clock=clock, sweep_interval=3600) as ledger:
         report = await ledger.verify()  # chain, versions, replay == read model
         assert report.ok, report.problems
+        seqs = [env.seq async for env in ledger.events()]
+        assert seqs == list(range(1, len(seqs) + 1)), "seq is not exactly 1..N"
         created = [env async for env in ledger.events(types=["job.created"])]
         keys = [env.data.idempotency_key for env in created]  # type: ignore[union-attr]
         assert len(keys) == len(set(keys)), "a submit was written twice"
@@ -368,13 +371,18 @@ async def _line_from_parent() -> str:
     return await asyncio.to_thread(sys.stdin.readline)
 
 
-def spawn(db: Path, mode: str, *args: str, offset: float = 0.0) -> subprocess.Popen[str]:
+def spawn(
+    db: Path, mode: str, *args: str, offset: float = 0.0, apart: bool = False
+) -> subprocess.Popen[str]:
     """Start a child of ``mode`` on ``db`` with pipes for its stdin, stdout and
-    stderr, its wall clock ``offset`` seconds off."""
+    stderr, its wall clock ``offset`` seconds off. ``apart``: in a PID
+    namespace of its own (``unshare``), so that no other process can prove
+    it dead, as for a process on another host; killing the child kills it."""
     env = {k: v for k, v in os.environ.items() if k != CRASH_ENV}
     env[CLOCK_OFFSET_ENV] = repr(offset)
+    namespace = ["unshare", "--pid", "--fork", "--kill-child", "--mount-proc"] if apart else []
     return subprocess.Popen(
-        [sys.executable, __file__, str(db), mode, *args],
+        [*namespace, sys.executable, __file__, str(db), mode, *args],
         env=env,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
@@ -884,6 +892,17 @@ async def holder_child(db: str, lease_seconds: str) -> None:
         await ledger.wait(job.id, timeout=60)
 
 
+async def standby_child(db: str, lease_seconds: str) -> None:
+    """As :func:`holder_child`, saying ``ready`` once its ledger is open (its
+    worker idle and listening)."""
+    worker = Holder()
+    worker.lease_seconds = float(lease_seconds)
+    async with jobledger.open(db, workers=[worker], clock=child_clock()) as ledger:
+        print("ready", flush=True)
+        (job,) = (await ledger.list()).jobs
+        await ledger.wait(job.id, timeout=60)
+
+
 async def skewed_worker(
     db: Path, offset: float, *, dies: bool, lease: float = 1.0
 ) -> dict[str, Any]:
@@ -946,6 +965,7 @@ PROCESS_CHILDREN: dict[str, Callable[..., Awaitable[None]]] = {
     "worker": worker_child,
     "subscriber": subscriber_child,
     "holder": holder_child,
+    "standby": standby_child,
 }
 """The children of this section, by the mode named on their command line."""
 

@@ -9,9 +9,11 @@ instead, so CI never passes without them.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Any
 
 import pytest
 
@@ -34,10 +36,17 @@ def _unreachable(url: str) -> str | None:
         await conn.close()
 
     try:
-        asyncio.run(probe())
+        _run(probe)
     except Exception as exc:
         return f"no PostgreSQL server answers at {url}: {type(exc).__name__}: {exc}"
     return None
+
+
+def _run(work: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Run ``work()`` to its end on a loop of its own, in a thread: a fixture
+    may be asked for while the test's loop runs."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(lambda: asyncio.run(work())).result()
 
 
 class Schemas:
@@ -65,7 +74,7 @@ class Schemas:
             finally:
                 await conn.close()
 
-        asyncio.run(drop())
+        _run(drop)
 
 
 @pytest.fixture(scope="session")

@@ -3,12 +3,17 @@ would run it."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from .postgres import Schemas, postgres_url
+
+__all__ = ["postgres_url"]
 
 ROOT = Path(__file__).resolve().parent.parent
 BLOCK = re.compile(r"^```python\n(.*?)^```", re.DOTALL | re.MULTILINE)
@@ -30,10 +35,27 @@ def test_there_are_examples_to_run() -> None:
 
 
 @pytest.mark.parametrize(("name", "code"), BLOCKS, ids=[name for name, _ in BLOCKS])
-def test_the_example_runs(name: str, code: str, tmp_path: Path) -> None:
+def test_the_example_runs(
+    name: str, code: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    env = dict(os.environ)
+    schemas: Schemas | None = None
+    if "postgresql://" in code:  # needs the server: skipped (failed under CI=true) without one
+        schemas = Schemas(request.getfixturevalue("postgres_url"))
+        schemas.made.extend(re.findall(r"schema=(\w+)", code))
+        env["JOBLEDGER_TEST_POSTGRES_URL"] = schemas.url
     script = tmp_path / "example.py"
     script.write_text(code)
-    done = subprocess.run(
-        [sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path, timeout=120
-    )
+    try:
+        done = subprocess.run(
+            [sys.executable, str(script)],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            timeout=120,
+            env=env,
+        )
+    finally:
+        if schemas is not None:
+            schemas.drop_all()
     assert done.returncode == 0, f"{name} failed:\n{done.stdout}\n{done.stderr}"

@@ -4,7 +4,9 @@ log in a schema of its own (tests/postgres.py)."""
 from __future__ import annotations
 
 import asyncio
+import shutil
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +15,12 @@ import pytest
 import jobledger
 import jobledger.core
 from jobledger.cli import main
-from jobledger.store import Backend, Head
+from jobledger.core import ManualClock
+from jobledger.store import Backend, Head, ServerClock
 from jobledger.store.postgres import PostgresLog
 from jobledger.testing import BackendContract, Chain, created
 
+from . import faults
 from .conftest import eventually
 from .postgres import Schemas, pg_schemas, postgres_url
 
@@ -192,3 +196,148 @@ async def test_copy_into_a_log_that_is_not_empty_is_refused_and_changes_nothing(
     assert "not empty" in capsys.readouterr().err
     async with jobledger.open(url) as existing:
         assert (await existing.digest()).text == before
+
+
+class CutAtCommit:
+    """Cuts the log's write connection once, with every statement of a batch
+    run and its COMMIT not sent: as a network cut or a server restart would."""
+
+    def __init__(self, times: int) -> None:
+        self.log: PostgresLog | None = None
+        self.times = times
+        self.cuts = 0
+
+    def reach(self, point: str) -> None:
+        if point == "store.after_insert" and self.cuts < self.times and self.log is not None:
+            self.cuts += 1
+            self.log._writer.terminate()
+
+
+@pytest.mark.parametrize("times", [1, 2])  # (the second cut: on the batch decided again)
+async def test_a_connection_lost_at_commit_writes_nothing_and_the_batch_is_decided_again(
+    pg_schemas: Schemas, times: int
+) -> None:
+    cut = CutAtCommit(times)
+    log = PostgresLog(pg_schemas.url, schema=pg_schemas.new(), faults=cut)
+    cut.log = log
+    ledger = jobledger.Ledger(log)
+    await ledger.start()
+    try:
+        job = await ledger.submit("echo", {"n": 1})  # cut at its commit, then written again
+        assert cut.cuts == times
+        assert job.status == "pending"
+        assert [e.type for e in await ledger.history(job.id)] == ["job.created"]
+        assert await ledger.head() == 1
+        again = await ledger.submit("echo", {"n": 2})  # the new connection serves on
+        assert (await ledger.get(again.id)).params == {"n": 2}
+        assert (await ledger.verify()).ok
+    finally:
+        await ledger.aclose()
+
+
+# -- the server's clock -----------------------------------------------------------
+
+
+async def test_a_host_whose_clock_is_an_hour_off_reads_the_servers_time(
+    pg_schemas: Schemas,
+) -> None:
+    log = PostgresLog(pg_schemas.url, schema=pg_schemas.new())
+    await log.open()
+    try:
+        for skew in (3600.0, -3600.0):
+            clock = ServerClock(log, faults.OffsetClock(skew))
+            await clock.sync()
+            server = await log.server_time()
+            assert abs((clock.now() - server).total_seconds()) < 1.0
+            assert abs(clock.offset.total_seconds() + skew) < 1.0
+    finally:
+        await log.close()
+
+
+async def test_the_offset_is_measured_again_every_interval(pg_schemas: Schemas) -> None:
+    log = PostgresLog(pg_schemas.url, schema=pg_schemas.new())
+    await log.open()
+    try:
+        base = ManualClock(datetime(2020, 1, 1, tzinfo=UTC))  # stands still
+        clock = ServerClock(log, base, interval=30)
+        await clock.sync()
+        first = clock.offset
+        assert abs((clock.now() - await log.server_time()).total_seconds()) < 1.0
+        base.advance(29)
+        clock.now()
+        assert clock._syncing is None  # not due yet
+        base.advance(1)  # now it is: the next now() measures again, in the background
+        assert clock.now() == base.now() + first  # (the old offset until the new one is in)
+        await eventually(lambda: clock._syncing is None and clock.offset != first)
+        # The base moved 30 s ahead and the server did not (much): the offset fell by about 30 s.
+        assert abs((first - clock.offset).total_seconds() - 30) < 1.0
+    finally:
+        await log.close()
+
+
+async def test_a_ledger_on_postgresql_judges_time_by_the_servers_clock(pg_schemas: Schemas) -> None:
+    url = f"{pg_schemas.url}?schema={pg_schemas.new()}"
+    async with jobledger.open(url) as ledger:
+        assert isinstance(ledger.clock, ServerClock)
+        job = await ledger.submit("echo")
+        # The event's time is the server's (to within the round trips).
+        server = await ledger._engine.log.server_time()  # type: ignore[attr-defined]
+        assert abs((job.created_at - server).total_seconds()) < 1.0
+    async with jobledger.open(url, clock=ManualClock()) as manual:  # a given clock is kept
+        assert isinstance(manual.clock, ManualClock)
+
+
+# -- several processes on one PostgreSQL log ------------------------------------
+
+
+async def test_four_worker_processes_and_a_producer_run_each_job_once(
+    pg_schemas: Schemas, tmp_path: Path
+) -> None:
+    """Real processes on one schema: two submitters, four workers and two
+    subscribers; each job runs once (one ``job.started``, attempt 1), each
+    subscriber sees every event once in ``seq`` order, the log is gapless
+    and verifies (``faults.load`` checks all of it)."""
+    url = f"{pg_schemas.url}?schema={pg_schemas.new()}"
+    figures = await faults.load(url, tmp_path, submitters=2, jobs=30, workers=4)  # type: ignore[arg-type]
+    assert figures["jobs"] == 60
+    assert sum(figures["claims_per_worker"]) == 60
+
+
+@pytest.mark.parametrize("apart", [False, True], ids=["same-host", "another-host"])
+async def test_a_killed_worker_process_job_is_resumed_by_another_process(
+    pg_schemas: Schemas, apart: bool
+) -> None:
+    """kill -9 the process holding a job under 2-second leases: a worker in
+    another process, idle and listening, runs it again. A holder this host
+    can prove dead is recovered at once; one it cannot (in a PID namespace
+    of its own, as on another host) when its lease runs out, within the
+    lease and a second (with a second's margin for a busy machine)."""
+    if apart and shutil.which("unshare") is None:
+        pytest.skip("no unshare here to run a process apart")
+    url = f"{pg_schemas.url}?schema={pg_schemas.new()}"
+    lease = 2.0
+    async with jobledger.open(url, sweep_interval=0.2) as ledger:
+        job = await ledger.submit("held", max_retries=1)
+        holder = faults.spawn(url, "holder", repr(lease), apart=apart)  # type: ignore[arg-type]
+        procs = [holder]
+        try:
+            assert await faults.read_line(holder, timeout=30) == ["claimed", job.id, "1"]
+            other = faults.spawn(url, "standby", repr(lease))  # type: ignore[arg-type]
+            procs.append(other)
+            assert await faults.read_line(other, timeout=30) == ["ready"]
+            loop = asyncio.get_running_loop()
+            killed_at = loop.time()
+            holder.kill()
+            assert await faults.read_line(other, timeout=30) == ["claimed", job.id, "2"]
+            resumed = loop.time() - killed_at
+            assert resumed <= lease + 1.0 + 1.0, resumed
+            if apart:
+                assert resumed >= lease * 0.5, resumed  # (it could not be proven dead)
+            faults.tell(other)
+            done = await ledger.wait(job.id, timeout=30)
+            assert (done.status, done.attempt, done.recoveries) == ("completed", 2, 1)
+            (expired,) = [e for e in await ledger.history(job.id) if e.type == "job.lease_expired"]
+            assert expired.data.reason == ("lease" if apart else "holder")  # type: ignore[union-attr]
+            assert (await ledger.verify()).ok
+        finally:
+            faults.stop_all(procs)
