@@ -35,7 +35,6 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 from rich.console import Console
@@ -43,10 +42,10 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import run as bench  # noqa: E402  (P8's pickup, across processes)
-from peers_postgres import pgqueuer_round, procrastinate_round  # noqa: E402
+import run as bench
+from peers_postgres import pgqueuer_round, procrastinate_round
 
-import jobledger  # noqa: E402
+import jobledger
 
 URL = os.environ.get("JOBLEDGER_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 WORKERS = 4
@@ -215,10 +214,8 @@ async def main() -> None:
         "append events/s (raw executemany)", f"{median(ours_append):,.0f}",
         f"raw {median(raw):,.0f}", "-", f"{median(ours_append) / median(raw):.2f}× raw", "-",
     )  # fmt: skip
-    table.add_row(
-        "pickup across processes",
-        f"p50 {bench.pct(latencies, 50):.2f} / p99 {bench.pct(latencies, 99):.2f} ms", "-", "-", "-", "-",
-    )  # fmt: skip
+    p50, p99 = bench.pct(latencies, 50), bench.pct(latencies, 99)
+    table.add_row("pickup across processes", f"p50 {p50:.2f} / p99 {p99:.2f} ms", *["-"] * 4)
     Console().print(table)
     print(json.dumps({"n": n, "rounds": rounds, "figures": figures, "append": ours_append,
                       "raw_append": raw, "pickup_ms": latencies}))  # fmt: skip

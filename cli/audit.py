@@ -1,5 +1,5 @@
 """The commands that check and move a log: ``replay``, ``verify``,
-``digest``, ``export``, ``import`` and ``copy``.
+``digest``, ``export``, ``import``, ``copy`` and ``migrate``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.text import Text
 
 from jobledger import open as open_ledger
-from jobledger.core import ValidationError
+from jobledger.core import StorageError, ValidationError
 from jobledger.store import BackendURL, ContentFolder, backend_for, content_folder_for, verify
 from jobledger.store.audit import copy_log
 from jobledger.store.sqlite import COMPANIONS
@@ -35,7 +35,7 @@ from .formatting import _jobs_table, _problems_table, _text, _verdict
 
 
 async def _replay(args: argparse.Namespace, out: Console) -> int:
-    async with open_ledger(_existing(args.db)) as ledger:
+    async with open_ledger(_existing(args.db), migrate=False) as ledger:
         state = await ledger.replay(until_seq=args.until_seq, until=args.until)
         head = await ledger.head()
     jobs = sorted(state.jobs.values(), key=lambda job: job.created_seq)
@@ -54,7 +54,7 @@ async def _replay(args: argparse.Namespace, out: Console) -> int:
 
 
 async def _verify(args: argparse.Namespace, out: Console) -> int:
-    async with open_ledger(_existing(args.db)) as ledger:
+    async with open_ledger(_existing(args.db), migrate=False) as ledger:
         report = await ledger.verify(digest=args.digest)
     if not report.ok:
         out.print(_problems_table(report.problems))
@@ -73,7 +73,7 @@ async def _verify(args: argparse.Namespace, out: Console) -> int:
 
 
 async def _digest(args: argparse.Namespace, out: Console) -> int:
-    async with open_ledger(_existing(args.db)) as ledger:
+    async with open_ledger(_existing(args.db), migrate=False) as ledger:
         head = await ledger.digest()
     out.print(_text(head.text), soft_wrap=True)
     return 0
@@ -111,7 +111,7 @@ def _writing(name: str | None) -> Iterator[IO[bytes]]:
 
 
 async def _export(args: argparse.Namespace, out: Console) -> int:
-    async with open_ledger(_existing(args.db)) as ledger:
+    async with open_ledger(_existing(args.db), migrate=False) as ledger:
         with _writing(args.out) as to:
             count = await _write_lines(ledger.export_log(after=args.after), to)
     if args.out is not None:
@@ -215,4 +215,25 @@ async def _copy(args: argparse.Namespace, out: Console) -> int:
     if not report.ok:
         out.print(_problems_table(report.problems))
         return 1
+    return 0
+
+
+async def _migrate(args: argparse.Namespace, out: Console) -> int:
+    """Bring a log's schema up to this jobledger's (the reading commands
+    refuse an older one); says whether there was anything to do."""
+    url = BackendURL.parse(_existing(args.db))
+    store, _ = backend_for(url, migrate=False)
+    try:
+        await store.open()
+    except StorageError as exc:
+        if "jobledger migrate" not in str(exc):
+            raise
+    else:
+        await store.close()
+        out.print(_text(f"{url}: the schema is up to date; nothing to migrate"), soft_wrap=True)
+        return 0
+    store, _ = backend_for(url)
+    await store.open()
+    await store.close()
+    out.print(_text(f"{url}: migrated to the current schema"), soft_wrap=True)
     return 0

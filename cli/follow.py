@@ -85,7 +85,7 @@ async def _follow(
 
 
 async def _tail(args: argparse.Namespace, out: Console) -> int:
-    async with open_ledger(_existing(args.db), poll_interval=_TAIL_POLL) as ledger:
+    async with open_ledger(_existing(args.db), poll_interval=_TAIL_POLL, migrate=False) as ledger:
         after = await ledger.head() if args.after is None else args.after
         if args.job_id is None:
             envelopes = ledger.events(after, follow=True, job_type=args.job_type)

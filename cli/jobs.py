@@ -27,7 +27,7 @@ from .formatting import (
 
 
 async def _list(args: argparse.Namespace, out: Console) -> int:
-    async with open_ledger(_existing(args.db)) as ledger:
+    async with open_ledger(_existing(args.db), migrate=False) as ledger:
         page = await ledger.list(
             user=args.user, status=args.status, job_type=args.job_type, limit=args.limit
         )
@@ -41,7 +41,7 @@ async def _list(args: argparse.Namespace, out: Console) -> int:
 
 
 async def _show(args: argparse.Namespace, out: Console) -> int:
-    async with open_ledger(_existing(args.db)) as ledger:
+    async with open_ledger(_existing(args.db), migrate=False) as ledger:
         job = await ledger.get(args.job_id)
     p = job.progress
     progress = "-"
@@ -87,7 +87,7 @@ async def _show(args: argparse.Namespace, out: Console) -> int:
 
 
 async def _history(args: argparse.Namespace, out: Console) -> int:
-    async with open_ledger(_existing(args.db)) as ledger:
+    async with open_ledger(_existing(args.db), migrate=False) as ledger:
         events = await ledger.history(args.job_id)
     table = Table(
         box=box.SIMPLE_HEAD,

@@ -16,7 +16,7 @@ from jobledger.core import (
 )
 from jobledger.store import BackendURL
 
-from .audit import _copy, _digest, _export, _import, _replay, _verify
+from .audit import _copy, _digest, _export, _import, _migrate, _replay, _verify
 from .common import _DEFAULT_DB, _console, _MissingFile, _MissingLog, _OutputClosed
 from .demo_command import _demo
 from .follow import _tail
@@ -43,6 +43,7 @@ _COMMANDS = {
     "export": _export,
     "import": _import,
     "copy": _copy,
+    "migrate": _migrate,
 }
 
 

@@ -56,7 +56,7 @@ def _json_char(char: str) -> str:
 
 
 async def _marks(args: argparse.Namespace, out: Console) -> int:
-    async with open_ledger(_existing(args.db)) as ledger:
+    async with open_ledger(_existing(args.db), migrate=False) as ledger:
         if args.jsonld:
             documents = await ledger.annotations(args.resource, base_iri=args.base_iri)
         else:
@@ -73,7 +73,7 @@ async def _marks(args: argparse.Namespace, out: Console) -> int:
 
 
 async def _resources(args: argparse.Namespace, out: Console) -> int:
-    async with open_ledger(_existing(args.db)) as ledger:
+    async with open_ledger(_existing(args.db), migrate=False) as ledger:
         found = await ledger.resources(limit=min(args.limit + 1, 10_000))
     if not found:
         out.print(_text(f"no resources in {args.db}", "dim"), soft_wrap=True)
@@ -86,7 +86,7 @@ async def _resources(args: argparse.Namespace, out: Console) -> int:
 
 
 async def _content(args: argparse.Namespace, out: Console) -> int:
-    async with open_ledger(_existing(args.db)) as ledger:
+    async with open_ledger(_existing(args.db), migrate=False) as ledger:
         data = await ledger.content(args.resource)
     if not out.is_terminal:  # into a file or a pipe: the stored bytes, exactly
         _write_out(data)

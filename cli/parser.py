@@ -277,6 +277,13 @@ def _add_audit_commands(commands: Any, db_help: str) -> None:
         "content is copied in, checked against the digests",
     )
 
+    migrate = commands.add_parser(
+        "migrate",
+        help="bring the log's schema up to this jobledger's (opening to write does it too; "
+        "the reading commands refuse an older schema)",
+    )
+    migrate.add_argument("--db", metavar="URL", help=_DB_HELP)
+
     copy = commands.add_parser(
         "copy",
         help="copy a whole log to another backend (SQLite to PostgreSQL and back): "

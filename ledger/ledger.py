@@ -528,6 +528,7 @@ async def open(
     queues: Mapping[str, int] | None = None,
     sweep_interval: float = 1.0,
     faults: Faults | None = None,
+    migrate: bool = True,
 ) -> AsyncIterator[Ledger]:
     """Open a ledger on the backend ``path`` names: a path or a URL.
 
@@ -536,13 +537,15 @@ async def open(
     ``":memory:"``, ``memory://``, ``sqlite://`` and ``sqlite:///:memory:``
     are in memory (:mod:`jobledger.store.url` says exactly what counts as a
     URL). An unknown scheme, a malformed URL or an option the backend does
-    not take is a ``ValidationError`` naming the accepted forms, and
-    ``postgresql://…`` is one saying that backend is not available yet;
-    either way nothing is created. ``synchronous`` (default: the URL's
+    not take is a ``ValidationError`` naming the accepted forms, and nothing
+    is created. ``postgresql://…`` opens a log on PostgreSQL
+    (docs/postgres.md). ``synchronous`` (default: the URL's
     ``?synchronous=``, else ``"FULL"``) applies to a file; given both, they
     must agree.
 
-    The file is created if missing and migrated if old; jobs whose worker was
+    The file is created if missing and migrated if old (with
+    ``migrate=False``, a log of an older schema is refused with a
+    ``StorageError`` naming ``jobledger migrate``); jobs whose worker was
     lost are recovered. Workers start at once and stop (gracefully, up to
     ``stop_timeout`` seconds) when the block exits. ``job_types`` fills the
     registry; ``queues`` caps how many jobs of each named queue run at once
@@ -558,6 +561,7 @@ async def open(
         BackendURL.parse(":memory:" if path is None else path),
         synchronous=synchronous,
         faults=faults,
+        migrate=migrate,
     )
     ledger = Ledger(
         store,

@@ -107,7 +107,10 @@ class PostgresLog(_ReadModelQueries):
     and ``_``). ``pool_size`` bounds the reading connections;
     ``poll_interval`` is how often the head is polled while the listener's
     connection is down (never while it is up). ``faults`` (tests only) is
-    reached at ``store.after_insert``.
+    reached at ``store.after_insert``. ``migrate=False`` (a read-only use)
+    refuses a schema that is missing or older than this code's with a
+    ``StorageError`` naming ``jobledger migrate`` instead of making or
+    migrating it.
     """
 
     _SELECT_BY_KEY = SELECT_BY_KEY
@@ -122,8 +125,10 @@ class PostgresLog(_ReadModelQueries):
         poll_interval: float = 1.0,
         connect_timeout: float = 10.0,
         faults: Faults | None = None,
+        migrate: bool = True,
     ) -> None:
         self._dsn = dsn
+        self._migrate_allowed = migrate
         self._schema = check_schema_name(schema)
         self._pool_size = max(1, int(pool_size))
         self._read_chunk = read_chunk
@@ -218,6 +223,12 @@ class PostgresLog(_ReadModelQueries):
                 raise StorageError(
                     f"{self.path} has schema {version}; this jobledger knows up to "
                     f"{SCHEMA_VERSION}: upgrade jobledger"
+                )
+            if version < SCHEMA_VERSION and not self._migrate_allowed:
+                where = "holds no jobledger log" if version == 0 else f"has schema {version}"
+                raise StorageError(
+                    f"{self.path} {where}; this jobledger writes {SCHEMA_VERSION}: "
+                    "run `jobledger migrate --db URL` first"
                 )
             for step in range(version, SCHEMA_VERSION):
                 await conn.execute(_MIGRATIONS[step])

@@ -155,8 +155,11 @@ class SqliteLog(_ReadModelQueries):
     a checkpoint lets it start over. ``watch`` (default on) watches the
     file for other processes' commits, to tell ``on_commit`` listeners at
     once (:mod:`.sqlite_watch`; Linux); without it they learn of them by
-    their own polls. ``faults`` (tests only) is reached at
-    ``store.after_insert`` (:mod:`jobledger.core.faults`).
+    their own polls. ``migrate=False`` (a read-only use: the command line's
+    reading commands) refuses a file of an older schema with a
+    ``StorageError`` naming ``jobledger migrate`` instead of migrating it.
+    ``faults`` (tests only) is reached at ``store.after_insert``
+    (:mod:`jobledger.core.faults`).
 
     An open log belongs to the process that opened it: in a child made by
     ``fork`` every call raises ``StorageError`` and ``close`` leaves the
@@ -176,6 +179,7 @@ class SqliteLog(_ReadModelQueries):
         wal_size_limit: int = WAL_SIZE_LIMIT,
         faults: Faults | None = None,
         watch: bool = True,
+        migrate: bool = True,
     ) -> None:
         if synchronous not in ("FULL", "NORMAL"):
             raise ValueError("synchronous must be 'FULL' or 'NORMAL'")
@@ -185,6 +189,7 @@ class SqliteLog(_ReadModelQueries):
         self._commit_callbacks: list[Callable[[int], None]] = []
         self._told = 0  # the last seq the callbacks were told of
         self._watch = watch
+        self._migrate_allowed = migrate
         self._watcher: CommitWatcher | None = None
         self._notifier: Notifier | None = None
         self._synchronous = synchronous
@@ -275,6 +280,11 @@ class SqliteLog(_ReadModelQueries):
                     f"{self._path} has schema {version}; this jobledger knows up to "
                     f"{SCHEMA_VERSION}: upgrade jobledger"
                 )
+            if version < SCHEMA_VERSION and not self._migrate_allowed and self._has_tables(conn):
+                raise StorageError(
+                    f"{self._path} has schema {version}; this jobledger writes "
+                    f"{SCHEMA_VERSION}: run `jobledger migrate --db {self._path}` first"
+                )
             for step in range(version, SCHEMA_VERSION):
                 for statement in _MIGRATIONS[step].split(";"):
                     if statement.strip():
@@ -285,6 +295,11 @@ class SqliteLog(_ReadModelQueries):
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+
+    @staticmethod
+    def _has_tables(conn: sqlite3.Connection) -> bool:
+        """Whether the file holds a log at all (an empty file is made, not migrated)."""
+        return conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone() is not None
 
     async def _catch_up(self) -> None:
         """Fold log entries past the read model's checkpoint (a file written by a

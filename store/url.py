@@ -220,6 +220,7 @@ def backend_for(
     *,
     synchronous: Literal["FULL", "NORMAL"] | None = None,
     faults: Faults | None = None,
+    migrate: bool = True,
 ) -> tuple[Backend, ContentStore]:
     """A new, unopened log and the content store beside it, for ``url``.
 
@@ -231,8 +232,9 @@ def backend_for(
     ``synchronous`` (default: the URL's, else ``"FULL"``) applies to a file;
     one that is not ``"FULL"``/``"NORMAL"``, or that differs from the URL's,
     is a ``ValidationError`` naming ``synchronous``. Nothing is created until
-    the log is opened. ``faults`` reaches the SQLite log's crash point
-    (:mod:`jobledger.core.faults`; tests only).
+    the log is opened. ``migrate=False`` makes a log of an older schema
+    refuse to open instead of migrating (a read-only use). ``faults``
+    reaches the log's crash point (:mod:`jobledger.core.faults`; tests only).
     """
     if synchronous is not None and synchronous not in _SYNCHRONOUS:
         raise ValidationError(f"must be FULL or NORMAL, not {synchronous!r}", field="synchronous")
@@ -244,7 +246,9 @@ def backend_for(
                 "PostgreSQL commits durably (synchronous_commit on the server): only FULL",
                 field="synchronous",
             )
-        store = PostgresLog(url.dsn, schema=url.schema or DEFAULT_SCHEMA, faults=faults)
+        store = PostgresLog(
+            url.dsn, schema=url.schema or DEFAULT_SCHEMA, faults=faults, migrate=migrate
+        )
         return store, PostgresContent(store)
     if url.path is None:
         return SqliteLog(MEMORY, synchronous=synchronous or "FULL", faults=faults), MemoryContent()
@@ -253,7 +257,7 @@ def backend_for(
             f"{synchronous!r} differs from the URL's {url.synchronous!r}", field="synchronous"
         )
     chosen = synchronous or url.synchronous or "FULL"
-    return SqliteLog(url.path, synchronous=chosen, faults=faults), ContentFolder(
+    return SqliteLog(url.path, synchronous=chosen, faults=faults, migrate=migrate), ContentFolder(
         content_folder_for(Path(url.path))
     )
 
