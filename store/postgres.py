@@ -164,7 +164,10 @@ class PostgresLog(_ReadModelQueries):
         return await asyncpg.connect(
             self._dsn,
             timeout=self._connect_timeout,
-            server_settings={"search_path": f'"{self._schema}"', "application_name": "jobledger"},
+            server_settings={
+                "search_path": f'"{self._schema}"',
+                "application_name": f"jobledger:{self._schema}",
+            },
         )
 
     async def open(self) -> None:
@@ -184,7 +187,7 @@ class PostgresLog(_ReadModelQueries):
                 timeout=self._connect_timeout,
                 server_settings={
                     "search_path": f'"{self._schema}"',
-                    "application_name": "jobledger",
+                    "application_name": f"jobledger:{self._schema}",
                 },
             )
             self._open = True
@@ -318,6 +321,11 @@ class PostgresLog(_ReadModelQueries):
             raise StorageError("a frozen view is read-only")
         asyncpg = _driver()
         async with self._write_lock:
+            if self._writer is None or self._writer.is_closed():  # lost, and not back yet
+                try:
+                    self._writer = await self._connect()
+                except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+                    raise _failure(exc, "write failed: cannot reach the server") from exc
             writer = _PostgresWriter(self._writer, self._append_key, self._channel)
             committed: int | None = None
             try:

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 
 import jobledger
@@ -341,3 +342,24 @@ async def test_a_killed_worker_process_job_is_resumed_by_another_process(
             assert (await ledger.verify()).ok
         finally:
             faults.stop_all(procs)
+
+
+async def test_a_write_connection_lost_between_writes_is_made_again(pg_schemas: Schemas) -> None:
+    ledger_schema = pg_schemas.new()
+    url = f"{pg_schemas.url}?schema={ledger_schema}"
+    async with jobledger.open(url) as ledger:
+        await ledger.submit("echo")
+        conn = await asyncpg.connect(pg_schemas.url)
+        try:  # the server ends every connection of the ledger (a restart, an operator)
+            ended = await conn.fetch(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE application_name = $1 AND pid <> pg_backend_pid()",
+                f"jobledger:{ledger_schema}",
+            )
+            assert len(ended) >= 3  # the writer, a reader, the listener
+        finally:
+            await conn.close()
+        job = await ledger.submit("echo", {"after": "the cut"})
+        assert (await ledger.get(job.id)).params == {"after": "the cut"}
+        assert await ledger.head() == 2
+        assert (await ledger.verify()).ok
