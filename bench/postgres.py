@@ -7,7 +7,10 @@ the same server, in one run.
 Against ``$JOBLEDGER_TEST_POSTGRES_URL`` (default
 ``postgresql://postgres@127.0.0.1:5432/test``), each side in a schema of its
 own, dropped at the end. Every side runs four workers at its defaults,
-started and warmed up (one job) before the clock; a job does nothing.
+started and warmed up (one job) before the clock, and each peer also at its
+best documented setting for short jobs (``bench/peer_pgqueuer.py`` and
+``bench/peer_procrastinate.py``, each run in a process of its own); a job
+does nothing.
 
 - ``one per call``: one producer awaiting each enqueue in turn, N jobs, the
   clock stopped when the last has run (jobledger: ``submit``, each job's
@@ -16,8 +19,8 @@ started and warmed up (one job) before the clock; a job does nothing.
 - ``batches of 500``: the same N in batches of 500 (jobledger:
   ``submit_many``);
 - ``pickup``: a job submitted in one process to ``execute()`` starting in
-  another, one at a time, 10 ms to 1 s apart (jobledger only: P8 on
-  PostgreSQL; the peers' own figures come from their scripts, in process);
+  another, one at a time, 10 ms to 1 s apart (jobledger: P8 on PostgreSQL;
+  the peers' scripts measure it in one process, enqueue to task start);
 - ``append``: events/s through ``submit_many`` against a raw
   ``executemany`` of similar rows in transactions of 1,000.
 
@@ -35,6 +38,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 from rich.console import Console
@@ -43,13 +47,34 @@ from rich.table import Table
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import run as bench
-from peers_postgres import pgqueuer_round, procrastinate_round
 
 import jobledger
 
 URL = os.environ.get("JOBLEDGER_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 WORKERS = 4
 BATCH = 500
+HERE = Path(__file__).resolve().parent
+PEERS = {
+    # Each peer in a process of its own, at its defaults and at its best
+    # documented setting for short jobs (bench/peer_*.py say which is which).
+    "pgqueuer": ["peer_pgqueuer.py"],
+    "pgqueuer tuned (1 manager)": ["peer_pgqueuer.py", "--workers", "1"],
+    "procrastinate": ["peer_procrastinate.py"],
+    "procrastinate tuned": ["peer_procrastinate.py", "--delete-jobs", "always"],
+}
+
+
+async def peer_round(args: list[str], n: int, samples: int) -> dict[str, Any]:
+    """One round of a peer's script: its JSON line."""
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, str(HERE / args[0]), *args[1:], "--n", str(n), "--batch", str(BATCH),
+        "--latency-samples", str(samples), "--dsn", URL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(child.communicate(), 900)
+    bench.check(child.returncode == 0, f"{args[0]} failed: {err.decode()[-2000:]}")
+    result: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])
+    return result
 
 
 class Noop(jobledger.JobWorker):
@@ -170,55 +195,53 @@ async def main() -> None:
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     n, rounds, samples = (500, 1, 30) if args.quick else (5_000, 3, 200)
+    sides = ["jobledger", *PEERS]
     figures: dict[str, dict[str, list[float]]] = {
-        side: {"one": [], "batch": []} for side in ("jobledger", "pgqueuer", "procrastinate")
+        side: {"one": [], "batch": [], "p50": [], "p99": []} for side in sides
     }
-    peers = {"pgqueuer": pgqueuer_round, "procrastinate": procrastinate_round}
     for _ in range(rounds):  # alternating sides, round by round
         figures["jobledger"]["one"].append(await jobledger_round(n, batched=False))
         figures["jobledger"]["batch"].append(await jobledger_round(n, batched=True))
-        for name, peer in peers.items():
-            result = await peer(n)
+        for name, peer_args in PEERS.items():
+            result = await peer_round(peer_args, n, 50)
             figures[name]["one"].append(result["one_per_call"])
             figures[name]["batch"].append(result["batch_500"])
+            figures[name]["p50"].append(result["pickup_p50_ms"])
+            figures[name]["p99"].append(result["pickup_p99_ms"])
     ours_append = [await jobledger_append(n) for _ in range(rounds)]
     raw = [await raw_append(n) for _ in range(rounds)]
     latencies = await pickup(samples)
 
     table = Table(title=f"jobledger on PostgreSQL (N = {n:,}, medians of {rounds})")
-    for col in (
-        "measure",
-        "jobledger",
-        "pgqueuer",
-        "procrastinate",
-        "vs pgqueuer",
-        "vs procrastinate",
-    ):
+    for col in ("side", "one per call", f"batches of {BATCH}", "pickup p50 / p99"):
         table.add_column(col)
-    for key, label in (
-        ("one", "jobs/s, one job per call"),
-        ("batch", f"jobs/s, batches of {BATCH}"),
-    ):
-        ours = median(figures["jobledger"][key])
-        pgq = median(figures["pgqueuer"][key])
-        pro = median(figures["procrastinate"][key])
-        table.add_row(
-            label,
-            f"{ours:,.0f}",
-            f"{pgq:,.0f}",
-            f"{pro:,.0f}",
-            f"{ours / pgq:.2f}×",
-            f"{ours / pro:.2f}×",
-        )
-    table.add_row(
-        "append events/s (raw executemany)", f"{median(ours_append):,.0f}",
-        f"raw {median(raw):,.0f}", "-", f"{median(ours_append) / median(raw):.2f}× raw", "-",
-    )  # fmt: skip
+    ours_one, ours_batch = (
+        median(figures["jobledger"]["one"]),
+        median(figures["jobledger"]["batch"]),
+    )
     p50, p99 = bench.pct(latencies, 50), bench.pct(latencies, 99)
-    table.add_row("pickup across processes", f"p50 {p50:.2f} / p99 {p99:.2f} ms", *["-"] * 4)
+    table.add_row(
+        "jobledger (4 workers, defaults)", f"{ours_one:,.0f}", f"{ours_batch:,.0f}",
+        f"{p50:.2f} / {p99:.2f} ms (across processes, {len(latencies)} jobs)",
+    )  # fmt: skip
+    for name in PEERS:
+        one, batch = median(figures[name]["one"]), median(figures[name]["batch"])
+        table.add_row(
+            name, f"{one:,.0f} (ours {ours_one / one:.2f}×)",
+            f"{batch:,.0f} (ours {ours_batch / batch:.2f}×)",
+            f"{median(figures[name]['p50']):.2f} / {median(figures[name]['p99']):.2f} ms"
+            " (in process, 50 jobs)",
+        )  # fmt: skip
+    table.add_row(
+        "append: submit_many events/s",
+        f"{median(ours_append):,.0f}",
+        f"raw executemany {median(raw):,.0f} rows/s",
+        f"{median(ours_append) / median(raw):.2f}× raw",
+    )
     Console().print(table)
-    print(json.dumps({"n": n, "rounds": rounds, "figures": figures, "append": ours_append,
-                      "raw_append": raw, "pickup_ms": latencies}))  # fmt: skip
+    summary = {"n": n, "rounds": rounds, "figures": figures, "append": ours_append}
+    summary |= {"raw_append": raw, "pickup_ms": latencies}
+    print(json.dumps(summary))
 
 
 if __name__ == "__main__":
