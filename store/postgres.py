@@ -42,7 +42,7 @@ from .postgres_schema import (
     check_schema_name,
     lock_key,
 )
-from .postgres_writer import BEGIN_FUNCTION, SELECT_BY_KEY, _PostgresWriter
+from .postgres_writer import APPEND_FUNCTION, BEGIN_FUNCTION, SELECT_BY_KEY, _PostgresWriter
 from .protocol import TABLES, Head, RawValue, Record
 from .queries import _ReadModelQueries
 from .sqlite_decode import _envelope, _envelopes, _head_of, _record
@@ -237,6 +237,7 @@ class PostgresLog(_ReadModelQueries):
                 await conn.execute(_MIGRATIONS[step])
                 log.info("schema migrated", path=self.path, to_version=step + 1)
             await conn.execute(BEGIN_FUNCTION)
+            await conn.execute(APPEND_FUNCTION)
             if version != SCHEMA_VERSION:
                 await conn.execute("DELETE FROM schema_version")
                 await conn.execute("INSERT INTO schema_version VALUES ($1)", SCHEMA_VERSION)

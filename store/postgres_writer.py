@@ -80,6 +80,73 @@ END $$
 """
 """The function that takes the append lock and then reads the head."""
 
+APPEND_FUNCTION = """
+CREATE OR REPLACE FUNCTION jobledger_append(
+    key bigint, expected_seq bigint, expected_hash text,
+    e_seq bigint[], e_event_id text[], e_stream text[], e_version bigint[], e_type text[],
+    e_time text[], e_actor text[], e_correlation text[], e_causation text[], e_data bytea[],
+    e_hash text[],
+    deleted_jobs text[],
+    j_id text[], j_job_type text[], j_status text[], j_user_id text[], j_tenant text[],
+    j_priority bigint[], j_run_at bigint[], j_lease bigint[], j_deadline bigint[],
+    j_finished bigint[], j_key text[], j_created bigint[], j_doc bytea[],
+    m_id text[], m_resource text[], m_job text[], m_created bigint[], m_doc bytea[],
+    deleted_marks text[],
+    a_id text[], a_job text[], a_created bigint[], a_doc bytea[],
+    r_id text[], r_created bigint[], r_doc bytea[],
+    checkpoint text, channel text
+) RETURNS text LANGUAGE plpgsql VOLATILE
+SET search_path FROM CURRENT AS $$
+DECLARE
+    head_seq bigint;
+    head_hash text;
+BEGIN
+    IF expected_seq IS NOT NULL THEN
+        -- Written without a read: commit only on the head it was decided on.
+        PERFORM pg_advisory_xact_lock(key);
+        SELECT e.seq, e.hash INTO head_seq, head_hash FROM events AS e ORDER BY e.seq DESC LIMIT 1;
+        IF coalesce(head_seq, 0) <> expected_seq
+           OR coalesce(head_hash, repeat('0', 64)) <> expected_hash THEN
+            RETURN 'moved';
+        END IF;
+    END IF;
+    BEGIN
+        INSERT INTO events SELECT * FROM unnest(e_seq, e_event_id, e_stream, e_version, e_type,
+            e_time, e_actor, e_correlation, e_causation, e_data, e_hash);
+    EXCEPTION WHEN unique_violation THEN
+        IF expected_seq IS NULL THEN
+            RAISE;
+        END IF;
+        RETURN 'taken';  -- a stream taken for new exists
+    END;
+    DELETE FROM jobs WHERE id = ANY(deleted_jobs);
+    INSERT INTO jobs (id, job_type, status, user_id, tenant, priority, run_at_us,
+        lease_expires_us, deadline_us, finished_us, idempotency_key, created_seq, doc)
+    SELECT * FROM unnest(j_id, j_job_type, j_status, j_user_id, j_tenant, j_priority, j_run_at,
+        j_lease, j_deadline, j_finished, j_key, j_created, j_doc)
+    ON CONFLICT (id) DO UPDATE SET job_type = EXCLUDED.job_type, status = EXCLUDED.status,
+        user_id = EXCLUDED.user_id, tenant = EXCLUDED.tenant, priority = EXCLUDED.priority,
+        run_at_us = EXCLUDED.run_at_us, lease_expires_us = EXCLUDED.lease_expires_us,
+        deadline_us = EXCLUDED.deadline_us, finished_us = EXCLUDED.finished_us,
+        idempotency_key = EXCLUDED.idempotency_key, created_seq = EXCLUDED.created_seq,
+        doc = EXCLUDED.doc;
+    INSERT INTO marks (id, resource_id, job_id, created_seq, doc)
+    SELECT * FROM unnest(m_id, m_resource, m_job, m_created, m_doc)
+    ON CONFLICT (id) DO UPDATE SET resource_id = EXCLUDED.resource_id,
+        job_id = EXCLUDED.job_id, created_seq = EXCLUDED.created_seq, doc = EXCLUDED.doc;
+    DELETE FROM marks WHERE id = ANY(deleted_marks);
+    INSERT INTO assets (id, job_id, created_seq, doc)
+    SELECT * FROM unnest(a_id, a_job, a_created, a_doc);
+    INSERT INTO resources (id, created_seq, doc) SELECT * FROM unnest(r_id, r_created, r_doc);
+    UPDATE meta SET value = checkpoint WHERE meta.key = 'checkpoint';
+    PERFORM pg_notify(channel, checkpoint);
+    RETURN 'ok';
+END $$
+"""
+"""One batch's append in one statement: the lock and the head's check (when
+written without a read), the events, the read model's rows, the checkpoint
+and the notice. Outside a transaction it is one round trip and one commit."""
+
 
 class _PostgresWriter:
     """One write transaction on the write connection. It begins (the append
@@ -98,6 +165,8 @@ class _PostgresWriter:
         self._appended = 0
         self._replaced = False
         self.first_event_id: str | None = None  # to tell, after a lost connection, if it landed
+        self._batch: tuple[Sequence[Record], Changes] | None = None  # the one append, if one
+        self._appends = 0
 
     def expect(self, head: Head) -> None:
         if self._head is not None:
@@ -196,6 +265,8 @@ class _PostgresWriter:
         if self.first_event_id is None:
             self.first_event_id = records[0].envelope.event_id
         self._appended += len(records)
+        self._appends += 1
+        self._batch = (records, changes) if self._appends == 1 else None
         self._stage(_INSERT_EVENT, [event_row(record) for record in records])
         self._stage("DELETE FROM jobs WHERE id = $1", [(j,) for j in changes.deleted_jobs])
         self._stage(_UPSERT_JOB, [job_row(j) for j in _last_of_each(changes.jobs)])
@@ -229,6 +300,9 @@ class _PostgresWriter:
         head (``pg_notify``, delivered at commit). With ``expect`` (nothing
         read), the head must still be the one expected and no stream taken
         for new may exist: otherwise ``StaleWrite``, nothing written."""
+        if self._batch is not None and not self._replaced and faults is None:
+            await self._append_at_once(*self._batch)
+            return
         if self._head is None:
             if not self._work:
                 return  # nothing was read or written
@@ -249,6 +323,43 @@ class _PostgresWriter:
         await self._tx.commit()
         self._tx = None
 
+    async def _append_at_once(self, records: Sequence[Record], changes: Changes) -> None:
+        """The batch in one statement (``jobledger_append``): alone, when
+        nothing was read (one round trip, its own transaction, the head
+        checked under the lock); else inside the transaction, then commit.
+        (With crash points armed, the statement by statement way runs, so
+        that ``store.after_insert`` falls between the inserts and COMMIT.)"""
+        expected = self.expected if self._head is None else None
+        seq = self.committed_seq
+        assert seq is not None
+        events = _columns([event_row(r) for r in records], 11)
+        jobs = _columns([job_row(j) for j in _last_of_each(changes.jobs)], 13)
+        marks = _columns([mark_row(m) for m in _last_of_each(changes.marks)], 5)
+        assets = _columns([asset_row(a) for a in changes.assets], 4)
+        resources = _columns([resource_row(r) for r in changes.resources], 3)
+        outcome = await self._conn.fetchval(
+            _CALL_APPEND,
+            self._key,
+            None if expected is None else expected.seq,
+            None if expected is None else expected.hash,
+            *events,
+            list(changes.deleted_jobs),
+            *jobs,
+            *marks,
+            list(changes.deleted_marks),
+            *assets,
+            *resources,
+            str(seq),
+            self._channel,
+        )
+        if outcome == "moved":
+            raise StaleWrite("the head moved")
+        if outcome == "taken":
+            raise StaleWrite("a stream taken for new exists")
+        if self._tx is not None:
+            await self._tx.commit()
+            self._tx = None
+
     async def rollback(self) -> None:
         """Roll back, if a transaction was begun and is still open."""
         tx, self._tx = self._tx, None
@@ -259,3 +370,13 @@ class _PostgresWriter:
 def _last_of_each(items: Sequence[Any]) -> list[Any]:
     """Each id once, its last state (an upsert may not touch a row twice)."""
     return list({item.id: item for item in items}.values())
+
+
+def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
+    """Rows as ``width`` columns (the arrays a ``jobledger_append`` takes)."""
+    if not rows:
+        return [[] for _ in range(width)]
+    return [list(column) for column in zip(*rows, strict=True)]
+
+
+_CALL_APPEND = "SELECT jobledger_append({})".format(", ".join(f"${i}" for i in range(1, 44)))
