@@ -344,6 +344,10 @@ async def _import(fx: Fixture) -> Args:
 
 CALLS: dict[str, Call] = {
     "submit": Call(_submit),
+    # submit_many's items carry submit's arguments: each is fuzzed inside a NewJob.
+    "submit_many": Call(
+        _submit, run=lambda ledger, args: ledger.submit_many([jobledger.NewJob(**args)])
+    ),
     "get": Call(_job_id),
     "list": Call(_list),
     "history": Call(_job_id),

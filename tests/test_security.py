@@ -36,8 +36,9 @@ JOB_PATHS: dict[str, JobPath] = {
 }
 # Paths that list or stream: with a user, they show only that user's jobs.
 SCOPED_PATHS = {"list", "events", "observe"}
-# Paths that create: the job belongs to the user given.
-OWNING_PATHS = {"submit"}
+# Paths that create: the job belongs to the user given (submit_many: each
+# NewJob's own user).
+OWNING_PATHS = {"submit", "submit_many"}
 # The embedding application's own paths: no user, trusted to see everything
 # (docs/architecture.md, decision c). Resources and their marks are the
 # application's to guard (docs/marks.md).
