@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import importlib.metadata
 import re
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -92,6 +93,14 @@ def _is_lost(exc: BaseException) -> bool:
         | ConnectionError
         | OSError,
     )
+
+
+def _code_version() -> str:
+    """This jobledger's version, as installed (what ``schema_version`` records)."""
+    try:
+        return importlib.metadata.version("jobledger")
+    except importlib.metadata.PackageNotFoundError:  # (run from a source tree)
+        return "unknown"
 
 
 def _failure(exc: BaseException, message: str) -> StorageError:
@@ -221,11 +230,16 @@ class PostgresLog(_ReadModelQueries):
             await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self._schema}"')
             await conn.execute(f'SET LOCAL search_path TO "{self._schema}"')
             await conn.execute(_CREATE_VERSION_TABLE)
-            version = await conn.fetchval("SELECT max(version) FROM schema_version") or 0
+            row = await conn.fetchrow(
+                "SELECT version, written_by FROM schema_version ORDER BY version DESC LIMIT 1"
+            )
+            version, written_by = (0, None) if row is None else (row[0], row[1])
             if version > SCHEMA_VERSION:
+                by = f" (written by jobledger {written_by})" if written_by else ""
                 raise StorageError(
-                    f"{self.path} has schema {version}; this jobledger knows up to "
-                    f"{SCHEMA_VERSION}: upgrade jobledger"
+                    f"{self.path} has schema {version}{by}; this jobledger "
+                    f"{_code_version()} knows up to {SCHEMA_VERSION}: upgrade jobledger"
+                    + (f" to {written_by} or later" if written_by else "")
                 )
             if version < SCHEMA_VERSION and not self._migrate_allowed:
                 where = "holds no jobledger log" if version == 0 else f"has schema {version}"
@@ -240,7 +254,11 @@ class PostgresLog(_ReadModelQueries):
             await conn.execute(APPEND_FUNCTION)
             if version != SCHEMA_VERSION:
                 await conn.execute("DELETE FROM schema_version")
-                await conn.execute("INSERT INTO schema_version VALUES ($1)", SCHEMA_VERSION)
+                await conn.execute(
+                    "INSERT INTO schema_version (version, written_by) VALUES ($1, $2)",
+                    SCHEMA_VERSION,
+                    _code_version(),
+                )
 
     async def close(self) -> None:
         """Close every connection. Idempotent."""

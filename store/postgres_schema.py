@@ -100,7 +100,12 @@ _MIGRATIONS: tuple[str, ...] = (
     """,
 )
 
-_CREATE_VERSION_TABLE = "CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL)"
+_CREATE_VERSION_TABLE = """
+CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL, written_by text);
+ALTER TABLE schema_version ADD COLUMN IF NOT EXISTS written_by text;
+"""
+"""The schema's version, and the jobledger that wrote it (named when a newer
+schema is refused)."""
 
 # What ``integrity`` compares: every column of our tables with its type and
 # nullability, and every index with its definition (the schema's name taken out).

@@ -90,8 +90,13 @@ async def test_a_reading_open_of_an_empty_postgresql_schema_names_migrate(
         assert await cli(["list", "--db", url]) == 0
         assert await cli(["migrate", "--db", url]) == 0
         assert "up to date" in capsys.readouterr().out
-        await conn.execute(f'UPDATE "{schema}".schema_version SET version = 99')
+        await conn.execute(
+            f"UPDATE \"{schema}\".schema_version SET version = 99, written_by = '9.9.0'"
+        )
     finally:
         await conn.close()
-    with pytest.raises(jobledger.core.StorageError, match=r"schema 99.*upgrade jobledger"):
+    with pytest.raises(
+        jobledger.core.StorageError,
+        match=r"schema 99 \(written by jobledger 9\.9\.0\).*upgrade jobledger to 9\.9\.0",
+    ):
         await PostgresLog(pg_schemas.url, schema=schema).open()
