@@ -192,14 +192,16 @@ async def _copy(args: argparse.Namespace, out: Console) -> int:
     if source_url.path is not None:
         _existing(source_url.path)
     created = target_url.path is not None and _new_log(target_url.path)
-    source, source_content = backend_for(source_url)
+    # The source is only read: never made, never migrated (a mistyped schema
+    # or file is an error, not an empty log copied).
+    source, source_content = backend_for(source_url, migrate=False)
     target, target_content = backend_for(target_url)
     try:
         try:
             await source.open()
             await target.open()
             head = await copy_log(source, target, source_content, target_content)
-            report = await verify(target, digest=await source.head(), content=target_content)
+            report = await verify(target, digest=head, content=target_content)
         finally:
             await target.close()
             await source.close()

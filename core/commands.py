@@ -84,7 +84,9 @@ MIN_RUN_AT = datetime(1, 1, 2, tzinfo=UTC)
 MAX_RUN_AT = datetime(9999, 12, 30, tzinfo=UTC)
 """The latest ``run_at`` (9999-12-30 UTC): any time zone's offset keeps it a valid date."""
 
-Id = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_LENGTH)]
+# No NUL: PostgreSQL's text columns refuse it, and one command refused at
+# commit would fail every command of its batch.
+Id = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_LENGTH, pattern=r"^[^\x00]*$")]
 JobTypeName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")]
 Text = Annotated[str, msgspec.Meta(max_length=MAX_TEXT_LENGTH)]
 Percent = Annotated[float, msgspec.Meta(ge=0.0, le=100.0)]
@@ -437,7 +439,11 @@ def _at(path: str | None, name: str) -> str:
 
 def _check_create(command: JobCreate) -> None:
     """The limits of a submission that field constraints cannot say: a
-    ``run_at`` that stays a valid date in UTC, and a bounded retry policy."""
+    ``run_at`` that stays a valid date in UTC, a bounded retry policy, and
+    an owner without NUL (stored in text columns, as ids are)."""
+    for field, text in (("user.id", command.user.id), ("user.tenant", command.user.tenant)):
+        if isinstance(text, str) and "\x00" in text:
+            raise ValidationError("must not hold a NUL character", field=field)
     if command.run_at is not None:
         run_at = command.run_at
         if run_at.tzinfo is None:

@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import functools
 import importlib.metadata
+import itertools
 import re
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -42,9 +43,10 @@ from .postgres_schema import (
     channel_of,
     check_schema_name,
     lock_key,
+    shown_dsn,
 )
 from .postgres_writer import APPEND_FUNCTION, BEGIN_FUNCTION, SELECT_BY_KEY, _PostgresWriter
-from .protocol import TABLES, Head, RawValue, Record
+from .protocol import TABLES, Head, RawValue, Record, StaleWrite
 from .queries import _ReadModelQueries
 from .sqlite_decode import _envelope, _envelopes, _head_of, _record
 
@@ -66,7 +68,7 @@ _MARK = re.compile(r"\?")
 @functools.lru_cache(maxsize=256)
 def _numbered(sql: str) -> str:
     """``sql`` with each ``?`` as PostgreSQL's ``$1``, ``$2``, …"""
-    count = iter(range(1, 1_000))
+    count = itertools.count(1)
     return _MARK.sub(lambda _: f"${next(count)}", sql)
 
 
@@ -90,8 +92,7 @@ def _is_lost(exc: BaseException) -> bool:
         | asyncpg.InterfaceError
         | asyncpg.exceptions.AdminShutdownError
         | asyncpg.exceptions.CannotConnectNowError
-        | ConnectionError
-        | OSError,
+        | ConnectionError,
     )
 
 
@@ -159,8 +160,8 @@ class PostgresLog(_ReadModelQueries):
 
     @property
     def path(self) -> str:
-        host = self._dsn.split("@")[-1]  # (never the password)
-        return f"postgresql://{host.removeprefix('postgresql://').removeprefix('postgres://')}#{self._schema}"
+        """The server and schema, for messages (never the password)."""
+        return f"{shown_dsn(self._dsn)}#{self._schema}"
 
     @property
     def schema(self) -> str:
@@ -223,6 +224,9 @@ class PostgresLog(_ReadModelQueries):
             raise
 
     async def _migrate(self, conn: Any) -> None:
+        if not self._migrate_allowed:
+            await self._check_version(conn)  # (a reading use: no DDL, no lock)
+            return
         async with conn.transaction():
             await conn.execute(
                 "SELECT pg_advisory_xact_lock($1)", lock_key(self._schema, "migrate")
@@ -234,19 +238,7 @@ class PostgresLog(_ReadModelQueries):
                 "SELECT version, written_by FROM schema_version ORDER BY version DESC LIMIT 1"
             )
             version, written_by = (0, None) if row is None else (row[0], row[1])
-            if version > SCHEMA_VERSION:
-                by = f" (written by jobledger {written_by})" if written_by else ""
-                raise StorageError(
-                    f"{self.path} has schema {version}{by}; this jobledger "
-                    f"{_code_version()} knows up to {SCHEMA_VERSION}: upgrade jobledger"
-                    + (f" to {written_by} or later" if written_by else "")
-                )
-            if version < SCHEMA_VERSION and not self._migrate_allowed:
-                where = "holds no jobledger log" if version == 0 else f"has schema {version}"
-                raise StorageError(
-                    f"{self.path} {where}; this jobledger writes {SCHEMA_VERSION}: "
-                    "run `jobledger migrate --db URL` first"
-                )
+            self._refuse_version(version, written_by)
             for step in range(version, SCHEMA_VERSION):
                 await conn.execute(_MIGRATIONS[step])
                 log.info("schema migrated", path=self.path, to_version=step + 1)
@@ -260,9 +252,48 @@ class PostgresLog(_ReadModelQueries):
                     _code_version(),
                 )
 
+    async def _check_version(self, conn: Any) -> None:
+        """Refuse a schema that is missing, older or newer than this code's,
+        reading only (what a role that may only read can do)."""
+        table = f'"{self._schema}".schema_version'
+        row = None
+        if await conn.fetchval("SELECT to_regclass($1)", table) is not None:
+            columns = await conn.fetch(
+                "SELECT column_name FROM information_schema.columns"
+                " WHERE table_schema = $1 AND table_name = 'schema_version'",
+                self._schema,
+            )
+            by = "written_by" if any(c[0] == "written_by" for c in columns) else "NULL"
+            row = await conn.fetchrow(
+                f"SELECT version, {by} FROM {table} ORDER BY version DESC LIMIT 1"
+            )
+        version, written_by = (0, None) if row is None else (row[0], row[1])
+        self._refuse_version(version, written_by)
+        if version < SCHEMA_VERSION:
+            where = "holds no jobledger log" if version == 0 else f"has schema {version}"
+            raise StorageError(
+                f"{self.path} {where}; this jobledger writes {SCHEMA_VERSION}: "
+                "run `jobledger migrate --db URL` first"
+            )
+
+    def _refuse_version(self, version: int, written_by: str | None) -> None:
+        """``StorageError`` for a schema newer than this code's."""
+        if version > SCHEMA_VERSION:
+            by = f" (written by jobledger {written_by})" if written_by else ""
+            raise StorageError(
+                f"{self.path} has schema {version}{by}; this jobledger "
+                f"{_code_version()} knows up to {SCHEMA_VERSION}: upgrade jobledger"
+                + (f" to {written_by} or later" if written_by else "")
+            )
+
     async def close(self) -> None:
-        """Close every connection. Idempotent."""
-        self._open = False
+        """Close every connection. Idempotent. A write in flight ends first
+        (up to ``connect_timeout``); a write that waited for it is refused."""
+        was_open, self._open = self._open, False
+        if was_open and self._write_lock.locked():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._connect_timeout), self._write_lock:
+                    pass
         watching, self._watching = self._watching, None
         if watching is not None:
             watching.cancel()
@@ -291,7 +322,11 @@ class PostgresLog(_ReadModelQueries):
 
     async def _listen(self) -> None:
         conn = await self._connect()
-        await conn.add_listener(self._channel, self._notified)
+        try:
+            await conn.add_listener(self._channel, self._notified)
+        except BaseException:
+            conn.terminate()  # (never left open behind a failure or a cancel)
+            raise
         self._listener = conn
 
     def _notified(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
@@ -340,6 +375,7 @@ class PostgresLog(_ReadModelQueries):
             raise StorageError("a frozen view is read-only")
         asyncpg = _driver()
         async with self._write_lock:
+            self._check_open()  # (closed while this write waited for the lock)
             if self._writer is None or self._writer.is_closed():  # lost, and not back yet
                 try:
                     self._writer = await self._connect()
@@ -364,27 +400,37 @@ class PostgresLog(_ReadModelQueries):
             self._tell(committed)
 
     async def _resolve_lost(self, writer: _PostgresWriter, exc: BaseException) -> int | None:
-        """The connection was lost mid-transaction: reconnect, and find out
-        whether the batch committed (its first event is there) or not."""
+        """The connection was lost mid-transaction: reconnect, end the old
+        session for certain (its COMMIT may still be on its way: a slow
+        fsync, a synchronous replica), wait for its append lock, and only
+        then look for the batch's first event: there, the batch committed;
+        absent, nothing of it was written (``StaleWrite``: decide again)."""
+        asyncpg = _driver()
         old, self._writer = self._writer, None
+        old_pid = writer.server_pid
         with contextlib.suppress(Exception):
             old.terminate()
+        if not self._open:
+            raise StorageError(f"write failed, connection lost ({exc}); the log is closed") from exc
         try:
-            self._writer = await self._connect()
-        except Exception as again:
+            self._writer = conn = await self._connect()
+            async with conn.transaction():
+                if old_pid is not None:  # waits (up to 10 s) until the old session is gone
+                    await conn.execute("SELECT pg_terminate_backend($1, 10000)", old_pid)
+                await conn.execute("SELECT pg_advisory_xact_lock($1)", self._append_key)
+                event_id = writer.first_event_id
+                seq = (
+                    await conn.fetchval("SELECT seq FROM events WHERE event_id = $1", event_id)
+                    if event_id is not None and writer.committed_seq is not None
+                    else None
+                )
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as again:
             raise _failure(
-                again, f"write failed, connection lost ({exc}); cannot reconnect"
+                again, f"write failed, connection lost ({exc}); the outcome cannot be told"
             ) from exc
-        event_id = writer.first_event_id
-        if event_id is not None and writer.committed_seq is not None:
-            seq = await self._writer.fetchval(
-                "SELECT seq FROM events WHERE event_id = $1", event_id
-            )
-            if seq is not None:
-                log.warning("connection lost at commit; the batch had committed", seq=seq)
-                return writer.committed_seq
-        from .protocol import StaleWrite
-
+        if seq is not None:
+            log.warning("connection lost at commit; the batch had committed", seq=seq)
+            return writer.committed_seq
         raise StaleWrite(f"connection lost before the commit ({exc}); nothing was written") from exc
 
     # -- reading ---------------------------------------------------------
@@ -463,8 +509,18 @@ class PostgresLog(_ReadModelQueries):
         """The server's clock now (``clock_timestamp()``): what a
         :class:`~jobledger.store.ServerClock` judges leases and delays by, so
         that hosts whose clocks disagree agree on "now"."""
-        rows = await self._fetchall("SELECT clock_timestamp()")
-        value = rows[0][0]
+        # On the listener's connection (idle but for notices), so the round
+        # trip a ServerClock times is the query's, not a wait for a reader.
+        conn = self._listener
+        if conn is None or conn.is_closed() or self._single is not None:
+            rows = await self._fetchall("SELECT clock_timestamp()")
+            value = rows[0][0]
+        else:
+            asyncpg = _driver()
+            try:
+                value = await conn.fetchval("SELECT clock_timestamp()")
+            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+                raise _failure(exc, "reading the server's clock failed") from exc
         assert isinstance(value, datetime)
         return value.astimezone(UTC)
 
@@ -476,7 +532,8 @@ class PostgresLog(_ReadModelQueries):
         from .postgres_audit import made_shape
 
         async with self._pool.acquire() as conn:
-            await made_shape(conn)  # (what integrity compares with: made once, before read-only)
+            with contextlib.suppress(Exception):  # (a role that may not create: no comparison)
+                await made_shape(conn)  # what integrity compares with: made once, before read-only
             view = PostgresLog(self._dsn, schema=self._schema, read_chunk=self._read_chunk)
             view._single = conn
             tx = conn.transaction(isolation="repeatable_read", readonly=True)

@@ -16,13 +16,13 @@ from __future__ import annotations
 import hashlib
 import re
 
-__all__ = ["SCHEMA_VERSION", "check_schema_name"]
+__all__ = ["SCHEMA_VERSION", "check_schema_name", "shown_dsn"]
 
 SCHEMA_VERSION = 1
 """The schema this code writes; an older one is migrated when a writing
 ledger opens it, a newer one refused."""
 
-_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+_NAME = re.compile(r"[a-z_][a-z0-9_]{0,52}")
 
 # Each step takes the schema from version i to i+1. Never edit a released
 # step: add a new one. ``{schema}`` is the (checked) schema name.
@@ -118,12 +118,13 @@ _SELECT_INDEXES = "SELECT tablename, indexname, indexdef FROM pg_indexes WHERE s
 
 def check_schema_name(name: str) -> str:
     """``name`` if it is a schema name this backend takes (lower-case letters,
-    digits and ``_``, not starting with a digit, at most 63 characters: it is
+    digits and ``_``, not starting with a digit, at most 53 characters, so
+    that its notify channel ``jobledger_NAME`` fits PostgreSQL's 63: it is
     then safe to quote and needs no case folding); else ``ValueError``."""
     if not isinstance(name, str) or _NAME.fullmatch(name) is None:
         raise ValueError(
             f"{name!r} is not a schema name jobledger takes: lower-case letters, digits "
-            "and _, not starting with a digit, at most 63 characters"
+            "and _, not starting with a digit, at most 53 characters"
         )
     if name.startswith("pg_"):
         raise ValueError(f"{name!r}: names starting with pg_ are PostgreSQL's own")
@@ -141,3 +142,20 @@ def lock_key(schema: str, purpose: str) -> int:
 def channel_of(schema: str) -> str:
     """The LISTEN/NOTIFY channel on which commits to ``schema`` are told."""
     return f"jobledger_{schema}"
+
+
+_SECRET_OPTIONS = frozenset({"password", "sslpassword"})
+
+
+def shown_dsn(dsn: str) -> str:
+    """``dsn`` as messages and logs show it: without the password, whether
+    given as ``user:password@`` or as a ``password=`` option."""
+    base, question, query = dsn.partition("?")
+    scheme, _, rest = base.partition("://")
+    credentials, at, place = rest.rpartition("@")
+    shown = f"{scheme}://{credentials.partition(':')[0]}{at}{place}" if at else base
+    if question:
+        kept = [p for p in query.split("&") if p.partition("=")[0].lower() not in _SECRET_OPTIONS]
+        if kept:
+            shown += "?" + "&".join(kept)
+    return shown

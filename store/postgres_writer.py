@@ -167,6 +167,8 @@ class _PostgresWriter:
         self.first_event_id: str | None = None  # to tell, after a lost connection, if it landed
         self._batch: tuple[Sequence[Record], Changes] | None = None  # the one append, if one
         self._appends = 0
+        self._ran = False  # staged work already ran (a large write): no one-statement path
+        self.server_pid: int | None = conn.get_server_pid() if conn is not None else None
 
     def expect(self, head: Head) -> None:
         if self._head is not None:
@@ -237,6 +239,7 @@ class _PostgresWriter:
 
     async def _run(self) -> None:
         work, self._work, self._staged = self._work, [], 0
+        self._ran = self._ran or bool(work)
         for sql, rows in work:
             if rows is None:
                 await self._conn.execute(sql)
@@ -300,7 +303,7 @@ class _PostgresWriter:
         head (``pg_notify``, delivered at commit). With ``expect`` (nothing
         read), the head must still be the one expected and no stream taken
         for new may exist: otherwise ``StaleWrite``, nothing written."""
-        if self._batch is not None and not self._replaced and faults is None:
+        if self._batch is not None and not (self._replaced or self._ran) and faults is None:
             await self._append_at_once(*self._batch)
             return
         if self._head is None:

@@ -64,14 +64,21 @@ class ServerClock:
         """What is added to the base clock's time: the server's lead over it."""
         return self._offset
 
-    async def sync(self) -> None:
-        """Measure the offset now. Raises ``StorageError`` if the server
-        cannot be asked (the offset stays as it was)."""
-        before = self._base.now()
-        began = self._base.monotonic()
-        server = await self._backend.server_time()
-        took = self._base.monotonic() - began
-        self._offset = server - (before + timedelta(seconds=took / 2))
+    async def sync(self, samples: int = 3) -> None:
+        """Measure the offset now: of ``samples`` round trips, the shortest
+        (the one least delayed by the network, the server or this loop)
+        gives it. Raises ``StorageError`` if the server cannot be asked (the
+        offset stays as it was)."""
+        best: tuple[float, timedelta] | None = None
+        for _ in range(max(1, samples)):
+            before = self._base.now()
+            began = self._base.monotonic()
+            server = await self._backend.server_time()
+            took = self._base.monotonic() - began
+            if best is None or took < best[0]:
+                best = (took, server - (before + timedelta(seconds=took / 2)))
+        assert best is not None
+        self._offset = best[1]
         self._synced_at = self._base.monotonic()
 
     def now(self) -> datetime:

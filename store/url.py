@@ -51,7 +51,7 @@ from .content import ContentFolder, MemoryContent, content_folder_for
 from .memory import MemoryLog
 from .postgres import DEFAULT_SCHEMA, PostgresLog
 from .postgres_audit import PostgresContent
-from .postgres_schema import check_schema_name
+from .postgres_schema import check_schema_name, shown_dsn
 from .protocol import Backend
 from .sqlite import MEMORY, SqliteLog
 
@@ -97,10 +97,7 @@ class BackendURL(msgspec.Struct, frozen=True, kw_only=True):
         """The URL that names this backend (``sqlite:///jobs.db``, ``memory://``;
         a PostgreSQL URL without its password)."""
         if self.dsn is not None:
-            scheme, _, rest = self.dsn.partition("://")
-            credentials, at, place = rest.rpartition("@")
-            user = credentials.partition(":")[0]
-            shown = f"{scheme}://{user}{at}{place}" if at else self.dsn
+            shown = shown_dsn(self.dsn)
             if self.schema is not None:
                 shown += ("&" if "?" in shown else "?") + f"schema={self.schema}"
             return shown

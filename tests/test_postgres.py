@@ -363,3 +363,59 @@ async def test_a_write_connection_lost_between_writes_is_made_again(pg_schemas: 
         assert (await ledger.get(job.id)).params == {"after": "the cut"}
         assert await ledger.head() == 2
         assert (await ledger.verify()).ok
+
+
+async def test_copy_from_a_schema_that_does_not_exist_creates_nothing(
+    pg_schemas: Schemas, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = pg_schemas.new()
+    url = f"{pg_schemas.url}?schema={missing}"
+    code = await asyncio.to_thread(main, ["copy", "--from", url, "--to", str(tmp_path / "x.db")])
+    assert code == 1
+    assert "holds no jobledger log" in capsys.readouterr().err
+    assert not (tmp_path / "x.db").exists()
+    conn = await asyncpg.connect(pg_schemas.url)
+    try:
+        assert await conn.fetchval("SELECT to_regnamespace($1)", missing) is None
+    finally:
+        await conn.close()
+
+
+async def test_a_large_append_after_a_read_is_written_once(pg_schemas: Schemas) -> None:
+    # 10 000 jobs with keys make the batch read first, and run its staged
+    # rows before the commit (past 20 000): they are not sent a second time.
+    url = f"{pg_schemas.url}?schema={pg_schemas.new()}"
+    async with jobledger.open(url, max_batch=20_000) as ledger:
+        jobs = await ledger.submit_many(
+            [jobledger.NewJob("t", {"i": i}, idempotency_key=f"k{i}") for i in range(10_000)]
+        )
+        assert len({j.id for j in jobs}) == 10_000
+        assert await ledger.head() == 10_000
+        assert (await ledger.verify()).ok
+
+
+async def test_a_nul_in_one_command_fails_only_that_command(pg_schemas: Schemas) -> None:
+    url = f"{pg_schemas.url}?schema={pg_schemas.new()}"
+    async with jobledger.open(url) as ledger:
+        good, bad = await asyncio.gather(
+            ledger.submit("t", {"n": 1}),
+            ledger.submit("t", idempotency_key="k\x00"),
+            return_exceptions=True,
+        )
+        assert isinstance(good, jobledger.Job)
+        assert isinstance(bad, jobledger.ValidationError) and bad.field == "idempotency_key"
+        assert await ledger.head() == 1
+
+
+async def test_no_write_commits_after_close(pg_schemas: Schemas) -> None:
+    log = PostgresLog(pg_schemas.url, schema=pg_schemas.new())
+    await log.open()
+    chain = Chain()
+    async with log.write() as w:  # hold the write lock while the log closes
+        closing = asyncio.ensure_future(log.close())
+        records = chain.records(await w.head(), [created("a")])
+        await w.append(records, chain.changes(records))
+    await closing
+    with pytest.raises(jobledger.core.StorageError):
+        async with log.write() as w:
+            await w.head()

@@ -270,7 +270,7 @@ def test_a_postgresql_url_names_the_server_and_the_schema(
         ("postgresql://", "url"),
         ("postgresql://h/db?schema=Bad", "schema"),
         ("postgresql://h/db?schema=a;drop", "schema"),
-        ("postgresql://h/db?schema=" + "x" * 64, "schema"),
+        ("postgresql://h/db?schema=" + "x" * 54, "schema"),
         ("postgresql://h/db?schema=pg_catalog", "schema"),
         ("postgresql://h/db?schema=", "schema"),
         ("postgresql://h/db?schema=a&schema=b", "url"),
