@@ -54,6 +54,9 @@ __all__ = ["DEFAULT_SCHEMA", "PostgresLog"]
 
 log = get_logger("store")
 
+LISTENER_CHECK = 30.0
+"""Seconds between two checks that the listening connection still answers."""
+
 DEFAULT_SCHEMA = "jobledger"
 """The PostgreSQL schema a log keeps its tables in unless told another."""
 
@@ -90,6 +93,7 @@ def _is_lost(exc: BaseException) -> bool:
         exc,
         asyncpg.ConnectionDoesNotExistError
         | asyncpg.InterfaceError
+        | asyncpg.InternalClientError  # (a message of a session the server ended, read late)
         | asyncpg.exceptions.AdminShutdownError
         | asyncpg.exceptions.CannotConnectNowError
         | ConnectionError,
@@ -153,6 +157,7 @@ class PostgresLog(_ReadModelQueries):
         self._watching: asyncio.Task[None] | None = None
         self._single: Any = None  # a frozen view's one connection, in its transaction
         self._single_lock = asyncio.Lock()
+        self._listener_lock = asyncio.Lock()  # the listener's queries: its check, the clock
         self._write_lock = asyncio.Lock()
         self._commit_callbacks: list[Callable[[int], None]] = []
         self._told = 0
@@ -339,12 +344,24 @@ class PostgresLog(_ReadModelQueries):
 
     async def _watch(self) -> None:
         """While the listener's connection is down: poll the head (a commit
-        missed meanwhile is told) and reconnect it. Idle otherwise."""
+        missed meanwhile is told) and reconnect it. While it is up, look
+        every ``LISTENER_CHECK`` seconds that it still answers (a connection
+        whose peer vanished without a word looks open until written to)."""
+        loop = asyncio.get_running_loop()
+        checked = loop.time()
         while True:
             await asyncio.sleep(self._poll_interval)
             listener = self._listener
             if listener is not None and not listener.is_closed():
-                continue
+                if loop.time() - checked < LISTENER_CHECK:
+                    continue
+                checked = loop.time()
+                try:
+                    async with self._listener_lock:
+                        await asyncio.wait_for(listener.fetchval("SELECT 1"), self._connect_timeout)
+                    continue
+                except Exception as exc:  # (no answer: taken for lost)
+                    log.warning("the commit listener does not answer", error=repr(exc))
             try:
                 self._tell((await self.head()).seq)
                 if listener is not None:
@@ -448,11 +465,20 @@ class PostgresLog(_ReadModelQueries):
 
     async def _fetchall(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
         asyncpg = _driver()
-        try:
-            async with self._reading() as conn:
-                return list(await conn.fetch(_numbered(sql), *args))
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
-            raise _failure(exc, "read failed") from exc
+        for attempt in (1, 2):
+            try:
+                async with self._reading() as conn:
+                    return list(await conn.fetch(_numbered(sql), *args))
+            except Exception as exc:
+                # A pooled connection the server ended while idle: read again
+                # on another (once; a frozen view's snapshot cannot be had again).
+                if attempt == 1 and self._single is None and _is_lost(exc):
+                    continue
+                failed = asyncpg.PostgresError | asyncpg.InterfaceError | OSError | TimeoutError
+                if isinstance(exc, failed) or _is_lost(exc):
+                    raise _failure(exc, "read failed") from exc
+                raise
+        raise AssertionError("unreachable")
 
     async def head(self) -> Head:
         rows = await self._fetchall(_SELECT_HEAD)
@@ -518,7 +544,8 @@ class PostgresLog(_ReadModelQueries):
         else:
             asyncpg = _driver()
             try:
-                value = await conn.fetchval("SELECT clock_timestamp()")
+                async with self._listener_lock:
+                    value = await conn.fetchval("SELECT clock_timestamp()")
             except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
                 raise _failure(exc, "reading the server's clock failed") from exc
         assert isinstance(value, datetime)
