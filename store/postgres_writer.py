@@ -304,7 +304,12 @@ class _PostgresWriter:
         read), the head must still be the one expected and no stream taken
         for new may exist: otherwise ``StaleWrite``, nothing written."""
         if self._batch is not None and not (self._replaced or self._ran) and faults is None:
-            await self._append_at_once(*self._batch)
+            try:
+                await self._append_at_once(*self._batch)
+            except unique_violation as exc:  # (read first, yet taken for new by expect())
+                if self.expected is None:
+                    raise
+                raise StaleWrite(f"a stream taken for new exists: {exc}") from exc
             return
         if self._head is None:
             if not self._work:

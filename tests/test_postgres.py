@@ -460,3 +460,22 @@ async def test_a_listener_whose_server_goes_silent_is_replaced(
         os.kill(backend, signal.SIGCONT)
         await watching.close()
         await writing.close()
+
+
+async def test_raw_rows_of_a_table_that_lost_its_key_column_still_come(
+    pg_schemas: Schemas,
+) -> None:
+    schema = pg_schemas.new()
+    log = PostgresLog(pg_schemas.url, schema=schema)
+    await log.open()
+    try:
+        conn = await asyncpg.connect(pg_schemas.url)
+        try:  # damage: the meta table loses its key column
+            await conn.execute(f'ALTER TABLE "{schema}".meta DROP COLUMN key')
+        finally:
+            await conn.close()
+        assert [row async for row in log.raw_rows("meta")] == [(None, "0")]
+        problems = await log.integrity()
+        assert any("'meta'" in p for p in problems), problems
+    finally:
+        await log.close()
