@@ -479,3 +479,21 @@ async def test_raw_rows_of_a_table_that_lost_its_key_column_still_come(
         assert any("'meta'" in p for p in problems), problems
     finally:
         await log.close()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://no_such_role_jl@127.0.0.1:5432/test",  # authentication refused
+        "postgresql://postgres@127.0.0.1:5432/no_such_database_jl",
+        "postgresql://postgres:secret@127.0.0.1:1/test",  # nothing listens
+    ],
+    ids=["role", "database", "port"],
+)
+async def test_a_server_that_refuses_is_a_storage_error_naming_it_without_the_password(
+    url: str, postgres_url: str
+) -> None:
+    with pytest.raises(jobledger.core.StorageError, match="cannot open") as caught:
+        async with jobledger.open(url):
+            pass
+    assert "secret" not in str(caught.value)
