@@ -22,20 +22,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
-import importlib.metadata
-import itertools
-import re
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 from typing import Any
 
 from jobledger.core import Envelope, StorageError, get_logger
 from jobledger.core.faults import Faults
 
 from .audit import catch_up
-from .commits import tell_commit, watch_commits
+from .postgres_driver import _code_version, _driver, _failure, _is_lost, _numbered
+from .postgres_listen import _Listening
 from .postgres_schema import (
     _CREATE_VERSION_TABLE,
     _MIGRATIONS,
@@ -46,16 +42,13 @@ from .postgres_schema import (
     shown_dsn,
 )
 from .postgres_writer import APPEND_FUNCTION, BEGIN_FUNCTION, SELECT_BY_KEY, _PostgresWriter
-from .protocol import TABLES, Head, RawValue, Record, StaleWrite
-from .queries import _ReadModelQueries
-from .sqlite_decode import _envelope, _envelopes, _head_of, _record
+from .protocol import TABLES, Head, RawValue, StaleWrite
+from .queries import _ReadModelQueries, _Scans
+from .sqlite_decode import _envelope, _envelopes, _head_of
 
 __all__ = ["DEFAULT_SCHEMA", "PostgresLog"]
 
 log = get_logger("store")
-
-LISTENER_CHECK = 30.0
-"""Seconds between two checks that the listening connection still answers."""
 
 DEFAULT_SCHEMA = "jobledger"
 """The PostgreSQL schema a log keeps its tables in unless told another."""
@@ -65,54 +58,9 @@ _SELECT_EVENTS = (
     " causation_id, data, hash FROM events"
 )
 _SELECT_HEAD = "SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1"
-_MARK = re.compile(r"\?")
 
 
-@functools.lru_cache(maxsize=256)
-def _numbered(sql: str) -> str:
-    """``sql`` with each ``?`` as PostgreSQL's ``$1``, ``$2``, …"""
-    count = itertools.count(1)
-    return _MARK.sub(lambda _: f"${next(count)}", sql)
-
-
-def _driver() -> Any:
-    try:
-        import asyncpg
-    except ImportError as exc:
-        raise StorageError(
-            "the PostgreSQL backend needs the jobledger[postgres] extra: "
-            "pip install 'jobledger[postgres]'"
-        ) from exc
-    return asyncpg
-
-
-def _is_lost(exc: BaseException) -> bool:
-    """Whether ``exc`` says the connection is gone (not that a statement failed)."""
-    asyncpg = _driver()
-    return isinstance(
-        exc,
-        asyncpg.ConnectionDoesNotExistError
-        | asyncpg.InterfaceError
-        | asyncpg.InternalClientError  # (a message of a session the server ended, read late)
-        | asyncpg.exceptions.AdminShutdownError
-        | asyncpg.exceptions.CannotConnectNowError
-        | ConnectionError,
-    )
-
-
-def _code_version() -> str:
-    """This jobledger's version, as installed (what ``schema_version`` records)."""
-    try:
-        return importlib.metadata.version("jobledger")
-    except importlib.metadata.PackageNotFoundError:  # (run from a source tree)
-        return "unknown"
-
-
-def _failure(exc: BaseException, message: str) -> StorageError:
-    return StorageError(f"{message}: {type(exc).__name__}: {exc}")
-
-
-class PostgresLog(_ReadModelQueries):
+class PostgresLog(_Listening, _Scans, _ReadModelQueries):
     """An :class:`~jobledger.store.EventLog` in one PostgreSQL schema.
 
     ``dsn`` is a libpq connection URL (``postgresql://user@host:5432/db``)
@@ -323,66 +271,6 @@ class PostgresLog(_ReadModelQueries):
         if not self._open and self._single is None:
             raise StorageError("the log is not open")
 
-    # -- commits of other processes --------------------------------------
-
-    async def _listen(self) -> None:
-        conn = await self._connect()
-        try:
-            await conn.add_listener(self._channel, self._notified)
-        except BaseException:
-            conn.terminate()  # (never left open behind a failure or a cancel)
-            raise
-        self._listener = conn
-
-    def _notified(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
-        try:
-            seq = int(payload)
-        except ValueError:
-            log.warning("a commit notice that is not a seq", payload=payload[:100])
-            return
-        self._tell(seq)
-
-    async def _watch(self) -> None:
-        """While the listener's connection is down: poll the head (a commit
-        missed meanwhile is told) and reconnect it. While it is up, look
-        every ``LISTENER_CHECK`` seconds that it still answers (a connection
-        whose peer vanished without a word looks open until written to)."""
-        loop = asyncio.get_running_loop()
-        checked = loop.time()
-        while True:
-            await asyncio.sleep(self._poll_interval)
-            listener = self._listener
-            if listener is not None and not listener.is_closed():
-                if loop.time() - checked < LISTENER_CHECK:
-                    continue
-                checked = loop.time()
-                try:
-                    async with self._listener_lock:
-                        await asyncio.wait_for(listener.fetchval("SELECT 1"), self._connect_timeout)
-                    continue
-                except Exception as exc:  # (no answer: taken for lost)
-                    log.warning("the commit listener does not answer", error=repr(exc))
-            try:
-                self._tell((await self.head()).seq)
-                if listener is not None:
-                    listener.terminate()
-                self._listener = None
-                await self._listen()
-                log.info("listening for commits again", path=self.path)
-                self._tell((await self.head()).seq)  # (what came while reconnecting)
-            except Exception as exc:
-                log.warning("the commit listener is down; polling", error=str(exc))
-
-    def on_commit(self, callback: Callable[[int], None]) -> Callable[[], None]:
-        """Commits made through this object, at once; other processes' by
-        their notice on the schema's channel (or the fallback poll)."""
-        return watch_commits(self._commit_callbacks, callback)
-
-    def _tell(self, seq: int) -> None:
-        if seq > self._told:
-            self._told = seq
-            tell_commit(self._commit_callbacks, seq)
-
     # -- writing ---------------------------------------------------------
 
     @asynccontextmanager
@@ -497,18 +385,6 @@ class PostgresLog(_ReadModelQueries):
             )
         )
 
-    async def scan(self, after: int = 0, until_seq: int | None = None) -> AsyncIterator[Envelope]:
-        async for rows in self._chunks(after, until_seq):
-            for envelope in _envelopes(rows):
-                yield envelope
-
-    async def scan_records(
-        self, after: int = 0, until_seq: int | None = None
-    ) -> AsyncIterator[Record]:
-        async for rows in self._chunks(after, until_seq):
-            for row in rows:
-                yield _record(row)
-
     async def _chunks(self, after: int, until_seq: int | None) -> AsyncIterator[list[Any]]:
         last = after
         while True:
@@ -530,26 +406,6 @@ class PostgresLog(_ReadModelQueries):
             f"{_SELECT_EVENTS} WHERE stream = ? ORDER BY version", (stream,)
         )
         return [_envelope(r) for r in rows]
-
-    async def server_time(self) -> datetime:
-        """The server's clock now (``clock_timestamp()``): what a
-        :class:`~jobledger.store.ServerClock` judges leases and delays by, so
-        that hosts whose clocks disagree agree on "now"."""
-        # On the listener's connection (idle but for notices), so the round
-        # trip a ServerClock times is the query's, not a wait for a reader.
-        conn = self._listener
-        if conn is None or conn.is_closed() or self._single is not None:
-            rows = await self._fetchall("SELECT clock_timestamp()")
-            value = rows[0][0]
-        else:
-            asyncpg = _driver()
-            try:
-                async with self._listener_lock:
-                    value = await conn.fetchval("SELECT clock_timestamp()")
-            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
-                raise _failure(exc, "reading the server's clock failed") from exc
-        assert isinstance(value, datetime)
-        return value.astimezone(UTC)
 
     # -- audit -----------------------------------------------------------
 

@@ -22,12 +22,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from jobledger.core import Projection, StorageError
 from jobledger.core.faults import Faults
 
-from .protocol import Changes, Head, Loaded, Record, Scope, StaleWrite
+from .protocol import TABLES, Changes, Head, Loaded, Record, Scope, StaleWrite
 from .rows import asset_row, event_row, job_row, mark_row, resource_row
 from .sqlite_decode import _decode_job, _decode_mark, _head_of
+from .writing import Statements, _Transaction, last_of_each
 
 __all__: list[str] = []
 
@@ -35,20 +35,7 @@ _INSERT_EVENT = (
     "INSERT INTO events (seq, event_id, stream, version, type, time, actor,"
     " correlation_id, causation_id, data, hash) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)"
 )
-_JOB_COLUMNS = (
-    "job_type",
-    "status",
-    "user_id",
-    "tenant",
-    "priority",
-    "run_at_us",
-    "lease_expires_us",
-    "deadline_us",
-    "finished_us",
-    "idempotency_key",
-    "created_seq",
-    "doc",
-)
+_JOB_COLUMNS = TABLES["jobs"][1:]  # (all but the key)
 _UPSERT_JOB = (
     f"INSERT INTO jobs (id, {', '.join(_JOB_COLUMNS)})"
     " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13) ON CONFLICT (id) DO UPDATE SET "
@@ -148,32 +135,35 @@ written without a read), the events, the read model's rows, the checkpoint
 and the notice. Outside a transaction it is one round trip and one commit."""
 
 
-class _PostgresWriter:
+class _PostgresWriter(_Transaction):
     """One write transaction on the write connection. It begins (the append
     lock, then the head) with its first read; ``append`` stages its
     statements, which run at ``commit``."""
 
+    STATEMENTS = Statements(
+        insert_event=_INSERT_EVENT,
+        delete_job="DELETE FROM jobs WHERE id = $1",
+        upsert_job=_UPSERT_JOB,
+        upsert_mark=_UPSERT_MARK,
+        delete_mark="DELETE FROM marks WHERE id = $1",
+        insert_asset=_INSERT_ASSET,
+        insert_resource=_INSERT_RESOURCE,
+        set_checkpoint=_SET_CHECKPOINT,
+    )
+
     def __init__(self, conn: Any, append_key: int, channel: str) -> None:
+        super().__init__()
         self._conn = conn
         self._key = append_key
         self._channel = channel
         self._tx: Any = None
-        self._head: Head | None = None
-        self.expected: Head | None = None
-        self._work: list[tuple[str, list[tuple[Any, ...]] | None]] = []
+        self._work: list[tuple[str, Sequence[tuple[Any, ...]]]] = []
         self._staged = 0
-        self._appended = 0
-        self._replaced = False
         self.first_event_id: str | None = None  # to tell, after a lost connection, if it landed
         self._batch: tuple[Sequence[Record], Changes] | None = None  # the one append, if one
         self._appends = 0
         self._ran = False  # staged work already ran (a large write): no one-statement path
         self.server_pid: int | None = conn.get_server_pid() if conn is not None else None
-
-    def expect(self, head: Head) -> None:
-        if self._head is not None:
-            raise RuntimeError("expect() comes before any read")
-        self.expected = head
 
     async def _begin(self) -> Head:
         if self._head is None:
@@ -230,73 +220,33 @@ class _PostgresWriter:
             holders=holders,
         )
 
-    def _stage(self, sql: str, rows: list[tuple[Any, ...]] | None) -> None:
-        """Run ``sql`` for each of ``rows`` (once, with no parameters, for
-        ``None``) at commit, in staging order."""
-        if rows is None or rows:
+    def _stage(self, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
+        """Run ``sql`` for each of ``rows`` (``[()]``: once, with no
+        parameters) at commit, in staging order."""
+        if rows:
             self._work.append((sql, rows))
-            self._staged += 1 if rows is None else len(rows)
+            self._staged += len(rows)
 
     async def _run(self) -> None:
         work, self._work, self._staged = self._work, [], 0
         self._ran = self._ran or bool(work)
         for sql, rows in work:
-            if rows is None:
+            if rows == [()]:
                 await self._conn.execute(sql)
             else:
                 await self._conn.executemany(sql, rows)
 
-    @property
-    def committed_seq(self) -> int | None:
-        """The head ``seq`` once this transaction commits; ``None`` when it
-        writes nothing."""
-        base = self._head if self._head is not None else self.expected
-        if base is None or not (self._appended or self._replaced):
-            return None
-        return base.seq + self._appended
-
     async def append(self, records: Sequence[Record], changes: Changes) -> None:
         if not records:
             return
-        base = self.expected if self._head is None and self.expected is not None else None
-        head = base if base is not None else await self.head()
-        due = head.seq + self._appended + 1
-        for record in records:
-            if record.envelope.seq != due:
-                raise StorageError(f"seq {record.envelope.seq} appended where {due} was due")
-            due += 1
+        await self._check_follows(records)
         if self.first_event_id is None:
             self.first_event_id = records[0].envelope.event_id
-        self._appended += len(records)
         self._appends += 1
         self._batch = (records, changes) if self._appends == 1 else None
-        self._stage(_INSERT_EVENT, [event_row(record) for record in records])
-        self._stage("DELETE FROM jobs WHERE id = $1", [(j,) for j in changes.deleted_jobs])
-        self._stage(_UPSERT_JOB, [job_row(j) for j in _last_of_each(changes.jobs)])
-        self._stage(_UPSERT_MARK, [mark_row(m) for m in _last_of_each(changes.marks)])
-        self._stage("DELETE FROM marks WHERE id = $1", [(m,) for m in changes.deleted_marks])
-        self._stage(_INSERT_ASSET, [asset_row(a) for a in changes.assets])
-        self._stage(_INSERT_RESOURCE, [resource_row(r) for r in changes.resources])
-        self._stage(_SET_CHECKPOINT, [(str(records[-1].envelope.seq),)])
+        self._stage_append(records, changes)
         if self._staged >= _FLUSH_ROWS and self._head is not None:
             await self._run()  # a very large write (an import) runs as it goes, in one transaction
-
-    def replace_read_model(self, model: Projection) -> None:
-        if self._head is None:
-            raise StorageError("read the head (head() or load()) before replacing the read model")
-        if model.seq != self._head.seq + self._appended:
-            raise StorageError(
-                f"a read model at seq {model.seq} for a log at seq "
-                f"{self._head.seq + self._appended}"
-            )
-        self._replaced = True
-        for table in ("jobs", "marks", "assets", "resources"):
-            self._stage(f"DELETE FROM {table}", None)
-        self._stage(_UPSERT_JOB, [job_row(j) for j in model.jobs.values()])
-        self._stage(_UPSERT_MARK, [mark_row(m) for m in model.marks.values()])
-        self._stage(_INSERT_ASSET, [asset_row(a) for a in model.assets.values()])
-        self._stage(_INSERT_RESOURCE, [resource_row(r) for r in model.resources.values()])
-        self._stage(_SET_CHECKPOINT, [(str(model.seq),)])
 
     async def commit(self, faults: Faults | None, unique_violation: type[Exception]) -> None:
         """Run what is staged and commit, telling other processes of the new
@@ -341,8 +291,8 @@ class _PostgresWriter:
         seq = self.committed_seq
         assert seq is not None
         events = _columns([event_row(r) for r in records], 11)
-        jobs = _columns([job_row(j) for j in _last_of_each(changes.jobs)], 13)
-        marks = _columns([mark_row(m) for m in _last_of_each(changes.marks)], 5)
+        jobs = _columns([job_row(j) for j in last_of_each(changes.jobs)], 13)
+        marks = _columns([mark_row(m) for m in last_of_each(changes.marks)], 5)
         assets = _columns([asset_row(a) for a in changes.assets], 4)
         resources = _columns([resource_row(r) for r in changes.resources], 3)
         outcome = await self._conn.fetchval(
@@ -373,11 +323,6 @@ class _PostgresWriter:
         tx, self._tx = self._tx, None
         if tx is not None:
             await tx.rollback()
-
-
-def _last_of_each(items: Sequence[Any]) -> list[Any]:
-    """Each id once, its last state (an upsert may not touch a row twice)."""
-    return list({item.id: item for item in items}.values())
 
 
 def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:

@@ -6,13 +6,14 @@ which give it ``_fetchall``, with ``?`` for each parameter, and
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from jobledger.core import (
     Asset,
     CorruptionError,
+    Envelope,
     Job,
     JobStatus,
     Mark,
@@ -21,9 +22,16 @@ from jobledger.core import (
     get_logger,
 )
 
-from .protocol import JobCount
+from .protocol import JobCount, Record
 from .rows import micros
-from .sqlite_decode import _decode_asset, _decode_job, _decode_mark, _decode_resource
+from .sqlite_decode import (
+    _decode_asset,
+    _decode_job,
+    _decode_mark,
+    _decode_resource,
+    _envelopes,
+    _record,
+)
 
 __all__: list[str] = []
 
@@ -204,3 +212,25 @@ class _ReadModelQueries:
             model.resources[resource.id] = resource
         model.seq = await self.checkpoint()
         return model
+
+
+class _Scans:
+    """``scan`` and ``scan_records`` over the rows of ``_chunks`` (the events
+    table's columns in stored order, a chunk at a time): a mixin of each SQL
+    backend, which provides ``_chunks``."""
+
+    if TYPE_CHECKING:
+
+        def _chunks(self, after: int, until_seq: int | None) -> AsyncIterator[list[Any]]: ...
+
+    async def scan(self, after: int = 0, until_seq: int | None = None) -> AsyncIterator[Envelope]:
+        async for rows in self._chunks(after, until_seq):
+            for envelope in _envelopes(rows):
+                yield envelope
+
+    async def scan_records(
+        self, after: int = 0, until_seq: int | None = None
+    ) -> AsyncIterator[Record]:
+        async for rows in self._chunks(after, until_seq):
+            for row in rows:
+                yield _record(row)

@@ -56,15 +56,14 @@ from jobledger.core.faults import Faults
 
 from .audit import catch_up
 from .commits import tell_commit, watch_commits
-from .protocol import TABLES, Head, RawValue, Record
-from .queries import _ReadModelQueries
+from .protocol import TABLES, Head, RawValue
+from .queries import _ReadModelQueries, _Scans
 from .sqlite_decode import (
     _checkpoint_of,
     _envelope,
     _envelopes,
     _head_of,
     _raw_value,
-    _record,
     _storage_error,
 )
 from .sqlite_schema import _MIGRATIONS, _SELECT_SCHEMA, SCHEMA_VERSION, _schema_findings
@@ -145,7 +144,7 @@ def filesystem_of(path: str | Path, mounts: str | None = None) -> str | None:
     return fstype
 
 
-class SqliteLog(_ReadModelQueries):
+class SqliteLog(_Scans, _ReadModelQueries):
     """An :class:`~jobledger.store.EventLog` in one SQLite file.
 
     ``synchronous`` is ``"FULL"`` (default: every acknowledged commit survives
@@ -462,18 +461,6 @@ class SqliteLog(_ReadModelQueries):
 
     async def read(self, after: int = 0, limit: int = 1000) -> list[Envelope]:
         return _envelopes(await self._rows_after(after, limit))
-
-    async def scan(self, after: int = 0, until_seq: int | None = None) -> AsyncIterator[Envelope]:
-        async for rows in self._chunks(after, until_seq):
-            for envelope in _envelopes(rows):
-                yield envelope
-
-    async def scan_records(
-        self, after: int = 0, until_seq: int | None = None
-    ) -> AsyncIterator[Record]:
-        async for rows in self._chunks(after, until_seq):
-            for row in rows:
-                yield _record(row)
 
     async def _chunks(
         self, after: int, until_seq: int | None, select: str = _SELECT_EVENTS

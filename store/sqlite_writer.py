@@ -14,16 +14,15 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from jobledger.core import (
-    Projection,
     StorageError,
     get_logger,
 )
 from jobledger.core.faults import Faults
 
 from .protocol import Changes, Head, Loaded, Record, Scope, StaleWrite
-from .rows import asset_row, event_row, job_row, mark_row, resource_row
 from .sqlite_decode import _decode_job, _decode_mark, _head_of
 from .sqlite_watch import notify
+from .writing import Statements, _Transaction
 
 __all__: list[str] = []
 
@@ -219,24 +218,27 @@ def _rows_in(conn: sqlite3.Connection, sql: str, ids: Sequence[str]) -> list[Any
     return rows
 
 
-class _SqliteWriter:
+class _SqliteWriter(_Transaction):
     """One write transaction. It begins (``BEGIN IMMEDIATE``) with its first
     read, in the same hop; ``append`` stages its statements, which run with
     ``COMMIT`` when the transaction ends."""
 
+    STATEMENTS = Statements(
+        insert_event=_INSERT_EVENT,
+        delete_job="DELETE FROM jobs WHERE id = ?",
+        upsert_job=_UPSERT_JOB,
+        upsert_mark=_UPSERT_MARK,
+        delete_mark="DELETE FROM marks WHERE id = ?",
+        insert_asset=_INSERT_ASSET,
+        insert_resource=_INSERT_RESOURCE,
+        set_checkpoint=_SET_CHECKPOINT,
+    )
+
     def __init__(self, conn: _WriteConnection) -> None:
+        super().__init__()
         self._conn = conn
-        self._head: Head | None = None
-        self.expected: Head | None = None
         self.work: list[tuple[str, Sequence[Any]]] = []
         self._staged = 0
-        self._appended = 0
-        self._replaced = False
-
-    def expect(self, head: Head) -> None:
-        if self._head is not None:
-            raise RuntimeError("expect() comes before any read")
-        self.expected = head
 
     def _begun(self, conn: sqlite3.Connection) -> Head:
         if self._head is None:
@@ -281,7 +283,7 @@ class _SqliteWriter:
             holders={k: _decode_job(doc) for k, doc in key_rows},
         )
 
-    def stage(self, sql: str, rows: Sequence[Any]) -> None:
+    def _stage(self, sql: str, rows: Sequence[Any]) -> None:
         """Run ``sql`` for each of ``rows`` at commit, in staging order."""
         if rows:
             self.work.append((sql, rows))
@@ -293,50 +295,9 @@ class _SqliteWriter:
             work, self.work, self._staged = self.work, [], 0
             await self._conn.call(functools.partial(_run, work, self.expected))
 
-    @property
-    def committed_seq(self) -> int | None:
-        """The head ``seq`` once this transaction commits; ``None`` when it
-        writes nothing."""
-        base = self._head if self._head is not None else self.expected
-        if base is None or not (self._appended or self._replaced):
-            return None
-        return base.seq + self._appended
-
     async def append(self, records: Sequence[Record], changes: Changes) -> None:
         if not records:
             return
-        # The seqs must follow on from the head: the storage would take a gap.
-        base = self.expected if self._head is None and self.expected is not None else None
-        head = base if base is not None else await self.head()
-        due = head.seq + self._appended + 1
-        for record in records:
-            if record.envelope.seq != due:
-                raise StorageError(f"seq {record.envelope.seq} appended where {due} was due")
-            due += 1
-        self._appended += len(records)
-        self.stage(_INSERT_EVENT, [event_row(record) for record in records])
-        self.stage("DELETE FROM jobs WHERE id = ?", [(j,) for j in changes.deleted_jobs])
-        self.stage(_UPSERT_JOB, [job_row(j) for j in changes.jobs])
-        self.stage(_UPSERT_MARK, [mark_row(m) for m in changes.marks])
-        self.stage("DELETE FROM marks WHERE id = ?", [(m,) for m in changes.deleted_marks])
-        self.stage(_INSERT_ASSET, [asset_row(a) for a in changes.assets])
-        self.stage(_INSERT_RESOURCE, [resource_row(r) for r in changes.resources])
-        self.stage(_SET_CHECKPOINT, [(str(records[-1].envelope.seq),)])
+        await self._check_follows(records)
+        self._stage_append(records, changes)
         await self._flush_if_large()
-
-    def replace_read_model(self, model: Projection) -> None:
-        if self._head is None:
-            raise StorageError("read the head (head() or load()) before replacing the read model")
-        if model.seq != self._head.seq + self._appended:
-            raise StorageError(
-                f"a read model at seq {model.seq} for a log at seq "
-                f"{self._head.seq + self._appended}"
-            )
-        self._replaced = True
-        for table in ("jobs", "marks", "assets", "resources"):
-            self.stage(f"DELETE FROM {table}", [()])
-        self.stage(_UPSERT_JOB, [job_row(j) for j in model.jobs.values()])
-        self.stage(_UPSERT_MARK, [mark_row(m) for m in model.marks.values()])
-        self.stage(_INSERT_ASSET, [asset_row(a) for a in model.assets.values()])
-        self.stage(_INSERT_RESOURCE, [resource_row(r) for r in model.resources.values()])
-        self.stage(_SET_CHECKPOINT, [(str(model.seq),)])

@@ -12,9 +12,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from jobledger.core import (
-    AnyEvent,
     ClaimProposer,
-    Command,
     Job,
     JobStart,
     decide,
@@ -24,30 +22,20 @@ from jobledger.core import (
 from jobledger.store import Record
 
 from .batch import _BatchState, _Cache
+from .chaining import _Chaining
 
 __all__: list[str] = []
 
 log = get_logger("stower")
 
 
-class _Proposing:
+class _Proposing(_Chaining):
     """The Stower provides the attributes declared here for the type checker."""
 
     if TYPE_CHECKING:
         _proposer: ClaimProposer | None
         _proposals: list[tuple[JobStart, Job | None]]
         _cache: _Cache
-
-        def _chain(
-            self,
-            events: Sequence[AnyEvent],
-            command: Command,
-            seq: int,
-            previous: str,
-            now: datetime,
-            ms: int,
-            state: _BatchState,
-        ) -> tuple[int, str, list[Record]]: ...
 
     def _decide_proposals(
         self,

@@ -33,13 +33,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Sequence
-from datetime import datetime
 from typing import Any
 
 import msgspec
 
 from jobledger.core import (
-    AnyEvent,
     ClaimProposer,
     Clock,
     Command,
@@ -55,15 +53,8 @@ from jobledger.core import (
     StorageError,
     SystemClock,
     ValidationError,
-    chain_hash,
     decide,
-    encode_event,
-    evolve_asset,
-    evolve_job,
-    evolve_mark,
-    evolve_resource,
     get_logger,
-    key_of,
     targets,
     to_ms,
     validate_command,
@@ -498,79 +489,6 @@ class Stower(_Proposing):
         for superseded, survivor in survivors.items():
             outcomes[superseded] = outcomes[survivor]
         return records
-
-    def _chain(
-        self,
-        events: Sequence[AnyEvent],
-        command: Command,
-        seq: int,
-        previous: str,
-        now: datetime,
-        ms: int,
-        state: _BatchState,
-    ) -> tuple[int, str, list[Record]]:
-        """The records of one command's events, each the next ``seq`` after
-        ``seq``, hashed on from ``previous`` and folded into ``state``;
-        returns the ``seq`` and hash reached, and the records."""
-        made: list[Record] = []
-        for event in events:
-            seq += 1
-            record = self._record(event, command, seq, previous, now, ms, state)
-            previous = record.envelope.hash
-            self._evolve(record.envelope, state)
-            made.append(record)
-        return seq, previous, made
-
-    def _record(
-        self,
-        event: AnyEvent,
-        command: Command,
-        seq: int,
-        previous: str,
-        now: Any,
-        ms: int,
-        state: _BatchState,
-    ) -> Record:
-        stream = event.stream
-        version = state.version(stream) + 1
-        event_id = self._ids.make("evt", ms)
-        data = encode_event(event)
-        tag = event.__struct_config__.tag
-        assert isinstance(tag, str)
-        unsigned = Envelope(
-            seq=seq,
-            event_id=event_id,
-            stream=stream,
-            version=version,
-            type=tag,
-            time=now,
-            actor=command.actor,
-            correlation_id=command.correlation_id,
-            causation_id=command.causation_id,
-            data=event,
-            hash="",
-        )
-        envelope = msgspec.structs.replace(unsigned, hash=chain_hash(previous, unsigned, data))
-        return Record(envelope, data)
-
-    @staticmethod
-    def _evolve(env: Envelope, state: _BatchState) -> None:
-        key = env.stream
-        kind = env.type.split(".", 1)[0]
-        if kind == "job":
-            before = state.jobs.get(key)
-            after = evolve_job(before, env)
-            state.jobs[key] = after
-            if before is None and after is not None and after.idempotency_key is not None:
-                state.keys[key_of(after)] = after.id
-        elif kind == "mark":
-            state.marks[key] = evolve_mark(state.marks.get(key), env)
-        else:
-            made = evolve_asset(None, env) if kind == "asset" else evolve_resource(None, env)
-            assert made is not None
-            state.created[key] = made
-        state.versions[key] = env.version
-        state.dirty.add((kind, key))
 
     def _answer(self, batch: Sequence[Pending], outcomes: Sequence[Reply | BaseException]) -> None:
         for (_, future), outcome in zip(batch, outcomes, strict=True):

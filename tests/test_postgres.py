@@ -20,7 +20,7 @@ import jobledger.core
 from jobledger.cli import main
 from jobledger.core import ManualClock
 from jobledger.store import Backend, Head, ServerClock
-from jobledger.store import postgres as postgres_store
+from jobledger.store import postgres_listen
 from jobledger.store.postgres import PostgresLog
 from jobledger.testing import BackendContract, Chain, created
 
@@ -434,7 +434,7 @@ async def test_a_listener_whose_server_goes_silent_is_replaced(
     looks open and never answers, as when a peer vanishes without a word):
     the check finds it, the log listens on a new connection, and a poll
     covers the commits made meanwhile."""
-    monkeypatch.setattr(postgres_store, "LISTENER_CHECK", 0.0)
+    monkeypatch.setattr(postgres_listen, "LISTENER_CHECK", 0.0)
     schema = pg_schemas.new()
     watching = PostgresLog(pg_schemas.url, schema=schema, poll_interval=0.05, connect_timeout=1.0)
     writing = PostgresLog(pg_schemas.url, schema=schema)
