@@ -19,8 +19,7 @@ import jobledger
 import jobledger.core
 from jobledger.cli import main
 from jobledger.core import ManualClock
-from jobledger.store import Backend, Head, ServerClock
-from jobledger.store import postgres_listen
+from jobledger.store import Backend, Head, ServerClock, postgres_listen
 from jobledger.store.postgres import PostgresLog
 from jobledger.testing import BackendContract, Chain, created
 
