@@ -30,6 +30,7 @@ from .commands import (
     MAX_COMMAND_BYTES,
     MAX_DEPTH,
     MAX_ID_LENGTH,
+    MAX_QUEUE_CAPACITY,
     MAX_RETRIES,
     MAX_RETRY_DELAY,
     MAX_RETRY_FACTOR,
@@ -57,17 +58,17 @@ from .commands import (
     MarkCreate,
     MarkDelete,
     MarkUpdateBody,
+    QueueConfigure,
     ResourceCreate,
     check_json,
     field_error,
     validate_command,
 )
-from .content import ContentStore, content_bytes, digest_of
+from .content import ContentStore, check_storage_path, content_bytes, digest_of
 from .decide import (
     DEFAULT_RETRY,
     Lookup,
     Projection,
-    check_storage_path,
     decide,
     evolve_asset,
     evolve_job,
@@ -86,6 +87,7 @@ from .errors import (
     JobledgerError,
     LedgerClosed,
     NotFound,
+    QueueFull,
     StaleAttempt,
     StorageError,
     ValidationError,
@@ -125,6 +127,8 @@ from .events import (
     MarkCreated,
     MarkDeleted,
     MarkEvent,
+    QueueConfigured,
+    QueueEvent,
     ResourceCreated,
     ResourceEvent,
     Upcaster,
@@ -143,12 +147,14 @@ from .models import (
     Lease,
     Mark,
     Progress,
+    Queue,
     Resource,
     RetryPolicy,
     User,
 )
 from .proposals import ClaimProposer
 from .queries import JobReader, expired, pending_order, runnable
+from .queues import count_running, evolve_queue, queue_book, track_running
 from .registry import JobType, Registry, Resolved, convert_params
 from .status import TERMINAL, TRANSITIONS, JobStatus, can_transition, is_terminal
 
@@ -164,6 +170,7 @@ __all__ = [
     "MAX_COMMAND_BYTES",
     "MAX_DEPTH",
     "MAX_ID_LENGTH",
+    "MAX_QUEUE_CAPACITY",
     "MAX_RETRIES",
     "MAX_RETRY_DELAY",
     "MAX_RETRY_FACTOR",
@@ -257,6 +264,11 @@ __all__ = [
     "NotFound",
     "Progress",
     "Projection",
+    "Queue",
+    "QueueConfigure",
+    "QueueConfigured",
+    "QueueEvent",
+    "QueueFull",
     "Registry",
     "Resolved",
     "Resource",
@@ -284,6 +296,7 @@ __all__ = [
     "check_storage_path",
     "content_bytes",
     "convert_params",
+    "count_running",
     "decide",
     "decode_event",
     "digest_of",
@@ -291,6 +304,7 @@ __all__ = [
     "evolve_asset",
     "evolve_job",
     "evolve_mark",
+    "evolve_queue",
     "evolve_resource",
     "expired",
     "field_error",
@@ -300,6 +314,7 @@ __all__ = [
     "key_of",
     "new_id",
     "pending_order",
+    "queue_book",
     "quote",
     "retry_delay",
     "runnable",
@@ -307,5 +322,6 @@ __all__ = [
     "this_holder",
     "to_jsonld",
     "to_ms",
+    "track_running",
     "validate_command",
 ]

@@ -31,6 +31,7 @@ __all__ = [
     "MAX_COMMAND_BYTES",
     "MAX_DEPTH",
     "MAX_ID_LENGTH",
+    "MAX_QUEUE_CAPACITY",
     "MAX_RECOVERIES",
     "MAX_RETRIES",
     "MAX_RETRY_DELAY",
@@ -59,6 +60,7 @@ __all__ = [
     "MarkCreate",
     "MarkDelete",
     "MarkUpdateBody",
+    "QueueConfigure",
     "ResourceCreate",
     "check_json",
     "field_error",
@@ -81,6 +83,8 @@ MAX_RETRY_FACTOR = 100.0
 """The largest backoff factor of a ``RetryPolicy``."""
 MIN_RUN_AT = datetime(1, 1, 2, tzinfo=UTC)
 """The earliest ``run_at``: any time zone's offset keeps it a valid date."""
+MAX_QUEUE_CAPACITY = 1_000_000
+"""The largest capacity a queue may have (jobs of it running at once)."""
 MAX_RUN_AT = datetime(9999, 12, 30, tzinfo=UTC)
 """The latest ``run_at`` (9999-12-30 UTC): any time zone's offset keeps it a valid date."""
 
@@ -312,6 +316,15 @@ class ResourceCreate(Command, frozen=True, kw_only=True, tag="resource:create"):
     attempt: Attempt | None = None
 
 
+class QueueConfigure(Command, frozen=True, kw_only=True, tag="queue:configure"):
+    """Set a queue's capacity: at most ``capacity`` of its jobs run at once,
+    in every process that shares the log (``None``: no limit). Jobs already
+    running go on; a lower capacity only holds back new starts."""
+
+    queue: QueueName
+    capacity: Annotated[int, msgspec.Meta(ge=1, le=MAX_QUEUE_CAPACITY)] | None
+
+
 AnyCommand = (
     JobCreate
     | JobStart
@@ -332,6 +345,7 @@ AnyCommand = (
     | MarkDelete
     | MarkUpdateBody
     | ResourceCreate
+    | QueueConfigure
 )
 
 COMMAND_TYPES: dict[str, type[Command]] = {

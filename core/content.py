@@ -10,11 +10,12 @@ digest (``resource.created``); the bytes live in a :class:`ContentStore`
 from __future__ import annotations
 
 import hashlib
+from pathlib import PurePosixPath
 from typing import Protocol
 
 from .errors import ValidationError
 
-__all__ = ["ContentStore", "content_bytes", "digest_of"]
+__all__ = ["ContentStore", "check_storage_path", "content_bytes", "digest_of"]
 
 
 def content_bytes(content: object) -> bytes:
@@ -49,3 +50,22 @@ class ContentStore(Protocol):
     async def put(self, data: bytes) -> str: ...
 
     async def get(self, digest: str) -> bytes: ...
+
+
+def check_storage_path(path: str) -> None:
+    """Refuse an asset path that could leave the asset root.
+
+    A storage path is relative, uses ``/``, has no ``..`` or empty parts and
+    no NUL byte. Raises ``ValidationError`` naming ``storage_path``.
+    """
+    problem = None
+    if "\x00" in path:
+        problem = "contains a NUL byte"
+    elif "\\" in path:
+        problem = "uses a backslash; use '/'"
+    elif path.startswith("/") or PurePosixPath(path).is_absolute() or path[1:3] == ":/":
+        problem = "is absolute; it must be relative to the asset root"
+    elif any(part in ("", "..", ".") for part in path.split("/")):
+        problem = "has an empty, '.' or '..' part"
+    if problem:
+        raise ValidationError(f"{path!r} {problem}", field="storage_path")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime, timedelta
-from pathlib import PurePosixPath
 from typing import Protocol
 
 import msgspec
@@ -36,8 +35,10 @@ from .commands import (
     MarkCreate,
     MarkDelete,
     MarkUpdateBody,
+    QueueConfigure,
     ResourceCreate,
 )
+from .content import check_storage_path
 from .errors import (
     CancelRequested,
     ConcurrencyConflict,
@@ -80,7 +81,8 @@ from .evolve import (
     evolve_resource,
     key_of,
 )
-from .models import Job, Mark, RetryPolicy
+from .models import Job, Mark, Queue, RetryPolicy
+from .queues import decide_configure, queue_room
 from .status import JobStatus, can_transition
 from .w3c import check_annotation
 
@@ -88,7 +90,6 @@ __all__ = [
     "DEFAULT_RETRY",
     "Lookup",
     "Projection",
-    "check_storage_path",
     "decide",
     "evolve_asset",
     "evolve_job",
@@ -119,6 +120,11 @@ class Lookup(Protocol):
     def job_by_key(self, user_id: str, tenant: str | None, key: str) -> Job | None:
         """The live job of ``user_id`` in ``tenant`` submitted with idempotency
         ``key``, if any."""
+        ...
+
+    def queue(self, name: str) -> Queue | None:
+        """The record of queue ``name``, with its capacity and running count;
+        ``None`` for a queue never configured (unbounded)."""
         ...
 
 
@@ -155,25 +161,6 @@ def retry_delay(policy: RetryPolicy, retry: int, job_id: str) -> float:
         return ceiling
     digest = hashlib.sha256(f"{job_id}:{retry}".encode()).digest()
     return ceiling * int.from_bytes(digest[:8], "big") / 2**64
-
-
-def check_storage_path(path: str) -> None:
-    """Refuse an asset path that could leave the asset root.
-
-    A storage path is relative, uses ``/``, has no ``..`` or empty parts and
-    no NUL byte. Raises ``ValidationError`` naming ``storage_path``.
-    """
-    problem = None
-    if "\x00" in path:
-        problem = "contains a NUL byte"
-    elif "\\" in path:
-        problem = "uses a backslash; use '/'"
-    elif path.startswith("/") or PurePosixPath(path).is_absolute() or path[1:3] == ":/":
-        problem = "is absolute; it must be relative to the asset root"
-    elif any(part in ("", "..", ".") for part in path.split("/")):
-        problem = "has an empty, '.' or '..' part"
-    if problem:
-        raise ValidationError(f"{path!r} {problem}", field="storage_path")
 
 
 def _tag(command: Command) -> str:
@@ -256,6 +243,8 @@ def decide(command: Command, state: Lookup, now: datetime) -> list[AnyEvent]:
             return _update_mark_body(command, state)
         case ResourceCreate():
             return _create_resource(command, state)
+        case QueueConfigure():
+            return decide_configure(command, state.queue(command.queue))
         case AssetCreate():
             if state.version(command.asset_id) > 0:
                 raise ValidationError("this id is already used", field="asset_id")
@@ -273,7 +262,11 @@ def decide(command: Command, state: Lookup, now: datetime) -> list[AnyEvent]:
                 )
             ]
     job_id: str = command.job_id  # type: ignore[attr-defined]
-    return _decide_job(command, _require_job(state, job_id), now)
+    job = _require_job(state, job_id)
+    events = _decide_job(command, job, now)
+    if isinstance(command, JobStart):  # (after the fence: a lost claim is a conflict)
+        queue_room(job, state.queue(job.queue))
+    return events
 
 
 def _create(command: JobCreate, state: Lookup) -> list[AnyEvent]:

@@ -9,6 +9,7 @@ Every error jobledger raises on purpose derives from :class:`JobledgerError`::
     ├── CancelRequested       a running job's work after a cancel was asked: stop
     ├── ConcurrencyConflict   another writer got there first (expected version differs)
     │   └── StaleAttempt      a worker reports for an attempt that is no longer current
+    ├── QueueFull             a job may not start: its queue runs its capacity already
     ├── StorageError          the database failed; the batch was rolled back
     │   └── CorruptionError   the stored data is damaged or inconsistent
     ├── LedgerClosed          the ledger (or its Stower) is not running
@@ -31,6 +32,7 @@ __all__ = [
     "JobledgerError",
     "LedgerClosed",
     "NotFound",
+    "QueueFull",
     "StaleAttempt",
     "StorageError",
     "ValidationError",
@@ -117,6 +119,17 @@ class StaleAttempt(ConcurrencyConflict):
     def __init__(self, stream: str, expected: int, actual: int) -> None:
         super().__init__(stream, expected, actual)
         self.args = (f"job {stream!r}: attempt {expected} is stale, current attempt is {actual}",)
+
+
+class QueueFull(JobledgerError):
+    """Raised when a claim would start a job whose queue already runs as many
+    jobs as its capacity (counted over every process and host that shares
+    the log). Nothing is written; the job stays pending for a later claim."""
+
+    def __init__(self, queue: str, capacity: int) -> None:
+        super().__init__(f"queue {queue!r} runs its capacity ({capacity}) already")
+        self.queue = queue
+        self.capacity = capacity
 
 
 class StorageError(JobledgerError):

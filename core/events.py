@@ -57,6 +57,8 @@ __all__ = [
     "MarkCreated",
     "MarkDeleted",
     "MarkEvent",
+    "QueueConfigured",
+    "QueueEvent",
     "ResourceCreated",
     "ResourceEvent",
     "Upcaster",
@@ -300,6 +302,23 @@ class ResourceCreated(ResourceEvent, frozen=True, kw_only=True, tag="resource.cr
     job_id: str | None = None
 
 
+class QueueEvent(Event, frozen=True, kw_only=True):
+    """Base of the events in a queue's stream (``queue:NAME``)."""
+
+    queue: str
+
+    @property
+    def stream(self) -> str:
+        return f"queue:{self.queue}"
+
+
+class QueueConfigured(QueueEvent, frozen=True, kw_only=True, tag="queue.configured"):
+    """A queue's capacity was set: at most ``capacity`` of its jobs run at
+    once, in every process that shares the log (``None``: no limit)."""
+
+    capacity: int | None = None
+
+
 AnyEvent = (
     JobCreated
     | JobStarted
@@ -324,6 +343,7 @@ AnyEvent = (
     | MarkBodyUpdated
     | AssetCreated
     | ResourceCreated
+    | QueueConfigured
 )
 
 EVENT_TYPES: dict[str, type[Event]] = {cls.__struct_config__.tag: cls for cls in AnyEvent.__args__}

@@ -44,7 +44,8 @@ from .events import (
     MarkDeleted,
     ResourceCreated,
 )
-from .models import DEFAULT_MAX_RECOVERIES, Asset, Job, Lease, Mark, Progress, Resource
+from .models import DEFAULT_MAX_RECOVERIES, Asset, Job, Lease, Mark, Progress, Queue, Resource
+from .queues import count_running, evolve_queue, track_running
 from .status import JobStatus
 
 __all__ = [
@@ -352,7 +353,7 @@ def key_of(job: Job) -> tuple[str, str | None, str]:
 
 
 class Projection:
-    """Jobs, marks, assets and resources folded from a sequence of envelopes, in memory.
+    """Jobs, marks, assets, resources and queues folded from a sequence of envelopes, in memory.
 
     Used by replay, rebuild and the in-memory store; it is also a
     :class:`~jobledger.core.decide.Lookup`. ``apply`` must see the envelopes
@@ -364,6 +365,7 @@ class Projection:
         self.marks: dict[str, Mark] = {}
         self.assets: dict[str, Asset] = {}
         self.resources: dict[str, Resource] = {}
+        self.queues: dict[str, Queue] = {}
         self.versions: dict[str, int] = {}
         self.keys: dict[tuple[str, str | None, str], str] = {}
         self.seq = 0
@@ -381,6 +383,9 @@ class Projection:
         job_id = self.keys.get((user_id, tenant, key))
         return None if job_id is None else self.jobs.get(job_id)
 
+    def queue(self, name: str) -> Queue | None:
+        return self.queues.get(name)
+
     def apply(self, env: Envelope) -> None:
         """Fold one envelope."""
         stream = env.stream
@@ -388,6 +393,8 @@ class Projection:
         if kind == "job":
             before = self.jobs.get(stream)
             job = evolve_job(before, env)
+            if self.queues:
+                track_running(self.queues, before, job)
             if job is None:
                 self.jobs.pop(stream, None)
                 if before is not None and before.idempotency_key is not None:
@@ -410,6 +417,11 @@ class Projection:
             resource = evolve_resource(self.resources.get(stream), env)
             if resource is not None:
                 self.resources[stream] = resource
+        elif kind == "queue":
+            name = env.data.queue  # type: ignore[union-attr]
+            known = self.queues.get(name)
+            running = 0 if known is not None else count_running(name, self.jobs.values())
+            self.queues[name] = evolve_queue(known, env, running)
         self.versions[stream] = env.version
         self.seq = env.seq
 

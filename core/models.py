@@ -22,6 +22,7 @@ __all__ = [
     "Lease",
     "Mark",
     "Progress",
+    "Queue",
     "Resource",
     "RetryPolicy",
     "User",
@@ -261,3 +262,21 @@ class Resource(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     created_by: str
     created_at: datetime
     created_seq: int
+
+
+class Queue(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """A queue whose capacity the log records (``queue.configured``): at most
+    ``capacity`` of its jobs run at once, across every process and host that
+    shares the log (``None``: no limit). ``running`` is how many of its jobs
+    run now; ``configured_seq`` the ``seq`` of the event that last set the
+    capacity. A queue never configured has no record: it is unbounded."""
+
+    name: str
+    capacity: int | None = None
+    running: int = 0
+    configured_seq: int = 0
+
+    @property
+    def full(self) -> bool:
+        """Whether a job of this queue may not start now."""
+        return self.capacity is not None and self.running >= self.capacity

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
-from .models import Job, Mark, Resource
+from .models import Job, Mark, Queue, Resource
 from .status import JobStatus
 
 __all__ = ["JobReader", "expired", "pending_order", "runnable"]
@@ -50,6 +50,11 @@ class JobReader(Protocol):
         Highest ``priority`` first; equal priorities in submission order
         (``created_seq``). Jobs whose ``run_at`` is after ``now`` are left out.
         """
+        ...
+
+    async def queues(self) -> list[Queue]:
+        """The records of the queues the log configured (``queue.configured``),
+        by name, each with its capacity and running count."""
         ...
 
     async def marks_of(self, resource_id: str) -> list[Mark]:

@@ -52,6 +52,7 @@ from jobledger.core import (
     JobType,
     Mark,
     Projection,
+    Queue,
     Resource,
     RetryPolicy,
 )
@@ -501,6 +502,28 @@ class Ledger:
         """The ``seq`` of the last committed event (0 for an empty log)."""
         return await self._queries.head()
 
+    async def register_queue(
+        self, name: str, *, capacity: int | None = None, actor: str = "system"
+    ) -> Queue:
+        """Record queue ``name`` in the log with ``capacity`` (at most that
+        many of its jobs run at once, across every process and host on the
+        log; ``None``: unbounded). A ``queue.configured`` event unless it is
+        recorded with that capacity already. Returns its record."""
+        return await self._engine.queues.configure(name, capacity, actor)
+
+    async def set_capacity(
+        self, name: str, capacity: int | None, *, actor: str = "system"
+    ) -> Queue:
+        """Change queue ``name``'s capacity while the ledger runs (as
+        ``register_queue``). Lowering it stops nothing that runs: no more of
+        its jobs start until fewer than ``capacity`` run."""
+        return await self._engine.queues.configure(name, capacity, actor)
+
+    async def queues(self) -> builtins.list[Queue]:
+        """The queues recorded in the log, by name, each with its capacity
+        and how many of its jobs run now."""
+        return await self._engine.queues.queues()
+
     def statistics(self) -> LedgerStatistics:
         """Counters of the bus, the Stower and each worker. Never blocks."""
         return self._engine.statistics()
@@ -548,8 +571,9 @@ async def open(
     ``StorageError`` naming ``jobledger migrate``); jobs whose worker was
     lost are recovered. Workers start at once and stop (gracefully, up to
     ``stop_timeout`` seconds) when the block exits. ``job_types`` fills the
-    registry; ``queues`` caps how many jobs of each named queue run at once
-    in this process; ``sweep_interval`` is how often lost leases and
+    registry; ``queues`` caps how many jobs of each named queue run at once,
+    recorded in the log (``register_queue``) so that the cap holds across
+    every process and host on it; ``sweep_interval`` is how often lost leases and
     timeouts are looked for. Resources' content lives in a folder beside
     the file (``PATH.content``), or in memory with the log. ``faults`` is
     for reliability tests only: the crash points of

@@ -27,6 +27,7 @@ from jobledger.store import Backend, ServerClock, clock_for, content_for
 from jobledger.stower import Stower, StowerStatistics, Sweeper, SweeperStatistics
 from jobledger.workers import ClaimDesk, JobWorker, QueueCapacity, WorkerRunner, WorkerStatistics
 
+from .queues import Queues
 from .subscriptions import Subscriptions
 
 __all__ = ["Engine", "Failure", "Health", "LedgerStatistics", "PartHealth"]
@@ -103,6 +104,7 @@ class Engine:
         self.ids = IdFactory()
         self.registry = Registry(job_types)
         self._capacity = QueueCapacity(queues)
+        self._recorded = dict(queues or {})
         self.bus = EventBus(max_in_flight=mailbox_size)
         self._sweeper = Sweeper(
             self.bus,
@@ -151,6 +153,7 @@ class Engine:
             last_committed=lambda: self._stower.last_seq,
             on_crash=self._supervising("tail"),
         )
+        self.queues = Queues(log, self.bus, self._capacity, self.check_open)
         self._stop_timeout = stop_timeout
         self._on_closed: list[Callable[[], None]] = []
         self._started = False
@@ -190,6 +193,7 @@ class Engine:
                 await self.clock.sync()
             await self._stower.start()
             await self.subscriptions.start()
+            await self.queues.record(self._recorded)
             recovered = await self._sweeper.sweep()
             if recovered:
                 log.info("recovered jobs of lost workers", count=recovered)

@@ -40,7 +40,15 @@ from .protocol import (
     Record,
     VerifyReport,
 )
-from .rows import asset_row, checkpoint_row, doc_type, job_row, mark_row, resource_row
+from .rows import (
+    asset_row,
+    checkpoint_row,
+    doc_type,
+    job_row,
+    mark_row,
+    queue_row,
+    resource_row,
+)
 from .sqlite_decode import _checkpoint_of
 from .walk import Entry, Walk, entry_of_row, show
 
@@ -159,7 +167,13 @@ async def verify(
         return await verify_view(view, digest=digest, content=content)
 
 
-_ENTITIES: Final = {"jobs": "job", "marks": "mark", "assets": "asset", "resources": "resource"}
+_ENTITIES: Final = {
+    "jobs": "job",
+    "marks": "mark",
+    "assets": "asset",
+    "resources": "resource",
+    "queues": "queue",
+}
 """The read-model tables that hold one entity a row, and the entity's name."""
 
 
@@ -232,6 +246,12 @@ async def verify_view(
         ("resources", {k: _row_or_none(resource_row, v) for k, v in model.resources.items()}),
     ):
         problems += await _compare_table(log, table, rows, walk.last_seq)
+    problems += await _compare_table(
+        log,
+        "queues",
+        {k: _row_or_none(queue_row, v) for k, v in model.queues.items()},
+        {k: walk.last_seq.get(f"queue:{k}", 0) for k in model.queues},
+    )
     if content is not None:
         problems.extend(await _check_content(content, model.resources.values()))
     problems.sort(key=lambda p: p.seq)  # stable: within a seq, in the order found

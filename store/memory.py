@@ -21,11 +21,14 @@ from jobledger.core import (
     JobStatus,
     Mark,
     Projection,
+    Queue,
     Resource,
     StorageError,
+    count_running,
     expired,
     get_logger,
     pending_order,
+    queue_book,
     runnable,
 )
 
@@ -41,7 +44,15 @@ from .protocol import (
     Scope,
     StaleWrite,
 )
-from .rows import asset_row, checkpoint_row, event_row, job_row, mark_row, resource_row
+from .rows import (
+    asset_row,
+    checkpoint_row,
+    event_row,
+    job_row,
+    mark_row,
+    queue_row,
+    resource_row,
+)
 
 __all__ = ["MemoryLog"]
 
@@ -67,16 +78,22 @@ class _MemoryWriter:
         mark_ids: Sequence[str] = (),
         streams: Sequence[str] = (),
         keys: Sequence[Scope] = (),
+        queues: Sequence[str] | None = None,
     ) -> Loaded:
         model = self._log._model
         known = self._log._streams
         holders = {k: model.job_by_key(*k) for k in keys}
+        book = None
+        if queues is not None:
+            running = {name: count_running(name, model.jobs.values()) for name in queues}
+            book = queue_book(model.queues.values(), queues, running)
         return Loaded(
             head=self._log._head,
             jobs={i: model.jobs[i] for i in job_ids if i in model.jobs},
             marks={i: model.marks[i] for i in mark_ids if i in model.marks},
             versions={s: len(known[s]) for s in streams if s in known},
             holders={k: j for k, j in holders.items() if j is not None},
+            queues=book,
         )
 
     async def append(self, records: Sequence[Record], changes: Changes) -> None:
@@ -291,6 +308,9 @@ class MemoryLog:
         found.sort(key=lambda r: r.created_seq)
         return found[:limit]
 
+    async def queues(self) -> list[Queue]:
+        return [self._model.queues[name] for name in sorted(self._model.queues)]
+
     async def integrity(self) -> list[str]:
         return []  # nothing below the model to damage
 
@@ -310,6 +330,8 @@ class MemoryLog:
             rows = [asset_row(asset) for asset in list(model.assets.values())]
         elif table == "resources":
             rows = [resource_row(resource) for resource in list(model.resources.values())]
+        elif table == "queues":
+            rows = [queue_row(queue) for queue in list(model.queues.values())]
         elif table == "meta":
             rows = [checkpoint_row(model.seq)]
         else:
@@ -323,6 +345,7 @@ class MemoryLog:
         copy.marks = dict(self._model.marks)
         copy.assets = dict(self._model.assets)
         copy.resources = dict(self._model.resources)
+        copy.queues = dict(self._model.queues)
         copy.versions = dict(self._model.versions)
         copy.keys = dict(self._model.keys)
         copy.seq = self._model.seq

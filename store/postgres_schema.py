@@ -18,7 +18,7 @@ import re
 
 __all__ = ["SCHEMA_VERSION", "check_schema_name", "shown_dsn"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """The schema this code writes; an older one is migrated when a writing
 ledger opens it, a newer one refused."""
 
@@ -97,6 +97,15 @@ _MIGRATIONS: tuple[str, ...] = (
         digest text  PRIMARY KEY,
         data   bytea NOT NULL
     );
+    """,
+    # 2: queues whose capacity the log records (queue.configured); the
+    # append function takes their rows, so its old signature goes.
+    """
+    CREATE TABLE IF NOT EXISTS queues (
+        name text  PRIMARY KEY,
+        doc  bytea NOT NULL
+    );
+    DROP FUNCTION IF EXISTS jobledger_append;
     """,
 )
 

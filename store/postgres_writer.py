@@ -25,9 +25,9 @@ from typing import Any
 from jobledger.core.faults import Faults
 
 from .protocol import TABLES, Changes, Head, Loaded, Record, Scope, StaleWrite
-from .rows import asset_row, event_row, job_row, mark_row, resource_row
+from .rows import asset_row, event_row, job_row, mark_row, queue_row, resource_row
 from .sqlite_decode import _decode_job, _decode_mark, _head_of
-from .writing import Statements, _Transaction, last_of_each
+from .writing import SELECT_RUNNING, Statements, _book, _Transaction, last_of_each, last_of_queues
 
 __all__: list[str] = []
 
@@ -48,6 +48,10 @@ _UPSERT_MARK = (
 )
 _INSERT_ASSET = "INSERT INTO assets (id, job_id, created_seq, doc) VALUES ($1,$2,$3,$4)"
 _INSERT_RESOURCE = "INSERT INTO resources (id, created_seq, doc) VALUES ($1,$2,$3)"
+_UPSERT_QUEUE = (
+    "INSERT INTO queues (name, doc) VALUES ($1,$2) ON CONFLICT (name)"
+    " DO UPDATE SET doc = EXCLUDED.doc"
+)
 _SET_CHECKPOINT = "UPDATE meta SET value = $1 WHERE key = 'checkpoint'"
 SELECT_BY_KEY = (
     "SELECT doc FROM jobs WHERE user_id = ? AND coalesce(tenant, '') = coalesce(?, '')"
@@ -81,6 +85,7 @@ CREATE OR REPLACE FUNCTION jobledger_append(
     deleted_marks text[],
     a_id text[], a_job text[], a_created bigint[], a_doc bytea[],
     r_id text[], r_created bigint[], r_doc bytea[],
+    q_name text[], q_doc bytea[],
     checkpoint text, channel text
 ) RETURNS text LANGUAGE plpgsql VOLATILE
 SET search_path FROM CURRENT AS $$
@@ -125,6 +130,8 @@ BEGIN
     INSERT INTO assets (id, job_id, created_seq, doc)
     SELECT * FROM unnest(a_id, a_job, a_created, a_doc);
     INSERT INTO resources (id, created_seq, doc) SELECT * FROM unnest(r_id, r_created, r_doc);
+    INSERT INTO queues (name, doc) SELECT * FROM unnest(q_name, q_doc)
+    ON CONFLICT (name) DO UPDATE SET doc = EXCLUDED.doc;
     UPDATE meta SET value = checkpoint WHERE meta.key = 'checkpoint';
     PERFORM pg_notify(channel, checkpoint);
     RETURN 'ok';
@@ -148,6 +155,7 @@ class _PostgresWriter(_Transaction):
         delete_mark="DELETE FROM marks WHERE id = $1",
         insert_asset=_INSERT_ASSET,
         insert_resource=_INSERT_RESOURCE,
+        upsert_queue=_UPSERT_QUEUE,
         set_checkpoint=_SET_CHECKPOINT,
     )
 
@@ -182,6 +190,7 @@ class _PostgresWriter(_Transaction):
         mark_ids: Sequence[str] = (),
         streams: Sequence[str] = (),
         keys: Sequence[Scope] = (),
+        queues: Sequence[str] | None = None,
     ) -> Loaded:
         head = await self._begin()
         conn = self._conn
@@ -210,6 +219,10 @@ class _PostgresWriter(_Transaction):
             row = await conn.fetchrow(by_key, *key)
             if row is not None:
                 holders[key] = _decode_job(row[0])
+        saved = running = None
+        if queues is not None:
+            saved = [r[0] for r in await conn.fetch("SELECT doc FROM queues")]
+            running = [r[0] for r in await conn.fetch(SELECT_RUNNING)] if queues else []
         jobs = [_decode_job(r[0]) for r in job_rows]
         marks = [_decode_mark(r[0]) for r in mark_rows]
         return Loaded(
@@ -218,6 +231,7 @@ class _PostgresWriter(_Transaction):
             marks={m.id: m for m in marks},
             versions={r[0]: r[1] for r in version_rows},
             holders=holders,
+            queues=_book(saved, running, queues),
         )
 
     def _stage(self, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
@@ -267,13 +281,14 @@ class _PostgresWriter(_Transaction):
             head = await self._begin()
             if self.expected is not None and head != self.expected:
                 raise StaleWrite("the head moved")
+        wrote = self._ran or bool(self._work)  # (one that only read inserts nothing)
         try:
             await self._run()
         except unique_violation as exc:
             if self.expected is None:
                 raise
             raise StaleWrite(f"a stream taken for new exists: {exc}") from exc
-        if faults is not None:
+        if faults is not None and wrote:
             faults.reach("store.after_insert")
         seq = self.committed_seq
         if seq is not None:
@@ -295,6 +310,7 @@ class _PostgresWriter(_Transaction):
         marks = _columns([mark_row(m) for m in last_of_each(changes.marks)], 5)
         assets = _columns([asset_row(a) for a in changes.assets], 4)
         resources = _columns([resource_row(r) for r in changes.resources], 3)
+        queues = _columns([queue_row(q) for q in last_of_queues(changes.queues)], 2)
         outcome = await self._conn.fetchval(
             _CALL_APPEND,
             self._key,
@@ -307,6 +323,7 @@ class _PostgresWriter(_Transaction):
             list(changes.deleted_marks),
             *assets,
             *resources,
+            *queues,
             str(seq),
             self._channel,
         )
@@ -332,4 +349,4 @@ def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
     return [list(column) for column in zip(*rows, strict=True)]
 
 
-_CALL_APPEND = "SELECT jobledger_append({})".format(", ".join(f"${i}" for i in range(1, 44)))
+_CALL_APPEND = "SELECT jobledger_append({})".format(", ".join(f"${i}" for i in range(1, 46)))

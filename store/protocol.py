@@ -28,6 +28,7 @@ from jobledger.core import (
     JobStatus,
     Mark,
     Projection,
+    Queue,
     Resource,
     StorageError,
     ValidationError,
@@ -99,6 +100,7 @@ TABLES: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType(
         "marks": ("id", "resource_id", "job_id", "created_seq", "doc"),
         "assets": ("id", "job_id", "created_seq", "doc"),
         "resources": ("id", "created_seq", "doc"),
+        "queues": ("name", "doc"),
         "meta": ("key", "value"),
     }
 )
@@ -153,6 +155,7 @@ class Changes(msgspec.Struct, kw_only=True):
     deleted_marks: list[str] = msgspec.field(default_factory=list)
     assets: list[Asset] = msgspec.field(default_factory=list)
     resources: list[Resource] = msgspec.field(default_factory=list)
+    queues: list[Queue] = msgspec.field(default_factory=list)
 
     @classmethod
     def of(cls, model: Projection) -> Changes:
@@ -162,20 +165,23 @@ class Changes(msgspec.Struct, kw_only=True):
             marks=list(model.marks.values()),
             assets=list(model.assets.values()),
             resources=list(model.resources.values()),
+            queues=list(model.queues.values()),
         )
 
 
 class Loaded(msgspec.Struct, frozen=True, kw_only=True):
     """What a write transaction read for a batch: the head as of the
     transaction, the read-model jobs and marks asked for (missing ones left
-    out), the last version of each stream asked for that has events, and the
-    live job holding each idempotency scope asked for."""
+    out), the last version of each stream asked for that has events, the
+    live job holding each idempotency scope asked for, and, when asked for,
+    every queue's record (``queues``; see ``LogWriter.load``)."""
 
     head: Head
     jobs: dict[str, Job]
     marks: dict[str, Mark]
     versions: dict[str, int]
     holders: dict[Scope, Job]
+    queues: dict[str, Queue] | None = None
 
 
 class StaleWrite(StorageError):
@@ -240,9 +246,14 @@ class LogWriter(Protocol):
         mark_ids: Sequence[str] = (),
         streams: Sequence[str] = (),
         keys: Sequence[Scope] = (),
+        queues: Sequence[str] | None = None,
     ) -> Loaded:
         """The head, and the jobs, marks, stream versions and idempotency
-        holders asked for, all read in this transaction (one round trip)."""
+        holders asked for, all read in this transaction. With ``queues`` (a
+        sequence, even empty), also every queue's record; each queue it
+        names that has none comes with an unsaved one (``configured_seq``
+        0, no capacity) counting its running jobs, as a first
+        ``queue.configured`` would need."""
         ...
 
     def expect(self, head: Head) -> None:
@@ -395,6 +406,10 @@ class ReadModel(Protocol):
 
     async def get_resource(self, resource_id: str) -> Resource | None:
         """The resource, or ``None``."""
+        ...
+
+    async def queues(self) -> list[Queue]:
+        """Every configured queue's record (capacity, running count), by name."""
         ...
 
     async def list_resources(self, *, after_seq: int = 0, limit: int = 100) -> list[Resource]:

@@ -18,6 +18,7 @@ from jobledger.core import (
     JobStatus,
     Mark,
     Projection,
+    Queue,
     Resource,
     get_logger,
 )
@@ -28,6 +29,7 @@ from .sqlite_decode import (
     _decode_asset,
     _decode_job,
     _decode_mark,
+    _decode_queue,
     _decode_resource,
     _envelopes,
     _record,
@@ -178,6 +180,10 @@ class _ReadModelQueries:
         )
         return [_decode_resource(r[0]) for r in rows]
 
+    async def queues(self) -> list[Queue]:
+        rows = await self._fetchall("SELECT doc FROM queues ORDER BY name")
+        return [_decode_queue(r[0]) for r in rows]
+
     async def job_counts(self) -> list[JobCount]:
         # One statement, one snapshot: the groups and the oldest job of each.
         rows = await self._fetchall(
@@ -210,6 +216,7 @@ class _ReadModelQueries:
         for (doc,) in await self._fetchall("SELECT doc FROM resources"):
             resource = _decode_resource(doc)
             model.resources[resource.id] = resource
+        model.queues = {queue.name: queue for queue in await self.queues()}
         model.seq = await self.checkpoint()
         return model
 

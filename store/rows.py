@@ -1,6 +1,6 @@
 """The stored shape of the log and its read model: each table's columns, and
-the row a backend stores for an entry, a job, a mark, an asset, a resource
-and the checkpoint.
+the row a backend stores for an entry, a job, a mark, an asset, a resource,
+a queue and the checkpoint.
 
 Every backend stores (or, in memory, presents) exactly these rows, so
 ``verify`` is written once over them (:meth:`~jobledger.store.EventLog.raw_rows`)
@@ -16,7 +16,7 @@ from typing import Any, Final
 
 import msgspec
 
-from jobledger.core import Asset, Job, Mark, Resource
+from jobledger.core import Asset, Job, Mark, Queue, Resource
 
 from .protocol import Record
 
@@ -28,6 +28,7 @@ __all__ = [
     "job_row",
     "mark_row",
     "micros",
+    "queue_row",
     "resource_row",
     "time_text",
 ]
@@ -37,7 +38,7 @@ _encode = msgspec.json.Encoder().encode
 _time_encoder = msgspec.json.Encoder()
 
 _DOC_TYPES: Final[Mapping[str, type[msgspec.Struct]]] = MappingProxyType(
-    {"jobs": Job, "marks": Mark, "assets": Asset, "resources": Resource}
+    {"jobs": Job, "marks": Mark, "assets": Asset, "resources": Resource, "queues": Queue}
 )
 
 
@@ -106,6 +107,11 @@ def asset_row(asset: Asset) -> tuple[Any, ...]:
 def resource_row(resource: Resource) -> tuple[Any, ...]:
     """The ``resources`` row of a resource."""
     return (resource.id, resource.created_seq, _encode(resource))
+
+
+def queue_row(queue: Queue) -> tuple[Any, ...]:
+    """The ``queues`` row of a configured queue."""
+    return (queue.name, _encode(queue))
 
 
 def checkpoint_row(seq: int) -> tuple[Any, ...]:

@@ -380,7 +380,12 @@ class SqliteLog(_Scans, _ReadModelQueries):
                     notify_fd = self._notifier.fd
                 await conn.call(
                     functools.partial(
-                        _commit, writer.work, writer.expected, self._faults, notify_fd
+                        _commit,
+                        writer.work,
+                        writer.expected,
+                        # (a transaction that only read inserts nothing: no crash point)
+                        self._faults if writer.work or writer.committed_seq else None,
+                        notify_fd,
                     )
                 )
                 committed = writer.committed_seq

@@ -17,6 +17,7 @@ from jobledger.core import (
     Envelope,
     Job,
     Mark,
+    Queue,
     Resource,
     StorageError,
     decode_event,
@@ -30,6 +31,16 @@ _job_decoder = msgspec.json.Decoder(Job)
 _mark_decoder = msgspec.json.Decoder(Mark)
 _asset_decoder = msgspec.json.Decoder(Asset)
 _resource_decoder = msgspec.json.Decoder(Resource)
+_queue_decoder = msgspec.json.Decoder(Queue)
+
+
+class _QueueOf(msgspec.Struct):
+    """The one field of a job's document that counting by queue reads."""
+
+    queue: str = "default"
+
+
+_queue_of_decoder = msgspec.json.Decoder(_QueueOf)
 
 
 _DAMAGED = (11, 26)  # SQLITE_CORRUPT, SQLITE_NOTADB
@@ -108,28 +119,52 @@ def _record(row: Sequence[Any]) -> Record:
 def _decode_job(doc: bytes) -> Job:
     try:
         return _job_decoder.decode(doc)
-    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError, TypeError) as exc:  # (TypeError: not a text)
         raise CorruptionError(f"job row does not decode: {exc}") from exc
 
 
 def _decode_mark(doc: bytes) -> Mark:
     try:
         return _mark_decoder.decode(doc)
-    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError, TypeError) as exc:  # (TypeError: not a text)
         raise CorruptionError(f"mark row does not decode: {exc}") from exc
 
 
 def _decode_resource(doc: bytes) -> Resource:
     try:
         return _resource_decoder.decode(doc)
-    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError, TypeError) as exc:  # (TypeError: not a text)
         raise CorruptionError(f"resource row does not decode: {exc}") from exc
+
+
+def _decode_queue(doc: bytes) -> Queue:
+    try:
+        return _queue_decoder.decode(doc)
+    except (msgspec.DecodeError, UnicodeDecodeError, TypeError) as exc:  # (TypeError: not a text)
+        raise CorruptionError(f"queue row does not decode: {exc}") from exc
+
+
+def _running_by_queue(docs: Sequence[bytes], names: Sequence[str]) -> dict[str, int]:
+    """How many of the running jobs' documents ``docs`` are in each of ``names``."""
+    wanted = dict.fromkeys(names, 0)
+    for doc in docs:
+        try:
+            name = _queue_of_decoder.decode(doc).queue
+        except (
+            msgspec.DecodeError,
+            UnicodeDecodeError,
+            TypeError,
+        ) as exc:  # (TypeError: not a text)
+            raise CorruptionError(f"job row does not decode: {exc}") from exc
+        if name in wanted:
+            wanted[name] += 1
+    return wanted
 
 
 def _decode_asset(doc: bytes) -> Asset:
     try:
         return _asset_decoder.decode(doc)
-    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError, TypeError) as exc:  # (TypeError: not a text)
         raise CorruptionError(f"asset row does not decode: {exc}") from exc
 
 

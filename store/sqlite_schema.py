@@ -11,9 +11,10 @@ from typing import Any
 
 __all__ = ["SCHEMA_VERSION"]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """The schema this code writes. Older files are migrated on open (from 2 to 3:
-the read model is rebuilt from the log, once)."""
+the read model is rebuilt from the log, once; from 3 to 4: the queues'
+table is made, empty, as no older log configured a queue)."""
 
 # Each step takes the schema from version i to i+1. Never edit a released
 # step: add a new one.
@@ -92,6 +93,13 @@ _MIGRATIONS: tuple[str, ...] = (
     # is rebuilt from the log when the file is first opened.
     """
     UPDATE meta SET value = '0' WHERE key = 'checkpoint';
+    """,
+    # 4: queues whose capacity the log records (queue.configured).
+    """
+    CREATE TABLE IF NOT EXISTS queues (
+        name TEXT PRIMARY KEY,
+        doc  BLOB NOT NULL
+    );
     """,
 )
 

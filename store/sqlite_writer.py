@@ -22,7 +22,7 @@ from jobledger.core.faults import Faults
 from .protocol import Changes, Head, Loaded, Record, Scope, StaleWrite
 from .sqlite_decode import _decode_job, _decode_mark, _head_of
 from .sqlite_watch import notify
-from .writing import Statements, _Transaction
+from .writing import SELECT_RUNNING, Statements, _book, _Transaction
 
 __all__: list[str] = []
 
@@ -231,6 +231,7 @@ class _SqliteWriter(_Transaction):
         delete_mark="DELETE FROM marks WHERE id = ?",
         insert_asset=_INSERT_ASSET,
         insert_resource=_INSERT_RESOURCE,
+        upsert_queue="INSERT OR REPLACE INTO queues (name, doc) VALUES (?,?)",
         set_checkpoint=_SET_CHECKPOINT,
     )
 
@@ -257,9 +258,14 @@ class _SqliteWriter(_Transaction):
         mark_ids: Sequence[str] = (),
         streams: Sequence[str] = (),
         keys: Sequence[Scope] = (),
+        queues: Sequence[str] | None = None,
     ) -> Loaded:
-        def load(conn: sqlite3.Connection) -> tuple[Head, list[Any], list[Any], list[Any], Any]:
+        def load(conn: sqlite3.Connection) -> tuple[Any, ...]:
             head = self._begun(conn)
+            saved = running = None
+            if queues is not None:
+                saved = [doc for (doc,) in conn.execute("SELECT doc FROM queues")]
+                running = [doc for (doc,) in conn.execute(SELECT_RUNNING)] if queues else []
             return (
                 head,
                 _rows_in(conn, "SELECT doc FROM jobs WHERE id IN ({})", job_ids),
@@ -270,9 +276,13 @@ class _SqliteWriter(_Transaction):
                     streams,
                 ),
                 [(k, doc) for k in keys for (doc,) in conn.execute(_SELECT_BY_KEY, k)],
+                saved,
+                running,
             )
 
-        head, job_rows, mark_rows, version_rows, key_rows = await self._conn.call(load)
+        head, job_rows, mark_rows, version_rows, key_rows, saved, running = await self._conn.call(
+            load
+        )
         jobs = [_decode_job(doc) for (doc,) in job_rows]
         marks = [_decode_mark(doc) for (doc,) in mark_rows]
         return Loaded(
@@ -281,6 +291,7 @@ class _SqliteWriter(_Transaction):
             marks={m.id: m for m in marks},
             versions={stream: version for stream, version in version_rows},
             holders={k: _decode_job(doc) for k, doc in key_rows},
+            queues=_book(saved, running, queues),
         )
 
     def _stage(self, sql: str, rows: Sequence[Any]) -> None:

@@ -10,10 +10,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-from jobledger.core import Projection, StorageError
+from jobledger.core import Projection, Queue, StorageError, queue_book
 
 from .protocol import Changes, Head, Record
-from .rows import asset_row, event_row, job_row, mark_row, resource_row
+from .rows import asset_row, event_row, job_row, mark_row, queue_row, resource_row
+from .sqlite_decode import _decode_queue, _running_by_queue
 
 __all__: list[str] = []
 
@@ -28,12 +29,34 @@ class Statements(NamedTuple):
     delete_mark: str
     insert_asset: str
     insert_resource: str
+    upsert_queue: str
     set_checkpoint: str
 
 
 def last_of_each(items: Sequence[Any]) -> list[Any]:
     """Each id once, its last state (an upsert may not touch a row twice)."""
     return list({item.id: item for item in items}.values())
+
+
+SELECT_RUNNING = "SELECT doc FROM jobs WHERE status = 'running'"
+"""The running jobs' documents, counted by queue for a queue configured first."""
+
+
+def _book(
+    saved: Sequence[bytes] | None, running: Sequence[bytes] | None, names: Sequence[str] | None
+) -> dict[str, Queue] | None:
+    """The queue records a load answers (``None`` when not asked for): the
+    saved ones (``saved``: their documents), and one unsaved for each of
+    ``names`` without a record, counting the running jobs' documents."""
+    if names is None or saved is None:
+        return None
+    counts = _running_by_queue(running or (), names)
+    return queue_book((_decode_queue(doc) for doc in saved), names, counts)
+
+
+def last_of_queues(queues: Sequence[Queue]) -> list[Queue]:
+    """Each queue once, its last state."""
+    return list({queue.name: queue for queue in queues}.values())
 
 
 class _Transaction:
@@ -90,6 +113,7 @@ class _Transaction:
         self._stage(sql.delete_mark, [(m,) for m in changes.deleted_marks])
         self._stage(sql.insert_asset, [asset_row(a) for a in changes.assets])
         self._stage(sql.insert_resource, [resource_row(r) for r in changes.resources])
+        self._stage(sql.upsert_queue, [queue_row(q) for q in last_of_queues(changes.queues)])
         self._stage(sql.set_checkpoint, [(str(records[-1].envelope.seq),)])
 
     def replace_read_model(self, model: Projection) -> None:
@@ -102,10 +126,11 @@ class _Transaction:
             )
         self._replaced = True
         sql = self.STATEMENTS
-        for table in ("jobs", "marks", "assets", "resources"):
+        for table in ("jobs", "marks", "assets", "resources", "queues"):
             self._stage(f"DELETE FROM {table}", [()])
         self._stage(sql.upsert_job, [job_row(j) for j in model.jobs.values()])
         self._stage(sql.upsert_mark, [mark_row(m) for m in model.marks.values()])
         self._stage(sql.insert_asset, [asset_row(a) for a in model.assets.values()])
         self._stage(sql.insert_resource, [resource_row(r) for r in model.resources.values()])
+        self._stage(sql.upsert_queue, [queue_row(q) for q in model.queues.values()])
         self._stage(sql.set_checkpoint, [(str(model.seq),)])

@@ -25,6 +25,7 @@ from jobledger.core import (
     JobledgerError,
     JobProgress,
     Mark,
+    Queue,
     Resource,
 )
 from jobledger.eventbus import Reply
@@ -43,13 +44,16 @@ class _BatchState:
         marks: dict[str, Mark | None],
         versions: dict[str, int],
         keys: dict[tuple[str, str | None, str], str],
+        queues: dict[str, Queue],
     ) -> None:
         self.jobs = jobs
         self.marks = marks
         self.created: dict[str, Asset | Resource] = {}  # assets and resources: made once
         self.versions = versions
         self.keys = keys
+        self.queues = queues  # every queue's record (a copy: the batch may roll back)
         self.dirty: set[tuple[str, str]] = set()  # (kind, id) of what this batch changed
+        self.dirty_queues: set[str] = set()
 
     def changes(self) -> Changes:
         """The read-model rows this batch changed."""
@@ -73,6 +77,10 @@ class _BatchState:
                     changes.assets.append(made)
                 else:
                     changes.resources.append(made)
+        for name in self.dirty_queues:
+            queue = self.queues[name]
+            if queue.configured_seq:  # (an unsaved record only counts, until configured)
+                changes.queues.append(queue)
         return changes
 
     def entry(self, kind: str, key: str) -> tuple[Job | Mark | Asset | Resource | None, int]:
@@ -99,6 +107,9 @@ class _BatchState:
     def job_by_key(self, user_id: str, tenant: str | None, key: str) -> Job | None:
         job_id = self.keys.get((user_id, tenant, key))
         return None if job_id is None else self.jobs.get(job_id)
+
+    def queue(self, name: str) -> Queue | None:
+        return self.queues.get(name)
 
 
 class _Cache:
@@ -139,13 +150,19 @@ class _Plan:
         self.missing_marks: dict[str, None] = {}
         self.new_streams: list[str] = []
         self.keys: list[tuple[str, str | None, str]] = []
+        self.configured: list[str] = []  # the queues the batch's ``queue:configure`` name
         self.from_cache = False
 
-    def known(self, commands: Sequence[Command | JobledgerError]) -> bool:
-        """Whether the batch can be decided without reading: no idempotency
-        key, no new asset, no mark outside the cache, and each job outside
-        the cache named by its ``job:create`` commands alone."""
-        if self.keys or self.new_streams or self.missing_marks:
+    def known(
+        self, commands: Sequence[Command | JobledgerError], queues: dict[str, Queue] | None
+    ) -> bool:
+        """Whether the batch can be decided without reading: the queues'
+        records known (``queues``), no queue configured, no idempotency key,
+        no new asset, no mark outside the cache, and each job outside the
+        cache named by its ``job:create`` commands alone."""
+        if self.keys or self.new_streams or self.missing_marks or self.configured:
+            return False
+        if queues is None:
             return False
         if not self.missing_jobs:
             return True
@@ -161,7 +178,8 @@ class _Plan:
     ) -> tuple[list[str], list[str], list[str], list[tuple[str, str | None, str]]]:
         """The arguments of ``LogWriter.load``."""
         jobs, marks = list(self.missing_jobs), list(self.missing_marks)
-        return jobs, marks, jobs + marks + self.new_streams, self.keys
+        queues = [f"queue:{name}" for name in self.configured]
+        return jobs, marks, jobs + marks + self.new_streams + queues, self.keys
 
 
 def _coalesce_progress(commands: list[Command | JobledgerError]) -> dict[int, int]:

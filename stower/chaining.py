@@ -22,8 +22,10 @@ from jobledger.core import (
     evolve_asset,
     evolve_job,
     evolve_mark,
+    evolve_queue,
     evolve_resource,
     key_of,
+    track_running,
 )
 from jobledger.store import Record
 
@@ -102,6 +104,17 @@ class _Chaining:
             state.jobs[key] = after
             if before is None and after is not None and after.idempotency_key is not None:
                 state.keys[key_of(after)] = after.id
+            if state.queues:
+                moved = track_running(state.queues, before, after)
+                if moved is not None:
+                    state.dirty_queues.add(moved)
+        elif kind == "queue":
+            name = env.data.queue  # type: ignore[union-attr]
+            # (load() gave an unsaved record, counting, for each queue configured)
+            state.queues[name] = evolve_queue(state.queues.get(name), env, running=0)
+            state.dirty_queues.add(name)
+            state.versions[key] = env.version
+            return
         elif kind == "mark":
             state.marks[key] = evolve_mark(state.marks.get(key), env)
         else:

@@ -41,6 +41,7 @@ from jobledger.core import (
     ClaimProposer,
     Clock,
     Command,
+    CorruptionError,
     Envelope,
     IdFactory,
     InternalError,
@@ -50,6 +51,8 @@ from jobledger.core import (
     JobStart,
     JobStatus,
     LedgerClosed,
+    Queue,
+    QueueConfigure,
     StorageError,
     SystemClock,
     ValidationError,
@@ -137,6 +140,9 @@ class Stower(_Proposing):
         self._proposer = proposer
         self._proposals: list[tuple[JobStart, Job | None]] = []  # this attempt's, undecided
         self._head = Head(0, "")
+        # Every queue's record as of ``_head`` (``None``: to be read): what a
+        # claim is checked against. Valid while nobody else appends.
+        self._queues: dict[str, Queue] | None = None
         self._task: asyncio.Task[None] | None = None
         self._subscription: Subscription | None = None
         self._accepting = False
@@ -152,10 +158,17 @@ class Stower(_Proposing):
     # -- lifecycle -------------------------------------------------------
 
     async def start(self) -> None:
-        """Read the log's head and start taking commands from the bus."""
+        """Read the log's head and queues' records (in one transaction, so
+        they agree) and start taking commands from the bus."""
         if self._task is not None:
             raise RuntimeError("the Stower is already started")
-        self._head = await self._log.head()
+        try:
+            async with self._log.write() as writer:
+                loaded = await writer.load(queues=())
+            self._head, self._queues = loaded.head, loaded.queues
+        except CorruptionError as exc:  # a damaged record: read when a batch needs it
+            log.warning("the queues' records do not read", error=str(exc))
+            self._head, self._queues = await self._log.head(), None
         self._subscription = self._bus.handle_commands(self._receive)
         self._accepting = True
         self._task = asyncio.get_running_loop().create_task(
@@ -284,12 +297,12 @@ class Stower(_Proposing):
                 except StaleWrite:
                     # Nothing was written (a backend that lost its connection
                     # and found the batch absent): decide it again on facts.
-                    self._cache.clear()
+                    self._forget()
                     self._stale_writes += 1
                     written = await self._write_loaded(commands, survivors)
         except StorageError as exc:
             self._storage_errors += 1
-            self._cache.clear()
+            self._forget()
             log.error("batch rolled back", commands=len(batch), error=str(exc))
             self._withdraw_proposals()
             self._answer(batch, [exc] * len(batch))
@@ -297,7 +310,7 @@ class Stower(_Proposing):
         except Exception as exc:
             # A bug (ours), not the database: the transaction was rolled back, so
             # nothing of the batch exists. Refuse it and keep serving.
-            self._cache.clear()
+            self._forget()
             self._rejected += len(batch)
             log.error("batch failed and was rolled back", commands=len(batch), exc_info=exc)
             error = InternalError(f"the batch failed and was rolled back: {exc!r}")
@@ -317,6 +330,7 @@ class Stower(_Proposing):
             self._events += len(envelopes)
         for kind, key in state.dirty:
             self._cache.put((kind, key), state.entry(kind, key))
+        self._queues = state.queues
         if self._on_commit is not None and envelopes:
             try:
                 self._on_commit(envelopes)
@@ -342,10 +356,14 @@ class Stower(_Proposing):
         nothing and refuses something checks the head after deciding (a
         read, no lock): refusals made on a stale cache are not answered."""
         plan = self._plan(commands)
-        if not plan.known(commands):
+        if self._queues is None or not plan.known(commands, self._queues):
             return None
         state = _BatchState(
-            plan.jobs | dict.fromkeys(plan.missing_jobs), plan.marks, plan.versions, {}
+            plan.jobs | dict.fromkeys(plan.missing_jobs),
+            plan.marks,
+            plan.versions,
+            {},
+            dict(self._queues),
         )
         outcomes: list[Reply | BaseException] = []
         try:
@@ -369,7 +387,7 @@ class Stower(_Proposing):
             if not records and await self._log.head() != self._head:
                 raise StaleWrite("the head moved: decide the batch on facts")
         except StaleWrite:
-            self._cache.clear()
+            self._forget()
             self._stale_writes += 1
             return None
         return records, state, outcomes
@@ -394,13 +412,17 @@ class Stower(_Proposing):
         cache lacks. If another process appended since the last batch, the
         cache may be stale: it is dropped and everything is read afresh."""
         plan = self._plan(commands)
-        loaded = await writer.load(*plan.wanted())
+        # The queues' records too, unless known (and each queue configured in them).
+        fresh = self._queues is None or any(q not in self._queues for q in plan.configured)
+        loaded = await writer.load(*plan.wanted(), queues=plan.configured if fresh else None)
         if loaded.head != self._head:
-            self._cache.clear()
+            self._forget()
             self._head = loaded.head
-            if plan.from_cache:
+            if plan.from_cache or not fresh:
                 plan = self._plan(commands)
-                loaded = await writer.load(*plan.wanted())
+                loaded = await writer.load(*plan.wanted(), queues=plan.configured)
+        queues = loaded.queues if loaded.queues is not None else self._queues
+        assert queues is not None
         jobs, marks, versions = plan.jobs, plan.marks, plan.versions
         held: dict[tuple[str, str | None, str], str] = {}
         for scope, holder in loaded.holders.items():
@@ -414,7 +436,12 @@ class Stower(_Proposing):
         for known in jobs.values():
             if known is not None:
                 versions.setdefault(known.id, known.version)
-        return _BatchState(jobs, marks, versions, held), loaded.head
+        return _BatchState(jobs, marks, versions, held, dict(queues)), loaded.head
+
+    def _forget(self) -> None:
+        """Drop what the Stower knew of the log's state: it may be stale."""
+        self._cache.clear()
+        self._queues = None
 
     def _plan(self, commands: Sequence[Command | JobledgerError]) -> _Plan:
         """What the batch's commands name: taken from the cache, or to be read."""
@@ -425,6 +452,8 @@ class Stower(_Proposing):
                 continue
             if isinstance(command, JobCreate) and command.idempotency_key is not None:
                 plan.keys.append((command.user.id, command.user.tenant, command.idempotency_key))
+            elif isinstance(command, QueueConfigure):
+                plan.configured.append(command.queue)
             job_ids, mark_ids, begins = targets(command)
             if begins:
                 plan.new_streams.extend(begins)

@@ -64,7 +64,7 @@ PLAUSIBLE: dict[str, Any] = {
     "correlation_id": None, "causation_id": None, "name": "a.md", "media_type": "text/markdown",
     "digest": "sha256:" + "0" * 64,
     "operations": [BodyAdd(item=TextualBody(value="more", purpose="commenting"))],
-    "max_recoveries": 3, "holder": None,
+    "max_recoveries": 3, "holder": None, "capacity": 2,
 }  # fmt: skip
 
 

@@ -64,6 +64,7 @@ from jobledger.core import (
     MarkCreate,
     MarkDelete,
     MarkUpdateBody,
+    QueueConfigure,
     ResourceCreate,
     RetryPolicy,
     TextualBody,
@@ -383,6 +384,10 @@ CALLS: dict[str, Call] = {
     "resource": Call(lambda fx: _const({"resource_id": "doc"})),
     "resources": Call(lambda fx: _const({"after_seq": 0, "limit": 5})),
     "content": Call(lambda fx: _const({"resource_id": "doc"})),
+    "register_queue": Call(lambda fx: _const({"name": fx.fresh("queue"), "capacity": 2,
+                                               "actor": "ops"})),
+    "set_capacity": Call(lambda fx: _const({"name": "q", "capacity": 3, "actor": "ops"})),
+    "queues": Call(_none),
 }  # fmt: skip
 """Every public method of Ledger, with well-typed arguments."""
 
@@ -451,6 +456,7 @@ COMMANDS: dict[str, Callable[[Fixture], Awaitable[Command]]] = {
     "resource:create": lambda fx: _cmd(ResourceCreate(
         resource_id=fx.fresh("res"), name="b.md", media_type="text/markdown",
         digest=DOC_DIGEST, size=len(DOC))),
+    "queue:configure": lambda fx: _cmd(QueueConfigure(queue=fx.fresh("queue"), capacity=2)),
 }  # fmt: skip
 """Every command type, as a valid command on the fixture's state."""
 

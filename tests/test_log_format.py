@@ -15,18 +15,19 @@ import hashlib
 
 import msgspec
 
-from jobledger.core import Asset, Job, Mark, Resource
+from jobledger.core import Asset, Job, Mark, Queue, Resource
 from jobledger.core.events import EVENT_TYPES, AnyEvent
 from jobledger.store import postgres_schema, sqlite_schema
 
 PINNED = {
     # (SQLite schema, PostgreSQL schema): the format's digest
     (3, 1): "34ed8c706eac08559f1f3f1859c681b0482729903e0220e0b8d51cacb74b9fd4",
+    (4, 2): "dd9f00be3995fb195e54882a9fa9ab3a621c551b46603a9e2b51cf60e932d9a6",  # queues
 }
 
 
 def _format_digest() -> str:
-    schema = msgspec.json.schema_components((AnyEvent, Job, Mark, Asset, Resource))
+    schema = msgspec.json.schema_components((AnyEvent, Job, Mark, Asset, Resource, Queue))
     versions = sorted((tag, cls.schema_version) for tag, cls in EVENT_TYPES.items())
     text = msgspec.json.encode([schema, versions], order="sorted")
     return hashlib.sha256(text).hexdigest()

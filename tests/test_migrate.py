@@ -100,3 +100,56 @@ async def test_a_reading_open_of_an_empty_postgresql_schema_names_migrate(
         match=r"schema 99 \(written by jobledger 9\.9\.0\).*upgrade jobledger to 9\.9\.0",
     ):
         await PostgresLog(pg_schemas.url, schema=schema).open()
+
+
+# -- schema 4 (SQLite) and 2 (PostgreSQL): the queues' records ------------------
+
+
+async def test_an_sqlite_file_of_schema_3_gains_the_queues_table(tmp_path: Path) -> None:
+    path = tmp_path / "three.db"
+    async with jobledger.open(path) as ledger:
+        job = await ledger.submit("report")
+    with sqlite3.connect(path) as conn:  # as schema 3 left it: no queues table
+        conn.execute("DROP TABLE queues")
+        conn.execute("PRAGMA user_version = 3")
+    conn.close()
+    async with jobledger.open(path, queues={"narrow": 2}) as ledger:
+        assert [(q.name, q.capacity) for q in await ledger.queues()] == [("narrow", 2)]
+        assert (await ledger.get(job.id)).status == "pending"
+        assert (await ledger.verify()).ok
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone() == (4,)
+    conn.close()
+
+
+async def test_a_postgresql_schema_of_version_1_gains_queues_and_loses_the_old_append(
+    pg_schemas: Schemas,
+) -> None:
+    schema = pg_schemas.new()
+    url = f"{pg_schemas.url}?schema={schema}"
+    async with jobledger.open(url) as ledger:
+        job = await ledger.submit("report")
+    conn = await asyncpg.connect(pg_schemas.url)
+    try:  # as version 1 left it: no queues table, an append function of another signature
+        await conn.execute(f'DROP TABLE "{schema}".queues')
+        await conn.execute(f'DROP FUNCTION "{schema}".jobledger_append')
+        await conn.execute(
+            f'CREATE FUNCTION "{schema}".jobledger_append(old integer) RETURNS void'
+            " LANGUAGE sql AS 'SELECT 1'"
+        )
+        await conn.execute(f'UPDATE "{schema}".schema_version SET version = 1')
+        async with jobledger.open(url, queues={"narrow": 2}) as ledger:
+            assert [(q.name, q.capacity) for q in await ledger.queues()] == [("narrow", 2)]
+            assert (await ledger.get(job.id)).status == "pending"
+            await ledger.submit("report")  # the new append function writes
+            assert (await ledger.verify()).ok
+        signatures = await conn.fetch(
+            "SELECT pg_get_function_identity_arguments(p.oid) FROM pg_proc p"
+            " JOIN pg_namespace n ON n.oid = p.pronamespace"
+            " WHERE n.nspname = $1 AND p.proname = 'jobledger_append'",
+            schema,
+        )
+        assert len(signatures) == 1 and "old integer" not in signatures[0][0]
+        assert await conn.fetchval(f'SELECT version FROM "{schema}".schema_version') == 2
+    finally:
+        await conn.close()

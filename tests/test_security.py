@@ -47,6 +47,7 @@ APPLICATION_PATHS = {
     "rebuild", "register", "replay", "send", "start", "statistics", "verify", "health",
     "mark", "annotations", "create_mark", "update_mark_body", "delete_mark",
     "create_resource", "resource", "resources", "content",
+    "register_queue", "set_capacity", "queues",
 }  # fmt: skip
 PROPERTIES = {"bus", "clock", "path"}
 

@@ -22,6 +22,7 @@ from jobledger.core import (
     JobCreate,
     JobStart,
     MarkCreate,
+    QueueConfigure,
     ResourceCreate,
     User,
 )
@@ -44,6 +45,7 @@ ROW: dict[str, str] = {
     "assets": "id = 'a1'",
     "resources": "id = 'r1'",
     "meta": "key = 'checkpoint'",
+    "queues": "name = 'q1'",
 }
 
 
@@ -119,6 +121,8 @@ async def fill(path: Path) -> None:
                 size=9,
             )
         )
+        await send(QueueConfigure(queue="q1", capacity=2))
+        await send(QueueConfigure(queue="q2", capacity=5))
 
 
 @pytest.fixture(scope="module")

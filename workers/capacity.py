@@ -1,9 +1,17 @@
-"""Queue capacity: how many jobs of one named queue may run at once across
-all the workers of one process."""
+"""Queue capacity as one process sees it: how many jobs of one named queue
+its workers may run at once, and which queues the log last said were full.
+
+The capacity that holds across processes and hosts is the one recorded in
+the log (``queue.configured``), checked by the writer when it decides each
+``job:start`` (:mod:`jobledger.core.queues`). This is the process's hint of
+it, so that its workers do not claim jobs the writer would refuse: the
+limits given to this process, and the log's queue records as last read."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+
+from jobledger.core import Queue
 
 __all__ = ["QueueCapacity"]
 
@@ -23,11 +31,40 @@ class QueueCapacity:
                 raise ValueError(f"queue {queue!r}: capacity must be at least 1")
         self._used: dict[str, int] = {}
         self._listeners: list[Callable[[], None]] = []
+        self._full: set[str] = set()  # full, as the log's records said when last read
+        self.watching = False
+        """Whether the log records a capacity: then whoever deals jobs reads
+        the queues' records (``observe``) before dealing."""
 
     @property
     def limited(self) -> bool:
-        """True if any queue has a limit."""
-        return bool(self._limits)
+        """True if any queue has a limit, here or in the log."""
+        return bool(self._limits) or self.watching
+
+    def observe(self, queues: Iterable[Queue]) -> None:
+        """The log's queue records, just read: their capacities become this
+        process's limits, and a queue its record says is full takes no job
+        until the next read says otherwise."""
+        configured = [queue for queue in queues if queue.configured_seq]
+        for queue in configured:
+            self.set_limit(queue.name, queue.capacity)
+        self._full = {queue.name for queue in configured if queue.full}
+        self.watching = self.watching or bool(configured)
+
+    def refused(self, queue: str) -> None:
+        """The writer refused a claim because ``queue`` was full (another
+        process's jobs fill it): no more of its jobs until the next read."""
+        self._full.add(queue)
+        self.watching = True
+
+    def set_limit(self, queue: str, limit: int | None) -> None:
+        """Change ``queue``'s limit (``None``: unbounded)."""
+        if limit is None:
+            self._limits.pop(queue, None)
+        elif limit < 1:
+            raise ValueError(f"queue {queue!r}: capacity must be at least 1")
+        else:
+            self._limits[queue] = limit
 
     def limit(self, queue: str) -> int | None:
         return self._limits.get(queue)
@@ -39,7 +76,7 @@ class QueueCapacity:
         """Take a place in ``queue`` if there is one."""
         limit = self._limits.get(queue)
         used = self._used.get(queue, 0)
-        if limit is not None and used >= limit:
+        if (limit is not None and used >= limit) or queue in self._full:
             return False
         self._used[queue] = used + 1
         return True

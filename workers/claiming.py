@@ -23,6 +23,7 @@ from jobledger.core import (
     Job,
     JobStart,
     NotFound,
+    QueueFull,
     StorageError,
     ValidationError,
     evolve_job,
@@ -117,6 +118,10 @@ class _Claiming:
         for job, reply in zip(candidates, replies, strict=True):
             if isinstance(reply, BaseException):
                 self._capacity.release(job.queue)
+                if isinstance(reply, QueueFull):  # other processes' jobs fill it
+                    self._capacity.refused(job.queue)
+                    self._counts["full"] += 1
+                    continue
                 if isinstance(reply, ConcurrencyConflict | InvalidTransition | NotFound):
                     self._counts["lost"] += 1  # another worker claimed it first
                     continue

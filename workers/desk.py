@@ -221,6 +221,8 @@ class ClaimDesk:
         self.reads += 1
         self._reading = True
         try:
+            if self._capacity.watching:  # the log records capacities: which queues are full
+                self._capacity.observe(await self._reader.queues())
             found = await self._reader.next_pending(
                 sorted(types), now, limit=wanted + len(self._dealt)
             )

@@ -186,6 +186,7 @@ class WorkerRunner(_Claiming):
             (
                 "claimed",
                 "lost",
+                "full",
                 "completed",
                 "failed",
                 "ended_otherwise",
@@ -570,4 +571,5 @@ class WorkerRunner(_Claiming):
             released=counts["released"],
             abandoned=counts["abandoned"],
             proposed=counts["proposed"],
+            refused_full=counts["full"],
         )
