@@ -137,32 +137,24 @@ async def test_the_same_capacity_again_writes_nothing_and_open_records_its_queue
 
 BAD_CAPACITIES: list[object] = [0, -1, 1_000_001, 2**63, True, 2.0, math.nan, "2", [2], {}]
 BAD_NAMES: list[object] = ["", " q", "q q", "x" * 65, "q\x00", "ü", 7, None]
+BAD = (
+    [("capacity", ("q", value), {}) for value in BAD_CAPACITIES]
+    + [("queue", (value, 1), {}) for value in BAD_NAMES]
+    + [("actor", ("q", 1), {"actor": "worker:w"})]
+)  # (the engine's own actor)
 
 
-@pytest.mark.parametrize("capacity", BAD_CAPACITIES, ids=repr)
-async def test_a_bad_capacity_is_a_validation_error_and_writes_nothing(
-    db_path: Path, capacity: object
+@pytest.mark.parametrize(("field", "args", "kwargs"), BAD, ids=repr)
+async def test_a_bad_queue_or_capacity_is_a_validation_error_and_writes_nothing(
+    db_path: Path, field: str, args: tuple[object, object], kwargs: dict[str, str]
 ) -> None:
     async with jobledger.open(db_path, job_types=TYPES) as ledger:
         with pytest.raises(ValidationError) as refused:
-            await ledger.set_capacity("q", capacity)  # type: ignore[arg-type]
-        assert refused.value.field == "capacity"
+            await ledger.set_capacity(*args, **kwargs)  # type: ignore[arg-type]
+        assert refused.value.field == field
         assert await ledger.head() == 0
-        await ledger.set_capacity("q", 1)  # still serving
-
-
-@pytest.mark.parametrize("name", BAD_NAMES, ids=repr)
-async def test_a_bad_queue_name_is_a_validation_error_and_writes_nothing(
-    db_path: Path, name: object
-) -> None:
-    async with jobledger.open(db_path, job_types=TYPES) as ledger:
-        with pytest.raises(ValidationError) as refused:
-            await ledger.register_queue(name, capacity=1)  # type: ignore[arg-type]
-        assert refused.value.field == "queue"
-        assert await ledger.head() == 0
-        with pytest.raises(ValidationError):
-            await ledger.register_queue("q", capacity=1, actor="worker:w")  # the engine's own
         assert await ledger.queues() == []
+        await ledger.set_capacity("q", 1)  # still serving
 
 
 async def test_a_queue_configured_elsewhere_is_honoured_by_this_process_workers(
