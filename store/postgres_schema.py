@@ -99,13 +99,15 @@ _MIGRATIONS: tuple[str, ...] = (
     );
     """,
     # 2: queues whose capacity the log records (queue.configured); the
-    # append function takes their rows, so its old signature goes.
+    # append function takes their rows and the begin function reads them,
+    # so their old signatures go.
     """
     CREATE TABLE IF NOT EXISTS queues (
         name text  PRIMARY KEY,
         doc  bytea NOT NULL
     );
     DROP FUNCTION IF EXISTS jobledger_append;
+    DROP FUNCTION IF EXISTS jobledger_begin(bigint);
     """,
 )
 

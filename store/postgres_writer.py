@@ -60,16 +60,22 @@ SELECT_BY_KEY = (
 _FLUSH_ROWS = 20_000  # staged rows beyond which a write runs before its commit
 
 BEGIN_FUNCTION = """
-CREATE OR REPLACE FUNCTION jobledger_begin(key bigint)
-RETURNS TABLE (seq bigint, hash text) LANGUAGE plpgsql VOLATILE
+CREATE OR REPLACE FUNCTION jobledger_begin(key bigint, with_queues boolean)
+RETURNS TABLE (seq bigint, hash text, queues bytea[]) LANGUAGE plpgsql VOLATILE
 SET search_path FROM CURRENT AS $$
 BEGIN
     PERFORM pg_advisory_xact_lock(key);
     -- A new statement after the lock: it sees every append committed before.
-    RETURN QUERY SELECT e.seq, e.hash FROM events AS e ORDER BY e.seq DESC LIMIT 1;
+    RETURN QUERY SELECT h.seq, h.hash,
+        CASE WHEN with_queues THEN ARRAY(SELECT q.doc FROM queues AS q) END
+    FROM (SELECT 1) AS one
+    LEFT JOIN LATERAL (SELECT e.seq, e.hash FROM events AS e ORDER BY e.seq DESC LIMIT 1) AS h
+        ON true;
 END $$
 """
-"""The function that takes the append lock and then reads the head."""
+"""The function that takes the append lock and then reads the head (and,
+asked for, the queues' records: a load that needs them pays no round trip
+more)."""
 
 APPEND_FUNCTION = """
 CREATE OR REPLACE FUNCTION jobledger_append(
@@ -171,14 +177,22 @@ class _PostgresWriter(_Transaction):
         self._batch: tuple[Sequence[Record], Changes] | None = None  # the one append, if one
         self._appends = 0
         self._ran = False  # staged work already ran (a large write): no one-statement path
+        self._saved: list[bytes] | None = None  # the queues' documents, once read
         self.server_pid: int | None = conn.get_server_pid() if conn is not None else None
 
-    async def _begin(self) -> Head:
+    async def _begin(self, with_queues: bool = False) -> Head:
+        """Begin, take the append lock, read the head; ``with_queues``: the
+        queues' records' documents too (``self._saved``)."""
         if self._head is None:
             self._tx = self._conn.transaction()
             await self._tx.start()
-            row = await self._conn.fetchrow("SELECT * FROM jobledger_begin($1)", self._key)
-            self._head = _head_of(None if row is None else (row[0], row[1]))
+            row = await self._conn.fetchrow(
+                "SELECT * FROM jobledger_begin($1, $2)", self._key, with_queues
+            )
+            self._head = _head_of(None if row[0] is None else (row[0], row[1]))
+            self._saved = row[2]
+        elif with_queues and self._saved is None:
+            self._saved = [r[0] for r in await self._conn.fetch("SELECT doc FROM queues")]
         return self._head
 
     async def head(self) -> Head:
@@ -192,7 +206,7 @@ class _PostgresWriter(_Transaction):
         keys: Sequence[Scope] = (),
         queues: Sequence[str] | None = None,
     ) -> Loaded:
-        head = await self._begin()
+        head = await self._begin(with_queues=queues is not None)
         conn = self._conn
         job_rows = (
             await conn.fetch("SELECT doc FROM jobs WHERE id = ANY($1::text[])", list(job_ids))
@@ -221,7 +235,7 @@ class _PostgresWriter(_Transaction):
                 holders[key] = _decode_job(row[0])
         saved = running = None
         if queues is not None:
-            saved = [r[0] for r in await conn.fetch("SELECT doc FROM queues")]
+            saved = self._saved
             running = [r[0] for r in await conn.fetch(SELECT_RUNNING)] if queues else []
         jobs = [_decode_job(r[0]) for r in job_rows]
         marks = [_decode_mark(r[0]) for r in mark_rows]
