@@ -170,6 +170,7 @@ class Engine:
         asyncio.get_running_loop().call_soon(self._wake_runners_past, seq)
 
     def _wake_runners_past(self, seq: int) -> None:
+        self._stower.heard(seq)
         if seq > self._stower.last_seq:
             for runner in self._runners:
                 runner.wake()

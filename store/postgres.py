@@ -60,6 +60,16 @@ _SELECT_EVENTS = (
 _SELECT_HEAD = "SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1"
 
 
+async def _reset(conn: Any) -> None:
+    """Make a read connection fit for the next reader as it goes back to the
+    pool: end a transaction a cancelled reader left open. (asyncpg's own
+    reset also unlocks advisory locks, closes cursors, unlistens and resets
+    settings, one round trip on every read's way out; the readers take no
+    session lock, cursor, listener or setting.)"""
+    if conn.is_in_transaction():
+        await conn.execute("ROLLBACK")
+
+
 class PostgresLog(_Listening, _Scans, _ReadModelQueries):
     """An :class:`~jobledger.store.EventLog` in one PostgreSQL schema.
 
@@ -148,6 +158,7 @@ class PostgresLog(_Listening, _Scans, _ReadModelQueries):
                 min_size=1,
                 max_size=self._pool_size,
                 timeout=self._connect_timeout,
+                reset=_reset,
                 server_settings={
                     "search_path": f'"{self._schema}"',
                     "application_name": f"jobledger:{self._schema}",

@@ -99,8 +99,8 @@ _MIGRATIONS: tuple[str, ...] = (
     );
     """,
     # 2: queues whose capacity the log records (queue.configured); the
-    # append function takes their rows and the begin function reads them,
-    # so their old signatures go.
+    # append function takes their rows and the load function (which
+    # replaces the begin function) reads them, so the old functions go.
     """
     CREATE TABLE IF NOT EXISTS queues (
         name text  PRIMARY KEY,

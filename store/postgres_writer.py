@@ -8,7 +8,7 @@ the head, and holds it to its commit or rollback. So appends from every
 process on every host are serialised: the next ``seq`` is always the head's
 plus one, nothing commits out of order, and a rolled-back transaction leaves
 no gap (``seq`` is written by us, never drawn from a sequence). The lock and
-the head's read are one statement of a function (``jobledger_begin``) whose
+the head's read are one statement of a function (``jobledger_load``) whose
 head query runs after the lock is granted, with a fresh snapshot (a plain
 ``SELECT lock, head`` would read the head from before the wait).
 
@@ -60,22 +60,35 @@ SELECT_BY_KEY = (
 _FLUSH_ROWS = 20_000  # staged rows beyond which a write runs before its commit
 
 BEGIN_FUNCTION = """
-CREATE OR REPLACE FUNCTION jobledger_begin(key bigint, with_queues boolean)
-RETURNS TABLE (seq bigint, hash text, queues bytea[]) LANGUAGE plpgsql VOLATILE
+CREATE OR REPLACE FUNCTION jobledger_load(
+    key bigint, with_queues boolean, job_ids text[], mark_ids text[], streams text[]
+) RETURNS TABLE (
+    seq bigint, hash text, queues bytea[], jobs bytea[], marks bytea[],
+    v_streams text[], v_versions bigint[]
+) LANGUAGE plpgsql VOLATILE
 SET search_path FROM CURRENT AS $$
 BEGIN
     PERFORM pg_advisory_xact_lock(key);
     -- A new statement after the lock: it sees every append committed before.
     RETURN QUERY SELECT h.seq, h.hash,
-        CASE WHEN with_queues THEN ARRAY(SELECT q.doc FROM queues AS q) END
+        CASE WHEN with_queues THEN ARRAY(SELECT q.doc FROM queues AS q) END,
+        ARRAY(SELECT j.doc FROM jobs AS j WHERE j.id = ANY(job_ids)),
+        ARRAY(SELECT m.doc FROM marks AS m WHERE m.id = ANY(mark_ids)),
+        v.streams, v.versions
     FROM (SELECT 1) AS one
     LEFT JOIN LATERAL (SELECT e.seq, e.hash FROM events AS e ORDER BY e.seq DESC LIMIT 1) AS h
-        ON true;
+        ON true
+    LEFT JOIN LATERAL (
+        SELECT array_agg(g.stream ORDER BY g.stream) AS streams,
+               array_agg(g.version ORDER BY g.stream) AS versions
+        FROM (SELECT e.stream, max(e.version) AS version FROM events AS e
+              WHERE e.stream = ANY(streams) GROUP BY e.stream) AS g
+    ) AS v ON true;
 END $$
 """
-"""The function that takes the append lock and then reads the head (and,
-asked for, the queues' records: a load that needs them pays no round trip
-more)."""
+"""The function that takes the append lock, then reads the head and what a
+batch asks for (the queues' records, jobs, marks, the streams' last
+versions): a write transaction's reads in one round trip."""
 
 APPEND_FUNCTION = """
 CREATE OR REPLACE FUNCTION jobledger_append(
@@ -177,23 +190,36 @@ class _PostgresWriter(_Transaction):
         self._batch: tuple[Sequence[Record], Changes] | None = None  # the one append, if one
         self._appends = 0
         self._ran = False  # staged work already ran (a large write): no one-statement path
-        self._saved: list[bytes] | None = None  # the queues' documents, once read
         self.server_pid: int | None = conn.get_server_pid() if conn is not None else None
 
-    async def _begin(self, with_queues: bool = False) -> Head:
-        """Begin, take the append lock, read the head; ``with_queues``: the
-        queues' records' documents too (``self._saved``)."""
+    async def _begin(self) -> Head:
+        """Begin, take the append lock and read the head (once)."""
         if self._head is None:
+            await self._read(False, (), (), ())
+        assert self._head is not None
+        return self._head
+
+    async def _read(
+        self,
+        with_queues: bool,
+        job_ids: Sequence[str],
+        mark_ids: Sequence[str],
+        streams: Sequence[str],
+    ) -> Any:
+        """Begin and take the append lock if not yet done, and read the head
+        (the first time), the queues' documents (``with_queues``), the jobs'
+        and marks' documents and the streams' last versions, in one round
+        trip (``jobledger_load``). The row it answers."""
+        first = self._head is None
+        if first:
             self._tx = self._conn.transaction()
             await self._tx.start()
-            row = await self._conn.fetchrow(
-                "SELECT * FROM jobledger_begin($1, $2)", self._key, with_queues
-            )
+        row = await self._conn.fetchrow(
+            _CALL_LOAD, self._key, with_queues, list(job_ids), list(mark_ids), list(streams)
+        )
+        if first:
             self._head = _head_of(None if row[0] is None else (row[0], row[1]))
-            self._saved = row[2]
-        elif with_queues and self._saved is None:
-            self._saved = [r[0] for r in await self._conn.fetch("SELECT doc FROM queues")]
-        return self._head
+        return row
 
     async def head(self) -> Head:
         return await self._begin()
@@ -206,44 +232,27 @@ class _PostgresWriter(_Transaction):
         keys: Sequence[Scope] = (),
         queues: Sequence[str] | None = None,
     ) -> Loaded:
-        head = await self._begin(with_queues=queues is not None)
+        row = await self._read(queues is not None, job_ids, mark_ids, streams)
+        head = self._head
+        assert head is not None
         conn = self._conn
-        job_rows = (
-            await conn.fetch("SELECT doc FROM jobs WHERE id = ANY($1::text[])", list(job_ids))
-            if job_ids
-            else []
-        )
-        mark_rows = (
-            await conn.fetch("SELECT doc FROM marks WHERE id = ANY($1::text[])", list(mark_ids))
-            if mark_ids
-            else []
-        )
-        version_rows = (
-            await conn.fetch(
-                "SELECT stream, max(version) FROM events WHERE stream = ANY($1::text[])"
-                " GROUP BY stream",
-                list(streams),
-            )
-            if streams
-            else []
-        )
         by_key = SELECT_BY_KEY.replace("?", "$1", 1).replace("?", "$2", 1).replace("?", "$3", 1)
         holders: dict[Scope, Any] = {}
         for key in keys:
-            row = await conn.fetchrow(by_key, *key)
-            if row is not None:
-                holders[key] = _decode_job(row[0])
+            holder = await conn.fetchrow(by_key, *key)
+            if holder is not None:
+                holders[key] = _decode_job(holder[0])
         saved = running = None
         if queues is not None:
-            saved = self._saved
+            saved = row[2]
             running = [r[0] for r in await conn.fetch(SELECT_RUNNING)] if queues else []
-        jobs = [_decode_job(r[0]) for r in job_rows]
-        marks = [_decode_mark(r[0]) for r in mark_rows]
+        jobs = [_decode_job(doc) for doc in row[3]]
+        marks = [_decode_mark(doc) for doc in row[4]]
         return Loaded(
             head=head,
             jobs={j.id: j for j in jobs},
             marks={m.id: m for m in marks},
-            versions={r[0]: r[1] for r in version_rows},
+            versions=dict(zip(row[5] or (), row[6] or (), strict=True)),
             holders=holders,
             queues=_book(saved, running, queues),
         )
@@ -363,4 +372,5 @@ def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
     return [list(column) for column in zip(*rows, strict=True)]
 
 
+_CALL_LOAD = "SELECT * FROM jobledger_load($1, $2, $3::text[], $4::text[], $5::text[])"
 _CALL_APPEND = "SELECT jobledger_append({})".format(", ".join(f"${i}" for i in range(1, 46)))

@@ -412,16 +412,16 @@ class Stower(_Proposing):
         cache lacks. If another process appended since the last batch, the
         cache may be stale: it is dropped and everything is read afresh."""
         plan = self._plan(commands)
-        # The queues' records too, unless known (and each queue configured in them).
-        fresh = self._queues is None or any(q not in self._queues for q in plan.configured)
-        loaded = await writer.load(*plan.wanted(), queues=plan.configured if fresh else None)
+        # The queues' records too, always: read with the head (no round trip
+        # more on PostgreSQL), they are current whether or not the head moved.
+        loaded = await writer.load(*plan.wanted(), queues=plan.configured)
         if loaded.head != self._head:
             self._forget()
             self._head = loaded.head
-            if plan.from_cache or not fresh:
+            if plan.from_cache:
                 plan = self._plan(commands)
                 loaded = await writer.load(*plan.wanted(), queues=plan.configured)
-        queues = loaded.queues if loaded.queues is not None else self._queues
+        queues = loaded.queues
         assert queues is not None
         jobs, marks, versions = plan.jobs, plan.marks, plan.versions
         held: dict[tuple[str, str | None, str], str] = {}
@@ -437,6 +437,13 @@ class Stower(_Proposing):
             if known is not None:
                 versions.setdefault(known.id, known.version)
         return _BatchState(jobs, marks, versions, held, dict(queues)), loaded.head
+
+    def heard(self, seq: int) -> None:
+        """The log told of a commit at ``seq``: past the Stower's head, it is
+        another process's, so what the Stower knew may be stale. The next
+        batch then reads instead of trying a write that would be refused."""
+        if seq > self._head.seq:
+            self._forget()
 
     def _forget(self) -> None:
         """Drop what the Stower knew of the log's state: it may be stale."""
