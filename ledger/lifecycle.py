@@ -23,7 +23,7 @@ from jobledger.core import (
 )
 from jobledger.core.faults import Faults
 from jobledger.eventbus import BusStatistics, EventBus
-from jobledger.store import Backend, ServerClock, clock_for, content_for
+from jobledger.store import Backend, Notices, ServerClock, clock_for, content_for
 from jobledger.stower import Stower, StowerStatistics, Sweeper, SweeperStatistics
 from jobledger.workers import ClaimDesk, JobWorker, QueueCapacity, WorkerRunner, WorkerStatistics
 
@@ -162,6 +162,7 @@ class Engine:
         self._failures: list[Failure] = []
         self._pid = os.getpid()
         self._stop_hearing: Callable[[], None] | None = None
+        self._stop_following: Callable[[], None] | None = None
 
     def _heard(self, seq: int) -> None:
         """The log told of a commit: once the committing task has yielded,
@@ -189,6 +190,8 @@ class Engine:
         self._pid = os.getpid()
         await self.log.open()
         self._stop_hearing = self.log.on_commit(self._heard)
+        if isinstance(self.log, Notices):  # (before the commit callbacks: see on_notice)
+            self._stop_following = self.log.on_notice(self._stower.follow)
         try:
             if isinstance(self.clock, ServerClock):  # before anything is judged by it
                 await self.clock.sync()
@@ -265,8 +268,9 @@ class Engine:
             await self._stop("stower", self._stower.stop())
             await self._stop("bus", self.bus.aclose())
         finally:
-            if self._stop_hearing is not None:
-                self._stop_hearing()
+            for stop in (self._stop_hearing, self._stop_following):
+                if stop is not None:
+                    stop()
             # Even when cancelled (the whole loop torn down), the file is closed.
             await self.log.close()
         # Wake everyone waiting on this ledger so they can see it closed.

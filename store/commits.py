@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TypeVar
 
 from jobledger.core import get_logger
 
@@ -11,9 +12,11 @@ __all__: list[str] = []
 
 log = get_logger("store")
 
+T = TypeVar("T")
+
 
 def watch_commits(
-    callbacks: list[Callable[[int], None]], callback: Callable[[int], None]
+    callbacks: list[Callable[[T], None]], callback: Callable[[T], None]
 ) -> Callable[[], None]:
     """Add ``callback`` to ``callbacks``; return the function that takes it out
     (once, however often it is called)."""
@@ -26,8 +29,8 @@ def watch_commits(
     return stop
 
 
-def tell_commit(callbacks: list[Callable[[int], None]], seq: int) -> None:
-    """Call each callback with the head ``seq``. One that raises is logged and
+def tell_commit(callbacks: list[Callable[[T], None]], seq: T) -> None:
+    """Call each callback with the head ``seq`` (or a notice of it). One that raises is logged and
     the others are still told: a commit is committed whatever a listener does."""
     for callback in list(callbacks):
         try:

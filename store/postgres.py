@@ -42,7 +42,7 @@ from .postgres_schema import (
     shown_dsn,
 )
 from .postgres_writer import APPEND_FUNCTION, BEGIN_FUNCTION, SELECT_BY_KEY, _PostgresWriter
-from .protocol import TABLES, Head, RawValue, StaleWrite
+from .protocol import TABLES, Head, Notice, RawValue, StaleWrite
 from .queries import _ReadModelQueries, _Scans
 from .sqlite_decode import _envelope, _envelopes, _head_of
 
@@ -118,6 +118,7 @@ class PostgresLog(_Listening, _Scans, _ReadModelQueries):
         self._listener_lock = asyncio.Lock()  # the listener's queries: its check, the clock
         self._write_lock = asyncio.Lock()
         self._commit_callbacks: list[Callable[[int], None]] = []
+        self._notice_callbacks: list[Callable[[Notice], None]] = []
         self._told = 0
         self._open = False
 

@@ -17,11 +17,13 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+
 from jobledger.core import get_logger
 
 from .commits import tell_commit, watch_commits
 from .postgres_driver import _driver, _failure
-from .protocol import Head
+from .protocol import Head, Notice
 
 __all__ = ["LISTENER_CHECK"]
 
@@ -29,6 +31,10 @@ log = get_logger("store")
 
 LISTENER_CHECK = 30.0
 """Seconds between two checks that the listening connection still answers."""
+
+
+_notice_decoder = msgspec.json.Decoder(Notice | int)
+"""A notice's payload: a :class:`Notice`, or a bare ``seq``."""
 
 
 class _Listening:
@@ -42,7 +48,9 @@ class _Listening:
         _poll_interval: float
         _connect_timeout: float
         _commit_callbacks: list[Callable[[int], None]]
+        _notice_callbacks: list[Callable[[Notice], None]]
         _told: int
+        _writer: Any
 
         @property
         def path(self) -> str: ...
@@ -62,13 +70,23 @@ class _Listening:
             raise
         self._listener = conn
 
-    def _notified(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+    def _notified(self, _conn: Any, pid: int, _channel: str, payload: str) -> None:
+        """A commit's notice: a :class:`Notice` (an append), or a bare
+        ``seq`` (the read model replaced). Another process's notice goes to
+        the notice callbacks first, then its ``seq`` to the commit callbacks."""
         try:
-            seq = int(payload)
-        except ValueError:
-            log.warning("a commit notice that is not a seq", payload=payload[:100])
+            notice = _notice_decoder.decode(payload)
+        except msgspec.DecodeError:  # (a ValidationError too)
+            log.warning("a commit notice that is not one", payload=payload[:100])
             return
-        self._tell(seq)
+        if isinstance(notice, int):
+            self._tell(notice)
+            return
+        writer = self._writer
+        own = writer is not None and not writer.is_closed() and writer.get_server_pid() == pid
+        if not own:
+            tell_commit(self._notice_callbacks, notice)
+        self._tell(notice.seq)
 
     async def _watch(self) -> None:
         """While the listener's connection is down: poll the head (a commit
@@ -100,6 +118,10 @@ class _Listening:
                 self._tell((await self.head()).seq)  # (what came while reconnecting)
             except Exception as exc:
                 log.warning("the commit listener is down; polling", error=str(exc))
+
+    def on_notice(self, callback: Callable[[Notice], None]) -> Callable[[], None]:
+        """Other processes' commits, as their notices tell them (``Notices``)."""
+        return watch_commits(self._notice_callbacks, callback)
 
     def on_commit(self, callback: Callable[[int], None]) -> Callable[[], None]:
         """Commits made through this object, at once; other processes' by

@@ -22,9 +22,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import msgspec
+
 from jobledger.core.faults import Faults
 
-from .protocol import TABLES, Changes, Head, Loaded, Record, Scope, StaleWrite
+from .protocol import TABLES, Changes, Head, Loaded, Notice, Record, Scope, StaleWrite
 from .rows import asset_row, event_row, job_row, mark_row, queue_row, resource_row
 from .sqlite_decode import _decode_job, _decode_mark, _head_of
 from .writing import SELECT_RUNNING, Statements, _book, _Transaction, last_of_each, last_of_queues
@@ -57,6 +59,8 @@ SELECT_BY_KEY = (
     "SELECT doc FROM jobs WHERE user_id = ? AND coalesce(tenant, '') = coalesce(?, '')"
     " AND idempotency_key = ?"
 )
+_NOTICE_STREAMS = 50  # streams a notice names at most
+_NOTICE_TEXT = 4_000  # characters of stream names a notice holds at most
 _FLUSH_ROWS = 20_000  # staged rows beyond which a write runs before its commit
 
 BEGIN_FUNCTION = """
@@ -105,7 +109,7 @@ CREATE OR REPLACE FUNCTION jobledger_append(
     a_id text[], a_job text[], a_created bigint[], a_doc bytea[],
     r_id text[], r_created bigint[], r_doc bytea[],
     q_name text[], q_doc bytea[],
-    checkpoint text, channel text
+    checkpoint text, channel text, notice text
 ) RETURNS text LANGUAGE plpgsql VOLATILE
 SET search_path FROM CURRENT AS $$
 DECLARE
@@ -152,7 +156,7 @@ BEGIN
     INSERT INTO queues (name, doc) SELECT * FROM unnest(q_name, q_doc)
     ON CONFLICT (name) DO UPDATE SET doc = EXCLUDED.doc;
     UPDATE meta SET value = checkpoint WHERE meta.key = 'checkpoint';
-    PERFORM pg_notify(channel, checkpoint);
+    PERFORM pg_notify(channel, notice);
     RETURN 'ok';
 END $$
 """
@@ -190,6 +194,11 @@ class _PostgresWriter(_Transaction):
         self._batch: tuple[Sequence[Record], Changes] | None = None  # the one append, if one
         self._appends = 0
         self._ran = False  # staged work already ran (a large write): no one-statement path
+        # What the commit's notice tells other processes (see ``notice``).
+        self._previous: int | None = None
+        self._last_hash = ""
+        self._streams: set[str] = set()
+        self._queues_changed = False
         self.server_pid: int | None = conn.get_server_pid() if conn is not None else None
 
     async def _begin(self) -> Head:
@@ -257,6 +266,22 @@ class _PostgresWriter(_Transaction):
             queues=_book(saved, running, queues),
         )
 
+    def notice(self) -> str:
+        """The commit's notice on the schema's channel: a :class:`Notice`
+        (JSON) for appends, so that another process's writer that knew the
+        log up to ``previous`` knows it up to the new head without reading;
+        the bare ``seq`` when the read model was replaced (an import, a
+        rebuild), which tells only that something changed."""
+        seq = self.committed_seq
+        assert seq is not None
+        if self._replaced or self._previous is None:
+            return str(seq)
+        streams: list[str] | None = sorted(self._streams)
+        if len(self._streams) > _NOTICE_STREAMS or sum(map(len, self._streams)) > _NOTICE_TEXT:
+            streams = None  # too many to name (a notice holds at most 8000 bytes)
+        notice = Notice(seq, self._last_hash, self._previous, self._queues_changed, streams)
+        return msgspec.json.encode(notice).decode()
+
     def _stage(self, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
         """Run ``sql`` for each of ``rows`` (``[()]``: once, with no
         parameters) at commit, in staging order."""
@@ -279,6 +304,10 @@ class _PostgresWriter(_Transaction):
         await self._check_follows(records)
         if self.first_event_id is None:
             self.first_event_id = records[0].envelope.event_id
+            self._previous = records[0].envelope.seq - 1
+        self._last_hash = records[-1].envelope.hash
+        self._streams.update(record.envelope.stream for record in records)
+        self._queues_changed = self._queues_changed or bool(changes.queues)
         self._appends += 1
         self._batch = (records, changes) if self._appends == 1 else None
         self._stage_append(records, changes)
@@ -315,7 +344,7 @@ class _PostgresWriter(_Transaction):
             faults.reach("store.after_insert")
         seq = self.committed_seq
         if seq is not None:
-            await self._conn.execute("SELECT pg_notify($1, $2)", self._channel, str(seq))
+            await self._conn.execute("SELECT pg_notify($1, $2)", self._channel, self.notice())
         await self._tx.commit()
         self._tx = None
 
@@ -349,6 +378,7 @@ class _PostgresWriter(_Transaction):
             *queues,
             str(seq),
             self._channel,
+            self.notice(),
         )
         if outcome == "moved":
             raise StaleWrite("the head moved")
@@ -373,4 +403,4 @@ def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
 
 
 _CALL_LOAD = "SELECT * FROM jobledger_load($1, $2, $3::text[], $4::text[], $5::text[])"
-_CALL_APPEND = "SELECT jobledger_append({})".format(", ".join(f"${i}" for i in range(1, 46)))
+_CALL_APPEND = "SELECT jobledger_append({})".format(", ".join(f"${i}" for i in range(1, 47)))

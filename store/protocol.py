@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from types import MappingProxyType
-from typing import Final, Protocol
+from typing import Final, Protocol, runtime_checkable
 
 import msgspec
 
@@ -44,6 +44,8 @@ __all__ = [
     "JobCount",
     "Loaded",
     "LogWriter",
+    "Notice",
+    "Notices",
     "Problem",
     "RawText",
     "RawValue",
@@ -279,6 +281,34 @@ class LogWriter(Protocol):
         mark, asset and resource it holds; nothing else), checkpointed at
         ``model.seq``, which must be this transaction's head. How
         ``rebuild`` writes a read model folded from the log alone."""
+        ...
+
+
+class Notice(msgspec.Struct, frozen=True, array_like=True):
+    """Another process's commit, as its notice tells it: the new ``head``
+    (``seq`` and ``hash``), the ``previous`` head's ``seq`` the batch was
+    appended after, whether it changed a queue's record (``queues``), and
+    the streams it appended to (``None``: too many to name). Enough for a
+    writer that knew the log up to ``previous`` to know it up to ``seq``
+    without reading, but for the named streams' state."""
+
+    seq: int
+    hash: str
+    previous: int
+    queues: bool
+    streams: list[str] | None
+
+
+@runtime_checkable
+class Notices(Protocol):
+    """A log that tells each other process's commit as a :class:`Notice`."""
+
+    def on_notice(self, callback: Callable[[Notice], None]) -> Callable[[], None]:
+        """Call ``callback(notice)`` for each notice of another process's
+        commit this log receives, in the order received, before the commit
+        callbacks are told its ``seq``; returns the function that stops it.
+        A notice may be missed (a connection lost): whoever follows them
+        checks that each continues the last (``previous``)."""
         ...
 
 

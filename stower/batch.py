@@ -134,6 +134,11 @@ class _Cache:
     def clear(self) -> None:
         self.entries.clear()
 
+    def drop(self, stream: str) -> None:
+        """Forget the job or mark whose stream is ``stream``."""
+        self.entries.pop(("job", stream), None)
+        self.entries.pop(("mark", stream), None)
+
 
 _Written = tuple[list[Record], _BatchState, list[Reply | BaseException]]
 

@@ -64,7 +64,7 @@ from jobledger.core import (
 )
 from jobledger.core.faults import Faults
 from jobledger.eventbus import EventBus, Pending, Reply, Subscription
-from jobledger.store import EventLog, Head, LogWriter, Record, StaleWrite
+from jobledger.store import EventLog, Head, LogWriter, Notice, Record, StaleWrite
 
 from .batch import _BatchState, _Cache, _coalesce_progress, _Plan, _Written
 from .proposing import _Proposing
@@ -79,7 +79,9 @@ class StowerStatistics(msgspec.Struct, frozen=True, kw_only=True):
     ``coalesced`` counts progress reports folded into a later one of the same
     batch; ``stale_writes`` counts batches decided from the cache alone whose
     commit found the head moved (another process wrote) or an id taken, and
-    which were then decided again on what the log holds."""
+    which were then decided again on what the log holds; ``followed`` counts
+    other processes' commits whose notice moved the Stower's head without a
+    read."""
 
     running: bool
     commands: int
@@ -93,6 +95,7 @@ class StowerStatistics(msgspec.Struct, frozen=True, kw_only=True):
     mailbox_size: int
     max_batch_seen: int
     last_seq: int
+    followed: int = 0
 
 
 class Stower(_Proposing):
@@ -154,6 +157,8 @@ class Stower(_Proposing):
         self._storage_errors = 0
         self._stale_writes = 0
         self._max_batch_seen = 0
+        self._followed = 0
+        self._committed = 0  # the seq of the last commit of this Stower's own
 
     # -- lifecycle -------------------------------------------------------
 
@@ -169,6 +174,7 @@ class Stower(_Proposing):
         except CorruptionError as exc:  # a damaged record: read when a batch needs it
             log.warning("the queues' records do not read", error=str(exc))
             self._head, self._queues = await self._log.head(), None
+        self._committed = self._head.seq
         self._subscription = self._bus.handle_commands(self._receive)
         self._accepting = True
         self._task = asyncio.get_running_loop().create_task(
@@ -327,6 +333,7 @@ class Stower(_Proposing):
         envelopes = [r.envelope for r in records]
         if envelopes:
             self._head = Head(envelopes[-1].seq, envelopes[-1].hash)
+            self._committed = envelopes[-1].seq
             self._events += len(envelopes)
         for kind, key in state.dirty:
             self._cache.put((kind, key), state.entry(kind, key))
@@ -438,6 +445,29 @@ class Stower(_Proposing):
                 versions.setdefault(known.id, known.version)
         return _BatchState(jobs, marks, versions, held, dict(queues)), loaded.head
 
+    def follow(self, notice: Notice) -> None:
+        """Another process's commit, as its notice tells it (``Notices``).
+        One that continues the Stower's head moves the head to it without a
+        read: the streams it names leave the cache (all of it when it names
+        none), and the queues' records if it changed one; so a batch that
+        needs nothing else (new jobs, say) still commits in one round trip.
+        One that does not continue it (a notice missed) drops what the
+        Stower knew: the next batch reads."""
+        if notice.seq <= self._head.seq:
+            return  # (told already: by its own commit, or a read)
+        if notice.previous != self._head.seq:
+            self._forget()
+            return
+        self._head = Head(notice.seq, notice.hash)
+        if notice.queues:
+            self._queues = None
+        if notice.streams is None:
+            self._cache.clear()
+        else:
+            for stream in notice.streams:
+                self._cache.drop(stream)
+        self._followed += 1
+
     def heard(self, seq: int) -> None:
         """The log told of a commit at ``seq``: past the Stower's head, it is
         another process's, so what the Stower knew may be stale. The next
@@ -538,8 +568,9 @@ class Stower(_Proposing):
     @property
     def last_seq(self) -> int:
         """The ``seq`` of the Stower's last commit (moved before it yields
-        after committing). Cheap: for checks made on every commit."""
-        return self._head.seq
+        after committing; other processes' commits it followed do not move
+        it). Cheap: for checks made on every commit."""
+        return self._committed
 
     def statistics(self) -> StowerStatistics:
         """A snapshot of the Stower's counters. Never blocks."""
@@ -555,5 +586,6 @@ class Stower(_Proposing):
             mailbox=self._mailbox.qsize(),
             mailbox_size=self._mailbox_size,
             max_batch_seen=self._max_batch_seen,
-            last_seq=self._head.seq,
+            last_seq=self._committed,
+            followed=self._followed,
         )

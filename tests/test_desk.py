@@ -232,6 +232,39 @@ async def test_a_job_a_proposed_claim_starts_while_the_desk_reads_is_not_dealt(
         await runner.stop(0)
 
 
+async def test_a_job_made_while_the_desk_reads_stays_among_the_spare_ones(
+    tmp_path: Path,
+) -> None:
+    # A batch makes f0 while the desk's read is on its way (a snapshot of
+    # before, which cannot show it), and no claim is proposed for it (its
+    # queue is full). When the read comes back, the spare jobs it keeps must
+    # still hold f0: dropped, f0 would wait for a poll while later jobs run.
+    async with running(SqliteLog(tmp_path / "j.db")) as engine:
+        await engine.bus.send(create("j0", job_type="noop"))
+        clock = ManualClock()
+        capacity = QueueCapacity({"q": 1})
+        desk = ClaimDesk(engine.log, clock, capacity)
+        runner = WorkerRunner(
+            Noop(name="idle"), engine.bus, engine.log, clock=clock, capacity=capacity, desk=desk
+        )
+        desk.offer(runner)
+        assert capacity.try_acquire("q")  # a job of q runs: the queue is full
+        j0 = await engine.log.get_job("j0")
+        assert j0 is not None
+        f0 = msgspec.structs.replace(j0, id="f0", queue="q", created_seq=j0.created_seq + 1)
+
+        # Another runner's read, on its way (of another type: it finds nothing).
+        reading = asyncio.ensure_future(desk.deal(["other"], 1))
+        await eventually(lambda: desk.reads == 1)
+        assert desk.propose(clock.now(), [f0]) == []  # q is full: kept for later
+        assert await reading == ([], clock.now())
+        capacity.release("q")
+        claims = desk.propose(clock.now())
+        assert [c.job_id for c in claims] == ["f0"]
+        desk.settle([(claim, None) for claim in claims])
+        await runner.stop(0)
+
+
 async def test_a_runner_asking_the_desk_for_its_slot_gets_no_proposed_claim_for_it_too(
     tmp_path: Path,
 ) -> None:

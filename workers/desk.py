@@ -95,6 +95,7 @@ class ClaimDesk:
         self._dealt: set[str] = set()  # jobs whose claims are not answered yet
         self._reading = False
         self._settled_while_reading: set[str] = set()  # a read begun before may show them
+        self._fresh_while_reading: list[Job] = []  # made after a read began: it may miss them
         self._serving: asyncio.Task[None] | None = None
         self._idle: list[Idle] = []  # runners waiting for work, in the order they began
         self._proposed: dict[str, tuple[Idle, str]] = {}  # job -> (runner, queue): in a batch
@@ -151,6 +152,8 @@ class ClaimDesk:
         fresh = [j for j in fresh if any(j.job_type in r.job_types for r in self._idle)]
         if fresh:
             self._spare = sorted([*self._spare, *fresh], key=pending_order)[:_SPARE]
+            if self._reading:
+                self._fresh_while_reading.extend(fresh)
         if not self._spare or not any(runner.free() > 0 for runner in self._idle):
             return []
         proposals: list[JobStart] = []
@@ -238,6 +241,7 @@ class ClaimDesk:
         finally:
             self._reading = False
             stale, self._settled_while_reading = self._settled_while_reading, set()
+            fresh, self._fresh_while_reading = self._fresh_while_reading, []
         found = [j for j in found if j.id not in stale and j.id not in self._proposed]
         for request in group:
             if request.answer.done():  # the runner stopped waiting
@@ -255,4 +259,9 @@ class ClaimDesk:
             request.answer.set_result((picked, now))
         # What nobody took now, for the claims the Stower proposes when a
         # runner's slot frees (a stale one is refused by its fence).
-        self._spare = [j for j in found if j.id not in self._dealt][:_SPARE]
+        # (with the jobs made while it read, which it may have missed: once
+        # each, in claim order, none dealt, proposed or settled meanwhile)
+        spare = {j.id: j for j in [*found, *fresh] if j.id not in self._dealt}
+        for job_id in stale | self._proposed.keys():
+            spare.pop(job_id, None)
+        self._spare = sorted(spare.values(), key=pending_order)[:_SPARE]

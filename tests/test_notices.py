@@ -1,0 +1,114 @@
+"""Following other processes' commits by their notices (PostgreSQL): a
+Stower whose head another process moved learns the new head from the
+notice and writes without a read when the batch needs nothing else, and
+never decides on what that process changed (the streams it names, the
+queues' records) without reading it again."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import pytest
+
+import jobledger
+from jobledger.core import (
+    ConcurrencyConflict,
+    JobStart,
+    JobSuspend,
+    JobType,
+    QueueFull,
+)
+from jobledger.store import Notice
+
+from .conftest import eventually
+from .postgres import Schemas, pg_schemas, postgres_url
+
+__all__ = ["pg_schemas", "postgres_url"]
+
+TYPES = [JobType(name="t", queue="narrow", suspendable=True)]
+
+
+@asynccontextmanager
+async def two_ledgers(pg_schemas: Schemas) -> AsyncIterator[tuple[jobledger.Ledger, ...]]:
+    """Two ledgers on one schema, each with a writer and a listener of its
+    own (as two processes would have)."""
+    url = f"{pg_schemas.url}?schema={pg_schemas.new()}"
+    async with (
+        jobledger.open(url, job_types=TYPES) as a,
+        jobledger.open(url, job_types=TYPES) as b,
+    ):
+        yield a, b
+
+
+async def test_a_followed_notice_lets_a_new_job_be_written_without_a_read(
+    pg_schemas: Schemas,
+) -> None:
+    async with two_ledgers(pg_schemas) as (a, b):
+        await a.submit("t")
+        followed = a.statistics().stower.followed
+        await b.submit("t")  # moves the head under a's Stower
+        await eventually(lambda: a.statistics().stower.followed > followed)
+        before = a.statistics().stower
+        third = await a.submit("t")
+        after = a.statistics().stower
+        assert after.stale_writes == before.stale_writes  # decided on the notice's head
+        assert third.created_seq == 3
+        history = [env async for env in a.events()]
+        assert [env.seq for env in history] == [1, 2, 3]
+        assert (await a.verify()).ok
+
+
+async def test_a_job_another_process_changed_is_read_again_not_taken_from_the_cache(
+    pg_schemas: Schemas,
+) -> None:
+    async with two_ledgers(pg_schemas) as (a, b):
+        job = await a.submit("t")  # a's Stower caches it at version 1
+        await b.bus.send(JobSuspend(job_id=job.id))  # b moves it to version 2
+        await eventually(lambda: a.statistics().stower.followed > 0)
+        head, stale = await a.head(), a.statistics().stower.stale_writes
+        with pytest.raises(ConcurrencyConflict):  # version 1 is stale: refused, not written
+            await a.bus.send(JobStart(job_id=job.id, worker="w", expected_version=1))
+        assert await a.head() == head
+        # Read again, not tried on the cache (which the events' unique
+        # stream version would have refused at commit: a wasted write).
+        assert a.statistics().stower.stale_writes == stale
+        assert (await a.get(job.id)).status == "suspended"
+        assert (await a.verify()).ok
+
+
+async def test_a_queue_another_process_filled_is_read_again(pg_schemas: Schemas) -> None:
+    async with two_ledgers(pg_schemas) as (a, b):
+        first, second = await a.submit("t"), await a.submit("t")
+        await b.register_queue("narrow", capacity=1)
+        await b.bus.send(JobStart(job_id=first.id, worker="w", expected_version=1))
+        await eventually(lambda: a.statistics().stower.followed > 0)
+        with pytest.raises(QueueFull):
+            await a.bus.send(JobStart(job_id=second.id, worker="w", expected_version=1))
+        (queue,) = await a.queues()
+        assert (queue.capacity, queue.running) == (1, 1)
+
+
+async def test_a_notice_that_does_not_continue_the_head_drops_what_was_known(
+    pg_schemas: Schemas,
+) -> None:
+    """A notice missed: the next one's ``previous`` is not the Stower's head.
+    Taking its head would let a batch decided on a stale cache commit (the
+    append checks only the head); the Stower forgets instead, and its next
+    batch reads the log."""
+    async with two_ledgers(pg_schemas) as (a, b):
+        job = await a.submit("t")  # a's Stower caches it at version 1, head 1
+        engine = a._engine  # (white box: a's notices and commit callbacks cut off)
+        for stop in (engine._stop_following, engine._stop_hearing):
+            assert stop is not None
+            stop()
+        await b.bus.send(JobSuspend(job_id=job.id))  # seq 2: the notice a misses
+        other = await b.submit("t")  # seq 3
+        head = await b.digest()
+        engine._stower.follow(Notice(head.seq, head.hash, 2, False, [other.id]))
+        assert engine._stower.statistics().followed == 0
+        with pytest.raises(ConcurrencyConflict):
+            await a.bus.send(JobStart(job_id=job.id, worker="w", expected_version=1))
+        assert await a.head() == 3
+        assert (await a.get(job.id)).status == "suspended"
+        assert (await a.verify()).ok
