@@ -103,7 +103,8 @@ class Engine:
         self.clock = clock or clock_for(log)
         self.ids = IdFactory()
         self.registry = Registry(job_types)
-        self._capacity = QueueCapacity(queues)
+        # (the capacities are checked when recorded in the log, at start)
+        self._capacity = QueueCapacity()
         self._recorded = dict(queues or {})
         self.bus = EventBus(max_in_flight=mailbox_size)
         self._sweeper = Sweeper(

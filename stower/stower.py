@@ -159,6 +159,8 @@ class Stower(_Proposing):
         self._max_batch_seen = 0
         self._followed = 0
         self._committed = 0  # the seq of the last commit of this Stower's own
+        self._writing = False  # a batch is being decided and written
+        self._heard_past = 0  # the highest seq told meanwhile (see heard)
 
     # -- lifecycle -------------------------------------------------------
 
@@ -258,6 +260,7 @@ class Stower(_Proposing):
             batch = [await self._mailbox.get()]
             while len(batch) < self._max_batch and not self._mailbox.empty():
                 batch.append(self._mailbox.get_nowait())
+            self._writing = True
             try:
                 await self._process(batch)
             except asyncio.CancelledError:
@@ -272,6 +275,10 @@ class Stower(_Proposing):
                 self._answer(batch, [crashed] * len(batch))
                 raise
             finally:
+                self._writing = False
+                if self._heard_past > self._head.seq:  # told of a commit past this batch's
+                    self._forget()
+                self._heard_past = 0
                 for _ in batch:
                     self._mailbox.task_done()
 
@@ -471,8 +478,13 @@ class Stower(_Proposing):
     def heard(self, seq: int) -> None:
         """The log told of a commit at ``seq``: past the Stower's head, it is
         another process's, so what the Stower knew may be stale. The next
-        batch then reads instead of trying a write that would be refused."""
-        if seq > self._head.seq:
+        batch then reads instead of trying a write that would be refused.
+        (Told while a batch is being written, it may be that batch's own
+        commit, whose head the Stower takes only once the write returns: it
+        is weighed then.)"""
+        if self._writing:
+            self._heard_past = max(self._heard_past, seq)
+        elif seq > self._head.seq:
             self._forget()
 
     def _forget(self) -> None:

@@ -247,3 +247,20 @@ async def test_a_capacity_command_sent_on_the_bus_is_decided_like_the_method(
             1,
         )
         assert await ledger.bus.send(QueueConfigure(queue="q", capacity=2)) == ()
+
+
+@pytest.mark.parametrize(
+    ("queues", "field"),
+    [({"gpu": 0}, "capacity"), ({"gpu": "2"}, "capacity"), ({"gpu": math.nan}, "capacity"),
+     ({"bad name": 1}, "queue"), ({"gpu": 1_000_001}, "capacity")],
+    ids=repr,
+)  # fmt: skip
+async def test_a_bad_queues_argument_refuses_the_open_typed_and_writes_nothing(
+    db_path: Path, queues: dict[str, Any], field: str
+) -> None:
+    with pytest.raises(ValidationError) as refused:
+        async with jobledger.open(db_path, queues=queues):
+            pass
+    assert refused.value.field == field
+    async with jobledger.open(db_path) as ledger:
+        assert await ledger.head() == 0

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 
-from jobledger.core import Queue
+from jobledger.core import Queue, ValidationError
 
 __all__ = ["QueueCapacity"]
 
@@ -25,10 +25,9 @@ class QueueCapacity:
     """
 
     def __init__(self, limits: Mapping[str, int] | None = None) -> None:
-        self._limits = dict(limits or {})
-        for queue, limit in self._limits.items():
-            if limit < 1:
-                raise ValueError(f"queue {queue!r}: capacity must be at least 1")
+        self._limits: dict[str, int] = {}
+        for queue, limit in (limits or {}).items():
+            self.set_limit(queue, limit)
         self._used: dict[str, int] = {}
         self._listeners: list[Callable[[], None]] = []
         self._full: set[str] = set()  # full, as the log's records said when last read
@@ -61,8 +60,10 @@ class QueueCapacity:
         """Change ``queue``'s limit (``None``: unbounded)."""
         if limit is None:
             self._limits.pop(queue, None)
-        elif limit < 1:
-            raise ValueError(f"queue {queue!r}: capacity must be at least 1")
+        elif not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+            raise ValidationError(
+                f"queue {queue!r}: a capacity is an int of at least 1", field="queues"
+            )
         else:
             self._limits[queue] = limit
 
