@@ -64,9 +64,10 @@ from jobledger.core import (
 )
 from jobledger.core.faults import Faults
 from jobledger.eventbus import EventBus, Pending, Reply, Subscription
-from jobledger.store import EventLog, Head, LogWriter, Notice, Record, StaleWrite
+from jobledger.store import EventLog, Head, LogWriter, Record, StaleWrite
 
 from .batch import _BatchState, _Cache, _coalesce_progress, _Plan, _Written
+from .following import _Following
 from .proposing import _Proposing
 
 __all__ = ["Stower", "StowerStatistics"]
@@ -98,7 +99,7 @@ class StowerStatistics(msgspec.Struct, frozen=True, kw_only=True):
     followed: int = 0
 
 
-class Stower(_Proposing):
+class Stower(_Following, _Proposing):
     """The single writer of one event log. See the module docstring for the contract.
 
     ``start()`` registers it as the bus's command handler and starts its
@@ -451,46 +452,6 @@ class Stower(_Proposing):
             if known is not None:
                 versions.setdefault(known.id, known.version)
         return _BatchState(jobs, marks, versions, held, dict(queues)), loaded.head
-
-    def follow(self, notice: Notice) -> None:
-        """Another process's commit, as its notice tells it (``Notices``).
-        One that continues the Stower's head moves the head to it without a
-        read: the streams it names leave the cache (all of it when it names
-        none), and the queues' records if it changed one; so a batch that
-        needs nothing else (new jobs, say) still commits in one round trip.
-        One that does not continue it (a notice missed) drops what the
-        Stower knew: the next batch reads."""
-        if notice.seq <= self._head.seq:
-            return  # (told already: by its own commit, or a read)
-        if notice.previous != self._head.seq:
-            self._forget()
-            return
-        self._head = Head(notice.seq, notice.hash)
-        if notice.queues:
-            self._queues = None
-        if notice.streams is None:
-            self._cache.clear()
-        else:
-            for stream in notice.streams:
-                self._cache.drop(stream)
-        self._followed += 1
-
-    def heard(self, seq: int) -> None:
-        """The log told of a commit at ``seq``: past the Stower's head, it is
-        another process's, so what the Stower knew may be stale. The next
-        batch then reads instead of trying a write that would be refused.
-        (Told while a batch is being written, it may be that batch's own
-        commit, whose head the Stower takes only once the write returns: it
-        is weighed then.)"""
-        if self._writing:
-            self._heard_past = max(self._heard_past, seq)
-        elif seq > self._head.seq:
-            self._forget()
-
-    def _forget(self) -> None:
-        """Drop what the Stower knew of the log's state: it may be stale."""
-        self._cache.clear()
-        self._queues = None
 
     def _plan(self, commands: Sequence[Command | JobledgerError]) -> _Plan:
         """What the batch's commands name: taken from the cache, or to be read."""
