@@ -57,7 +57,8 @@ from jobledger.workers import (
     SkipJob,
 )
 
-from .ledger import JobPage, Ledger, LedgerStatistics, open
+from .ledger import JobPage, Ledger, LedgerStatistics
+from .opening import open
 from .submissions import NewJob
 
 __version__ = "0.1.0"
