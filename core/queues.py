@@ -103,7 +103,8 @@ def decide_configure(command: QueueConfigure, queue: Queue | None) -> list[AnyEv
 
 def queue_room(job: Job, queue: Queue | None) -> None:
     """Raise ``QueueFull`` if ``job``'s queue may not start another job."""
-    if queue is not None and queue.capacity is not None and queue.running >= queue.capacity:
+    if queue is not None and queue.full:
+        assert queue.capacity is not None
         raise QueueFull(queue.name, queue.capacity)
 
 

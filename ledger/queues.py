@@ -4,6 +4,7 @@ their running counts."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping
 
 from jobledger.core import CorruptionError, Queue, QueueConfigure, get_logger
@@ -38,8 +39,10 @@ class Queues:
         """Record ``capacities`` (the ``queues`` a ledger was opened with) in
         the log, where they differ from what it holds, then take the log's
         records as this process's limits. Called once the writer runs."""
-        for name, capacity in capacities.items():
-            await self._bus.send(QueueConfigure(queue=name, capacity=capacity))
+        # (sent together: the Stower decides them in one batch, one commit)
+        await asyncio.gather(
+            *(self._bus.send(QueueConfigure(queue=n, capacity=c)) for n, c in capacities.items())
+        )
         try:
             self._capacity.observe(await self._log.queues())
         except CorruptionError as exc:  # a damaged record: verify names it; the writer still checks

@@ -29,7 +29,7 @@ from jobledger.core.faults import Faults
 from .protocol import TABLES, Changes, Head, Loaded, Notice, Record, Scope, StaleWrite
 from .rows import asset_row, event_row, job_row, mark_row, queue_row, resource_row
 from .sqlite_decode import _decode_job, _decode_mark, _head_of
-from .writing import SELECT_RUNNING, Statements, _book, _Transaction, last_of_each, last_of_queues
+from .writing import SELECT_RUNNING, Statements, _book, _Transaction, last_of_each
 
 __all__: list[str] = []
 
@@ -362,7 +362,7 @@ class _PostgresWriter(_Transaction):
         marks = _columns([mark_row(m) for m in last_of_each(changes.marks)], 5)
         assets = _columns([asset_row(a) for a in changes.assets], 4)
         resources = _columns([resource_row(r) for r in changes.resources], 3)
-        queues = _columns([queue_row(q) for q in last_of_queues(changes.queues)], 2)
+        queues = _columns([queue_row(q) for q in last_of_each(changes.queues, "name")], 2)
         outcome = await self._conn.fetchval(
             _CALL_APPEND,
             self._key,

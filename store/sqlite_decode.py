@@ -6,7 +6,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -27,6 +27,7 @@ from .protocol import Head, RawText, RawValue, Record
 
 __all__: list[str] = []
 
+T = TypeVar("T")
 _job_decoder = msgspec.json.Decoder(Job)
 _mark_decoder = msgspec.json.Decoder(Mark)
 _asset_decoder = msgspec.json.Decoder(Asset)
@@ -116,56 +117,44 @@ def _record(row: Sequence[Any]) -> Record:
     return Record(_envelope(row), bytes(row[9]))
 
 
-def _decode_job(doc: bytes) -> Job:
+def _decoded(decoder: msgspec.json.Decoder[T], doc: bytes, kind: str) -> T:
+    """``doc`` decoded, or ``CorruptionError`` naming the ``kind`` of row
+    whose document it is (damaged JSON, text that is not UTF-8, or a value
+    of another storage type: ``TypeError``)."""
     try:
-        return _job_decoder.decode(doc)
-    except (msgspec.DecodeError, UnicodeDecodeError, TypeError) as exc:  # (TypeError: not a text)
-        raise CorruptionError(f"job row does not decode: {exc}") from exc
+        return decoder.decode(doc)
+    except (msgspec.DecodeError, UnicodeDecodeError, TypeError) as exc:
+        raise CorruptionError(f"{kind} row does not decode: {exc}") from exc
+
+
+def _decode_job(doc: bytes) -> Job:
+    return _decoded(_job_decoder, doc, "job")
 
 
 def _decode_mark(doc: bytes) -> Mark:
-    try:
-        return _mark_decoder.decode(doc)
-    except (msgspec.DecodeError, UnicodeDecodeError, TypeError) as exc:  # (TypeError: not a text)
-        raise CorruptionError(f"mark row does not decode: {exc}") from exc
+    return _decoded(_mark_decoder, doc, "mark")
 
 
 def _decode_resource(doc: bytes) -> Resource:
-    try:
-        return _resource_decoder.decode(doc)
-    except (msgspec.DecodeError, UnicodeDecodeError, TypeError) as exc:  # (TypeError: not a text)
-        raise CorruptionError(f"resource row does not decode: {exc}") from exc
+    return _decoded(_resource_decoder, doc, "resource")
 
 
 def _decode_queue(doc: bytes) -> Queue:
-    try:
-        return _queue_decoder.decode(doc)
-    except (msgspec.DecodeError, UnicodeDecodeError, TypeError) as exc:  # (TypeError: not a text)
-        raise CorruptionError(f"queue row does not decode: {exc}") from exc
+    return _decoded(_queue_decoder, doc, "queue")
 
 
 def _running_by_queue(docs: Sequence[bytes], names: Sequence[str]) -> dict[str, int]:
     """How many of the running jobs' documents ``docs`` are in each of ``names``."""
     wanted = dict.fromkeys(names, 0)
     for doc in docs:
-        try:
-            name = _queue_of_decoder.decode(doc).queue
-        except (
-            msgspec.DecodeError,
-            UnicodeDecodeError,
-            TypeError,
-        ) as exc:  # (TypeError: not a text)
-            raise CorruptionError(f"job row does not decode: {exc}") from exc
+        name = _decoded(_queue_of_decoder, doc, "job").queue
         if name in wanted:
             wanted[name] += 1
     return wanted
 
 
 def _decode_asset(doc: bytes) -> Asset:
-    try:
-        return _asset_decoder.decode(doc)
-    except (msgspec.DecodeError, UnicodeDecodeError, TypeError) as exc:  # (TypeError: not a text)
-        raise CorruptionError(f"asset row does not decode: {exc}") from exc
+    return _decoded(_asset_decoder, doc, "asset")
 
 
 def _raw_value(value: Any, is_text: Any) -> RawValue:

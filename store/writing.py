@@ -33,9 +33,10 @@ class Statements(NamedTuple):
     set_checkpoint: str
 
 
-def last_of_each(items: Sequence[Any]) -> list[Any]:
-    """Each id once, its last state (an upsert may not touch a row twice)."""
-    return list({item.id: item for item in items}.values())
+def last_of_each(items: Sequence[Any], key: str = "id") -> list[Any]:
+    """Each item once by its ``key`` attribute, its last state (an upsert may
+    not touch a row twice)."""
+    return list({getattr(item, key): item for item in items}.values())
 
 
 SELECT_RUNNING = "SELECT doc FROM jobs WHERE status = 'running'"
@@ -52,11 +53,6 @@ def _book(
         return None
     counts = _running_by_queue(running or (), names)
     return queue_book((_decode_queue(doc) for doc in saved), names, counts)
-
-
-def last_of_queues(queues: Sequence[Queue]) -> list[Queue]:
-    """Each queue once, its last state."""
-    return list({queue.name: queue for queue in queues}.values())
 
 
 class _Transaction:
@@ -113,7 +109,7 @@ class _Transaction:
         self._stage(sql.delete_mark, [(m,) for m in changes.deleted_marks])
         self._stage(sql.insert_asset, [asset_row(a) for a in changes.assets])
         self._stage(sql.insert_resource, [resource_row(r) for r in changes.resources])
-        self._stage(sql.upsert_queue, [queue_row(q) for q in last_of_queues(changes.queues)])
+        self._stage(sql.upsert_queue, [queue_row(q) for q in last_of_each(changes.queues, "name")])
         self._stage(sql.set_checkpoint, [(str(records[-1].envelope.seq),)])
 
     def replace_read_model(self, model: Projection) -> None:

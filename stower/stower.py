@@ -82,7 +82,9 @@ class StowerStatistics(msgspec.Struct, frozen=True, kw_only=True):
     commit found the head moved (another process wrote) or an id taken, and
     which were then decided again on what the log holds; ``followed`` counts
     other processes' commits whose notice moved the Stower's head without a
-    read."""
+    read; ``reads`` the batches that read the log before deciding (the
+    others were decided on what the Stower knew, and committed in one round
+    trip)."""
 
     running: bool
     commands: int
@@ -97,6 +99,7 @@ class StowerStatistics(msgspec.Struct, frozen=True, kw_only=True):
     max_batch_seen: int
     last_seq: int
     followed: int = 0
+    reads: int = 0
 
 
 class Stower(_Following, _Proposing):
@@ -159,6 +162,7 @@ class Stower(_Following, _Proposing):
         self._stale_writes = 0
         self._max_batch_seen = 0
         self._followed = 0
+        self._reads = 0
         self._committed = 0  # the seq of the last commit of this Stower's own
         self._writing = False  # a batch is being decided and written
         self._heard_past = 0  # the highest seq told meanwhile (see heard)
@@ -413,6 +417,7 @@ class Stower(_Following, _Proposing):
         """The general path: read what the cache lacks (and the head) in the
         transaction, then decide and commit."""
         outcomes: list[Reply | BaseException] = []
+        self._reads += 1
         async with self._log.write() as writer:
             state, head = await self._load(writer, commands)
             records = self._decide_all(commands, survivors, state, head, outcomes)
@@ -561,4 +566,5 @@ class Stower(_Following, _Proposing):
             max_batch_seen=self._max_batch_seen,
             last_seq=self._committed,
             followed=self._followed,
+            reads=self._reads,
         )
