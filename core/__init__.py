@@ -153,7 +153,7 @@ from .models import (
     User,
 )
 from .proposals import ClaimProposer
-from .queries import JobReader, expired, pending_order, runnable
+from .queries import JobReader, PendingRead, expired, pending_order, runnable
 from .queues import count_running, evolve_queue, queue_book, track_running
 from .registry import JobType, Registry, Resolved, convert_params
 from .status import TERMINAL, TRANSITIONS, JobStatus, can_transition, is_terminal
@@ -262,6 +262,7 @@ __all__ = [
     "MarkUpdateBody",
     "Motivation",
     "NotFound",
+    "PendingRead",
     "Progress",
     "Projection",
     "Queue",

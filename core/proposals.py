@@ -10,11 +10,19 @@ claims started which jobs. A job created in the batch is offered too
 (``fresh``), so a job submitted while a runner waits is created and claimed
 in one commit; ``submit()`` still answers with the job as its own command
 left it (pending), as it would if the claim came a commit later.
+
+The proposer also lends the Stower what its last read of the pending jobs
+found (``read_at``): when that read saw the log at the Stower's own head,
+the jobs are as committed at that head, so a runner's claim of one of them
+is decided without reading it again (on PostgreSQL, the claim of a job
+another process submitted is then one round trip). A write decided on them
+is still conditional on that head, so a read that is stale costs a retry,
+never a wrong decision.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Protocol
 
@@ -40,4 +48,10 @@ class ClaimProposer(Protocol):
         committed, or ``None`` when it was refused or the batch was not
         committed (the runner's place is free again). Called once for every
         claim ``propose`` returned."""
+        ...
+
+    def read_at(self, seq: int, hash: str) -> Mapping[str, Job]:
+        """The pending jobs the proposer's last read found, by id, if that
+        read saw the log at the head ``seq``/``hash``; else empty. Never
+        blocks, never raises."""
         ...

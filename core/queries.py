@@ -11,10 +11,12 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
+import msgspec
+
 from .models import Job, Mark, Queue, Resource
 from .status import JobStatus
 
-__all__ = ["JobReader", "expired", "pending_order", "runnable"]
+__all__ = ["JobReader", "PendingRead", "expired", "pending_order", "runnable"]
 
 
 def runnable(job: Job, now: datetime) -> bool:
@@ -35,6 +37,17 @@ def expired(job: Job, now: datetime) -> bool:
     return job.lease.expires_at <= now or (deadline is not None and deadline <= now)
 
 
+class PendingRead(msgspec.Struct, frozen=True, gc=False):
+    """Pending jobs as one read found them, and the head of the log that
+    read saw (``seq`` and ``hash``; ``0`` and ``""`` when it found none):
+    each job is exactly as committed at that head, so a writer whose own
+    head is the same may decide on it without reading it again."""
+
+    jobs: list[Job]
+    seq: int = 0
+    hash: str = ""
+
+
 class JobReader(Protocol):
     """Read access to the committed jobs (and the resources jobs make)."""
 
@@ -50,6 +63,13 @@ class JobReader(Protocol):
         Highest ``priority`` first; equal priorities in submission order
         (``created_seq``). Jobs whose ``run_at`` is after ``now`` are left out.
         """
+        ...
+
+    async def next_pending_read(
+        self, job_types: Sequence[str], now: datetime, limit: int = 1
+    ) -> PendingRead:
+        """``next_pending``, with the head of the log the read saw (one
+        snapshot)."""
         ...
 
     async def queues(self) -> list[Queue]:

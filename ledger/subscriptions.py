@@ -97,6 +97,7 @@ class Subscriptions:
         self._tail: asyncio.Task[None] | None = None
         self._sleeper: asyncio.Future[None] | None = None  # the tail's wait, cut short by a nudge
         self._nudged = False
+        self._told = 0  # the highest seq the log told of (committed)
         self._stop_hearing: Callable[[], None] | None = None
         self._started = False
         self._closed = False
@@ -180,6 +181,7 @@ class Subscriptions:
         asyncio.get_running_loop().call_soon(self._nudge, seq)
 
     def _nudge(self, seq: int) -> None:
+        self._told = max(self._told, seq)
         known = self._seen_seq
         if self._last_committed is not None:
             known = max(known, self._last_committed())
@@ -203,8 +205,9 @@ class Subscriptions:
         self._nudged = False
 
     async def _tail_the_log(self) -> None:
-        """Every ``poll_interval`` seconds, one read of the head: if the log
-        is past the last seq published here, another process wrote. Its
+        """Every ``poll_interval`` seconds, one read of the head, or at once
+        when the log tells of a commit not published here: if the log is
+        past the last seq published here, another process wrote. Its
         events are offered to the watchers, and the followers are woken (they
         read the log from where they are). No watcher or follower polls."""
         try:
@@ -221,7 +224,11 @@ class Subscriptions:
         while True:
             await self._wait()
             try:
-                head = (await self._log.head()).seq
+                # A commit the log told of needs no read of the head; the
+                # clock's wake (a notice lost, say) reads it.
+                head = self._told
+                if head <= self._seen_seq:
+                    head = (await self._log.head()).seq
                 if head <= self._seen_seq:
                     continue
                 for arrived in self._followers:

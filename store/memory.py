@@ -20,6 +20,7 @@ from jobledger.core import (
     Job,
     JobStatus,
     Mark,
+    PendingRead,
     Projection,
     Queue,
     Resource,
@@ -223,12 +224,19 @@ class MemoryLog:
     async def next_pending(
         self, job_types: Sequence[str], now: datetime, limit: int = 1
     ) -> list[Job]:
+        return (await self.next_pending_read(job_types, now, limit)).jobs
+
+    async def next_pending_read(
+        self, job_types: Sequence[str], now: datetime, limit: int = 1
+    ) -> PendingRead:
         types = set(job_types)
         candidates = [
             j for j in self._model.jobs.values() if j.job_type in types and runnable(j, now)
         ]
+        if not candidates:
+            return PendingRead([])
         candidates.sort(key=pending_order)
-        return candidates[:limit]
+        return PendingRead(candidates[:limit], self._head.seq, self._head.hash)
 
     async def next_due(self, job_types: Sequence[str]) -> datetime | None:
         types = set(job_types)

@@ -27,6 +27,7 @@ from jobledger.core import (
     Job,
     JobStatus,
     Mark,
+    PendingRead,
     Projection,
     Queue,
     Resource,
@@ -463,6 +464,13 @@ class Schedule(Protocol):
         """Up to ``limit`` pending jobs of ``job_types`` that may run at
         ``now`` (no ``run_at``, or one not after ``now``), in claim order:
         highest priority first, then oldest (``created_seq``) first."""
+        ...
+
+    async def next_pending_read(
+        self, job_types: Sequence[str], now: datetime, limit: int = 1
+    ) -> PendingRead:
+        """``next_pending``, with the head of the log the read saw, in one
+        snapshot (:class:`~jobledger.core.PendingRead`)."""
         ...
 
     async def next_due(self, job_types: Sequence[str]) -> datetime | None:

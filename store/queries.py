@@ -17,6 +17,7 @@ from jobledger.core import (
     Job,
     JobStatus,
     Mark,
+    PendingRead,
     Projection,
     Queue,
     Resource,
@@ -38,6 +39,9 @@ from .sqlite_decode import (
 __all__: list[str] = []
 
 log = get_logger("store")
+
+_HEAD_SEQ = "SELECT seq FROM events ORDER BY seq DESC LIMIT 1"
+_HEAD_HASH = "SELECT hash FROM events ORDER BY seq DESC LIMIT 1"
 
 
 class _ReadModelQueries:
@@ -63,16 +67,26 @@ class _ReadModelQueries:
     async def next_pending(
         self, job_types: Sequence[str], now: datetime, limit: int = 1
     ) -> list[Job]:
+        return (await self.next_pending_read(job_types, now, limit)).jobs
+
+    async def next_pending_read(
+        self, job_types: Sequence[str], now: datetime, limit: int = 1
+    ) -> PendingRead:
         if not job_types:
-            return []
+            return PendingRead([])
         marks = ",".join("?" * len(job_types))
+        # One statement, one snapshot: the head beside each row is the head
+        # the rows were committed at.
         rows = await self._fetchall(
-            f"SELECT doc FROM jobs WHERE status = 'pending' AND job_type IN ({marks})"
+            f"SELECT doc, ({_HEAD_SEQ}), ({_HEAD_HASH}) FROM jobs"
+            f" WHERE status = 'pending' AND job_type IN ({marks})"
             " AND (run_at_us IS NULL OR run_at_us <= ?)"
             " ORDER BY priority DESC, created_seq LIMIT ?",
             (*job_types, micros(now), limit),
         )
-        return [_decode_job(r[0]) for r in rows]
+        if not rows:
+            return PendingRead([])
+        return PendingRead([_decode_job(r[0]) for r in rows], rows[0][1], rows[0][2])
 
     async def list_jobs(
         self,

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -462,6 +462,7 @@ class Stower(_Following, _Proposing):
         """What the batch's commands name: taken from the cache, or to be read."""
         plan = _Plan()
         cache = self._cache
+        read: Mapping[str, Job] | None = None  # the desk's last read, if at our head
         for command in commands:
             if not isinstance(command, Command):
                 continue
@@ -476,10 +477,15 @@ class Stower(_Following, _Proposing):
                 if key not in plan.jobs and key not in plan.missing_jobs:
                     cached = cache.get(("job", key))
                     if cached is None:
-                        plan.missing_jobs[key] = None
-                    else:
-                        plan.jobs[key], plan.versions[key] = cached
-                        plan.from_cache = True
+                        if read is None:
+                            read = self._read_at_head()
+                        seen = read.get(key)
+                        if seen is None:
+                            plan.missing_jobs[key] = None
+                            continue
+                        cached = seen, seen.version
+                    plan.jobs[key], plan.versions[key] = cached
+                    plan.from_cache = True
             for key in mark_ids:
                 if key not in plan.marks and key not in plan.missing_marks:
                     cached = cache.get(("mark", key))
@@ -489,6 +495,18 @@ class Stower(_Following, _Proposing):
                         plan.marks[key], plan.versions[key] = cached
                         plan.from_cache = True
         return plan
+
+    def _read_at_head(self) -> Mapping[str, Job]:
+        """The pending jobs the claim desk last read, if it read them at the
+        Stower's head: as committed there, like the cache (a claim of one
+        is then decided without reading it again)."""
+        if self._proposer is None:
+            return {}
+        try:
+            return self._proposer.read_at(self._head.seq, self._head.hash)
+        except Exception as exc:  # the proposer's bug: read instead
+            log.error("the claim desk's read could not be taken", exc_info=exc)
+            return {}
 
     def _decide_all(
         self,

@@ -20,6 +20,7 @@ from jobledger.core import (
     QueueFull,
 )
 from jobledger.store import Notice
+from jobledger.workers import ClaimDesk
 
 from .conftest import eventually
 from .postgres import Schemas, pg_schemas, postgres_url
@@ -58,6 +59,91 @@ async def test_a_followed_notice_lets_a_new_job_be_written_without_a_read(
         history = [env async for env in a.events()]
         assert [env.seq for env in history] == [1, 2, 3]
         assert (await a.verify()).ok
+
+
+class Started(jobledger.JobWorker):
+    """Records the jobs it started."""
+
+    job_types = ("t",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started: list[str] = []
+
+    async def execute(self, job: jobledger.Job, ctx: jobledger.JobContext) -> None:
+        self.started.append(job.id)
+
+
+async def test_a_claim_of_a_job_another_process_submitted_is_decided_on_the_desks_read(
+    pg_schemas: Schemas,
+) -> None:
+    """The claim desk's read of the pending jobs carries the head it saw; at
+    the Stower's head (the notice followed), the claim of a job found there
+    is decided on that read and committed in one round trip: no read of the
+    job again, no refused write."""
+    url = f"{pg_schemas.url}?schema={pg_schemas.new()}"
+    worker = Started()
+    # (a long poll: the desk reads when the notice tells of the submit)
+    async with (
+        jobledger.open(url, job_types=TYPES, workers=[worker], poll_interval=60) as a,
+        jobledger.open(url, job_types=TYPES) as b,
+    ):
+        await eventually(lambda: a.statistics().stower.running)
+        before = a.statistics().stower
+        jobs = []
+        for _ in range(3):
+            jobs.append(await b.submit("t"))
+            await b.wait(jobs[-1].id, timeout=10)
+        after = a.statistics().stower
+        assert worker.started == [job.id for job in jobs]
+        assert (after.reads, after.stale_writes) == (before.reads, before.stale_writes)
+        assert after.followed >= before.followed + 3
+        history = [(env.stream, env.type) async for env in b.events()]
+        for job in jobs:
+            assert [t for s, t in history if s == job.id] == [
+                "job.created",
+                "job.started",
+                "job.completed",
+            ]
+        assert (await b.verify()).ok
+
+
+class Other(jobledger.JobWorker):
+    """A worker of another type: its ledger has a claim desk, idle here."""
+
+    job_types = ("u",)
+
+    async def execute(self, job: jobledger.Job, ctx: jobledger.JobContext) -> None:
+        return None
+
+
+async def test_a_desk_read_at_another_head_is_not_taken(pg_schemas: Schemas) -> None:
+    """A read the desk made at a head the Stower is not at is left alone:
+    the claim reads the job (here: another process suspended it since, so
+    the claim is refused on facts, and nothing is written)."""
+    url = f"{pg_schemas.url}?schema={pg_schemas.new()}"
+    types = [*TYPES, JobType(name="u")]
+    async with (
+        jobledger.open(url, job_types=types, workers=[Other()], poll_interval=60) as a,
+        jobledger.open(url, job_types=types) as b,
+    ):
+        job = await b.submit("t")
+        await eventually(lambda: a.statistics().stower.followed > 0)
+        desk = a._engine._stower._proposer  # (white box: the desk, and a read of its)
+        assert isinstance(desk, ClaimDesk)
+        read = await a._engine.log.next_pending_read(["t"], a.clock.now(), limit=10)
+        assert [j.id for j in read.jobs] == [job.id]
+        assert read.seq == await a.head()
+        await b.bus.send(JobSuspend(job_id=job.id))
+        await eventually(lambda: a.statistics().stower.followed > 1)
+        desk._read = read  # as if the desk had read it, at the head before the suspend
+        head = await a.digest()
+        assert desk.read_at(head.seq, head.hash) == {}
+        assert desk.read_at(read.seq, read.hash) == {job.id: read.jobs[0]}
+        with pytest.raises(ConcurrencyConflict):
+            await a.bus.send(JobStart(job_id=job.id, worker="w", expected_version=1))
+        assert await a.digest() == head
+        assert (await a.get(job.id)).status == "suspended"
 
 
 async def test_a_job_another_process_changed_is_read_again_not_taken_from_the_cache(

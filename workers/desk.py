@@ -27,11 +27,11 @@ still race; the fence decides.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Protocol
 
-from jobledger.core import Clock, Job, JobReader, JobStart, pending_order
+from jobledger.core import Clock, Job, JobReader, JobStart, PendingRead, pending_order
 from jobledger.core import runnable as runnable_at
 
 from .capacity import QueueCapacity
@@ -100,6 +100,8 @@ class ClaimDesk:
         self._idle: list[Idle] = []  # runners waiting for work, in the order they began
         self._proposed: dict[str, tuple[Idle, str]] = {}  # job -> (runner, queue): in a batch
         self._spare: list[Job] = []  # pending jobs the last read found that nobody took
+        self._read = PendingRead([])  # the last read, as it found the jobs
+        self._read_by_id: dict[str, Job] | None = None  # (made when first asked)
         self.reads = 0
 
     async def deal(self, job_types: Sequence[str], limit: int) -> tuple[list[Job], datetime]:
@@ -133,6 +135,16 @@ class ClaimDesk:
             self._settled_while_reading.update(ids)
 
     # -- claims the writer proposes (jobledger.core.ClaimProposer) -----------
+
+    def read_at(self, seq: int, hash: str) -> Mapping[str, Job]:
+        """The jobs the last read found, by id, if it saw the head
+        ``seq``/``hash``: the Stower decides their claims on them."""
+        read = self._read
+        if read.seq != seq or read.hash != hash or not read.jobs:
+            return {}
+        if self._read_by_id is None:
+            self._read_by_id = {job.id: job for job in read.jobs}
+        return self._read_by_id
 
     def offer(self, runner: Idle) -> None:
         """From now on, whenever ``runner`` has a free slot, the Stower may
@@ -226,7 +238,7 @@ class ClaimDesk:
         try:
             if self._capacity.watching:  # the log records capacities: which queues are full
                 self._capacity.observe(await self._reader.queues())
-            found = await self._reader.next_pending(
+            read = await self._reader.next_pending_read(
                 sorted(types), now, limit=wanted + len(self._dealt)
             )
         except asyncio.CancelledError:
@@ -242,7 +254,8 @@ class ClaimDesk:
             self._reading = False
             stale, self._settled_while_reading = self._settled_while_reading, set()
             fresh, self._fresh_while_reading = self._fresh_while_reading, []
-        found = [j for j in found if j.id not in stale and j.id not in self._proposed]
+        self._read, self._read_by_id = read, None
+        found = [j for j in read.jobs if j.id not in stale and j.id not in self._proposed]
         for request in group:
             if request.answer.done():  # the runner stopped waiting
                 continue
