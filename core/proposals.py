@@ -50,6 +50,14 @@ class ClaimProposer(Protocol):
         claim ``propose`` returned."""
         ...
 
+    def reports_due(self) -> bool:
+        """Whether a runner has a job running, whose report will come: the
+        Stower then lets the loop turn a few times before it takes a batch,
+        so that a report sent just after a commit (a job that ends at once)
+        shares the next commit with the commands sent beside it. Never
+        blocks, never raises."""
+        ...
+
     def read_at(self, seq: int, hash: str) -> Mapping[str, Job]:
         """The pending jobs the proposer's last read found, by id, if that
         read saw the log at the head ``seq``/``hash``; else empty. Never

@@ -38,14 +38,17 @@ def expired(job: Job, now: datetime) -> bool:
 
 
 class PendingRead(msgspec.Struct, frozen=True, gc=False):
-    """Pending jobs as one read found them, and the head of the log that
-    read saw (``seq`` and ``hash``; ``0`` and ``""`` when it found none):
-    each job is exactly as committed at that head, so a writer whose own
-    head is the same may decide on it without reading it again."""
+    """Pending jobs as one read found them, the head of the log that read
+    saw (``seq`` and ``hash``; ``0`` and ``""`` for an empty log), and the
+    earliest ``run_at`` of the pending jobs of those types (``due``, as
+    ``next_due`` answers it): each job is exactly as committed at that
+    head, so a writer whose own head is the same may decide on it without
+    reading it again."""
 
     jobs: list[Job]
     seq: int = 0
     hash: str = ""
+    due: datetime | None = None
 
 
 class JobReader(Protocol):
@@ -68,8 +71,8 @@ class JobReader(Protocol):
     async def next_pending_read(
         self, job_types: Sequence[str], now: datetime, limit: int = 1
     ) -> PendingRead:
-        """``next_pending``, with the head of the log the read saw (one
-        snapshot)."""
+        """``next_pending``, with the head of the log the read saw and
+        ``next_due``, in one snapshot."""
         ...
 
     async def queues(self) -> list[Queue]:

@@ -233,10 +233,9 @@ class MemoryLog:
         candidates = [
             j for j in self._model.jobs.values() if j.job_type in types and runnable(j, now)
         ]
-        if not candidates:
-            return PendingRead([])
         candidates.sort(key=pending_order)
-        return PendingRead(candidates[:limit], self._head.seq, self._head.hash)
+        due = await self.next_due(job_types)
+        return PendingRead(candidates[:limit], self._head.seq, self._head.hash, due)
 
     async def next_due(self, job_types: Sequence[str]) -> datetime | None:
         types = set(job_types)

@@ -469,8 +469,8 @@ class Schedule(Protocol):
     async def next_pending_read(
         self, job_types: Sequence[str], now: datetime, limit: int = 1
     ) -> PendingRead:
-        """``next_pending``, with the head of the log the read saw, in one
-        snapshot (:class:`~jobledger.core.PendingRead`)."""
+        """``next_pending``, with the head of the log the read saw and
+        ``next_due``, in one snapshot (:class:`~jobledger.core.PendingRead`)."""
         ...
 
     async def next_due(self, job_types: Sequence[str]) -> datetime | None:

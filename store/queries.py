@@ -75,18 +75,23 @@ class _ReadModelQueries:
         if not job_types:
             return PendingRead([])
         marks = ",".join("?" * len(job_types))
-        # One statement, one snapshot: the head beside each row is the head
-        # the rows were committed at.
+        # One statement, one snapshot: the first row (no job) holds the head
+        # the jobs were committed at and the earliest ``run_at`` (as
+        # ``next_due``), each row after it one job.
         rows = await self._fetchall(
-            f"SELECT doc, ({_HEAD_SEQ}), ({_HEAD_HASH}) FROM jobs"
+            f"SELECT NULL, ({_HEAD_SEQ}), ({_HEAD_HASH}),"
+            f" (SELECT min(run_at_us) FROM jobs WHERE status = 'pending'"
+            f" AND job_type IN ({marks}))"
+            " UNION ALL SELECT * FROM (SELECT doc, CAST(NULL AS BIGINT), CAST(NULL AS TEXT),"
+            " CAST(NULL AS BIGINT) FROM jobs"
             f" WHERE status = 'pending' AND job_type IN ({marks})"
             " AND (run_at_us IS NULL OR run_at_us <= ?)"
-            " ORDER BY priority DESC, created_seq LIMIT ?",
-            (*job_types, micros(now), limit),
+            " ORDER BY priority DESC, created_seq LIMIT ?) AS found",
+            (*job_types, *job_types, micros(now), limit),
         )
-        if not rows:
-            return PendingRead([])
-        return PendingRead([_decode_job(r[0]) for r in rows], rows[0][1], rows[0][2])
+        head = next(r for r in rows if r[0] is None)
+        jobs = [_decode_job(r[0]) for r in rows if r[0] is not None]
+        return PendingRead(jobs, head[1] or 0, head[2] or "", _due(head[3]))
 
     async def list_jobs(
         self,
@@ -126,15 +131,7 @@ class _ReadModelQueries:
             f"SELECT min(run_at_us) FROM jobs WHERE status = 'pending' AND job_type IN ({marks})",
             tuple(job_types),
         )
-        micros_due = rows[0][0] if rows else None
-        if micros_due is None:
-            return None
-        try:
-            return datetime.fromtimestamp(micros_due / 1_000_000, UTC)
-        except (OverflowError, ValueError, OSError, TypeError):
-            # Past year 9999 (an older log), or a damaged column (verify names
-            # it): never due, so the dispatcher goes on polling.
-            return datetime.max.replace(tzinfo=UTC)
+        return _due(rows[0][0] if rows else None)
 
     async def expiring(self, now: datetime, limit: int = 500) -> list[Job]:
         us = micros(now)
@@ -255,3 +252,15 @@ class _Scans:
         async for rows in self._chunks(after, until_seq):
             for row in rows:
                 yield _record(row)
+
+
+def _due(micros_due: int | None) -> datetime | None:
+    """A ``run_at_us`` column as a time (``None`` stays ``None``)."""
+    if micros_due is None:
+        return None
+    try:
+        return datetime.fromtimestamp(micros_due / 1_000_000, UTC)
+    except (OverflowError, ValueError, OSError, TypeError):
+        # Past year 9999 (an older log), or a damaged column (verify names
+        # it): never due, so the dispatcher goes on polling.
+        return datetime.max.replace(tzinfo=UTC)

@@ -359,10 +359,24 @@ def child_clock() -> OffsetClock:
     return OffsetClock(float(os.environ.get(CLOCK_OFFSET_ENV, "0")))
 
 
+class _WithFields(logging.Formatter):
+    """A record's line with the fields jobledger's loggers bound (``error``,
+    ``job_id``, ...), so a failure a child logs says what it was."""
+
+    _PLAIN = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields = {k: v for k, v in vars(record).items() if k not in self._PLAIN}
+        line = super().format(record)
+        return f"{line} {fields}" if fields else line
+
+
 def _log_warnings() -> None:
     """Show jobledger's warnings on stderr: the parent asserts it stays empty
     where nothing may go wrong (a storage error the tail logged, say)."""
-    logging.basicConfig(level=logging.WARNING, format="%(name)s %(levelname)s %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(_WithFields("%(name)s %(levelname)s %(message)s"))
+    logging.basicConfig(level=logging.WARNING, handlers=[handler])
 
 
 async def _line_from_parent() -> str:

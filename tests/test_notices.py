@@ -6,9 +6,11 @@ queues' records) without reading it again."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
+import asyncpg
 import pytest
 
 import jobledger
@@ -127,23 +129,69 @@ async def test_a_desk_read_at_another_head_is_not_taken(pg_schemas: Schemas) -> 
         jobledger.open(url, job_types=types, workers=[Other()], poll_interval=60) as a,
         jobledger.open(url, job_types=types) as b,
     ):
-        job = await b.submit("t")
-        await eventually(lambda: a.statistics().stower.followed > 0)
         desk = a._engine._stower._proposer  # (white box: the desk, and a read of its)
         assert isinstance(desk, ClaimDesk)
+        for runner in a._engine._runners:  # (the desk's own reads would replace it)
+            await runner.stop()
+        job = await b.submit("t")
+        await eventually(lambda: a.statistics().stower.followed > 0)
         read = await a._engine.log.next_pending_read(["t"], a.clock.now(), limit=10)
         assert [j.id for j in read.jobs] == [job.id]
         assert read.seq == await a.head()
         await b.bus.send(JobSuspend(job_id=job.id))
         await eventually(lambda: a.statistics().stower.followed > 1)
-        desk._read = read  # as if the desk had read it, at the head before the suspend
         head = await a.digest()
+        desk._read, desk._read_by_id = read, None  # as if read so, before the suspend
         assert desk.read_at(head.seq, head.hash) == {}
         assert desk.read_at(read.seq, read.hash) == {job.id: read.jobs[0]}
         with pytest.raises(ConcurrencyConflict):
             await a.bus.send(JobStart(job_id=job.id, worker="w", expected_version=1))
         assert await a.digest() == head
         assert (await a.get(job.id)).status == "suspended"
+
+
+async def test_a_notice_followed_while_a_batch_waits_for_the_lock_does_not_vouch_for_its_plan(
+    pg_schemas: Schemas,
+) -> None:
+    """a's batch is planned on its cache at head 1 (job X at version 1), then
+    waits for the append lock behind b, which suspends X (head 2). a follows
+    b's notice while it waits, so its head is 2 when its read under the lock
+    returns head 2: the plan was still made at 1, so it is made again on
+    facts (the claim refused as stale), never committed on the old X (a
+    refused write: a StorageError to every command of the batch)."""
+    async with two_ledgers(pg_schemas) as (a, b):
+        job = await a.submit("t")  # a's Stower caches it at version 1
+        key = a._engine.log._append_key  # type: ignore[attr-defined]
+        raw = await asyncpg.connect(pg_schemas.url)
+        try:
+
+            def waiting(count: int) -> Callable[[], Awaitable[bool]]:
+                async def check() -> bool:
+                    found = await raw.fetchval(
+                        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                    )
+                    return bool(found == count)
+
+                return check
+
+            async with raw.transaction():
+                await raw.execute("SELECT pg_advisory_xact_lock($1)", key)
+                suspend = asyncio.ensure_future(b.bus.send(JobSuspend(job_id=job.id)))
+                await eventually(waiting(1))
+                # One batch that must read (an idempotency key) and claims X.
+                claim = asyncio.ensure_future(
+                    a.bus.send(JobStart(job_id=job.id, worker="w", expected_version=1))
+                )
+                keyed = asyncio.ensure_future(a.submit("t", idempotency_key="k"))
+                await eventually(waiting(2))
+            await suspend
+            with pytest.raises(ConcurrencyConflict):
+                await claim
+            assert (await keyed).status == "pending"
+        finally:
+            await raw.close()
+        assert (await a.get(job.id)).status == "suspended"
+        assert (await a.verify()).ok
 
 
 async def test_a_job_another_process_changed_is_read_again_not_taken_from_the_cache(

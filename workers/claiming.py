@@ -149,6 +149,9 @@ class _Claiming:
         busy = len(self._jobs) - self._finishing + self._reserved + self._claiming
         return 0 if self._stopping else self.worker.concurrency - busy
 
+    def running(self) -> int:
+        return len(self._jobs)
+
     def claim_for(self, job: Job) -> JobStart:
         return JobStart(
             job_id=job.id,

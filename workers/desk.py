@@ -65,6 +65,10 @@ class Idle(Protocol):
         """Slots free now (neither running a job nor held for a proposed claim)."""
         ...
 
+    def running(self) -> int:
+        """Jobs running now (their reports not yet answered)."""
+        ...
+
     def claim_for(self, job: Job) -> JobStart:
         """The fenced claim this runner would send for ``job``."""
         ...
@@ -102,6 +106,7 @@ class ClaimDesk:
         self._spare: list[Job] = []  # pending jobs the last read found that nobody took
         self._read = PendingRead([])  # the last read, as it found the jobs
         self._read_by_id: dict[str, Job] | None = None  # (made when first asked)
+        self._dues: dict[frozenset[str], datetime | None] = {}  # by the types read
         self.reads = 0
 
     async def deal(self, job_types: Sequence[str], limit: int) -> tuple[list[Job], datetime]:
@@ -126,6 +131,17 @@ class ClaimDesk:
                 self.answered(job.id for job in dealt)
             raise
 
+    async def next_due(self, job_types: Sequence[str]) -> datetime | None:
+        """The earliest ``run_at`` of the pending jobs of ``job_types``, as
+        the last read of those types found it (the read that dealt the jobs
+        just claimed: every deal reads, so it is as fresh as the claim; one
+        round trip serves every runner); asked of the read model when none
+        has read them yet."""
+        types = frozenset(job_types)
+        if types in self._dues:
+            return self._dues[types]
+        return await self._reader.next_due(job_types)
+
     def answered(self, job_ids: Iterable[str]) -> None:
         """The claims of ``job_ids`` are answered: they may be dealt again
         (a lost or refused claim's job is pending still, or is another's)."""
@@ -135,6 +151,10 @@ class ClaimDesk:
             self._settled_while_reading.update(ids)
 
     # -- claims the writer proposes (jobledger.core.ClaimProposer) -----------
+
+    def reports_due(self) -> bool:
+        """Whether a runner here has a job running (its report will come)."""
+        return any(runner.running() for runner in self._idle)
 
     def read_at(self, seq: int, hash: str) -> Mapping[str, Job]:
         """The jobs the last read found, by id, if it saw the head
@@ -255,6 +275,7 @@ class ClaimDesk:
             stale, self._settled_while_reading = self._settled_while_reading, set()
             fresh, self._fresh_while_reading = self._fresh_while_reading, []
         self._read, self._read_by_id = read, None
+        self._dues[types] = read.due
         found = [j for j in read.jobs if j.id not in stale and j.id not in self._proposed]
         for request in group:
             if request.answer.done():  # the runner stopped waiting

@@ -320,7 +320,7 @@ class WorkerRunner(_Claiming):
         """Seconds until the next poll: the poll interval, or sooner if a
         delayed job (a retry in its backoff) comes due before it."""
         try:
-            due = await self._reader.next_due(self._types)
+            due = await self._desk.next_due(self._types)
             wait = (due - self._clock.now()).total_seconds() if due is not None else None
         except (StorageError, ArithmeticError, ValueError) as exc:  # no row stops dispatching
             log.warning("finding the next due job failed", worker=self.name, error=repr(exc))
