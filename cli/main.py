@@ -24,6 +24,7 @@ from .formatting import _text
 from .jobs import _history, _list, _show
 from .marks import _content, _marks, _resources
 from .parser import _parser
+from .worker_command import _worker
 
 __all__ = ["main"]
 
@@ -44,6 +45,7 @@ _COMMANDS = {
     "import": _import,
     "copy": _copy,
     "migrate": _migrate,
+    "worker": _worker,
 }
 
 

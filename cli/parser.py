@@ -86,6 +86,17 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _grace(text: str) -> float:
+    """Seconds of grace: a finite number from 0 to one day."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 <= value <= 86_400:  # (NaN fails too)
+        raise argparse.ArgumentTypeError(f"must be between 0 and 86400 seconds: {text}")
+    return value
+
+
 class _Parser(argparse.ArgumentParser):
     """An argument parser whose error messages are :func:`printable`: they
     quote the arguments the operator gave (an unknown one, a bad value)."""
@@ -156,7 +167,43 @@ def _parser() -> argparse.ArgumentParser:
     _add_mark_commands(commands, db_help)
     _add_live_commands(commands, db_help)
     _add_audit_commands(commands, db_help)
+    _add_worker_command(commands)
     return parser
+
+
+def _add_worker_command(commands: Any) -> None:
+    worker = commands.add_parser(
+        "worker",
+        help="run an application's workers on a log until SIGTERM or SIGINT",
+        description="Run the workers MODULE:ATTR names (a JobWorker, a list of them, or a "
+        "callable returning either) until stopped. The first SIGTERM or SIGINT stops "
+        "claiming and gives running jobs --grace seconds to finish; then they are cancelled "
+        "and their leases released, so another worker resumes them at once. A second "
+        "signal ends the grace now. Exit 0 when stopped; 1 when the ledger failed. Logs: "
+        "JSON lines on stderr.",
+        epilog="example: jobledger worker --db jobs.db --app myapp.workers:WORKERS --grace 30",
+    )
+    worker.add_argument("--db", metavar="URL", help=_DB_HELP)
+    worker.add_argument("--app", required=True, metavar="MODULE:ATTR", help="the workers to run")
+    worker.add_argument(
+        "--app-dir",
+        default=".",
+        metavar="DIR",
+        help="put DIR first on the import path (default: the working directory)",
+    )
+    worker.add_argument(
+        "--types", metavar="A,B", help="run only the workers of these job types (default: all)"
+    )
+    worker.add_argument(
+        "--concurrency", type=_positive, metavar="N", help="jobs at once per worker"
+    )
+    worker.add_argument(
+        "--grace",
+        type=_grace,
+        default=10.0,
+        metavar="SECONDS",
+        help="how long running jobs may take to finish once stopped (default: 10)",
+    )
 
 
 def _add_mark_commands(commands: Any, db_help: str) -> None:

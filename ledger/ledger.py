@@ -165,6 +165,20 @@ class Ledger:
         Idempotent."""
         return await self._engine.aclose()
 
+    async def wait_closed(self) -> None:
+        """Return once the ledger has closed: after :meth:`aclose`, or when a
+        part of it failed and it closed itself (``health()`` says which).
+        What a process that only runs workers waits on, to exit non-zero
+        when the ledger fails."""
+        return await self._engine.wait_closed()
+
+    def end_grace(self) -> None:
+        """Cut the workers' grace at close short: the jobs still running are
+        cancelled now and their leases released (``job.released``: pending
+        again at once, for another worker, with no retry or recovery spent),
+        whether the close has begun or comes later. Never blocks."""
+        self._engine.end_grace()
+
     async def send(self, command: Command) -> Reply:
         """Send a raw command to the Stower; returns its committed events."""
         return await self._submissions.send(command)

@@ -280,6 +280,22 @@ class Engine:
             wake()
         log.info("ledger closed", path=self.log.path, failed=[f.part for f in self._failures])
 
+    async def wait_closed(self) -> None:
+        """Return once the ledger has closed: ``aclose`` ran, or a part
+        failed and supervision closed it. Cancelling the wait cancels
+        nothing else."""
+        if self._closing is None:
+            closed = asyncio.Event()
+            self._on_closed.append(closed.set)
+            await closed.wait()
+        else:
+            await asyncio.shield(self._closing)
+
+    def end_grace(self) -> None:
+        """Cut the workers' stop grace short (see ``WorkerRunner.end_grace``)."""
+        for runner in self._runners:
+            runner.end_grace()
+
     def check_open(self) -> None:
         """``LedgerClosed`` unless started, not closed, and in the process that opened it."""
         failure = self._failure_text()

@@ -391,7 +391,8 @@ CALLS: dict[str, Call] = {
 }  # fmt: skip
 """Every public method of Ledger, with well-typed arguments."""
 
-LIFECYCLE = {"start", "aclose"}  # opening and closing: not calls on a serving ledger
+# opening and closing: not calls on a serving ledger
+LIFECYCLE = {"start", "aclose", "wait_closed", "end_grace"}
 
 
 async def _const(args: Args) -> Args:

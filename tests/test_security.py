@@ -47,7 +47,7 @@ APPLICATION_PATHS = {
     "rebuild", "register", "replay", "send", "start", "statistics", "verify", "health",
     "mark", "annotations", "create_mark", "update_mark_body", "delete_mark",
     "create_resource", "resource", "resources", "content",
-    "register_queue", "set_capacity", "queues",
+    "register_queue", "set_capacity", "queues", "wait_closed", "end_grace",
 }  # fmt: skip
 PROPERTIES = {"bus", "clock", "path"}
 

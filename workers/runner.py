@@ -159,6 +159,7 @@ class WorkerRunner(_Claiming):
         self._types = tuple(worker.job_types)
         self._type_set = frozenset(self._types)
         self._wake = asyncio.Event()
+        self._graceless = asyncio.Event()  # end_grace(): stop without waiting for jobs
         self._slot_free = asyncio.Event()
         self._reserved = 0  # slots held for claims the Stower proposed for this runner
         self._claiming = 0  # slots held for claims this runner sent itself
@@ -258,13 +259,31 @@ class WorkerRunner(_Claiming):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._none_reserved.wait(), _REPORT_GRACE)
         if self._jobs:
-            _, pending = await asyncio.wait(set(self._jobs), timeout=timeout)
-            for task in pending:
-                task.cancel()
-            if pending:
-                log.warning("jobs cancelled at stop", worker=self.name, count=len(pending))
-                await asyncio.wait(pending)
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + timeout
+            graceless = asyncio.ensure_future(self._graceless.wait())
+            try:
+                while self._jobs and not graceless.done() and loop.time() < deadline:
+                    await asyncio.wait(
+                        {*self._jobs, graceless},
+                        timeout=deadline - loop.time(),
+                        return_when=asyncio.FIRST_COMPLETED,
+                    )
+            finally:
+                graceless.cancel()
+        pending = set(self._jobs)
+        for task in pending:
+            task.cancel()
+        if pending:
+            log.warning("jobs cancelled at stop", worker=self.name, count=len(pending))
+            await asyncio.wait(pending)
         await self._heartbeats.stop()
+
+    def end_grace(self) -> None:
+        """Cut a stop's grace short: the jobs still running are cancelled now
+        and their leases released (as when the grace runs out). Before a
+        stop, the stop that comes then has no grace. Never blocks."""
+        self._graceless.set()
 
     # -- dispatching -----------------------------------------------------
 
@@ -375,9 +394,11 @@ class WorkerRunner(_Claiming):
         finished = False
         try:
             with structlog.contextvars.bound_contextvars(job_id=job.id, worker=self.name):
+                log.info("job started", job_type=job.job_type, attempt=job.attempt)
                 try:
                     report = await self._execute(job, ctx, alarm)
                 except asyncio.CancelledError:
+                    log.info("job released", reason="the worker stopped")
                     # Stopped before the work ended: give the job back, for another worker.
                     released = JobRelease(
                         job_id=job.id,
@@ -393,6 +414,7 @@ class WorkerRunner(_Claiming):
                 # (releasing a finished job would run it again). Its slot is free
                 # for the next job, which the Stower may claim in the report's batch.
                 finished = True
+                log.info("job ended", report=type(report).__struct_config__.tag)
                 self._finishing += 1
                 finishing = asyncio.ensure_future(self._finish(job, ctx, report))
                 try:
