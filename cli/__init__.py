@@ -17,9 +17,16 @@ jobs, marks and resources), follow it live, check it, and move it between files.
     jobledger export [--db URL] [--out FILE] [--after SEQ]
     jobledger import FILE [--db URL]
 
-Exit codes: 0 success; 1 a jobledger error (an unknown job, a damaged file,
-a failed verification, a refused import, an unknown resource); 2 a usage
-error or a missing file.
+    jobledger worker --app MODULE:ATTR [--db URL] [--types A,B] [--concurrency N]
+                     [--grace SECONDS]
+    jobledger --version
+
+Exit codes, the same for every command (``main.exit_code``): 0 success; 1
+the command ran and reports a failure (a failed verification; the worker's
+ledger failed); 2 bad usage or input (a bad option or value, a missing log
+file, a path that is not a jobledger log, a refused import); 3 not found
+(an unknown job or resource); 4 an illegal transition; 5 a storage error
+(a damaged file, a schema to migrate).
 Only ``demo`` and ``import`` create a log file; every other command refuses
 a path that does not exist. ``--db`` takes a path or a URL (``sqlite:///jobs.db``,
 ``memory://`` for the demo; see ``jobledger.store.url``), else the

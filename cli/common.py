@@ -18,7 +18,7 @@ from jobledger.annotations.demo import (
 )
 from jobledger.core import (
     JobStatus,
-    StorageError,
+    NotALog,
 )
 
 _DEFAULT_DB = "jobledger.db"
@@ -99,7 +99,7 @@ def is_server_url(db: str) -> bool:
 
 
 def _check_sqlite(db: str) -> None:
-    """Raise ``StorageError`` if ``db`` exists but is not an SQLite file.
+    """Raise ``NotALog`` if ``db`` exists but is not an SQLite file.
 
     Checked before opening: a non-empty file without the SQLite header can
     never be a jobledger log (an empty file is a valid, empty database).
@@ -110,16 +110,16 @@ def _check_sqlite(db: str) -> None:
     if not path.exists():
         return
     if not path.is_file():
-        raise StorageError(f"{db} is not a file")
+        raise NotALog(f"{db} is not a file")
     with path.open("rb") as f:
         header = f.read(len(_SQLITE_MAGIC))
     if header and header != _SQLITE_MAGIC:
-        raise StorageError(f"{db} is not a jobledger log (not an SQLite database)")
+        raise NotALog(f"{db} is not a jobledger log (not an SQLite database)")
 
 
 def _existing(db: str) -> str:
     """``db``, if it is an existing SQLite file (or a server's URL: the server
-    says, when it is opened); else ``_MissingLog`` or ``StorageError``."""
+    says, when it is opened); else ``_MissingLog`` or ``NotALog``."""
     if is_server_url(db):
         return db
     if not Path(db).exists():

@@ -4,14 +4,18 @@ arguments, runs the command and turns errors into exit codes.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 
 from rich.text import Text
 
 from jobledger.core import (
+    InvalidTransition,
     JobledgerError,
+    NotALog,
     NotFound,
+    StorageError,
     ValidationError,
 )
 from jobledger.store import BackendURL
@@ -80,16 +84,44 @@ def _database(given: str | None, command: str) -> str:
     return ":memory:"
 
 
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_NOT_FOUND = 3
+EXIT_ILLEGAL = 4
+EXIT_STORAGE = 5
+
+
+def exit_code(exc: BaseException) -> int:
+    """The exit code of a command that raised ``exc`` (the same for every
+    command): 2 bad usage or input (a ``ValidationError``, a missing log
+    file, a path that is not a jobledger log), 3 not found, 4 an illegal
+    transition, 5 a storage error, 1 any other jobledger error."""
+    if isinstance(exc, ValidationError | NotALog | _MissingLog | _MissingFile):
+        return EXIT_USAGE
+    if isinstance(exc, NotFound):
+        return EXIT_NOT_FOUND
+    if isinstance(exc, InvalidTransition):
+        return EXIT_ILLEGAL
+    if isinstance(exc, StorageError):
+        return EXIT_STORAGE
+    return EXIT_FAILED
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the ``jobledger`` command with ``argv`` (default: ``sys.argv[1:]``).
 
-    Returns the exit code: 0 on success, 1 for a jobledger error (printed to
-    stderr, for example an unknown job), 2 for a usage error or a missing
-    log file. Never raises ``SystemExit``.
+    Returns the exit code, the same for every command: 0 success; 1 the
+    command ran and reports a failure (``verify`` found problems), or
+    another jobledger error; 2 bad usage or input (an unknown option, a bad
+    URL, a missing log file, a file that is not a jobledger log, a bad
+    value); 3 not found (a job, a resource); 4 an illegal transition; 5 a
+    storage error. Errors are one line on stderr. Never raises
+    ``SystemExit``.
     """
     try:
         args = _parser().parse_args(argv)
-    except SystemExit as exc:  # --help, or a usage error argparse printed
+    except SystemExit as exc:  # --help, --version, or a usage error argparse printed
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     out = _console()
     err = _console(stderr=True)
@@ -98,34 +130,27 @@ def main(argv: list[str] | None = None) -> int:
             args.db = _database(args.db, args.command)
     except ValidationError as exc:
         err.print(_text(f"jobledger: error: {exc}", "red"), soft_wrap=True)
-        return 2
+        return EXIT_USAGE
     try:
         return asyncio.run(_COMMANDS[args.command](args, out))
-    except ValidationError as exc:
-        if not (exc.field or "").startswith("--"):
-            err.print(
-                _text(f"jobledger: error: {type(exc).__name__}: {exc}", "red"), soft_wrap=True
-            )
-            return 1
-        err.print(_text(f"jobledger: error: {exc}", "red"), soft_wrap=True)  # a usage error
-        return 2
-    except _MissingLog as exc:
-        err.print(
-            _text(f"jobledger: error: no log file at {exc} (pass --db URL)", "red"),
-            soft_wrap=True,
-        )
-        return 2
-    except _MissingFile as exc:
-        err.print(_text(f"jobledger: error: no file at {exc}", "red"), soft_wrap=True)
-        return 2
-    except NotFound as exc:
-        err.print(_text(f"jobledger: error: {exc} in {args.db}", "red"), soft_wrap=True)
-        return 1
-    except JobledgerError as exc:
-        err.print(_text(f"jobledger: error: {type(exc).__name__}: {exc}", "red"), soft_wrap=True)
-        return 1
+    except (JobledgerError, _MissingLog, _MissingFile) as exc:
+        err.print(_text(f"jobledger: error: {_said(exc, args)}", "red"), soft_wrap=True)
+        return exit_code(exc)
     except _OutputClosed:
-        return 1
+        return EXIT_FAILED
     except KeyboardInterrupt:
         err.print(Text("jobledger: interrupted", "red"))
         return 130
+
+
+def _said(exc: BaseException, args: argparse.Namespace) -> str:
+    """The one line an error is told in."""
+    if isinstance(exc, _MissingLog):
+        return f"no log file at {exc} (pass --db URL)"
+    if isinstance(exc, _MissingFile):
+        return f"no file at {exc}"
+    if isinstance(exc, NotFound):
+        return f"{exc} in {args.db}"
+    if isinstance(exc, ValidationError) and (exc.field or "").startswith("--"):
+        return str(exc)  # an option's value: said as argparse says it
+    return f"{type(exc).__name__}: {exc}"

@@ -8,6 +8,7 @@ import argparse
 import sys
 from collections.abc import Callable
 from datetime import datetime
+from importlib import metadata
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -86,6 +87,14 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _version() -> str:
+    """The installed distribution's version."""
+    try:
+        return metadata.version("jobledger")
+    except metadata.PackageNotFoundError:  # (run from a source tree, not installed)
+        return "unknown"
+
+
 def _grace(text: str) -> float:
     """Seconds of grace: a finite number from 0 to one day."""
     try:
@@ -111,6 +120,9 @@ def _parser() -> argparse.ArgumentParser:
         prog="jobledger",
         description="jobledger: an embeddable, event-sourced job system. "
         "Run the demo, or look into a log file.",
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"jobledger {_version()}", help="print the version"
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 

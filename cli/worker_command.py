@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib
 import inspect
 import logging
 import os
 import signal
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import structlog
@@ -118,9 +119,11 @@ def _select(
     return list(workers)
 
 
-def _log_json() -> None:
-    """jobledger's log records as JSON lines on stderr, at INFO and above,
-    with the fields each record carries (``job_id``, ``worker``, ...)."""
+@contextlib.contextmanager
+def _log_json() -> Iterator[None]:
+    """While in the block: jobledger's log records as JSON lines on stderr,
+    at INFO and above, with the fields each record carries (``job_id``,
+    ``worker``, ...). The logger is as it was after it."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
@@ -137,8 +140,14 @@ def _log_json() -> None:
         )
     )
     root = logging.getLogger("jobledger")
+    level = root.level
     root.addHandler(handler)
     root.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
 
 
 async def _worker(args: argparse.Namespace, out: Console) -> int:
@@ -146,32 +155,39 @@ async def _worker(args: argparse.Namespace, out: Console) -> int:
     workers = await load_workers(
         args.app, app_dir=args.app_dir, types=types, concurrency=args.concurrency
     )
-    _log_json()
+    with _log_json():
+        return await _run(args, workers)
+
+
+async def _run(args: argparse.Namespace, workers: list[JobWorker]) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     signals: list[int] = []
-    async with open_ledger(args.db, workers=workers, stop_timeout=args.grace) as ledger:
+    try:
+        async with open_ledger(args.db, workers=workers, stop_timeout=args.grace) as ledger:
 
-        def on_signal(signum: int) -> None:
-            signals.append(signum)
-            if len(signals) == 1:
-                log.info("stopping: no new claims", signal=signal.Signals(signum).name,
-                         grace=args.grace)  # fmt: skip
-                stop.set()
-            else:
-                log.info("stopping at once", signal=signal.Signals(signum).name)
-                ledger.end_grace()
+            def on_signal(signum: int) -> None:
+                signals.append(signum)
+                name = signal.Signals(signum).name
+                if len(signals) == 1:
+                    log.info("stopping: no new claims", signal=name, grace=args.grace)
+                    stop.set()
+                else:
+                    log.info("stopping at once", signal=name)
+                    ledger.end_grace()
 
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(signum, on_signal, signum)
+            log.info("worker running", workers=[w.name for w in workers], db=args.db)
+            stopped = asyncio.ensure_future(stop.wait())
+            closed = asyncio.ensure_future(ledger.wait_closed())
+            await asyncio.wait({stopped, closed}, return_when=asyncio.FIRST_COMPLETED)
+            stopped.cancel()
+            closed.cancel()
+        # (the handlers stay through the close: a second signal ends its grace)
+    finally:
         for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, on_signal, signum)
-        log.info("worker running", workers=[w.name for w in workers], db=args.db)
-        stopped = asyncio.ensure_future(stop.wait())
-        closed = asyncio.ensure_future(ledger.wait_closed())
-        await asyncio.wait({stopped, closed}, return_when=asyncio.FIRST_COMPLETED)
-        stopped.cancel()
-        closed.cancel()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.remove_signal_handler(signum)
+            loop.remove_signal_handler(signum)
     health = ledger.health()
     failed = [part for part in health.parts if part.state == "failed"]
     if failed:

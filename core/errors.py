@@ -31,6 +31,7 @@ __all__ = [
     "InvalidTransition",
     "JobledgerError",
     "LedgerClosed",
+    "NotALog",
     "NotFound",
     "QueueFull",
     "StaleAttempt",
@@ -139,6 +140,14 @@ class StorageError(JobledgerError):
 class CorruptionError(StorageError):
     """Raised when stored data is damaged: a row that does not decode, a broken
     hash chain, or a read model that disagrees with the log."""
+
+
+class NotALog(CorruptionError):
+    """Raised when a path or URL holds something that is not a jobledger log:
+    a file that is not an SQLite database (never one, or damaged beyond
+    recognition: so a ``CorruptionError`` too), or a database (or
+    PostgreSQL schema) that holds another application's tables. Nothing was
+    changed: jobledger never adds its tables beside another application's."""
 
 
 class LedgerClosed(JobledgerError):

@@ -26,7 +26,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-from jobledger.core import Envelope, StorageError, get_logger
+from jobledger.core import Envelope, NotALog, StorageError, get_logger
 from jobledger.core.faults import Faults
 
 from .audit import catch_up
@@ -196,6 +196,7 @@ class PostgresLog(_Listening, _Scans, _ReadModelQueries):
             await conn.execute(
                 "SELECT pg_advisory_xact_lock($1)", lock_key(self._schema, "migrate")
             )
+            await self._refuse_foreign(conn)
             await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self._schema}"')
             await conn.execute(f'SET LOCAL search_path TO "{self._schema}"')
             await conn.execute(_CREATE_VERSION_TABLE)
@@ -217,6 +218,21 @@ class PostgresLog(_Listening, _Scans, _ReadModelQueries):
                     _code_version(),
                 )
 
+    async def _refuse_foreign(self, conn: Any) -> None:
+        """``NotALog`` for a schema that holds tables and no jobledger
+        version table: another application's (jobledger never adds its
+        tables beside them)."""
+        tables = await conn.fetch(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = $1",
+            self._schema,
+        )
+        names = {row[0] for row in tables}
+        if names and "schema_version" not in names:
+            raise NotALog(
+                f"{self.path} is not a jobledger log: schema {self._schema!r} holds another "
+                f"application's tables ({', '.join(sorted(names)[:5])}); nothing was changed"
+            )
+
     async def _check_version(self, conn: Any) -> None:
         """Refuse a schema that is missing, older or newer than this code's,
         reading only (what a role that may only read can do)."""
@@ -234,10 +250,16 @@ class PostgresLog(_Listening, _Scans, _ReadModelQueries):
             )
         version, written_by = (0, None) if row is None else (row[0], row[1])
         self._refuse_version(version, written_by)
+        if row is None:
+            await self._refuse_foreign(conn)
+        if version == 0:  # (nothing there: a missing log, as a missing file is)
+            raise NotALog(
+                f"{self.path} holds no jobledger log; this jobledger writes {SCHEMA_VERSION}: "
+                "open it to write, or run `jobledger migrate --db URL`, to make one"
+            )
         if version < SCHEMA_VERSION:
-            where = "holds no jobledger log" if version == 0 else f"has schema {version}"
             raise StorageError(
-                f"{self.path} {where}; this jobledger writes {SCHEMA_VERSION}: "
+                f"{self.path} has schema {version}; this jobledger writes {SCHEMA_VERSION}: "
                 "run `jobledger migrate --db URL` first"
             )
 

@@ -49,6 +49,7 @@ import aiosqlite
 from jobledger.core import (
     CorruptionError,
     Envelope,
+    NotALog,
     StorageError,
     get_logger,
 )
@@ -249,6 +250,8 @@ class SqliteLog(_Scans, _ReadModelQueries):
                 self._start_notifying()
         except sqlite3.Error as exc:
             await self.close()
+            if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_NOTADB:
+                raise NotALog(f"cannot open {self._path}: not a jobledger log ({exc})") from exc
             raise _storage_error(exc, f"cannot open {self._path}: {exc}") from exc
         except UnicodeDecodeError as exc:  # damaged text in the file (its schema, say)
             await self.close()
@@ -278,6 +281,11 @@ class SqliteLog(_Scans, _ReadModelQueries):
                 raise StorageError(
                     f"{self._path} has schema {version}; this jobledger knows up to "
                     f"{SCHEMA_VERSION}: upgrade jobledger"
+                )
+            if version == 0 and self._has_tables(conn):
+                raise NotALog(
+                    f"{self._path} is not a jobledger log: an SQLite database of another "
+                    "application (it has tables, and no jobledger schema); nothing was changed"
                 )
             if version < SCHEMA_VERSION and not self._migrate_allowed and self._has_tables(conn):
                 raise StorageError(

@@ -492,11 +492,11 @@ def test_jobledger_import_refuses_a_crafted_file_and_leaves_the_log_empty(
     export = tmp_path / "crafted.ndjson"
     export.write_bytes(b"".join(lines))
     fresh, existing = tmp_path / "fresh.db", tmp_path / "existing.db"
-    assert main(["import", str(export), "--db", str(fresh)]) == 1
+    assert main(["import", str(export), "--db", str(fresh)]) == 2  # bad input
     assert f"line {number}" in capsys.readouterr().err
     assert not fresh.exists()  # the file the import made is gone with it
     sqlite3.connect(existing).close()
-    assert main(["import", str(export), "--db", str(existing)]) == 1
+    assert main(["import", str(export), "--db", str(existing)]) == 2
     assert words in capsys.readouterr().err.replace("\n", "")
     with sqlite3.connect(existing) as conn:
         assert conn.execute("SELECT count(*) FROM events").fetchone() == (0,)

@@ -599,10 +599,10 @@ def test_content_prints_the_bytes(
     assert data.startswith(b"# Ada Byron\n")
 
 
-def test_content_of_an_unknown_or_damaged_resource_is_exit_1(
+def test_content_of_an_unknown_resource_is_exit_3_and_of_a_damaged_one_exit_5(
     demo_db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["content", "nope", "--db", str(demo_db)]) == 1
+    assert main(["content", "nope", "--db", str(demo_db)]) == 3
     captured = capsys.readouterr()
     assert captured.err == f"jobledger: error: resource 'nope' not found in {demo_db}\n"
     assert captured.out == ""
@@ -613,7 +613,7 @@ def test_content_of_an_unknown_or_damaged_resource_is_exit_1(
         if p.is_file() and p.read_bytes() == SAMPLES["boulangerie"].encode()
     ]
     stored.write_bytes(b"edited")
-    assert main(["content", "boulangerie", "--db", str(db)]) == 1
+    assert main(["content", "boulangerie", "--db", str(db)]) == 5
     captured = capsys.readouterr()
     assert captured.err.startswith("jobledger: error: CorruptionError: ")
     assert captured.out == ""
@@ -923,7 +923,7 @@ def test_import_rebuilds_the_log_in_a_new_file(
     assert jobs_in(db) == jobs_in(demo_db)
 
     # Only into an empty log: the second import is refused and changes nothing.
-    assert main(["import", str(export), "--db", str(db)]) == 1
+    assert main(["import", str(export), "--db", str(db)]) == 2
     captured = capsys.readouterr()
     assert "jobledger: error: ValidationError: " in captured.err
     assert "not empty" in captured.err
@@ -976,7 +976,7 @@ def test_a_refused_import_leaves_no_file(
     export.write_bytes(damage(export.read_bytes()))
     capsys.readouterr()
     db = tmp_path / "new.db"
-    assert main(["import", str(export), "--db", str(db)]) == 1
+    assert main(["import", str(export), "--db", str(db)]) == 2
     captured = capsys.readouterr()
     assert "jobledger: error: ValidationError: " in captured.err
     assert "Traceback" not in captured.err
@@ -1002,8 +1002,8 @@ def test_import_into_a_file_that_is_not_a_log(
     assert main(["export", "--db", str(demo_db), "--out", str(export)]) == 0
     notes = tmp_path / "notes.txt"
     notes.write_text("not a database\n")
-    assert main(["import", str(export), "--db", str(notes)]) == 1
-    assert "StorageError" in capsys.readouterr().err
+    assert main(["import", str(export), "--db", str(notes)]) == 2
+    assert "NotALog" in capsys.readouterr().err
     assert notes.read_text() == "not a database\n"
 
 
@@ -1043,10 +1043,10 @@ def test_a_missing_file_is_exit_2_and_is_not_created(
 
 
 @pytest.mark.parametrize("command", ["show", "history", "tail"])
-def test_an_unknown_job_is_exit_1(
+def test_an_unknown_job_is_exit_3(
     demo_db: Path, capsys: pytest.CaptureFixture[str], command: str
 ) -> None:
-    assert main([command, "job_NOPE", "--db", str(demo_db)]) == 1
+    assert main([command, "job_NOPE", "--db", str(demo_db)]) == 3
     captured = capsys.readouterr()
     assert "job 'job_NOPE' not found" in captured.err
     assert captured.out == ""
@@ -1057,10 +1057,10 @@ def test_a_file_that_is_not_a_log_is_a_clean_error(
 ) -> None:
     text = tmp_path / "notes.txt"
     text.write_text("not a database\n")
-    assert main(["list", "--db", str(text)]) == 1
-    assert main(["demo", "--db", str(text), "--no-live"]) == 1
+    assert main(["list", "--db", str(text)]) == 2
+    assert main(["demo", "--db", str(text), "--no-live"]) == 2
     err = capsys.readouterr().err
-    assert err.count("StorageError") == 2
+    assert err.count("NotALog") == 2
     assert "Traceback" not in err
     assert text.read_text() == "not a database\n"
 

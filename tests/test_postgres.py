@@ -195,7 +195,7 @@ async def test_copy_into_a_log_that_is_not_empty_is_refused_and_changes_nothing(
         await existing.submit("echo")
         before = (await existing.digest()).text
     code = await asyncio.to_thread(main, ["copy", "--from", str(tmp_path / "a.db"), "--to", url])
-    assert code == 1
+    assert code == 2  # bad input: the target is not empty
     assert "not empty" in capsys.readouterr().err
     async with jobledger.open(url) as existing:
         assert (await existing.digest()).text == before
@@ -376,7 +376,7 @@ async def test_copy_from_a_schema_that_does_not_exist_creates_nothing(
     missing = pg_schemas.new()
     url = f"{pg_schemas.url}?schema={missing}"
     code = await asyncio.to_thread(main, ["copy", "--from", url, "--to", str(tmp_path / "x.db")])
-    assert code == 1
+    assert code == 2  # no log there, as for a missing file
     assert "holds no jobledger log" in capsys.readouterr().err
     assert not (tmp_path / "x.db").exists()
     conn = await asyncpg.connect(pg_schemas.url)

@@ -425,7 +425,7 @@ def test_verify_digest_and_their_problems_are_escaped(
     assert code == 1
     assert printable(repr(RESOURCE)) in out  # the problem names the resource
     code, out, err = run(capsysbinary, "content", RESOURCE, "--db", damaged)
-    assert (code, out) == (1, "")
+    assert (code, out) == (5, "")  # a storage error: the content is damaged
     assert err.startswith("jobledger: error: CorruptionError")
 
 
@@ -436,7 +436,7 @@ def test_error_messages_on_stderr_are_escaped(
     # NotFound quotes the id the operator gave.
     for argv in (["show", EVIL], ["history", EVIL], ["tail", EVIL], ["content", EVIL]):
         code, out, err = run(capsysbinary, *argv, "--db", db)
-        assert (code, out) == (1, "")
+        assert (code, out) == (3, "")  # not found
         assert err.startswith("jobledger: error:") and "\\x1b]0;owned\\x07" in err
         assert len(err.splitlines()) == 1
     # Files that do not exist, named with hostile text.
@@ -467,7 +467,7 @@ def test_import_errors_are_escaped(
     bad = tmp_path / "bad.ndjson"
     bad.write_bytes(lines[0] + EVIL.encode() + b"\n")
     code, out, err = run(capsysbinary, "import", bad, "--db", tmp_path / "a.db")
-    assert (code, out) == (1, "")
+    assert (code, out) == (2, "")
     assert err.startswith("jobledger: error: ValidationError") and "line 2" in err
     assert len(err.splitlines()) == 1
     assert not (tmp_path / "a.db").exists()
@@ -475,11 +475,11 @@ def test_import_errors_are_escaped(
     edited = tmp_path / "edited.ndjson"
     edited.write_bytes(b"".join(lines).replace(b"forged", b"FORGED", 1))
     code, out, err = run(capsysbinary, "import", edited, "--db", tmp_path / "b.db")
-    assert (code, out) == (1, "")
+    assert (code, out) == (2, "")
     assert err.startswith("jobledger: error: ValidationError") and len(err.splitlines()) == 1
     # Into a log that is not empty.
     code, out, err = run(capsysbinary, "import", bad, "--db", db)
-    assert (code, out) == (1, "")
+    assert (code, out) == (2, "")
     assert "not empty" in err
     # The export to a file with a hostile name says where it went.
     to = tmp_path / f"out{EVIL.replace('/', '')}.ndjson"

@@ -572,7 +572,7 @@ def test_marks_jsonld_on_the_command_line_passes_every_must(
         assert exported["id"].startswith("https://kb.example/marks/")
     assert documents[0]["target"]["source"] == "https://kb.example/resources/ms"
     assert documents[1]["via"] == "https://example.net/notes/1"
-    assert main(["marks", "ms", "--db", str(db), "--jsonld", "--base-iri", "no"]) == 1
+    assert main(["marks", "ms", "--db", str(db), "--jsonld", "--base-iri", "no"]) == 2
 
 
 async def test_a_base_iri_that_is_not_a_string_is_a_validation_error(tmp_path: Path) -> None:
