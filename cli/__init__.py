@@ -4,8 +4,8 @@ jobs, marks and resources), follow it live, check it, and move it between files.
 ::
 
     jobledger demo [--db URL] [--jobs N] [--fresh] [--no-live] [--pause SECONDS]
-    jobledger list [--db URL] [--user U] [--status S] [--type T] [--limit N]
-    jobledger show JOB_ID [--db URL]
+    jobledger list [--db URL] [--user U] [--status S] [--type T] [--limit N] [--json]
+    jobledger show JOB_ID [--db URL] [--json]
     jobledger history JOB_ID [--db URL]
     jobledger marks RESOURCE [--db URL] [--jsonld]
     jobledger resources [--db URL] [--limit N]
@@ -19,6 +19,10 @@ jobs, marks and resources), follow it live, check it, and move it between files.
 
     jobledger worker --app MODULE:ATTR [--db URL] [--types A,B] [--concurrency N]
                      [--grace SECONDS]
+    jobledger submit TYPE [--db URL] [--params JSON | --params-file F] [--user U]
+                     [--idempotency-key K] [--priority P] [--run-at ISO]
+                     [--wait [--timeout S]] [--json]
+    jobledger cancel|suspend|resume|delete JOB_ID [--db URL] [--user U] [--json]
     jobledger --version
 
 Exit codes, the same for every command (``main.exit_code``): 0 success; 1
@@ -27,8 +31,8 @@ ledger failed); 2 bad usage or input (a bad option or value, a missing log
 file, a path that is not a jobledger log, a refused import); 3 not found
 (an unknown job or resource); 4 an illegal transition; 5 a storage error
 (a damaged file, a schema to migrate).
-Only ``demo`` and ``import`` create a log file; every other command refuses
-a path that does not exist. ``--db`` takes a path or a URL (``sqlite:///jobs.db``,
+Only ``demo``, ``import`` and ``worker`` (a service's first start) create a
+log file; every other command refuses a path that does not exist. ``--db`` takes a path or a URL (``sqlite:///jobs.db``,
 ``memory://`` for the demo; see ``jobledger.store.url``), else the
 ``JOBLEDGER_DB`` environment variable, else ``jobledger.db``, for every command.
 
@@ -46,7 +50,8 @@ Its modules, one concern each: :mod:`.main` (the entry point),
 :mod:`.parser` (the grammar), :mod:`.common` (the console and the log
 file), :mod:`.formatting` (tables and lines), and the commands by concern:
 :mod:`.demo_command`, :mod:`.jobs`, :mod:`.marks`, :mod:`.follow`,
-:mod:`.audit`.
+:mod:`.audit`, :mod:`.operate` (the commands that change jobs) and
+:mod:`.worker_command`.
 """
 
 from .main import main

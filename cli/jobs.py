@@ -11,6 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from jobledger import open as open_ledger
+from jobledger.views import job_json, job_view
 
 from .common import _EVENT_STYLE, _existing
 from .formatting import (
@@ -31,6 +32,13 @@ async def _list(args: argparse.Namespace, out: Console) -> int:
         page = await ledger.list(
             user=args.user, status=args.status, job_type=args.job_type, limit=args.limit
         )
+        now = ledger.clock.now()
+    if args.json:  # (the document GET /v1/jobs answers)
+        items = [job_view(job, now) for job in page.jobs]
+        cursor = None if page.cursor is None else str(page.cursor)
+        document = msgspec.json.encode({"items": items, "nextCursor": cursor})
+        out.file.write(document.decode() + "\n")
+        return 0
     if not page.jobs:
         out.print(Text("no jobs match", "dim"))
         return 0
@@ -43,6 +51,10 @@ async def _list(args: argparse.Namespace, out: Console) -> int:
 async def _show(args: argparse.Namespace, out: Console) -> int:
     async with open_ledger(_existing(args.db), migrate=False) as ledger:
         job = await ledger.get(args.job_id)
+        now = ledger.clock.now()
+    if args.json:
+        out.file.write(job_json(job, now).decode() + "\n")
+        return 0
     p = job.progress
     progress = "-"
     if p is not None:

@@ -27,6 +27,7 @@ from .follow import _tail
 from .formatting import _text
 from .jobs import _history, _list, _show
 from .marks import _content, _marks, _resources
+from .operate import _change, _delete, _submit
 from .parser import _parser
 from .worker_command import _worker
 
@@ -50,6 +51,11 @@ _COMMANDS = {
     "copy": _copy,
     "migrate": _migrate,
     "worker": _worker,
+    "submit": _submit,
+    "cancel": _change,
+    "suspend": _change,
+    "resume": _change,
+    "delete": _delete,
 }
 
 

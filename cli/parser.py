@@ -167,10 +167,14 @@ def _parser() -> argparse.ArgumentParser:
     listing.add_argument(
         "--limit", type=_positive, default=50, help="at most this many jobs (default: 50)"
     )
+    listing.add_argument(
+        "--json", action="store_true", help="print {items, nextCursor} as JSON, for scripts"
+    )
 
     show = commands.add_parser("show", help="show one job's fields")
     show.add_argument("job_id", metavar="JOB_ID")
     show.add_argument("--db", metavar="URL", help=db_help)
+    show.add_argument("--json", action="store_true", help="print the job as JSON, for scripts")
 
     history = commands.add_parser("history", help="show one job's events, in order")
     history.add_argument("job_id", metavar="JOB_ID")
@@ -180,7 +184,54 @@ def _parser() -> argparse.ArgumentParser:
     _add_live_commands(commands, db_help)
     _add_audit_commands(commands, db_help)
     _add_worker_command(commands)
+    _add_operate_commands(commands, db_help)
     return parser
+
+
+def _add_operate_commands(commands: Any, db_help: str) -> None:
+    submit = commands.add_parser(
+        "submit",
+        help="submit a job; print its id (with --wait, how it ended)",
+        description="Submit a job of TYPE to the log. Prints the job id; with --wait, waits "
+        "for the job to end (a worker must run somewhere) and exits 0 only if it completed.",
+        epilog='example: jobledger submit thumbnail --params \'{"image": "cat.png"}\' --wait',
+    )
+    submit.add_argument("job_type", metavar="TYPE")
+    submit.add_argument("--db", metavar="URL", help=db_help)
+    submit.add_argument("--params", metavar="JSON", help="the params: a JSON object")
+    submit.add_argument("--params-file", metavar="FILE", help="read the params from FILE")
+    submit.add_argument("--user", type=_user, help="the job's owner (default: system)")
+    submit.add_argument("--idempotency-key", metavar="K", help="submit at most once per key")
+    submit.add_argument(
+        "--priority", type=_integer(-1_000_000, "must be between -1000000 and 1000000",
+                                    1_000_000), default=0, help="higher runs first (default: 0)"
+    )  # fmt: skip
+    submit.add_argument("--run-at", type=_moment, metavar="ISO", help="not before this time")
+    submit.add_argument("--wait", action="store_true", help="wait for the job to end")
+    submit.add_argument(
+        "--timeout", type=_grace, metavar="SECONDS", help="with --wait: give up after this long"
+    )
+    submit.add_argument("--json", action="store_true", help="print the job as JSON")
+    for name, purpose, example in (
+        (
+            "cancel",
+            "cancel a job (a running one is asked to stop)",
+            "cancel job_01J... --reason dup",
+        ),
+        ("suspend", "suspend a job of a suspendable type", "suspend job_01J..."),
+        ("resume", "resume a suspended job", "resume job_01J..."),
+        ("delete", "delete a job that is not running (its history stays)", "delete job_01J..."),
+    ):
+        parser = commands.add_parser(
+            name, help=purpose, description=purpose[0].upper() + purpose[1:] + ".",
+            epilog=f"example: jobledger {example}",
+        )  # fmt: skip
+        parser.add_argument("job_id", metavar="JOB_ID")
+        parser.add_argument("--db", metavar="URL", help=db_help)
+        parser.add_argument("--user", type=_user, help="act as this user (only their jobs)")
+        parser.add_argument("--json", action="store_true", help="print the job as JSON")
+        if name == "cancel":
+            parser.add_argument("--reason", help="why (kept in the log)")
 
 
 def _add_worker_command(commands: Any) -> None:
