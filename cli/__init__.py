@@ -22,7 +22,7 @@ jobs, marks and resources), follow it live, check it, and move it between files.
     jobledger submit TYPE [--db URL] [--params JSON | --params-file F] [--user U]
                      [--idempotency-key K] [--priority P] [--run-at ISO]
                      [--wait [--timeout S]] [--json]
-    jobledger cancel|suspend|resume|delete JOB_ID [--db URL] [--user U] [--json]
+    jobledger cancel|suspend|resume|retry|delete JOB_ID [--db URL] [--user U] [--json]
     jobledger --version
 
 Exit codes, the same for every command (``main.exit_code``): 0 success; 1

@@ -35,6 +35,7 @@ _EVENT_STYLE = {
     "job.retry_scheduled": "yellow",
     "job.lease_expired": "yellow",
     "job.released": "yellow",
+    "job.retried": "yellow",
 }
 """The style of an event type in ``history`` and ``tail`` (others are plain)."""
 

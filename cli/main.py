@@ -55,6 +55,7 @@ _COMMANDS = {
     "cancel": _change,
     "suspend": _change,
     "resume": _change,
+    "retry": _change,
     "delete": _delete,
 }
 

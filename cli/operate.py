@@ -85,12 +85,14 @@ async def _submit(args: argparse.Namespace, out: Console) -> int:
 
 
 async def _change(args: argparse.Namespace, out: Console) -> int:
-    """``cancel``, ``suspend`` and ``resume``: the job as the command left it."""
+    """``cancel``, ``suspend``, ``resume`` and ``retry``: the job as the command left it."""
     async with open_ledger(_existing(args.db)) as ledger:
         if args.command == "cancel":
             job = await ledger.cancel(args.job_id, user=args.user, reason=args.reason)
         elif args.command == "suspend":
             job = await ledger.suspend(args.job_id, user=args.user)
+        elif args.command == "retry":
+            job = await ledger.retry(args.job_id, user=args.user, reason=args.reason)
         else:
             job = await ledger.resume(args.job_id, user=args.user)
         now = ledger.clock.now()

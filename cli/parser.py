@@ -220,6 +220,7 @@ def _add_operate_commands(commands: Any, db_help: str) -> None:
         ),
         ("suspend", "suspend a job of a suspendable type", "suspend job_01J..."),
         ("resume", "resume a suspended job", "resume job_01J..."),
+        ("retry", "run a failed, timed-out or cancelled job again", "retry job_01J..."),
         ("delete", "delete a job that is not running (its history stays)", "delete job_01J..."),
     ):
         parser = commands.add_parser(
@@ -230,7 +231,7 @@ def _add_operate_commands(commands: Any, db_help: str) -> None:
         parser.add_argument("--db", metavar="URL", help=db_help)
         parser.add_argument("--user", type=_user, help="act as this user (only their jobs)")
         parser.add_argument("--json", action="store_true", help="print the job as JSON")
-        if name == "cancel":
+        if name in ("cancel", "retry"):
             parser.add_argument("--reason", help="why (kept in the log)")
 
 

@@ -52,6 +52,7 @@ from .commands import (
     JobProgress,
     JobRelease,
     JobResume,
+    JobRetry,
     JobSkip,
     JobStart,
     JobSuspend,
@@ -118,6 +119,7 @@ from .events import (
     JobProgressed,
     JobReleased,
     JobResumed,
+    JobRetried,
     JobRetryScheduled,
     JobSkipped,
     JobStarted,
@@ -157,7 +159,7 @@ from .proposals import ClaimProposer
 from .queries import JobReader, PendingRead, expired, pending_order, runnable
 from .queues import count_running, evolve_queue, queue_book, track_running
 from .registry import JobType, Registry, Resolved, convert_params
-from .status import TERMINAL, TRANSITIONS, JobStatus, can_transition, is_terminal
+from .status import RETRYABLE, TERMINAL, TRANSITIONS, JobStatus, can_transition, is_terminal
 
 __all__ = [
     "ANNOTATION_CONTEXT",
@@ -181,6 +183,7 @@ __all__ = [
     "MIN_RUN_AT",
     "MOTIVATIONS",
     "QUOTE_CONTEXT",
+    "RETRYABLE",
     "SYSTEM_USER",
     "TERMINAL",
     "TRANSITIONS",
@@ -237,6 +240,8 @@ __all__ = [
     "JobReleased",
     "JobResume",
     "JobResumed",
+    "JobRetried",
+    "JobRetry",
     "JobRetryScheduled",
     "JobSkip",
     "JobSkipped",

@@ -54,6 +54,7 @@ __all__ = [
     "JobProgress",
     "JobRelease",
     "JobResume",
+    "JobRetry",
     "JobSkip",
     "JobStart",
     "JobSuspend",
@@ -229,6 +230,15 @@ class JobResume(Command, frozen=True, kw_only=True, tag="job:resume"):
     job_id: Id
 
 
+class JobRetry(Command, frozen=True, kw_only=True, tag="job:retry"):
+    """Run a job that ended ``failed``, ``timed_out`` or ``cancelled`` again:
+    pending once more, with the same id and its history, its attempt number
+    going on, and its retry and recovery budgets afresh."""
+
+    job_id: Id
+    reason: Text | None = None
+
+
 class JobDelete(Command, frozen=True, kw_only=True, tag="job:delete"):
     """Remove a job that is not running from the read model (a tombstone; its
     history stays in the log)."""
@@ -337,6 +347,7 @@ AnyCommand = (
     | JobCancel
     | JobSuspend
     | JobResume
+    | JobRetry
     | JobDelete
     | JobExpire
     | JobRelease

@@ -29,6 +29,7 @@ from .commands import (
     JobProgress,
     JobRelease,
     JobResume,
+    JobRetry,
     JobSkip,
     JobStart,
     JobSuspend,
@@ -62,6 +63,7 @@ from .events import (
     JobProgressed,
     JobReleased,
     JobResumed,
+    JobRetried,
     JobRetryScheduled,
     JobSkipped,
     JobStarted,
@@ -83,7 +85,7 @@ from .evolve import (
 )
 from .models import Job, Mark, Queue, RetryPolicy
 from .queues import decide_configure, queue_room
-from .status import JobStatus, can_transition
+from .status import RETRYABLE, JobStatus, can_transition
 from .w3c import check_annotation
 
 __all__ = [
@@ -475,6 +477,13 @@ def _decide_job(command: Command, job: Job, now: datetime) -> list[AnyEvent]:
                 raise _refuse(job, JobStatus.PENDING, command)
             _require_transition(job, JobStatus.PENDING, command)
             return [JobResumed(job_id=job.id)]
+        case JobRetry():
+            # Only an ending that a person may want undone: not completed,
+            # partial or skipped (the work was done, or chose not to be).
+            if job.status not in RETRYABLE:
+                raise _refuse(job, JobStatus.PENDING, command)
+            _require_transition(job, JobStatus.PENDING, command)
+            return [JobRetried(job_id=job.id, reason=command.reason)]
         case JobDelete():
             if job.status is JobStatus.RUNNING:
                 raise _refuse(job, "deleted", command)

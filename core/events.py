@@ -47,6 +47,7 @@ __all__ = [
     "JobProgressed",
     "JobReleased",
     "JobResumed",
+    "JobRetried",
     "JobRetryScheduled",
     "JobSkipped",
     "JobStarted",
@@ -226,6 +227,14 @@ class JobResumed(JobEvent, frozen=True, kw_only=True, tag="job.resumed"):
     """A suspended job is pending again."""
 
 
+class JobRetried(JobEvent, frozen=True, kw_only=True, tag="job.retried"):
+    """A job that had ended ``failed``, ``timed_out`` or ``cancelled`` is pending
+    again (``job:retry``): its error and result cleared, its failures and
+    recoveries counted afresh, its attempt number going on."""
+
+    reason: str | None = None
+
+
 class JobDeleted(JobEvent, frozen=True, kw_only=True, tag="job.deleted"):
     """Tombstone: the job leaves the read model; its stream stays in the log."""
 
@@ -337,6 +346,7 @@ AnyEvent = (
     | JobSuspendRequested
     | JobSuspended
     | JobResumed
+    | JobRetried
     | JobDeleted
     | MarkCreated
     | MarkDeleted

@@ -33,6 +33,7 @@ from .events import (
     JobProgressed,
     JobReleased,
     JobResumed,
+    JobRetried,
     JobRetryScheduled,
     JobSkipped,
     JobStarted,
@@ -276,6 +277,20 @@ def evolve_job(job: Job | None, env: Envelope) -> Job | None:
             )
         case JobResumed():
             return _pending(job, env, None)
+        case JobRetried():
+            return _pending(
+                job,
+                env,
+                None,
+                failures=0,
+                recoveries=0,
+                error=None,
+                error_type=None,
+                result=None,
+                progress=None,
+                cancel_reason=None,
+                finished_at=None,
+            )
         case JobDeleted():
             return None
     return _replace(job, **touched)

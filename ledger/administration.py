@@ -21,6 +21,7 @@ from jobledger.core import (
     JobCancel,
     JobDelete,
     JobResume,
+    JobRetry,
     JobSuspend,
     Mark,
     MarkCreate,
@@ -98,6 +99,12 @@ class Administration:
     async def resume(self, job_id: str, *, user: UserArg = None) -> Job:
         return await self._control(
             JobResume(job_id=job_id, actor=self._actor(user), correlation_id=job_id), user
+        )
+
+    async def retry(self, job_id: str, *, user: UserArg = None, reason: str | None = None) -> Job:
+        return await self._control(
+            JobRetry(job_id=job_id, reason=reason, actor=self._actor(user), correlation_id=job_id),
+            user,
         )
 
     async def delete(self, job_id: str, *, user: UserArg = None) -> None:

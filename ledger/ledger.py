@@ -268,6 +268,17 @@ class Ledger:
         """Put a suspended job back to pending, with its last progress and checkpoint."""
         return await self._administration.resume(job_id, user=user)
 
+    async def retry(self, job_id: str, *, user: UserArg = None, reason: str | None = None) -> Job:
+        """Run a job that ended ``failed``, ``timed_out`` or ``cancelled`` again
+        (``job:retry``, a ``job.retried`` event): it is pending once more with
+        the same id and its whole history, its error and result cleared, its
+        attempt number going on, and its retry and recovery budgets afresh.
+        ``wait`` called after it waits for the new ending. Any other status is
+        ``InvalidTransition`` (a running or pending job has not ended;
+        ``completed``, ``partial`` and ``skipped`` are not undone); another
+        user's job is ``NotFound``."""
+        return await self._administration.retry(job_id, user=user, reason=reason)
+
     async def delete(self, job_id: str, *, user: UserArg = None) -> None:
         """Delete a job that is not running: it leaves the read model (``get``
         says ``NotFound``); its history stays in the log for audit."""

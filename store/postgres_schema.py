@@ -18,9 +18,10 @@ import re
 
 __all__ = ["SCHEMA_VERSION", "check_schema_name", "shown_dsn"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """The schema this code writes; an older one is migrated when a writing
-ledger opens it, a newer one refused."""
+ledger opens it, a newer one refused. (3: ``job.retried``; no table
+changes, the version marks a log that may hold it.)"""
 
 _NAME = re.compile(r"[a-z_][a-z0-9_]{0,52}")
 
@@ -109,6 +110,9 @@ _MIGRATIONS: tuple[str, ...] = (
     DROP FUNCTION IF EXISTS jobledger_append;
     DROP FUNCTION IF EXISTS jobledger_begin(bigint);
     """,
+    # 3: the job.retried event (job:retry); no table changes: the version
+    # tells older code this log may hold an event it does not know.
+    "SELECT 1",
 )
 
 _CREATE_VERSION_TABLE = """

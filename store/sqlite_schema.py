@@ -11,10 +11,12 @@ from typing import Any
 
 __all__ = ["SCHEMA_VERSION"]
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 """The schema this code writes. Older files are migrated on open (from 2 to 3:
 the read model is rebuilt from the log, once; from 3 to 4: the queues'
-table is made, empty, as no older log configured a queue)."""
+table is made, empty, as no older log configured a queue; from 4 to 5:
+nothing changes but the version, which marks a log that may hold
+``job.retried``, so that older code refuses it)."""
 
 # Each step takes the schema from version i to i+1. Never edit a released
 # step: add a new one.
@@ -100,6 +102,12 @@ _MIGRATIONS: tuple[str, ...] = (
         name TEXT PRIMARY KEY,
         doc  BLOB NOT NULL
     );
+    """,
+    # 5: the job.retried event (job:retry, issue 17). No table changes: the
+    # version alone tells older code that this log may hold an event it
+    # does not know, so it refuses to open it instead of misreading it.
+    """
+    SELECT 1;
     """,
 )
 

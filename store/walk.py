@@ -24,10 +24,12 @@ import msgspec
 
 from jobledger.core import (
     GENESIS_HASH,
+    RETRYABLE,
     AssetCreated,
     Envelope,
     JobCreated,
     JobDeleted,
+    JobRetried,
     JobStatus,
     MarkCreated,
     Projection,
@@ -49,6 +51,7 @@ _CREATIONS: Final = {
 """The event that starts a stream of each kind this walk knows (``job``, ``mark``, …)."""
 
 _DELETED: Final = JobDeleted.__struct_config__.tag
+_RETRIED: Final = JobRetried.__struct_config__.tag  # (the one event an ending may be followed by)
 _PLACEHOLDER: Final = JobDeleted(job_id="")
 """The event of an entry whose data does not decode: the chain covers the
 stored bytes, not the event, so such an entry is still checked against it."""
@@ -190,7 +193,7 @@ class Walk:
             if job.status is JobStatus.RUNNING:
                 return [_life(env, "job.deleted while the job runs")]
             return []
-        if is_terminal(job.status):
+        if is_terminal(job.status) and not (tag == _RETRIED and job.status in RETRYABLE):
             return [_life(env, f"{tag} after the job ended ({job.status.value})")]
         try:
             after = Projection()

@@ -57,6 +57,7 @@ from jobledger.core import (
     JobProgress,
     JobRelease,
     JobResume,
+    JobRetry,
     JobSkip,
     JobStart,
     JobSuspend,
@@ -207,6 +208,8 @@ class Fixture:
             await self.ledger.send(JobComplete(job_id=job.id, attempt=1))
         if status == "suspended":
             await self.ledger.suspend(job.id, user="alice")
+        if status == "cancelled":
+            await self.ledger.cancel(job.id, user="alice")
         return await self.ledger.get(job.id)
 
     async def mark(self) -> str:
@@ -357,6 +360,7 @@ CALLS: dict[str, Call] = {
     "cancel": Call(lambda fx: _job_id(fx)),
     "suspend": Call(lambda fx: _job_id(fx)),
     "resume": Call(lambda fx: _job_id(fx, "suspended")),
+    "retry": Call(lambda fx: _job_id(fx, "cancelled")),
     "delete": Call(_job_id),
     "cleanup": Call(_cleanup),
     "events": Call(_events),
@@ -442,6 +446,7 @@ COMMANDS: dict[str, Callable[[Fixture], Awaitable[Command]]] = {
         job_id=j, reason="no longer needed", actor="alice")),
     "job:suspend": lambda fx: _with_job(fx, "pending", lambda j: JobSuspend(job_id=j)),
     "job:resume": lambda fx: _with_job(fx, "suspended", lambda j: JobResume(job_id=j)),
+    "job:retry": lambda fx: _with_job(fx, "cancelled", lambda j: JobRetry(job_id=j, reason="r")),
     "job:delete": lambda fx: _with_job(fx, "pending", lambda j: JobDelete(job_id=j)),
     "job:expire": lambda fx: _expired(fx),
     "job:release": lambda fx: _with_job(fx, "running", lambda j: JobRelease(

@@ -23,6 +23,7 @@ PINNED = {
     # (SQLite schema, PostgreSQL schema): the format's digest
     (3, 1): "34ed8c706eac08559f1f3f1859c681b0482729903e0220e0b8d51cacb74b9fd4",
     (4, 2): "dd9f00be3995fb195e54882a9fa9ab3a621c551b46603a9e2b51cf60e932d9a6",  # queues
+    (5, 3): "3f1ed49e5026133a0ef7612cb75f1d99bf3f748010ebbd7e795f200de8f6c0a3",  # job.retried
 }
 
 

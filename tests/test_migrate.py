@@ -14,7 +14,7 @@ import pytest
 import jobledger
 import jobledger.core
 from jobledger.cli import main
-from jobledger.store import PostgresLog, SqliteLog
+from jobledger.store import PostgresLog, SqliteLog, postgres_schema, sqlite_schema
 
 from .postgres import Schemas, pg_schemas, postgres_url
 
@@ -118,7 +118,7 @@ async def test_an_sqlite_file_of_schema_3_gains_the_queues_table(tmp_path: Path)
         assert (await ledger.get(job.id)).status == "pending"
         assert (await ledger.verify()).ok
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone() == (4,)
+    assert conn.execute("PRAGMA user_version").fetchone() == (sqlite_schema.SCHEMA_VERSION,)
     conn.close()
 
 
@@ -150,6 +150,7 @@ async def test_a_postgresql_schema_of_version_1_gains_queues_and_loses_the_old_a
             schema,
         )
         assert len(signatures) == 1 and "old integer" not in signatures[0][0]
-        assert await conn.fetchval(f'SELECT version FROM "{schema}".schema_version') == 2
+        version = await conn.fetchval(f'SELECT version FROM "{schema}".schema_version')
+        assert version == postgres_schema.SCHEMA_VERSION
     finally:
         await conn.close()

@@ -32,6 +32,7 @@ JOB_PATHS: dict[str, JobPath] = {
     "cancel": lambda ledger, job_id, user: ledger.cancel(job_id, user=user),
     "suspend": lambda ledger, job_id, user: ledger.suspend(job_id, user=user),
     "resume": lambda ledger, job_id, user: ledger.resume(job_id, user=user),
+    "retry": lambda ledger, job_id, user: ledger.retry(job_id, user=user),
     "delete": lambda ledger, job_id, user: ledger.delete(job_id, user=user),
 }
 # Paths that list or stream: with a user, they show only that user's jobs.

@@ -27,6 +27,7 @@ import pytest
 import jobledger
 import jobledger.core
 from jobledger.core import (
+    RETRYABLE,
     TERMINAL,
     TRANSITIONS,
     AssetCreate,
@@ -45,6 +46,7 @@ from jobledger.core import (
     JobProgress,
     JobRelease,
     JobResume,
+    JobRetry,
     JobSkip,
     JobStart,
     JobStatus,
@@ -296,6 +298,7 @@ CASES = [
         "job:resume", lambda j: JobResume(job_id=j.id), S.PENDING, acts_on=frozenset({S.SUSPENDED})
     ),
     Case("job:delete", lambda j: JobDelete(job_id=j.id), None, acts_on=frozenset(S) - {S.RUNNING}),
+    Case("job:retry", lambda j: JobRetry(job_id=j.id), S.PENDING, acts_on=RETRYABLE),
 ]
 
 
@@ -368,6 +371,9 @@ class Move:
 
 
 MOVES = [
+    Move(S.FAILED, S.PENDING, "a retry by hand", JobRetry(job_id="j")),
+    Move(S.TIMED_OUT, S.PENDING, "a timed-out job retried by hand", JobRetry(job_id="j")),
+    Move(S.CANCELLED, S.PENDING, "a cancelled job retried by hand", JobRetry(job_id="j")),
     Move(S.PENDING, S.RUNNING, "a claim", JobStart(job_id="j", worker="w", expected_version=1)),
     Move(S.PENDING, S.SUSPENDED, "a suspend", JobSuspend(job_id="j")),
     Move(S.PENDING, S.CANCELLED, "a cancel", JobCancel(job_id="j")),
@@ -515,8 +521,12 @@ def test_each_move_is_refused_once_the_table_drops_it(
     assert model.seq == head and model.jobs["j"].status is move.source
 
 
-def test_terminal_statuses_are_the_ones_the_table_leads_nowhere_from() -> None:
-    assert {s for s, targets in TRANSITIONS.items() if not targets} == TERMINAL
+def test_terminal_statuses_lead_nowhere_but_back_to_pending_by_hand() -> None:
+    """The endings leave only by ``job:retry`` (to pending), and only the
+    retryable ones; the table leads nowhere from the others."""
+    assert {s for s, targets in TRANSITIONS.items() if not targets} == TERMINAL - RETRYABLE
+    for status in RETRYABLE:
+        assert TRANSITIONS[status] == frozenset({S.PENDING})
 
 
 # -- endings a mutation run found untested, through a real ledger ---------------

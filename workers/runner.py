@@ -82,6 +82,7 @@ _WAKING_EVENTS = (
     "job.lease_expired",
     "job.released",
     "job.resumed",
+    "job.retried",
 )
 
 ABANDON_AFTER = 1.0
