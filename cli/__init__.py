@@ -23,6 +23,7 @@ jobs, marks and resources), follow it live, check it, and move it between files.
                      [--idempotency-key K] [--priority P] [--run-at ISO]
                      [--wait [--timeout S]] [--json]
     jobledger cancel|suspend|resume|retry|delete JOB_ID [--db URL] [--user U] [--json]
+    jobledger cleanup --older-than AGE [--db URL] [--status S]... [--json]
     jobledger --version
 
 Exit codes, the same for every command (``main.exit_code``): 0 success; 1

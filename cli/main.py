@@ -27,7 +27,7 @@ from .follow import _tail
 from .formatting import _text
 from .jobs import _history, _list, _show
 from .marks import _content, _marks, _resources
-from .operate import _change, _delete, _submit
+from .operate import _change, _cleanup, _delete, _submit
 from .parser import _parser
 from .worker_command import _worker
 
@@ -57,6 +57,7 @@ _COMMANDS = {
     "resume": _change,
     "retry": _change,
     "delete": _delete,
+    "cleanup": _cleanup,
 }
 
 

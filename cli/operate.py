@@ -105,6 +105,16 @@ async def _change(args: argparse.Namespace, out: Console) -> int:
     return 0
 
 
+async def _cleanup(args: argparse.Namespace, out: Console) -> int:
+    async with open_ledger(_existing(args.db)) as ledger:
+        deleted = await ledger.cleanup(args.older_than, statuses=args.statuses)
+    if args.json:
+        out.file.write(msgspec.json.encode({"deleted": deleted}).decode() + "\n")
+    else:
+        out.print(Text(f"deleted {deleted} job(s)"))
+    return 0
+
+
 async def _delete(args: argparse.Namespace, out: Console) -> int:
     async with open_ledger(_existing(args.db)) as ledger:
         await ledger.delete(args.job_id, user=args.user)

@@ -5,9 +5,10 @@ the argument types that refuse bad values with a usage error.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from importlib import metadata
 from pathlib import Path
 from typing import Any, NoReturn
@@ -17,6 +18,7 @@ from jobledger.annotations.demo import (
     DEFAULT_PAUSE,
 )
 from jobledger.core import (
+    TERMINAL,
     JobStatus,
     ValidationError,
 )
@@ -93,6 +95,23 @@ def _version() -> str:
         return metadata.version("jobledger")
     except metadata.PackageNotFoundError:  # (run from a source tree, not installed)
         return "unknown"
+
+
+_AGE = re.compile(r"(\d{1,9})([smhdw])")
+_AGE_UNITS = {"s": 1, "m": 60, "h": 3_600, "d": 86_400, "w": 604_800}
+
+
+def _age(text: str) -> timedelta:
+    """An age such as ``90s``, ``30m``, ``12h``, ``7d`` or ``2w``."""
+    found = _AGE.fullmatch(text.strip())
+    if found is None:
+        raise argparse.ArgumentTypeError(
+            f"not an age: {text!r} (a whole number and s, m, h, d or w: 7d, 12h)"
+        )
+    seconds = int(found.group(1)) * _AGE_UNITS[found.group(2)]
+    if seconds > 100 * 365 * 86_400:
+        raise argparse.ArgumentTypeError(f"more than a hundred years: {text!r}")
+    return timedelta(seconds=seconds)
 
 
 def _grace(text: str) -> float:
@@ -212,6 +231,26 @@ def _add_operate_commands(commands: Any, db_help: str) -> None:
         "--timeout", type=_grace, metavar="SECONDS", help="with --wait: give up after this long"
     )
     submit.add_argument("--json", action="store_true", help="print the job as JSON")
+    cleanup = commands.add_parser(
+        "cleanup",
+        help="delete the jobs that ended before an age (their history stays in the log)",
+        description="Delete every job that ended more than --older-than ago (only those of "
+        "--status when given): a job.deleted event each, by system:cleanup, so an auditor "
+        "tells cleanup from tampering. Prints how many.",
+        epilog="example: jobledger cleanup --older-than 30d --status completed --status skipped",
+    )
+    cleanup.add_argument("--db", metavar="URL", help=db_help)
+    cleanup.add_argument(
+        "--older-than", type=_age, required=True, metavar="AGE", help="7d, 12h, 30m, 90s or 2w"
+    )
+    cleanup.add_argument(
+        "--status",
+        dest="statuses",
+        action="append",
+        choices=sorted(s.value for s in TERMINAL),
+        help="only jobs that ended so (repeat it for several)",
+    )
+    cleanup.add_argument("--json", action="store_true", help='print {"deleted": N}')
     for name, purpose, example in (
         (
             "cancel",

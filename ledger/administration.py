@@ -22,6 +22,7 @@ from jobledger.core import (
     JobDelete,
     JobResume,
     JobRetry,
+    JobStatus,
     JobSuspend,
     Mark,
     MarkCreate,
@@ -37,7 +38,7 @@ from jobledger.eventbus import EventBus
 from jobledger.store import Backend
 from jobledger.workers import store_resource
 
-from .arguments import UserArg, _actor, _as_user, _count
+from .arguments import UserArg, _actor, _as_user, _count, _endings
 from .queries import Queries
 
 __all__ = ["Administration"]
@@ -113,8 +114,15 @@ class Administration:
             JobDelete(job_id=job_id, actor=self._actor(user), correlation_id=job_id)
         )
 
-    async def cleanup(self, older_than: timedelta | datetime, *, batch: int = 500) -> int:
+    async def cleanup(
+        self,
+        older_than: timedelta | datetime,
+        *,
+        batch: int = 500,
+        statuses: Iterable[JobStatus | str] | None = None,
+    ) -> int:
         self._check_open()
+        only = None if statuses is None else _endings(statuses)
         if isinstance(older_than, datetime) and older_than.tzinfo is not None:
             cutoff = older_than
         elif isinstance(older_than, timedelta) and older_than >= timedelta(0):
@@ -129,7 +137,7 @@ class Administration:
         batch = _count(batch, "batch")
         deleted = 0
         while True:
-            jobs = await self._log.finished_before(cutoff, batch)
+            jobs = await self._log.finished_before(cutoff, batch, only)
             if not jobs:
                 return deleted
             results = await asyncio.gather(

@@ -8,7 +8,15 @@ from collections.abc import Iterable
 from datetime import timedelta
 from typing import TypeAlias
 
-from jobledger.core import MAX_ID_LENGTH, SYSTEM_USER, Job, JobStatus, User, ValidationError
+from jobledger.core import (
+    MAX_ID_LENGTH,
+    SYSTEM_USER,
+    TERMINAL,
+    Job,
+    JobStatus,
+    User,
+    ValidationError,
+)
 
 __all__: list[str] = []
 
@@ -134,7 +142,7 @@ def _event_types(types: object) -> list[str] | None:
     return names
 
 
-def _statuses(until: object) -> frozenset[JobStatus] | None:
+def _statuses(until: object, field: str = "until") -> frozenset[JobStatus] | None:
     """``wait(until=…)``: None, one status, or an iterable of statuses."""
     if until is None:
         return None
@@ -143,4 +151,13 @@ def _statuses(until: object) -> frozenset[JobStatus] | None:
         return frozenset(JobStatus(s) for s in items)  # type: ignore[attr-defined]
     except (TypeError, ValueError, RecursionError):  # (Enum's message reprs the value)
         statuses = ", ".join(s.value for s in JobStatus)
-        raise ValidationError(f"must be statuses ({statuses})", field="until") from None
+        raise ValidationError(f"must be statuses ({statuses})", field=field) from None
+
+
+def _endings(statuses: object) -> list[JobStatus]:
+    """``cleanup(statuses=…)``: job endings (``TERMINAL``), in their order."""
+    found = _statuses(statuses, "statuses") or frozenset()
+    if not found <= TERMINAL:
+        endings = ", ".join(s.value for s in JobStatus if s in TERMINAL)
+        raise ValidationError(f"must be job endings ({endings})", field="statuses")
+    return sorted(found)

@@ -284,10 +284,18 @@ class Ledger:
         says ``NotFound``); its history stays in the log for audit."""
         return await self._administration.delete(job_id, user=user)
 
-    async def cleanup(self, older_than: timedelta | datetime, *, batch: int = 500) -> int:
+    async def cleanup(
+        self,
+        older_than: timedelta | datetime,
+        *,
+        batch: int = 500,
+        statuses: Iterable[JobStatus | str] | None = None,
+    ) -> int:
         """Delete every finished job that finished before ``older_than`` (a cutoff
-        time, or an age); returns how many were deleted."""
-        return await self._administration.cleanup(older_than, batch=batch)
+        time, or an age), only those of ``statuses`` (job endings) when given;
+        returns how many were deleted. Each is a ``job.deleted`` event with the
+        actor ``system:cleanup``, so an auditor tells cleanup from tampering."""
+        return await self._administration.cleanup(older_than, batch=batch, statuses=statuses)
 
     async def get(self, job_id: str, *, user: UserArg = None) -> Job:
         """The job as last committed. ``NotFound`` if absent or not ``user``'s."""

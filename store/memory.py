@@ -251,11 +251,15 @@ class MemoryLog:
         found.sort(key=lambda j: (_due_at(j), j.created_seq))
         return found[:limit]
 
-    async def finished_before(self, cutoff: datetime, limit: int = 500) -> list[Job]:
+    async def finished_before(
+        self, cutoff: datetime, limit: int = 500, statuses: Sequence[JobStatus] | None = None
+    ) -> list[Job]:
         found = [
             j
             for j in self._model.jobs.values()
-            if j.finished_at is not None and j.finished_at < cutoff
+            if j.finished_at is not None
+            and j.finished_at < cutoff
+            and (statuses is None or j.status in statuses)
         ]
         found.sort(key=lambda j: (j.finished_at, j.created_seq))
         return found[:limit]

@@ -485,8 +485,11 @@ class Schedule(Protocol):
         damaged row stops neither the sweeper nor an open; ``verify`` names it."""
         ...
 
-    async def finished_before(self, cutoff: datetime, limit: int = 500) -> list[Job]:
-        """Up to ``limit`` terminal jobs that finished before ``cutoff``, oldest first."""
+    async def finished_before(
+        self, cutoff: datetime, limit: int = 500, statuses: Sequence[JobStatus] | None = None
+    ) -> list[Job]:
+        """Up to ``limit`` terminal jobs that finished before ``cutoff``, oldest
+        first; only those in ``statuses`` when given."""
         ...
 
 

@@ -152,10 +152,16 @@ class _ReadModelQueries:
                 log.error("a running job's row does not decode; left to verify", error=str(exc))
         return jobs
 
-    async def finished_before(self, cutoff: datetime, limit: int = 500) -> list[Job]:
+    async def finished_before(
+        self, cutoff: datetime, limit: int = 500, statuses: Sequence[JobStatus] | None = None
+    ) -> list[Job]:
+        only = ""
+        if statuses is not None:
+            only = f" AND status IN ({','.join('?' * len(statuses))})" if statuses else " AND 0=1"
         rows = await self._fetchall(
-            "SELECT doc FROM jobs WHERE finished_us < ? ORDER BY finished_us, created_seq LIMIT ?",
-            (micros(cutoff), limit),
+            f"SELECT doc FROM jobs WHERE finished_us < ?{only}"
+            " ORDER BY finished_us, created_seq LIMIT ?",
+            (micros(cutoff), *(str(s) for s in statuses or ()), limit),
         )
         return [_decode_job(r[0]) for r in rows]
 

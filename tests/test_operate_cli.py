@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ import pytest
 
 import jobledger
 from jobledger.cli import main
-from jobledger.core import JobType
+from jobledger.core import JobComplete, JobStart, JobType, ValidationError
 
 TYPES = [JobType(name="t"), JobType(name="pausable", suspendable=True)]
 VIEW_KEYS = {
@@ -212,3 +213,46 @@ async def test_show_and_list_print_the_same_views_as_json(
     assert all(set(item) == VIEW_KEYS for item in page["items"])
     code, out, _ = await cli(capsys, "list", "--db", str(db), "--json", "--user", "bob")
     assert json.loads(out) == {"items": [], "nextCursor": None}
+
+
+async def test_cleanup_deletes_the_endings_asked_for_older_than_the_age(
+    db: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async with jobledger.open(db, job_types=TYPES) as ledger:
+        done = await ledger.submit("t")
+        await ledger.send(JobStart(job_id=done.id, worker="w", expected_version=1))
+        await ledger.send(JobComplete(job_id=done.id, attempt=1))
+        cancelled = await ledger.submit("t")
+        await ledger.cancel(cancelled.id)
+        waiting = await ledger.submit("t")
+    code, out, _ = await cli(capsys, "cleanup", "--db", str(db), "--older-than", "1w")
+    assert (code, out) == (0, "deleted 0 job(s)\n")  # none ended a week ago
+    code, out, _ = await cli(
+        capsys, "cleanup", "--db", str(db), "--older-than", "0s", "--status", "cancelled",
+        "--json",
+    )  # fmt: skip
+    assert (code, json.loads(out)) == (0, {"deleted": 1})
+    code, out, _ = await cli(capsys, "cleanup", "--db", str(db), "--older-than", "0s")
+    assert (code, out) == (0, "deleted 1 job(s)\n")
+    async with jobledger.open(db) as ledger:
+        assert [j.id for j in await ledger.list()] == [waiting.id]  # pending: never cleaned
+        for job in (done, cancelled):
+            deleted = (await ledger.history(job.id))[-1]
+            assert (deleted.type, deleted.actor) == ("job.deleted", "system:cleanup")
+        assert (await ledger.verify()).ok
+        with pytest.raises(ValidationError) as refused:
+            await ledger.cleanup(timedelta(0), statuses=["running"])
+        assert refused.value.field == "statuses"
+        assert await ledger.cleanup(timedelta(0), statuses=[]) == 0
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--older-than", "7"], ["--older-than", "-1d"], ["--older-than", "7y"],
+     ["--older-than", "999999999w"], ["--older-than", "1d", "--status", "running"], []],
+)  # fmt: skip
+def test_bad_cleanup_arguments_are_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str]
+) -> None:
+    assert main(["cleanup", "--db", str(tmp_path / "x.db"), *args]) == 2
+    assert "Traceback" not in capsys.readouterr().err
