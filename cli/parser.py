@@ -298,7 +298,10 @@ def _add_worker_command(commands: Any) -> None:
         "--types", metavar="A,B", help="run only the workers of these job types (default: all)"
     )
     worker.add_argument(
-        "--concurrency", type=_positive, metavar="N", help="jobs at once per worker"
+        "--concurrency",
+        type=_integer(1, "must be from 1 to 10000", 10_000),
+        metavar="N",
+        help="jobs at once per worker (1 to 10000)",
     )
     worker.add_argument(
         "--grace",

@@ -19,6 +19,7 @@ import pytest
 
 import jobledger
 from jobledger.cli import main
+from jobledger.core import ValidationError
 
 from .conftest import eventually
 from .worker_app import Hold
@@ -182,7 +183,8 @@ async def test_each_job_is_logged_at_its_start_and_end_with_its_id_and_worker(
         (["--app", "worker_app:WORKERS", "--types", "nosuch"], "no worker for those job types"),
         (["--app", "worker_app:WORKERS", "--grace", "nan"], "between 0 and 86400"),
         (["--app", "worker_app:WORKERS", "--grace", "-1"], "between 0 and 86400"),
-        (["--app", "worker_app:WORKERS", "--concurrency", "0"], "at least 1"),
+        (["--app", "worker_app:WORKERS", "--concurrency", "0"], "from 1 to 10000"),
+        (["--app", "worker_app:WORKERS", "--concurrency", "10001"], "from 1 to 10000"),
     ],
 )
 def test_a_bad_app_or_option_is_one_line_and_exit_2(
@@ -238,3 +240,34 @@ async def test_end_grace_cuts_a_close_short_and_wait_closed_returns_after_it(
     async with jobledger.open(tmp_path / "jobs.db") as again:
         assert [e.type for e in await again.history(job.id)][-1] == "job.released"
         assert (await again.get(job.id)).status == "pending"
+
+
+class _Bare(jobledger.JobWorker):
+    async def execute(self, job: jobledger.Job, ctx: jobledger.JobContext) -> None:
+        return None
+
+
+@pytest.mark.parametrize(
+    ("settings", "field"),
+    [
+        ({"job_types": ()}, "job_types"),
+        ({"job_types": ("",)}, "job_types"),
+        ({"concurrency": 0}, "concurrency"),
+        ({"concurrency": True}, "concurrency"),
+        ({"concurrency": "3"}, "concurrency"),
+        ({"concurrency": 10**9}, "concurrency"),
+        ({"lease_seconds": float("nan")}, "lease_seconds"),
+        ({"lease_seconds": 0}, "lease_seconds"),
+        ({"lease_seconds": float("inf")}, "lease_seconds"),
+        ({"stop_grace": -1.0}, "stop_grace"),
+        ({"progress_interval": float("nan")}, "progress_interval"),
+    ],
+)
+def test_a_worker_with_a_bad_setting_is_a_validation_error_naming_it(
+    settings: dict[str, Any], field: str
+) -> None:
+    kind = type("Bad", (_Bare,), {"job_types": ("t",), **settings})
+    with pytest.raises(ValidationError) as refused:
+        kind()
+    assert refused.value.field == field
+    assert kind.__name__ in str(refused.value)

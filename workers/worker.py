@@ -500,7 +500,10 @@ class JobWorker(ABC):
     this worker runs at once; ``lease_seconds`` is how long a claim holds
     without a heartbeat (the runner renews it every third of that);
     ``stop_grace`` is how long ``execute`` may take to stop once asked;
-    ``progress_interval`` throttles progress reports.
+    ``progress_interval`` throttles progress reports. A setting out of range
+    (``concurrency`` not an int from 1 to 10 000, no ``job_types``, seconds
+    that are not a finite number up to a day) is a ``ValidationError`` naming
+    it, at construction.
     """
 
     job_types: ClassVar[tuple[str, ...]] = ()
@@ -517,12 +520,27 @@ class JobWorker(ABC):
             self.name = type(self).__name__
         if concurrency is not None:
             self.concurrency = concurrency
-        if self.concurrency < 1:
-            raise ValueError("concurrency must be at least 1")
-        if not self.job_types:
-            raise ValueError(f"{type(self).__name__} declares no job_types")
-        if self.lease_seconds <= 0 or self.stop_grace < 0:
-            raise ValueError("lease_seconds must be positive and stop_grace not negative")
+        kind = type(self).__name__
+        slots = self.concurrency
+        if isinstance(slots, bool) or not isinstance(slots, int) or not 1 <= slots <= 10_000:
+            raise ValidationError(
+                f"{kind}: concurrency must be an int from 1 to 10000", field="concurrency"
+            )
+        if not self.job_types or not all(isinstance(t, str) and t for t in self.job_types):
+            raise ValidationError(f"{kind} declares no job_types", field="job_types")
+        for field, value, least in (
+            ("lease_seconds", self.lease_seconds, 0.001),
+            ("stop_grace", self.stop_grace, 0.0),
+            ("progress_interval", self.progress_interval, 0.0),
+        ):
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not least <= value <= 86_400  # (NaN fails too)
+            ):
+                raise ValidationError(
+                    f"{kind}: {field} must be seconds from {least:g} to 86400", field=field
+                )
 
     @abstractmethod
     async def execute(self, job: Job, ctx: JobContext) -> Any:
