@@ -12,6 +12,7 @@ import pytest
 
 import jobledger
 from jobledger import Job, JobContext, JobWorker
+from jobledger.core import ValidationError
 
 
 class Counting(JobWorker):
@@ -151,9 +152,9 @@ def test_a_worker_must_declare_job_types_and_sane_concurrency() -> None:
         async def execute(self, job: Job, ctx: JobContext) -> None:
             return None
 
-    with pytest.raises(ValueError, match="job_types"):
+    with pytest.raises(ValidationError, match="job_types"):
         NoTypes()
-    with pytest.raises(ValueError, match="concurrency"):
+    with pytest.raises(ValueError, match="concurrency"):  # (a ValueError too, as it was)
         Counting(Counter(), concurrency=0)
     assert Counting(Counter()).name == "Counting"
     assert Counting(Counter(), name="x").name == "x"

@@ -492,6 +492,14 @@ async def store_resource(
     return resource_id
 
 
+class _BadSetting(ValidationError, ValueError):
+    """A worker's setting out of range: a ``ValidationError`` naming it (and a
+    ``ValueError``, as it was before it joined the error tree)."""
+
+    def __init__(self, message: str, field: str) -> None:
+        super().__init__(message, field=field)
+
+
 class JobWorker(ABC):
     """Base class of workers. Subclass it, set ``job_types``, implement ``execute``.
 
@@ -523,11 +531,9 @@ class JobWorker(ABC):
         kind = type(self).__name__
         slots = self.concurrency
         if isinstance(slots, bool) or not isinstance(slots, int) or not 1 <= slots <= 10_000:
-            raise ValidationError(
-                f"{kind}: concurrency must be an int from 1 to 10000", field="concurrency"
-            )
+            raise _BadSetting(f"{kind}: concurrency must be an int from 1 to 10000", "concurrency")
         if not self.job_types or not all(isinstance(t, str) and t for t in self.job_types):
-            raise ValidationError(f"{kind} declares no job_types", field="job_types")
+            raise _BadSetting(f"{kind} declares no job_types", "job_types")
         for field, value, least in (
             ("lease_seconds", self.lease_seconds, 0.001),
             ("stop_grace", self.stop_grace, 0.0),
@@ -538,9 +544,7 @@ class JobWorker(ABC):
                 or not isinstance(value, int | float)
                 or not least <= value <= 86_400  # (NaN fails too)
             ):
-                raise ValidationError(
-                    f"{kind}: {field} must be seconds from {least:g} to 86400", field=field
-                )
+                raise _BadSetting(f"{kind}: {field} must be seconds from {least:g} to 86400", field)
 
     @abstractmethod
     async def execute(self, job: Job, ctx: JobContext) -> Any:
