@@ -13,11 +13,11 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 
 from jobledger import open as open_ledger
 from jobledger.core import (
-    JOB_ENDINGS,
     Envelope,
     Job,
     JobCompleted,
     JobProgressed,
+    ends_job,
 )
 from jobledger.terminal import printable
 
@@ -79,7 +79,7 @@ async def _follow(
             shown += 1
             if bar is not None:
                 bar.show(env)
-            if shown == count or (one_job and env.type in JOB_ENDINGS):
+            if shown == count or (one_job and ends_job(env)):
                 break
     return shown
 

@@ -138,6 +138,7 @@ from .events import (
     chain_hash,
     decode_event,
     encode_event,
+    ends_job,
 )
 from .holder import Holder, holder_is_dead, this_holder
 from .ids import IdFactory, new_id
@@ -309,6 +310,7 @@ __all__ = [
     "decode_event",
     "digest_of",
     "encode_event",
+    "ends_job",
     "evolve_asset",
     "evolve_job",
     "evolve_mark",

@@ -66,6 +66,7 @@ __all__ = [
     "chain_hash",
     "decode_event",
     "encode_event",
+    "ends_job",
 ]
 
 
@@ -371,8 +372,22 @@ JOB_ENDINGS: frozenset[str] = frozenset(
         JobDeleted,
     )
 )
-"""The event types after which a job's stream gets no more events: its
-terminal endings and its deletion."""
+"""The event types that end a job's run: its terminal endings and its
+deletion. After one, a job's stream gets no more events but a
+``job.retried`` (a failed, timed-out or cancelled job run again by hand) or
+its ``job.deleted``. ``ends_job`` also counts the one older way a run
+ended."""
+
+
+def ends_job(env: Envelope) -> bool:
+    """Whether ``env`` ends its job's run: one of :data:`JOB_ENDINGS`, or a
+    ``job.lease_expired`` written before recovery budgets existed that left
+    no retry (its job failed). What ``tail JOB_ID``, the demo and the
+    examples stop at."""
+    if env.type in JOB_ENDINGS:
+        return True
+    data = env.data
+    return isinstance(data, JobLeaseExpired) and data.recovery is None and data.retry_at is None
 
 
 class Envelope(msgspec.Struct, frozen=True, kw_only=True, gc=False):

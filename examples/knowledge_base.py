@@ -87,7 +87,7 @@ async def follow(ledger: jobledger.Ledger, after: int) -> None:
                 print(f"{label} + resource {data.resource_id} {data.name!r} ({data.size} bytes)")
             elif env.type == "mark.body_updated":
                 print(f"{label} ~ linked mark {data.mark_id}")
-            elif env.type in jobledger.core.JOB_ENDINGS:
+            elif jobledger.core.ends_job(env):
                 print(f"{label} {env.type.removeprefix('job.')}")
                 job = await ledger.get(job_id, user=ALICE)
                 if job.status in jobledger.core.TERMINAL:

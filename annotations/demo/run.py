@@ -27,13 +27,13 @@ from jobledger.annotations import (
     OfflineClient,
 )
 from jobledger.core import (
-    JOB_ENDINGS,
     InvalidTransition,
     Job,
     JobProgressed,
     Mark,
     NotFound,
     ValidationError,
+    ends_job,
 )
 from jobledger.store import content_folder_for
 from jobledger.terminal import printable
@@ -77,7 +77,7 @@ async def _cancel_midway(ledger: Ledger, job: Job, steps: int) -> None:
                         job.id, user=job.user, reason=f"{job.user.id} no longer needs it"
                     )
                 return
-            if env.type in JOB_ENDINGS:
+            if ends_job(env):
                 return
 
 
