@@ -2,12 +2,15 @@
 :class:`~jobledger.core.ClaimProposer` (the runners' claim desk) for claims
 for runners with a free slot, decides them in the batch, and tells the
 proposer after the commit which jobs they started (or, when the batch is not
-committed, that none did). A mixin of :class:`~jobledger.stower.Stower`.
+committed, that none did); and what else the Stower asks the proposer: the
+jobs its last read found at the Stower's head (a claim of one is decided
+without reading it again), and whether a report is due (a batch waits a few
+turns for it). A mixin of :class:`~jobledger.stower.Stower`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -19,7 +22,7 @@ from jobledger.core import (
     get_logger,
     validate_command,
 )
-from jobledger.store import Record
+from jobledger.store import Head, Record
 
 from .batch import _BatchState, _Cache
 from .chaining import _Chaining
@@ -36,6 +39,30 @@ class _Proposing(_Chaining):
         _proposer: ClaimProposer | None
         _proposals: list[tuple[JobStart, Job | None]]
         _cache: _Cache
+        _head: Head
+
+    def _reports_due(self) -> bool:
+        """Whether a runner of this process has a job running (the claim
+        desk knows): its report may come in the next turns of the loop."""
+        if self._proposer is None:
+            return False
+        try:
+            return self._proposer.reports_due()
+        except Exception as exc:  # the proposer's bug: take the batch as it is
+            log.error("the claim desk could not say if reports are due", exc_info=exc)
+            return False
+
+    def _read_at_head(self) -> Mapping[str, Job]:
+        """The pending jobs the claim desk last read, if it read them at the
+        Stower's head: as committed there, like the cache (a claim of one
+        is then decided without reading it again)."""
+        if self._proposer is None:
+            return {}
+        try:
+            return self._proposer.read_at(self._head.seq, self._head.hash)
+        except Exception as exc:  # the proposer's bug: read instead
+            log.error("the claim desk's read could not be taken", exc_info=exc)
+            return {}
 
     def _decide_proposals(
         self,

@@ -511,29 +511,6 @@ class Stower(_Following, _Proposing):
                         plan.from_cache = True
         return plan
 
-    def _reports_due(self) -> bool:
-        """Whether a runner of this process has a job running (the claim
-        desk knows): its report may come in the next turns of the loop."""
-        if self._proposer is None:
-            return False
-        try:
-            return self._proposer.reports_due()
-        except Exception as exc:  # the proposer's bug: take the batch as it is
-            log.error("the claim desk could not say if reports are due", exc_info=exc)
-            return False
-
-    def _read_at_head(self) -> Mapping[str, Job]:
-        """The pending jobs the claim desk last read, if it read them at the
-        Stower's head: as committed there, like the cache (a claim of one
-        is then decided without reading it again)."""
-        if self._proposer is None:
-            return {}
-        try:
-            return self._proposer.read_at(self._head.seq, self._head.hash)
-        except Exception as exc:  # the proposer's bug: read instead
-            log.error("the claim desk's read could not be taken", exc_info=exc)
-            return {}
-
     def _decide_all(
         self,
         commands: Sequence[Command | JobledgerError],
