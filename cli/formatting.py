@@ -11,6 +11,7 @@ from typing import Any
 
 import msgspec
 from rich import box
+from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
@@ -62,6 +63,13 @@ def _text(text: str, style: str = "") -> Text:
     itself reaches the console through here (or through :func:`printable`
     into a ``Text.assemble`` part)."""
     return Text(printable(text), style)
+
+
+def _print_json(out: Console, value: Any) -> None:
+    """``value`` as one line of exact JSON on ``out``'s file (``--json``: for
+    scripts, so not escaped for a terminal, as ``export`` is not)."""
+    out.file.write(msgspec.json.encode(value).decode() + "\n")
+    out.file.flush()
 
 
 def _json(value: Any, limit: int | None = None) -> str:

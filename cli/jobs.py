@@ -11,7 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from jobledger import open as open_ledger
-from jobledger.views import job_json, job_view
+from jobledger.views import job_view
 
 from .common import _EVENT_STYLE, _existing
 from .formatting import (
@@ -19,6 +19,7 @@ from .formatting import (
     _error,
     _jobs_table,
     _json,
+    _print_json,
     _progress,
     _status,
     _summarize_event,
@@ -36,8 +37,7 @@ async def _list(args: argparse.Namespace, out: Console) -> int:
     if args.json:  # (the document GET /v1/jobs answers)
         items = [job_view(job, now) for job in page.jobs]
         cursor = None if page.cursor is None else str(page.cursor)
-        document = msgspec.json.encode({"items": items, "nextCursor": cursor})
-        out.file.write(document.decode() + "\n")
+        _print_json(out, {"items": items, "nextCursor": cursor})
         return 0
     if not page.jobs:
         out.print(Text("no jobs match", "dim"))
@@ -53,7 +53,7 @@ async def _show(args: argparse.Namespace, out: Console) -> int:
         job = await ledger.get(args.job_id)
         now = ledger.clock.now()
     if args.json:
-        out.file.write(job_json(job, now).decode() + "\n")
+        _print_json(out, job_view(job, now))
         return 0
     p = job.progress
     progress = "-"

@@ -20,10 +20,10 @@ from rich.text import Text
 
 from jobledger import open as open_ledger
 from jobledger.core import Job, JobStatus, ValidationError
-from jobledger.views import job_json
+from jobledger.views import job_view
 
 from .common import _existing, _MissingFile
-from .formatting import _status
+from .formatting import _print_json, _status
 
 __all__: list[str] = []
 
@@ -57,8 +57,7 @@ def _params(args: argparse.Namespace) -> dict[str, Any]:
 
 def _print_job(out: Console, job: Job, now: Any, as_json: bool, line: Text) -> None:
     if as_json:
-        out.file.write(job_json(job, now).decode() + "\n")
-        out.file.flush()
+        _print_json(out, job_view(job, now))
     else:
         out.print(line, soft_wrap=True)
 
@@ -109,7 +108,7 @@ async def _cleanup(args: argparse.Namespace, out: Console) -> int:
     async with open_ledger(_existing(args.db)) as ledger:
         deleted = await ledger.cleanup(args.older_than, statuses=args.statuses)
     if args.json:
-        out.file.write(msgspec.json.encode({"deleted": deleted}).decode() + "\n")
+        _print_json(out, {"deleted": deleted})
     else:
         out.print(Text(f"deleted {deleted} job(s)"))
     return 0
@@ -119,7 +118,7 @@ async def _delete(args: argparse.Namespace, out: Console) -> int:
     async with open_ledger(_existing(args.db)) as ledger:
         await ledger.delete(args.job_id, user=args.user)
     if args.json:
-        out.file.write(msgspec.json.encode({"id": args.job_id, "deleted": True}).decode() + "\n")
+        _print_json(out, {"id": args.job_id, "deleted": True})
     else:
         out.print(Text.assemble("deleted ", args.job_id), soft_wrap=True)
     return 0

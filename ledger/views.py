@@ -17,7 +17,7 @@ import msgspec
 
 from jobledger.core import Job
 
-__all__ = ["JobView", "ProgressView", "job_json", "job_view"]
+__all__ = ["JobView", "ProgressView", "job_view"]
 
 
 class ProgressView(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
@@ -96,8 +96,3 @@ def job_view(job: Job, now: datetime) -> JobView:
         finished_at=job.finished_at,
         run_at=job.run_at,
     )
-
-
-def job_json(job: Job, now: datetime) -> bytes:
-    """``job``'s view as one JSON document."""
-    return msgspec.json.encode(job_view(job, now))
