@@ -320,3 +320,21 @@ async def test_a_runner_asking_the_desk_for_its_slot_gets_no_proposed_claim_for_
         assert peak[0] <= 1
         release.set()
         await runner.stop(5)
+
+
+async def test_a_report_sent_just_after_a_commit_shares_the_next_one(tmp_path: Path) -> None:
+    """One producer awaiting each submit, four workers whose jobs end at once:
+    the report of the job just started comes a few turns after the commit
+    that answered the submit, beside the producer's next submit; the Stower
+    waits those turns while a job runs, so both take one commit (without the
+    wait, about 1.5 commits a job)."""
+    workers = [Noop(name=f"w{i}") for i in range(4)]
+    async with jobledger.open(tmp_path / "j.db", workers=workers) as ledger:
+        warm = await ledger.submit("noop", {"i": -1})
+        await ledger.wait(warm.id, timeout=30)
+        before = ledger.statistics().stower.batches
+        jobs = [await ledger.submit("noop", {"i": i}) for i in range(100)]
+        await asyncio.gather(*(ledger.wait(j.id, timeout=60) for j in jobs))
+        batches = ledger.statistics().stower.batches - before
+        assert batches <= 125, batches
+        await _each_ran_once(ledger, jobs)
